@@ -1,0 +1,133 @@
+"""Command line: ``cameras explain``, ``cameras models``, ``cameras methods``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .core.errors import CamerasError
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(code)
+
+
+def parse_scales(text: str | None) -> list[int] | None:
+    """``"224,324,424"`` → [224, 324, 424]; ``"224:1000:100"`` → range(224, 1000, 100).
+
+    Example:
+        >>> parse_scales("224:524:100")
+        [224, 324, 424]
+    """
+    if text is None:
+        return None
+    try:
+        if ":" in text:
+            start, stop, step = (int(v) for v in text.split(":"))
+            return list(range(start, stop, step))
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not a list like 224,324,424 or a range like 224:1000:100") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cameras")
+def main() -> None:
+    """CAMERAS: high-resolution saliency maps for PyTorch image classifiers."""
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", "model_name", default="efficientnet_lite0", show_default=True,
+              help="efficientnet_lite0 (embedded), torchvision:<arch> or timm:<name>.")
+@click.option("--weights", default=None, help="Local weights file for torchvision:/timm: models, or 'random'.")
+@click.option("--method", default="cameras", show_default=True, help="Saliency method (see `cameras methods`).")
+@click.option("--target", "targets", multiple=True,
+              help="Class to explain: id, WordNet id or name (repeatable). Default: the top-k classes.")
+@click.option("--topk", default=1, show_default=True, type=click.IntRange(1, 1000), help="Explain each of the top K classes.")
+@click.option("--layer", default=None, help="Layer name to explain (default: found automatically).")
+@click.option("--scales", default=None, help="CAMERAS sizes, e.g. 224,324,424 or 224:1000:100 (default 224..924 by 100).")
+@click.option("--steps", default=None, type=click.IntRange(1, 100), help="CAMERAS: N sizes from the model's input size to --max-size.")
+@click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192), help="CAMERAS: largest size with --steps.")
+@click.option("--resample", default="bicubic", show_default=True, type=click.Choice(["bicubic", "bilinear"]),
+              help="CAMERAS: image resampling between scales.")
+@click.option("--square", is_flag=True, help="Resize images to a square instead of keeping the aspect ratio.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 4096), help="Images per batch (same-size images are batched).")
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity of the map.")
+@click.option("--out", "out_dir", default="cameras-out", show_default=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def explain(images, model_name, weights, method, targets, topk, layer, scales, steps, max_size, resample, square,
+            device, batch_size, alpha, out_dir, quiet) -> None:
+    """Explain IMAGE files (or folders of images) and write overlays, maps and JSON.
+
+    For each image and class: OUT/<stem>.<method>.<class>.png (map over the image, same
+    size as the original), OUT/<stem>.<method>.<class>.npy (float32 map at the original
+    H×W), and OUT/<stem>.json (top-k predictions, targets, kept scales, timings).
+    """
+    import torch
+
+    from .explain import explain_images
+    from .images import list_images
+    from .methods import get_method, method_class
+    from .models import load_model
+
+    try:
+        cls = method_class(method)
+        bundle = load_model(model_name, weights, device=torch.device(device))
+        target_ids = [bundle.class_index(t) for t in targets] or None
+        options: dict = {"layer": layer if layer is not None else bundle.layer}
+        if cls.name == "cameras":
+            scale_list = parse_scales(scales)
+            if scale_list is not None and steps is not None:
+                raise click.BadParameter("give --scales or --steps, not both")
+            if steps is not None:
+                options.update(steps=steps, max_size=max_size, base_size=bundle.input_size)
+            else:
+                options["scales"] = scale_list
+            options["resample"] = resample
+        elif not cls.uses_layer:
+            options.pop("layer")
+        m = get_method(cls.name, bundle.model, **options)
+    except (CamerasError, RuntimeError) as e:
+        _fail(str(e))
+    params = {k: v for k, v in {
+        "scales": getattr(m, "scales", None), "resample": getattr(m, "resample", None),
+        "square": square, "batch_size": batch_size, "device": device,
+    }.items() if v is not None}
+    paths = list_images(images)
+    if not paths:
+        _fail("no image files found in the given folders")
+    outcomes = explain_images(paths, bundle, m, out_dir, target_ids, topk, batch_size, square, alpha, params,
+                              progress=False if quiet else None)
+    failed = [o for o in outcomes if o.error]
+    for o in failed:
+        click.echo(f"error: {o.error}", err=True)
+    done = len(outcomes) - len(failed)
+    click.echo(f"explained {done} of {len(outcomes)} images into {out_dir}")
+    if failed:
+        sys.exit(1)
+
+
+@main.command("methods")
+def list_methods() -> None:
+    """List the saliency methods."""
+    from .methods import available_methods
+
+    for name in available_methods():
+        click.echo(name)
+
+
+@main.command("models")
+def list_models() -> None:
+    """Show how to name models."""
+    click.echo("efficientnet_lite0     embedded ImageNet EfficientNet-Lite0 (default, offline)")
+    click.echo("torchvision:<arch>     e.g. torchvision:resnet50 (weights: --weights FILE or torch hub cache)")
+    click.echo("timm:<name>            e.g. timm:resnet18 (weights: --weights FILE or Hugging Face cache)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,83 @@
+"""Base class of every saliency method: input checks, state guarantees, timing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .errors import InputError
+from .guard import frozen_eval, unwrap_model
+from .layers import resolve_layer
+from .ops import check_batch, check_target_range, resolve_targets
+from .result import SaliencyResult
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued kernels on ``device`` (no-op on CPU) so timings are honest."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class SaliencyMethod:
+    """Template for a saliency method: subclasses implement :meth:`explain_batch`.
+
+    ``method(x, target=None)`` validates ``x`` (normalised B×C×H×W), turns ``target`` into a
+    B-vector (or None: each image's top-1), switches the model to eval mode with frozen
+    parameters and gradients enabled (also under ``torch.no_grad()`` or inference mode), calls
+    :meth:`explain_batch`, and restores every training flag, ``requires_grad`` and ``.grad``.
+
+    Subclasses set ``name`` and ``uses_layer``; layer methods get ``self.layer_name`` and
+    ``self.layer`` resolved automatically when ``layer=None``.
+    """
+
+    name: ClassVar[str] = ""
+    uses_layer: ClassVar[bool] = True
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None) -> None:
+        self.model = unwrap_model(model)
+        self._layer_arg = layer
+        self.layer_name: str | None = None
+        self.layer: nn.Module | None = None
+        if self.uses_layer and layer is not None:
+            self.layer_name, self.layer = resolve_layer(self.model, layer)
+
+    def _ensure_layer(self, x: Tensor) -> None:
+        if self.uses_layer and self.layer is None:
+            self.layer_name, self.layer = resolve_layer(self.model, None, (x.shape[1], 224, 224))
+
+    @torch.inference_mode(False)
+    def __call__(self, x: Tensor, target: int | Sequence[int] | Tensor | None = None) -> SaliencyResult:
+        x = check_batch(x)
+        if x.is_inference():
+            x = x.clone()
+        self._ensure_layer(x)
+        start = time.perf_counter()
+        with frozen_eval(self.model), torch.enable_grad():
+            targets = resolve_targets(target, x.shape[0], None, x.device)
+            result = self.explain_batch(x, targets)
+        sync(x.device)
+        result.seconds = time.perf_counter() - start
+        return result
+
+    @staticmethod
+    def pick_targets(logits: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Targets (given, range-checked, or top-1) and their softmax probabilities.
+
+        ``logits`` is B×N; returns (B int64, B float32).
+        """
+        if logits.dim() != 2:
+            raise InputError(f"the model must return B×classes logits, got shape {tuple(logits.shape)}")
+        if target is None:
+            target = logits.argmax(1)
+        else:
+            check_target_range(target, logits.shape[1])
+        probs = logits.detach().float().softmax(1).gather(1, target[:, None])[:, 0]
+        return target, probs
+
+    def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
+        """Compute maps for a validated batch; ``target`` is a B int64 tensor or None."""
+        raise NotImplementedError  # pragma: no cover - abstract

@@ -1,0 +1,75 @@
+"""Capture a layer's activation as a gradient leaf, with the hook scoped to one call."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .errors import LayerError
+
+
+class LayerCapture:
+    """Forward hook that turns ``layer``'s output into a leaf tensor requiring gradients.
+
+    Inside ``with LayerCapture(layer, name) as cap:`` each forward pass stores the layer's
+    output ``cap.activation`` (shape of the layer output, e.g. B×K×h×w) as a detached leaf
+    with ``requires_grad=True`` and feeds a clone of it to the rest of the network. Hence
+    ``torch.autograd.grad(score, cap.activation)`` backpropagates from the score down to the
+    layer only, in-place operations after the layer (DenseNet's functional ReLU) cannot
+    corrupt it, and the hook is removed on exit even when the forward raised.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+        >>> with LayerCapture(net[0], "0") as cap:
+        ...     y = net(torch.rand(1, 3, 8, 8))
+        >>> tuple(cap.activation.shape), cap.activation.requires_grad
+        ((1, 4, 6, 6), True)
+    """
+
+    def __init__(self, layer: nn.Module, name: str = "layer") -> None:
+        self.layer = layer
+        self.name = name
+        self.activation: Tensor | None = None
+        self.calls = 0
+        self._handle = None
+
+    def reset(self) -> None:
+        """Forget the last activation before a new forward pass."""
+        self.activation = None
+        self.calls = 0
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: object) -> Tensor:
+        if not isinstance(output, Tensor):
+            raise LayerError(
+                f"layer '{self.name}' returns {type(output).__name__}, not a tensor; "
+                "choose a module whose output is a B×K×h×w feature map"
+            )
+        self.calls += 1
+        if self.calls > 1:
+            raise LayerError(
+                f"layer '{self.name}' runs more than once per forward pass (a shared module); "
+                "choose a module that runs once, e.g. its parent block"
+            )
+        leaf = output.detach().requires_grad_(True)
+        self.activation = leaf
+        return leaf.clone()
+
+    def __enter__(self) -> "LayerCapture":
+        self.reset()
+        self._handle = self.layer.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def get(self) -> Tensor:
+        """The captured activation of the last forward; a clear error if the hook never fired."""
+        if self.activation is None:
+            raise LayerError(
+                f"the forward hook on layer '{self.name}' did not fire: the layer is not used in "
+                "forward, or the model is compiled/scripted. Pass a layer the model calls, on the "
+                "uncompiled model."
+            )
+        return self.activation

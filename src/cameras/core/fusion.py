@@ -1,0 +1,68 @@
+"""Multi-scale accumulation and fusion of activations and gradients (METHOD.md §1, steps 5-6).
+
+Bilinear resizing is linear and separable, so resizing a h_t×w_t channel to H×W is
+``R_t @ A @ C_tᵀ`` with R_t (H×h_t) and C_t (W×w_t) from :func:`interp_matrix`. The
+scale-average of resized channels is then ``[R_0 … R_T] @ stack_t(c_t · A_t @ C_tᵀ)``: one
+batched matrix product per channel chunk, with the per-image scale weights c_t (1/#kept or
+0) folded in. Activations and gradients are averaged separately, multiplied and summed over
+channels chunk by chunk, so at most one chunk of full-resolution channels exists at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .ops import interp_matrix
+
+DEFAULT_CHUNK_ELEMENTS = 1 << 23  # elements of one B×k×H×W full-resolution chunk (32 MB in fp32)
+
+
+def fuse_multiscale(
+    acts: list[Tensor],
+    grads: list[Tensor],
+    weights: Tensor,
+    size: tuple[int, int],
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+) -> Tensor:
+    """S = ReLU(Σ_k mean_t up(A_t)_k ⊙ mean_t up(W_t)_k), computed exactly and in chunks.
+
+    Args:
+        acts: per scale t, activations B×K×h_t×w_t (any float dtype; fused in float32).
+        grads: per scale t, gradients of the same shapes.
+        weights: B×T float tensor, weight of scale t for image b (e.g. kept/#kept; rows sum
+            to 1 for a mean over kept scales; zero drops the scale for that image).
+        size: output (H, W).
+        chunk_elements: bound on B·k·H·W for one channel chunk.
+
+    Returns:
+        B×H×W float32 tensor, non-negative, on the device of ``acts``.
+
+    Example:
+        >>> a = [torch.ones(1, 2, 2, 2)]
+        >>> fuse_multiscale(a, a, torch.ones(1, 1), (4, 4)).unique().tolist()
+        [2.0]
+    """
+    B, K = acts[0].shape[:2]
+    H, W = size
+    device = acts[0].device
+    used = [t for t in range(len(acts)) if bool((weights[:, t] != 0).any())]
+    rows = torch.cat([interp_matrix(acts[t].shape[-2], H, device) for t in used], dim=1)  # H×Σh
+    cols = [interp_matrix(acts[t].shape[-1], W, device).T for t in used]  # w_t×W
+    w = weights.to(device=device, dtype=torch.float32)
+    chunk = max(1, min(K, chunk_elements // max(1, B * H * W)))
+    out = torch.zeros(B, H, W, device=device, dtype=torch.float32)
+
+    def average(stack: list[Tensor], k0: int, k1: int) -> Tensor:
+        parts = [
+            (stack[t][:, k0:k1].float() @ c) * w[:, t].view(B, 1, 1, 1) for t, c in zip(used, cols)
+        ]  # each B×k×h_t×W
+        return rows @ torch.cat(parts, dim=2)  # B×k×H×W
+
+    for k0 in range(0, K, chunk):
+        k1 = min(K, k0 + chunk)
+        a = average(acts, k0, k1)
+        g = average(grads, k0, k1)
+        out += (a.mul_(g)).sum(1)
+        del a, g
+    return out.clamp_(min=0)

@@ -1,0 +1,143 @@
+"""Find the layer to explain: by name, by module, by architecture, or by a dummy forward."""
+
+from __future__ import annotations
+
+import difflib
+
+import torch
+from torch import nn
+
+from .errors import LayerError
+from .guard import frozen_eval
+
+
+def _vgg_layer(model: nn.Module) -> str | None:
+    feats = getattr(model, "features", None)
+    if not isinstance(feats, nn.Sequential):
+        return None
+    relus = [i for i, m in enumerate(feats) if isinstance(m, nn.ReLU)]
+    return f"features.{relus[-1]}" if relus else None
+
+
+# Known layers by (module of the class, class name). The last spatial feature map before
+# global pooling, as the CAMERAS reference uses (VGG: the last ReLU before the last max-pool).
+_KNOWN: dict[tuple[str, str], str | object] = {
+    ("torchvision.models.resnet", "ResNet"): "layer4",
+    ("torchvision.models.densenet", "DenseNet"): "features",
+    ("torchvision.models.inception", "Inception3"): "Mixed_7c",
+    ("torchvision.models.googlenet", "GoogLeNet"): "inception5b",
+    ("torchvision.models.vgg", "VGG"): _vgg_layer,
+    ("torchvision.models.efficientnet", "EfficientNet"): "features",
+    ("torchvision.models.mobilenetv2", "MobileNetV2"): "features",
+    ("torchvision.models.mobilenetv3", "MobileNetV3"): "features",
+    ("torchvision.models.convnext", "ConvNeXt"): "features",
+    ("timm.models.efficientnet", "EfficientNet"): "bn2",
+    ("timm.models.resnet", "ResNet"): "layer4",
+    ("timm.models.mobilenetv3", "MobileNetV3"): "blocks",
+}
+
+
+def module_name(model: nn.Module, layer: nn.Module) -> str:
+    """The dotted name of ``layer`` inside ``model`` (``""`` for the model itself)."""
+    for name, mod in model.named_modules():
+        if mod is layer:
+            return name
+    raise LayerError(
+        f"the given layer ({type(layer).__name__}) is not a submodule of the model; pass a "
+        "module from model.named_modules() or its name"
+    )
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name``, or a LayerError listing the closest names."""
+    modules = dict(model.named_modules())
+    if name in modules and name != "":
+        return modules[name]
+    close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise LayerError(
+        f"unknown layer '{name}' for {type(model).__name__}.{hint} "
+        "List names with [n for n, _ in model.named_modules()]."
+    )
+
+
+def known_layer(model: nn.Module) -> str | None:
+    """The layer name known for this architecture, or None for unknown architectures."""
+    cls = type(model)
+    entry = _KNOWN.get((cls.__module__, cls.__name__))
+    if entry is None:
+        return None
+    name = entry(model) if callable(entry) else entry
+    if name is None or name not in dict(model.named_modules()):
+        return None
+    return name
+
+
+def probe_layer(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224)) -> str:
+    """Find the last module whose output is a spatial 4-D map, by one dummy forward pass.
+
+    Among the modules that run exactly once, the one that finishes last with a
+    B×K×h×w output where h·w > 1 (i.e. before global pooling) is chosen.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        >>> probe_layer(net, (3, 16, 16))
+        '1'
+    """
+    order: list[str] = []
+    calls: dict[str, int] = {}
+    spatial: dict[str, bool] = {}
+    handles = []
+
+    def make(name: str):
+        def hook(_m, _i, out):
+            calls[name] = calls.get(name, 0) + 1
+            ok = isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1
+            spatial[name] = ok
+            order.append(name)
+
+        return hook
+
+    for name, mod in model.named_modules():
+        if name:
+            handles.append(mod.register_forward_hook(make(name)))
+    try:
+        param = next(iter(model.parameters()), None)
+        device = param.device if param is not None else torch.device("cpu")
+        dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+        with frozen_eval(model), torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=device, dtype=dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    for name in reversed(order):
+        if calls[name] == 1 and spatial[name]:
+            return name
+    raise LayerError(
+        f"no module of {type(model).__name__} outputs a spatial B×K×h×w map for a "
+        f"{input_shape} input; pass layer= explicitly"
+    )
+
+
+def resolve_layer(
+    model: nn.Module,
+    layer: str | nn.Module | None = None,
+    input_shape: tuple[int, int, int] = (3, 224, 224),
+) -> tuple[str, nn.Module]:
+    """Resolve ``layer`` (name, module or None for automatic) to ``(name, module)``.
+
+    Example:
+        >>> import torchvision
+        >>> resolve_layer(torchvision.models.resnet18())[0]
+        'layer4'
+    """
+    if layer is None:
+        name = known_layer(model) or probe_layer(model, input_shape)
+        return name, get_layer(model, name)
+    if isinstance(layer, nn.Module):
+        return module_name(model, layer), layer
+    if isinstance(layer, str):
+        return layer, get_layer(model, layer)
+    raise LayerError(f"layer must be a name, a module or None, got {type(layer).__name__}")

@@ -1,0 +1,137 @@
+"""Small tensor operations shared by the methods: targets, resizing, normalisation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .errors import InputError
+
+
+def check_batch(x: object) -> Tensor:
+    """Validate a normalised image batch: a floating B×C×H×W tensor with H, W >= 8.
+
+    Example:
+        >>> import torch
+        >>> check_batch(torch.zeros(2, 3, 16, 16)).shape
+        torch.Size([2, 3, 16, 16])
+    """
+    if not isinstance(x, Tensor):
+        raise InputError(f"x must be a torch.Tensor of shape B×C×H×W, got {type(x).__name__}")
+    if x.dim() == 3:
+        raise InputError(f"x has shape {tuple(x.shape)}; add the batch dimension: x.unsqueeze(0)")
+    if x.dim() != 4:
+        raise InputError(f"x must have shape B×C×H×W, got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise InputError(f"x must be a floating tensor (normalised image), got {x.dtype}")
+    if x.shape[0] == 0:
+        raise InputError("x is an empty batch")
+    if min(x.shape[-2:]) < 8:
+        raise InputError(f"image {tuple(x.shape[-2:])} is under 8 px on a side; use a larger image")
+    return x
+
+
+def resolve_targets(
+    target: int | Sequence[int] | Tensor | None, batch: int, num_classes: int | None, device: torch.device
+) -> Tensor | None:
+    """Turn ``target`` into a B int64 tensor on ``device`` (None stays None).
+
+    An int applies to every image; a sequence or 1-D tensor must have exactly B entries.
+
+    Example:
+        >>> resolve_targets(3, 2, 10, torch.device("cpu")).tolist()
+        [3, 3]
+    """
+    if target is None:
+        return None
+    if isinstance(target, bool):
+        raise InputError("target must be a class index, not a bool")
+    if isinstance(target, Tensor):
+        t = target.detach()
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise InputError(f"target tensor must hold integer class ids, got {t.dtype}")
+        if t.dim() == 0:
+            t = t.expand(batch)
+        elif t.dim() != 1:
+            raise InputError(f"target tensor must be 0-D or 1-D (B,), got shape {tuple(t.shape)}")
+    elif isinstance(target, int) or hasattr(target, "__index__"):
+        t = torch.full((batch,), int(target), dtype=torch.long)
+    elif isinstance(target, Sequence) and not isinstance(target, str):
+        vals = list(target)
+        if not all(isinstance(v, int) or hasattr(v, "__index__") for v in vals) or any(isinstance(v, bool) for v in vals):
+            raise InputError(f"target list must hold integer class ids, got {vals!r}")
+        t = torch.tensor([int(v) for v in vals], dtype=torch.long)
+    else:
+        raise InputError(f"target must be None, an int, a sequence of ints or a tensor, got {type(target).__name__}")
+    if t.numel() != batch:
+        raise InputError(f"got {t.numel()} targets for a batch of {batch}; give one int or exactly {batch}")
+    t = t.to(device=device, dtype=torch.long)
+    if num_classes is not None:
+        check_target_range(t, num_classes)
+    return t
+
+
+def check_target_range(t: Tensor, num_classes: int) -> Tensor:
+    """Raise InputError unless every class id in ``t`` lies in 0..num_classes-1.
+
+    Example:
+        >>> check_target_range(torch.tensor([0, 9]), 10).tolist()
+        [0, 9]
+    """
+    bad = (t < 0) | (t >= num_classes)
+    if bool(bad.any()):
+        raise InputError(
+            f"target {int(t[bad][0])} is out of range for a model with {num_classes} classes (0..{num_classes - 1})"
+        )
+    return t
+
+
+def interp_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> Tensor:
+    """The n_out×n_in matrix of 1-D linear resampling with ``align_corners=False``.
+
+    ``interp_matrix(h, H) @ A @ interp_matrix(w, W).T`` equals
+    ``F.interpolate(A, (H, W), mode="bilinear", align_corners=False)`` for each channel.
+
+    Example:
+        >>> interp_matrix(2, 4)
+        tensor([[1.0000, 0.0000],
+                [0.7500, 0.2500],
+                [0.2500, 0.7500],
+                [0.0000, 1.0000]])
+    """
+    eye = torch.eye(n_in, device=device, dtype=dtype).unsqueeze(0)  # 1×n_in(channels)×n_in
+    out = F.interpolate(eye, size=n_out, mode="linear", align_corners=False)  # 1×n_in×n_out
+    return out[0].T.contiguous()
+
+
+def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinearly resize B×h×w maps to B×H×W (``align_corners=False``).
+
+    Example:
+        >>> resize_maps(torch.ones(1, 2, 2), (4, 6)).shape
+        torch.Size([1, 4, 6])
+    """
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+
+
+def normalize_maps(s: Tensor) -> Tensor:
+    """Min-max normalise each B×H×W map to [0, 1]; a constant map becomes all zeros (no NaN).
+
+    Example:
+        >>> normalize_maps(torch.tensor([[[1.0, 3.0]], [[2.0, 2.0]]])).tolist()
+        [[[0.0, 1.0]], [[0.0, 0.0]]]
+    """
+    s = s.float()
+    flat = s.flatten(1)
+    lo = flat.min(1).values.view(-1, 1, 1)
+    hi = flat.max(1).values.view(-1, 1, 1)
+    rng = hi - lo
+    ok = rng > 0
+    out = (s - lo) / torch.where(ok, rng, torch.ones_like(rng))
+    out = torch.where(ok, out, torch.zeros_like(out))
+    return torch.nan_to_num(out, nan=0.0).clamp_(0.0, 1.0)

@@ -1,0 +1,151 @@
+"""Explain image files end to end: read, batch, explain, write overlays, maps and JSON."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .core.base import SaliencyMethod
+from .core.errors import CamerasError
+from .core.ops import resize_maps
+from .images import load_image, preprocess
+from .io import encode_json, encode_npy, encode_png, write_files_atomically
+from .models import ModelBundle
+from .viz import overlay
+
+
+@dataclass
+class ImageOutcome:
+    """What happened to one input file: the files written, or the error."""
+
+    path: Path
+    files: list[Path] = field(default_factory=list)
+    error: str | None = None
+
+
+def unique_stems(paths: list[Path]) -> list[str]:
+    """File stems made unique by suffixes ``_2``, ``_3``… for repeated names.
+
+    Example:
+        >>> unique_stems([Path("a/x.jpg"), Path("b/x.png"), Path("y.jpg")])
+        ['x', 'x_2', 'y']
+    """
+    seen: dict[str, int] = defaultdict(int)
+    out = []
+    for p in paths:
+        seen[p.stem] += 1
+        out.append(p.stem if seen[p.stem] == 1 else f"{p.stem}_{seen[p.stem]}")
+    return out
+
+
+def explain_images(
+    paths: list[Path],
+    bundle: ModelBundle,
+    method: SaliencyMethod,
+    out_dir: Path,
+    targets: list[int] | None = None,
+    topk: int = 1,
+    batch_size: int = 1,
+    square: bool = False,
+    alpha: float = 0.5,
+    params: dict | None = None,
+    progress: bool | None = None,
+) -> list[ImageOutcome]:
+    """Explain every image file and write ``<stem>.<method>.<class>.{png,npy}`` and ``<stem>.json``.
+
+    Images with the same model-input size are batched (up to ``batch_size``). With
+    ``targets`` each listed class is explained; otherwise the top ``topk`` classes, the
+    first with the method's automatic target (for CAMERAS: the scale-dropping rule), the
+    others as explicit targets. Each image's files are written atomically after all its
+    maps exist; a failing image gets an error and no files, and the others go on.
+
+    Returns:
+        One :class:`ImageOutcome` per path, in order.
+    """
+    out_dir = Path(out_dir)
+    outcomes = [ImageOutcome(Path(p)) for p in paths]
+    stems = unique_stems([o.path for o in outcomes])
+    device = bundle.device
+    loaded: dict[int, tuple] = {}
+    for i, o in enumerate(outcomes):
+        try:
+            img = load_image(o.path)
+            x = preprocess(img, bundle.input_size, bundle.mean, bundle.std, square, bundle.interpolation, device)
+            loaded[i] = (img, x)
+        except CamerasError as e:
+            o.error = str(e)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, (_, x) in loaded.items():
+        groups[tuple(x.shape)].append(i)
+    batches = [idx[j : j + batch_size] for idx in groups.values() for j in range(0, len(idx), batch_size)]
+    bar = tqdm(total=len(loaded), desc=f"explain ({method.name})", unit="img", disable=None if progress is None else not progress)
+    try:
+        for batch in batches:
+            try:
+                _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params)
+            except CamerasError as e:
+                for i in batch:
+                    outcomes[i].error = f"{outcomes[i].path}: {e}"
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return outcomes
+
+
+def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params):
+    x = torch.cat([loaded[i][1] for i in batch])
+    start = time.perf_counter()
+    with torch.no_grad():
+        probs = bundle.model(x).float().softmax(1)
+    k = max(1, min(topk, probs.shape[1]))
+    top_p, top_i = probs.topk(k, dim=1)
+    pre_seconds = time.perf_counter() - start
+    if targets:
+        specs = [torch.full((len(batch),), t, dtype=torch.long, device=x.device) for t in targets]
+    else:
+        specs = [None] + [top_i[:, r].contiguous() for r in range(1, k)]
+    results = [method(x, target=s) for s in specs]
+    for b, i in enumerate(batch):
+        img = loaded[i][0]
+        H, W = img.height, img.width
+        stem = stems[i]
+        files: dict[Path, bytes] = {}
+        record = {
+            "image": str(outcomes[i].path),
+            "size": [H, W],
+            "input_size": list(x.shape[-2:]),
+            "model": bundle.name,
+            "method": method.name,
+            "layer": getattr(method, "layer_name", None),
+            "parameters": params or {},
+            "topk": [
+                {"class": int(c), "name": bundle.class_name(int(c)), "wnid": _wnid(bundle, int(c)), "probability": float(p)}
+                for p, c in zip(top_p[b].tolist(), top_i[b].tolist())
+            ],
+            "explanations": [],
+            "seconds": pre_seconds / len(batch),
+        }
+        for res in results:
+            cls = int(res.targets[b])
+            full = resize_maps(res.maps[b : b + 1], (H, W))[0].clamp(0, 1)
+            sal = full.detach().cpu().numpy().astype(np.float32)
+            base = f"{stem}.{method.name}.{cls}"
+            files[out_dir / f"{base}.png"] = encode_png(overlay(np.asarray(img), sal, alpha))
+            files[out_dir / f"{base}.npy"] = encode_npy(sal)
+            entry = res.item(b)
+            entry.update(name=bundle.class_name(cls), wnid=_wnid(bundle, cls), png=f"{base}.png", npy=f"{base}.npy")
+            record["explanations"].append(entry)
+            record["seconds"] += entry["seconds"]
+        files[out_dir / f"{stem}.json"] = encode_json(record)
+        write_files_atomically(files)
+        outcomes[i].files = list(files)
+
+
+def _wnid(bundle: ModelBundle, idx: int) -> str | None:
+    return bundle.wnids[idx] if 0 <= idx < len(bundle.wnids) else None

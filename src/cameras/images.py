@@ -1,0 +1,136 @@
+"""Reading image files and turning them into model input. NumPy/PIL live only here and in I/O."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+from torchvision.transforms import InterpolationMode
+
+from .core.errors import ImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+MIN_SIDE = 8
+
+
+def _to_rgb8(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode (16-bit, float, palette, alpha, CMYK, grey) to 8-bit RGB."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max(initial=0) > 255 or img.mode.startswith("I;16") else 255.0
+        arr = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 1.0 if arr.max(initial=0) <= 1.0 else float(arr.max())
+        arr = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "RGBa"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Read an image file as 8-bit RGB, upright (EXIF orientation applied).
+
+    Handles JPEG, PNG, BMP, TIFF, WebP (and GIF's first frame): grayscale, palette, RGBA
+    (composited on white), 16-bit and float images. Raises :class:`ImageError` naming the
+    file for a missing path, a directory, a non-image, a truncated file or an image under
+    8 px on a side.
+
+    Example:
+        >>> from skimage import data; from PIL import Image
+        >>> Image.fromarray(data.chelsea()).save("/tmp/_c.png")
+        >>> load_image("/tmp/_c.png").size
+        (451, 300)
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"{p}: no such file")
+    if p.is_dir():
+        raise ImageError(f"{p}: is a directory, not an image file (pass the files inside it)")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            rgb = _to_rgb8(im)
+    except UnidentifiedImageError:
+        raise ImageError(f"{p}: not an image file PIL can read (JPEG, PNG, BMP, TIFF, WebP)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{p}: corrupt or truncated image ({e})") from None
+    if min(rgb.size) < MIN_SIDE:
+        raise ImageError(f"{p}: image is {rgb.size[0]}×{rgb.size[1]} px; at least {MIN_SIDE} px per side is needed")
+    return rgb
+
+
+def image_to_tensor(img: Image.Image) -> Tensor:
+    """8-bit RGB PIL image → 3×H×W float32 tensor in [0, 1].
+
+    Example:
+        >>> from PIL import Image
+        >>> image_to_tensor(Image.new("RGB", (5, 4), (255, 0, 0))).shape
+        torch.Size([3, 4, 5])
+    """
+    return TF.pil_to_tensor(img).float().div_(255.0)
+
+
+def preprocess_size(height: int, width: int, size: int, square: bool = False) -> tuple[int, int]:
+    """Model-input (h, w): shorter side to ``size`` keeping the aspect ratio, or size×size.
+
+    Example:
+        >>> preprocess_size(300, 451, 224)
+        (224, 337)
+    """
+    if square:
+        return size, size
+    if height <= width:
+        return size, max(1, round(width * size / height))
+    return max(1, round(height * size / width)), size
+
+
+def preprocess(
+    img: Image.Image,
+    size: int = 224,
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+    square: bool = False,
+    interpolation: str = "bicubic",
+    device: str | torch.device = "cpu",
+) -> Tensor:
+    """Resize (antialiased) and normalise an RGB image into a 1×3×h×w model input.
+
+    By default the shorter side becomes ``size`` and the aspect ratio is kept (no crop), so
+    maps cover the whole image; ``square=True`` resizes to size×size.
+
+    Example:
+        >>> from PIL import Image
+        >>> preprocess(Image.new("RGB", (451, 300))).shape
+        torch.Size([1, 3, 224, 337])
+    """
+    x = image_to_tensor(img).to(device)
+    h, w = preprocess_size(x.shape[1], x.shape[2], size, square)
+    mode = InterpolationMode(interpolation) if interpolation in ("bilinear", "bicubic", "nearest") else InterpolationMode.BICUBIC
+    x = TF.resize(x, [h, w], interpolation=mode, antialias=True).clamp_(0, 1)
+    x = TF.normalize(x, list(mean), list(std))
+    return x.unsqueeze(0)
+
+
+def list_images(paths) -> list[Path]:
+    """Expand the given paths: files stay, directories give their image files (sorted)."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
+        else:
+            out.append(p)
+    return out

@@ -1,0 +1,67 @@
+"""Atomic file writing: a file appears whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _tmp_for(path: Path) -> str:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    return tmp
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """H×W×3 uint8 → PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def encode_npy(arr: np.ndarray) -> bytes:
+    """Array → .npy bytes."""
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def encode_json(obj) -> bytes:
+    """Object → pretty UTF-8 JSON bytes."""
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def write_files_atomically(files: dict[Path, bytes]) -> None:
+    """Write every file or none: all go to temporary files first, then are renamed.
+
+    If anything fails before the renames, the temporaries are removed and no target file
+    changes; renames within one directory are atomic per file.
+
+    Example:
+        >>> write_files_atomically({Path("/tmp/_a.txt"): b"hi"}); Path("/tmp/_a.txt").read_text()
+        'hi'
+    """
+    tmps: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _tmp_for(path)
+            tmps.append((tmp, path))
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for tmp, path in tmps:
+            os.replace(tmp, path)
+        tmps = []
+    finally:
+        for tmp, _ in tmps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)

@@ -1,0 +1,171 @@
+"""CAMERAS: multi-scale accumulation of activations and gradients (Jalwana et al., CVPR 2021)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core.base import SaliencyMethod
+from ..core.capture import LayerCapture
+from ..core.errors import InputError
+from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale
+from ..core.ops import normalize_maps
+from ..core.result import SaliencyResult
+
+DEFAULT_SCALES: tuple[int, ...] = tuple(range(224, 1000, 100))  # 224, 324, ..., 924
+
+
+def scale_schedule(steps: int, max_size: int, base: int = 224) -> list[int]:
+    """``steps`` sizes evenly spaced from ``base`` to ``max_size`` inclusive (rounded).
+
+    Example:
+        >>> scale_schedule(5, 1000)
+        [224, 418, 612, 806, 1000]
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError(f"steps must be a positive integer, got {steps!r}")
+    if steps > 1 and max_size <= base:
+        raise InputError(f"max_size ({max_size}) must exceed the base size ({base}) for {steps} steps")
+    return [int(round(v)) for v in np.linspace(base, max_size, steps)] if steps > 1 else [int(base)]
+
+
+def check_scales(scales: Sequence[int]) -> list[int]:
+    """Validate a scale list: positive, strictly increasing integers.
+
+    Example:
+        >>> check_scales([224, 324])
+        [224, 324]
+    """
+    try:
+        vals = [int(s) for s in scales]
+    except (TypeError, ValueError):
+        raise InputError(f"scales must be a list of integer sizes, got {scales!r}") from None
+    if not vals:
+        raise InputError("scales must hold at least one size")
+    if any(v < 8 for v in vals):
+        raise InputError(f"every scale must be at least 8 px, got {vals}")
+    if any(b <= a for a, b in zip(vals, vals[1:])):
+        raise InputError(f"scales must be strictly increasing, got {vals}")
+    return vals
+
+
+class CAMERAS(SaliencyMethod):
+    """CAMERAS saliency (METHOD.md §1): exact, batched, on the input's device.
+
+    For each scale ζ_t the (normalised) batch is resized by ζ_t/ζ_0 on both sides (scale 0
+    is the input as given; bicubic, ``align_corners=False``), the layer's activations A_t
+    and the gradients W_t of the target's pre-softmax logit are captured, both are resized
+    bilinearly to the input size and averaged over the kept scales separately, and the map
+    is ReLU(Σ_k W̄_k ⊙ Ā_k), min-max normalised per image (an all-zero map stays zero).
+    Without a target, the target is each image's top-1 at scale 0 and a scale is kept for
+    an image only if its own top-1 agrees ("sanity preserving" rule); with a target every
+    scale is kept. Gradients flow from the logit to the layer only.
+
+    Args:
+        model: classifier taking normalised B×C×H×W input and returning B×classes logits.
+        layer: name or module to explain; None finds the last spatial feature map.
+        scales: strictly increasing sizes ζ_0 < ζ_1 < …; default 224, 324, …, 924.
+        steps, max_size: alternatively, ``steps`` sizes from ``base_size`` to ``max_size``.
+        base_size: ζ_0 for ``steps`` (the model's input size), default 224.
+        resample: ``"bicubic"`` (default, as the reference code) or ``"bilinear"``.
+        chunk_elements: memory bound on one full-resolution channel chunk during fusion.
+
+    Call: ``CAMERAS(model)(x, target=None)`` with x of shape B×C×H×W returns a
+    :class:`~cameras.SaliencyResult` whose ``maps`` are B×H×W in [0, 1] and
+    ``kept_scales[b]`` lists the sizes accumulated for image b.
+
+    Example:
+        >>> import torch, torchvision
+        >>> net = torchvision.models.resnet18(num_classes=10)
+        >>> res = CAMERAS(net, scales=[64, 96])(torch.randn(2, 3, 64, 80), target=[1, 2])
+        >>> tuple(res.maps.shape), res.kept_scales
+        ((2, 64, 80), [[64, 96], [64, 96]])
+    """
+
+    name = "cameras"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | nn.Module | None = None,
+        scales: Sequence[int] | None = None,
+        steps: int | None = None,
+        max_size: int = 1000,
+        base_size: int = 224,
+        resample: str = "bicubic",
+        chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    ) -> None:
+        super().__init__(model, layer)
+        if scales is not None and steps is not None:
+            raise InputError("give either scales or steps (with max_size), not both")
+        if steps is not None:
+            scales = scale_schedule(steps, int(max_size), int(base_size))
+        self.scales = check_scales(DEFAULT_SCALES if scales is None else scales)
+        if resample not in ("bicubic", "bilinear"):
+            raise InputError(f"resample must be 'bicubic' or 'bilinear', got {resample!r}")
+        self.resample = resample
+        if int(chunk_elements) < 1:
+            raise InputError(f"chunk_elements must be positive, got {chunk_elements}")
+        self.chunk_elements = int(chunk_elements)
+
+    def scale_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """Input sizes (h, w) of every scale for an H×W input, aspect ratio kept.
+
+        Example:
+            >>> import torchvision
+            >>> CAMERAS(torchvision.models.resnet18(), scales=[224, 448]).scale_sizes(224, 300)
+            [(224, 300), (448, 600)]
+        """
+        z0 = self.scales[0]
+        return [(height, width)] + [
+            (max(1, round(height * z / z0)), max(1, round(width * z / z0))) for z in self.scales[1:]
+        ]
+
+    def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
+        B, _, H, W = x.shape
+        sizes = self.scale_sizes(H, W)
+        given = target is not None
+        acts: list[Tensor] = []
+        grads: list[Tensor] = []
+        keep: list[Tensor] = []
+        probs = None
+        with LayerCapture(self.layer, self.layer_name) as cap:
+            for t, size in enumerate(sizes):
+                xt = x if t == 0 else F.interpolate(x, size=size, mode=self.resample, align_corners=False)
+                cap.reset()
+                logits = self.model(xt)
+                act = cap.get()
+                if act.dim() != 4:
+                    raise InputError(
+                        f"layer '{self.layer_name}' outputs shape {tuple(act.shape)}; CAMERAS needs a "
+                        "B×K×h×w feature map"
+                    )
+                if t == 0:
+                    target, probs = self.pick_targets(logits, target)
+                    kept = torch.ones(B, dtype=torch.bool, device=x.device)
+                else:
+                    kept = torch.ones_like(keep[0]) if given else logits.argmax(1) == target
+                (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), act)
+                acts.append(act.detach())
+                grads.append(grad)
+                keep.append(kept)
+                del logits, act, grad
+        keep_bt = torch.stack(keep, 1)  # B×T
+        weights = keep_bt.float() / keep_bt.sum(1, keepdim=True).float()
+        fused = fuse_multiscale(acts, grads, weights, (H, W), self.chunk_elements)
+        maps = normalize_maps(fused)
+        kept_list = keep_bt.cpu().tolist()
+        kept_scales = [[z for z, k in zip(self.scales, row) if k] for row in kept_list]
+        return SaliencyResult(
+            maps=maps,
+            targets=target,
+            probs=probs,
+            method=self.name,
+            layer=self.layer_name,
+            kept_scales=kept_scales,
+            extras={"scales": list(self.scales), "sizes": sizes, "resample": self.resample},
+        )

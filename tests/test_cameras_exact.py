@@ -1,0 +1,207 @@
+"""CAMERAS agrees with the straightforward implementation and with hand computation."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+import cameras
+from cameras.core.fusion import fuse_multiscale
+from cameras.core.ops import interp_matrix
+
+from .conftest import TinyNet
+from .reference import reference_cameras
+
+
+def resnet_split(net):
+    feats = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+
+    def head(a):
+        return net.fc(torch.flatten(net.avgpool(a), 1))
+
+    return feats, head
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=20).eval()
+    # make BN statistics non-trivial so that scales behave differently
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return net
+
+
+def test_interp_matrix_matches_interpolate():
+    a = torch.randn(2, 3, 5, 7)
+    R, C = interp_matrix(5, 19), interp_matrix(7, 23)
+    assert torch.allclose(R @ a @ C.T, F.interpolate(a, (19, 23), mode="bilinear", align_corners=False), atol=1e-6)
+    # downsampling too (a layer larger than the input)
+    R, C = interp_matrix(9, 4), interp_matrix(7, 3)
+    b = torch.randn(1, 2, 9, 7)
+    assert torch.allclose(R @ b @ C.T, F.interpolate(b, (4, 3), mode="bilinear", align_corners=False), atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 23])
+def test_fusion_matches_full_stacks(chunk):
+    g = torch.Generator().manual_seed(1)
+    shapes = [(3, 4), (5, 6), (8, 9)]
+    acts = [torch.randn(2, 11, h, w, generator=g) for h, w in shapes]
+    grads = [torch.randn(2, 11, h, w, generator=g) for h, w in shapes]
+    weights = torch.tensor([[1 / 3, 1 / 3, 1 / 3], [0.5, 0.0, 0.5]])
+    got = fuse_multiscale(acts, grads, weights, (17, 21), chunk_elements=chunk)
+    up = lambda t: F.interpolate(t, (17, 21), mode="bilinear", align_corners=False)  # noqa: E731
+    abar = sum(w.view(2, 1, 1, 1) * up(a) for w, a in zip(weights.T, acts))
+    gbar = sum(w.view(2, 1, 1, 1) * up(a) for w, a in zip(weights.T, grads))
+    want = torch.relu((abar * gbar).sum(1))
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("target", [None, [3, 7]])
+def test_matches_reference_resnet(resnet, target):
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 64, 80)
+    scales = [64, 96, 128, 160]
+    res = cameras.CAMERAS(resnet, scales=scales)(x, target=target)
+    feats, head = resnet_split(resnet)
+    want, kept, tg = reference_cameras(feats, head, x, scales, None if target is None else torch.tensor(target))
+    assert res.maps.shape == (2, 64, 80) and res.maps.dtype == torch.float32
+    assert (res.maps - want).abs().max().item() < 1e-5
+    assert res.kept_scales == kept
+    assert res.targets.tolist() == tg
+
+
+def test_dropped_scale_matches_reference(resnet):
+    # search (deterministically) for an input whose prediction flips at some scale
+    feats, head = resnet_split(resnet)
+    scales = [64, 96, 128, 160]
+    for seed in range(50):
+        torch.manual_seed(seed)
+        x = torch.randn(1, 3, 64, 64)
+        want, kept, _ = reference_cameras(feats, head, x, scales)
+        if len(kept[0]) < len(scales):
+            break
+    assert len(kept[0]) < len(scales), "no flipping case found"
+    res = cameras.CAMERAS(resnet, scales=scales)(x)
+    assert res.kept_scales == kept
+    assert (res.maps - want).abs().max().item() < 1e-5
+    # with the target given, every scale is kept and the map differs
+    res_t = cameras.CAMERAS(resnet, scales=scales)(x, target=res.targets)
+    assert res_t.kept_scales == [scales]
+    assert (res_t.maps - res.maps).abs().max().item() > 1e-3
+
+
+def test_matches_reference_embedded(embedded):
+    from skimage import data
+    from PIL import Image
+
+    x = cameras.preprocess(Image.fromarray(data.coffee()), size=160)
+    net = embedded.model
+    scales = [160, 224, 288]
+    res = cameras.CAMERAS(net, layer="bn2", scales=scales)(x)
+    want, kept, _ = reference_cameras(net.forward_features, net.forward_head, x, scales)
+    assert (res.maps - want).abs().max().item() < 1e-5
+    assert res.kept_scales == kept
+
+
+def test_bilinear_resample_option(resnet):
+    x = torch.randn(1, 3, 64, 64)
+    feats, head = resnet_split(resnet)
+    res = cameras.CAMERAS(resnet, scales=[64, 100], resample="bilinear")(x, target=1)
+    want, _, _ = reference_cameras(feats, head, x, [64, 100], torch.tensor([1]), resample="bilinear")
+    assert (res.maps - want).abs().max().item() < 1e-5
+
+
+def test_hand_computed_single_scale():
+    """layer = identity on 2 channels, logits = w·GAP(A): S = ReLU(Σ_k w_ℓk x_k / HW)."""
+
+    class Hand(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Identity()
+            self.fc = nn.Linear(2, 2, bias=False)
+            self.fc.weight.data = torch.tensor([[1.0, -1.0], [0.5, 2.0]])
+
+        def forward(self, x):
+            return self.fc(self.layer(x[:, :2]).mean((2, 3)))
+
+    x = torch.rand(1, 3, 8, 10)
+    res = cameras.CAMERAS(Hand(), layer="layer", scales=[8])(x, target=0)
+    s = torch.relu(x[0, 0] - x[0, 1]) / 80
+    want = (s - s.min()) / (s.max() - s.min())
+    assert torch.allclose(res.maps[0], want, atol=1e-6)
+    assert res.probs.shape == (1,)
+
+
+def test_hand_computed_two_scales_average_separately():
+    """Gradients of a GAP head are 1/(h_t w_t) per channel; they are averaged over scales
+    separately from activations (not a mean of per-scale products)."""
+
+    class Hand(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Identity()
+            self.fc = nn.Linear(1, 1, bias=False)
+            self.fc.weight.data = torch.tensor([[1.0]])
+
+        def forward(self, x):
+            return self.fc(self.layer(x[:, :1]).mean((2, 3)))
+
+    x = torch.rand(1, 3, 8, 8) + 0.1
+    res = cameras.CAMERAS(Hand(), layer="layer", scales=[8, 16])(x, target=0)
+    x1 = F.interpolate(x[:, :1], size=(16, 16), mode="bicubic", align_corners=False)
+    abar = (x[0, 0] + F.interpolate(x1, size=(8, 8), mode="bilinear", align_corners=False)[0, 0]) / 2
+    gbar = (1 / 64 + 1 / 256) / 2
+    s = torch.relu(abar * gbar)
+    want = (s - s.min()) / (s.max() - s.min())
+    assert torch.allclose(res.maps[0], want, atol=1e-5)
+
+
+def test_batch_equals_single(resnet):
+    torch.manual_seed(3)
+    x = torch.randn(3, 3, 64, 72)
+    m = cameras.CAMERAS(resnet, scales=[64, 96, 128])
+    batch = m(x)
+    for i in range(3):
+        one = m(x[i : i + 1])
+        assert (batch.maps[i] - one.maps[0]).abs().max().item() < 1e-5
+        assert batch.kept_scales[i] == one.kept_scales[0]
+        assert int(batch.targets[i]) == int(one.targets[0])
+
+
+def test_per_image_targets(resnet):
+    x = torch.randn(2, 3, 64, 64)
+    m = cameras.CAMERAS(resnet, scales=[64, 96])
+    both = m(x, target=torch.tensor([1, 2]))
+    assert both.targets.tolist() == [1, 2]
+    single = m(x[1:], target=2)
+    assert (both.maps[1] - single.maps[0]).abs().max().item() < 1e-5
+    same = m(x, target=4)
+    assert same.targets.tolist() == [4, 4]
+
+
+def test_steps_schedule_and_aspect():
+    assert cameras.scale_schedule(5, 1000) == [224, 418, 612, 806, 1000]
+    m = cameras.CAMERAS(TinyNet(), layer="features", steps=3, max_size=448)
+    assert m.scales == [224, 336, 448]
+    assert m.scale_sizes(100, 150) == [(100, 150), (150, 225), (200, 300)]
+    assert cameras.CAMERAS(TinyNet(), layer="features").scales == list(range(224, 1000, 100))
+
+
+def test_zero_map_is_zero_not_nan():
+    class Zero(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Conv2d(3, 2, 1)
+            nn.init.zeros_(self.layer.weight)
+            nn.init.zeros_(self.layer.bias)
+            self.fc = nn.Linear(2, 3)
+
+        def forward(self, x):
+            return self.fc(self.layer(x).mean((2, 3)))
+
+    res = cameras.CAMERAS(Zero(), layer="layer", scales=[16, 24])(torch.zeros(2, 3, 16, 16))
+    assert torch.isfinite(res.maps).all() and res.maps.abs().sum() == 0
