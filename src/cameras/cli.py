@@ -112,6 +112,19 @@ def explain(images, model_name, weights, method, targets, topk, layer, scales, s
         sys.exit(1)
 
 
+@main.command("samples")
+@click.option("--out", "out_dir", default="samples", show_default=True, type=click.Path(path_type=Path))
+def samples(out_dir: Path) -> None:
+    """Write scikit-image's sample photos (chelsea, coffee) as JPEG files to try the tool on."""
+    from PIL import Image
+    from skimage import data
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("chelsea", "coffee"):
+        Image.fromarray(getattr(data, name)()).save(out_dir / f"{name}.jpg", quality=95)
+        click.echo(str(out_dir / f"{name}.jpg"))
+
+
 @main.command("methods")
 def list_methods() -> None:
     """List the saliency methods."""

@@ -50,7 +50,7 @@ def module_name(model: nn.Module, layer: nn.Module) -> str:
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:
     """The submodule called ``name``, or a LayerError listing the closest names."""
-    modules = dict(model.named_modules())
+    modules = dict(model.named_modules(remove_duplicate=False))
     if name in modules and name != "":
         return modules[name]
     close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
@@ -68,7 +68,7 @@ def known_layer(model: nn.Module) -> str | None:
     if entry is None:
         return None
     name = entry(model) if callable(entry) else entry
-    if name is None or name not in dict(model.named_modules()):
+    if name is None or name not in dict(model.named_modules(remove_duplicate=False)):
         return None
     return name
 

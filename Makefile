@@ -1,0 +1,27 @@
+# Quick start: `make demo` (explain two sample photos) and `make test` (run the tests).
+# Both create the virtual environment in .venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+OUT ?= demo-out
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/cameras samples --out $(OUT)/samples
+	$(VENV)/bin/cameras explain $(OUT)/samples/chelsea.jpg $(OUT)/samples/coffee.jpg --topk 2 --out $(OUT)
+	@echo "overlays, maps and JSON are in $(OUT)/"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,59 @@
+"""Automatic layer detection and CAMERAS on every supported architecture (random weights)."""
+
+import pytest
+import timm
+import torch
+import torchvision.models as tvm
+
+import cameras
+from cameras.core.layers import known_layer, probe_layer
+
+ARCHS = {
+    "resnet18": (lambda: tvm.resnet18(num_classes=10), "layer4"),
+    "densenet121": (lambda: tvm.densenet121(num_classes=10), "features"),
+    "inception_v3": (lambda: tvm.inception_v3(num_classes=10, aux_logits=False, init_weights=False), "Mixed_7c"),
+    "vgg11": (lambda: tvm.vgg11(num_classes=10), "features.19"),
+    "efficientnet_b0": (lambda: tvm.efficientnet_b0(num_classes=10), "features"),
+    "mobilenet_v2": (lambda: tvm.mobilenet_v2(num_classes=10), "features"),
+    "mobilenet_v3_small": (lambda: tvm.mobilenet_v3_small(num_classes=10), "features"),
+    "convnext_tiny": (lambda: tvm.convnext_tiny(num_classes=10), "features"),
+    "timm_efficientnet_lite0": (lambda: timm.create_model("efficientnet_lite0", num_classes=10), "bn2"),
+    "timm_resnet18": (lambda: timm.create_model("resnet18", num_classes=10), "layer4"),
+}
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_detected_layer_works_non_square(arch):
+    build, expected = ARCHS[arch]
+    torch.manual_seed(0)
+    net = build().eval()
+    m = cameras.CAMERAS(net, scales=[96, 128])
+    x = torch.randn(1, 3, 96, 128)
+    res = m(x)
+    assert m.layer_name == expected
+    assert res.maps.shape == (1, 96, 128)
+    assert torch.isfinite(res.maps).all()
+    assert 0 <= float(res.maps.min()) and float(res.maps.max()) <= 1
+    if arch != "vgg11":
+        # the table of known names agrees with the generic dummy-forward rule
+        assert probe_layer(net, (3, 224, 224)) == known_layer(net) == expected
+    else:
+        # VGG: the reference explains the last ReLU before the final max-pool
+        assert known_layer(net) == expected
+
+
+def test_probe_on_unknown_architecture():
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 8, 3, stride=2), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 3),
+    )
+    m = cameras.CAMERAS(net, scales=[32, 48])
+    m(torch.randn(1, 3, 32, 40))
+    assert m.layer_name == "3"
+
+
+def test_layer_by_module():
+    net = tvm.resnet18(num_classes=4)
+    m = cameras.CAMERAS(net, layer=net.layer3, scales=[64])
+    assert m.layer_name == "layer3"
+    assert m(torch.randn(1, 3, 64, 64)).maps.shape == (1, 64, 64)

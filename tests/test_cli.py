@@ -1,0 +1,134 @@
+"""The command line: outputs for good images, clear errors for bad ones."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cameras.cli import main, parse_scales
+
+from .conftest import rand_image
+
+FAST = ["--scales", "224,288", "--quiet"]
+
+
+def run(args):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_explain_outputs(sample_dir, tmp_path):
+    out = tmp_path / "out"
+    r = run(["explain", str(sample_dir / "chelsea.jpg"), str(sample_dir / "coffee.png"), "--out", str(out), *FAST])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "chelsea.json").read_text())
+    assert meta["topk"][0]["class"] == 285 and meta["topk"][0]["name"] == "Egyptian cat"
+    exp = meta["explanations"][0]
+    assert exp["target"] == 285 and exp["kept_scales"][0] == 224 and exp["png"] == "chelsea.cameras.285.png"
+    assert meta["model"] == "efficientnet_lite0" and meta["layer"] == "bn2"
+    assert meta["parameters"]["scales"] == [224, 288]
+    sal = np.load(out / "chelsea.cameras.285.npy")
+    assert sal.shape == (300, 451) and sal.dtype == np.float32 and 0 <= sal.min() and sal.max() <= 1
+    png = Image.open(out / "chelsea.cameras.285.png")
+    assert png.size == (451, 300)
+    assert (out / "coffee.cameras.967.png").exists()
+    assert not list(out.glob("*.part"))
+
+
+def test_topk_and_named_target(sample_dir, tmp_path):
+    out = tmp_path / "o"
+    r = run(["explain", str(sample_dir / "coffee.png"), "--topk", "2", "--out", str(out), *FAST])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "coffee.json").read_text())
+    assert len(meta["topk"]) == 2 and len(meta["explanations"]) == 2
+    second = meta["topk"][1]["class"]
+    assert (out / f"coffee.cameras.{second}.npy").exists()
+    a = np.load(out / "coffee.cameras.967.npy")
+    b = np.load(out / f"coffee.cameras.{second}.npy")
+    assert np.abs(a - b).max() > 0.05
+    r = run(["explain", str(sample_dir / "chelsea.jpg"), "--target", "espresso", "--target", "285", "--out", str(out), *FAST])
+    assert r.exit_code == 0, r.output
+    assert (out / "chelsea.cameras.967.png").exists() and (out / "chelsea.cameras.285.png").exists()
+
+
+def test_bad_inputs_each_fail_clearly(sample_dir, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "text.jpg").write_text("hello")
+    Image.fromarray(rand_image(200, 200)).save(bad / "full.jpg")
+    data = (bad / "full.jpg").read_bytes()
+    (bad / "trunc.jpg").write_bytes(data[: len(data) // 3])
+    Image.fromarray(rand_image(6, 40)).save(bad / "tiny.png")
+    cases = {
+        str(tmp_path / "missing.jpg"): "no such file",
+        str(bad): "is a directory",
+        str(bad / "text.jpg"): "not an image",
+        str(bad / "trunc.jpg"): "truncated",
+        str(bad / "tiny.png"): "at least 8 px",
+    }
+    for path, msg in cases.items():
+        out = tmp_path / ("o" + str(abs(hash(path))))
+        r = subprocess.run([sys.executable, "-m", "cameras", "explain", path, "--out", str(out), *FAST],
+                           capture_output=True, text=True) if path == str(bad) else None
+        if r is None:
+            res = run(["explain", path, "--out", str(out), *FAST])
+            code, err = res.exit_code, res.output
+        else:
+            code, err = r.returncode, r.stderr
+        if path == str(bad):  # a folder expands to its images, which all fail
+            assert code != 0 and "not an image" in err
+        else:
+            assert code != 0 and msg in err, (path, err)
+            assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_options(sample_dir, tmp_path):
+    img = str(sample_dir / "coffee.png")
+    for args, msg in [
+        (["--model", "nope"], "unknown model"),
+        (["--layer", "bn9"], "unknown layer 'bn9'"),
+        (["--target", "expresso"], "did you mean 'espresso'"),
+        (["--target", "1000"], "out of range"),
+        (["--method", "gradcom"], "unknown method"),
+        (["--scales", "324,224"], "strictly increasing"),
+    ]:
+        r = run(["explain", img, "--out", str(tmp_path / "x"), "--quiet", *args])
+        assert r.exit_code != 0 and msg in r.output, (args, r.output)
+        assert not (tmp_path / "x").exists()
+
+
+def test_mix_of_good_and_bad(sample_dir, tmp_path):
+    out = tmp_path / "mix"
+    r = run(["explain", str(tmp_path / "missing.png"), str(sample_dir / "coffee.png"), "--out", str(out), *FAST])
+    assert r.exit_code == 1
+    assert "missing.png: no such file" in r.output
+    assert "explained 1 of 2" in r.output
+    assert (out / "coffee.json").exists()
+
+
+def test_batching_same_size_images(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(rand_image(60, 80, seed=i)).save(d / f"r{i}.png")
+    out = tmp_path / "o"
+    r = run(["explain", str(d), "--batch-size", "3", "--out", str(out), "--steps", "2", "--max-size", "288", "--quiet"])
+    assert r.exit_code == 0, r.output
+    single = tmp_path / "s"
+    run(["explain", str(d / "r1.png"), "--out", str(single), "--steps", "2", "--max-size", "288", "--quiet"])
+    m_single = json.loads((single / "r1.json").read_text())["explanations"][0]
+    m_batch = json.loads((out / "r1.json").read_text())["explanations"][0]
+    assert m_single["target"] == m_batch["target"]
+    a = np.load(single / m_single["npy"])
+    b = np.load(out / m_batch["npy"])
+    assert np.abs(a - b).max() < 1e-4
+
+
+def test_parse_scales():
+    assert parse_scales("224:1000:100") == list(range(224, 1000, 100))
+    assert parse_scales("224, 300") == [224, 300]
+    with pytest.raises(Exception, match="not a list"):
+        parse_scales("a,b")

@@ -1,0 +1,57 @@
+"""The embedded model and the model loaders (no downloads)."""
+
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+import cameras
+from cameras import ModelError
+
+
+@pytest.mark.parametrize("name,cls", [("chelsea", 285), ("coffee", 967)])
+@pytest.mark.parametrize("square", [True, False])
+def test_embedded_predictions(embedded, name, cls, square):
+    x = cameras.preprocess(Image.fromarray(getattr(data, name)()), square=square)
+    with torch.no_grad():
+        assert int(embedded.model(x).argmax()) == cls
+    assert embedded.class_names[285] == "Egyptian cat" and embedded.wnids[285] == "n02124075"
+    assert embedded.layer == "bn2" and not embedded.model.training
+
+
+def test_class_lookup(embedded):
+    assert embedded.class_index("espresso") == 967
+    assert embedded.class_index("Egyptian Cat") == 285
+    assert embedded.class_index("n02124075") == 285
+    assert embedded.class_index("tinca tinca") == 0
+    assert embedded.class_index("967") == 967
+    with pytest.raises(ModelError, match="out of range"):
+        embedded.class_index("1000")
+    with pytest.raises(ModelError, match="ambiguous"):
+        embedded.class_index("crane")
+    with pytest.raises(ModelError, match="did you mean 'espresso'"):
+        embedded.class_index("expresso")
+
+
+def test_torchvision_and_timm_loading(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    b = cameras.load_model("torchvision:resnet18", weights="random")
+    assert b.input_size == 224 and b.interpolation == "bilinear" and len(b.class_names) == 1000
+    torch.save(b.model.state_dict(), tmp_path / "r18.pth")
+    b2 = cameras.load_model("torchvision:resnet18", weights=tmp_path / "r18.pth")
+    assert torch.equal(b2.model.fc.weight, b.model.fc.weight)
+    with pytest.raises(ModelError, match="--weights FILE"):
+        cameras.load_model("torchvision:resnet18")
+    with pytest.raises(ModelError, match="do not fit"):
+        cameras.load_model("torchvision:resnet34", weights=tmp_path / "r18.pth")
+    with pytest.raises(ModelError, match="not found"):
+        cameras.load_model("torchvision:resnet18", weights=tmp_path / "nope.pth")
+    t = cameras.load_model("timm:resnet18", weights="random")
+    assert t.name == "timm:resnet18" and t.input_size == 224
+    with pytest.raises(ModelError, match="Hugging Face cache"):
+        cameras.load_model("timm:resnet18")
+    with pytest.raises(ModelError, match="unknown torchvision model 'resnet1'"):
+        cameras.load_model("torchvision:resnet1", weights="random")
+    with pytest.raises(ModelError, match="unknown model"):
+        cameras.load_model("alexnet")

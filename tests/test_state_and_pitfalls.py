@@ -1,0 +1,236 @@
+"""Hooks, model state and the PEERS.md pitfalls."""
+
+import gc
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import cameras
+from cameras import InputError, LayerError
+
+from .conftest import TinyNet
+
+
+def hook_count(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+def snapshot(model):
+    return (
+        [m.training for m in model.modules()],
+        [p.requires_grad for p in model.parameters()],
+        [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+    )
+
+
+def test_state_restored_after_success():
+    net = TinyNet().train()
+    net.features[0].weight.requires_grad_(False)
+    net.fc.bias.grad = torch.ones_like(net.fc.bias)
+    net.features[2].eval()  # mixed modes must come back as they were
+    before = snapshot(net)
+    res = cameras.CAMERAS(net, layer="features", scales=[16, 24])(torch.randn(2, 3, 16, 16))
+    after = snapshot(net)
+    assert before[0] == after[0] and before[1] == after[1]
+    assert after[2][0] is None and torch.equal(after[2][-1], torch.ones(5))
+    assert all(g is None for g in after[2][1:-1])
+    assert hook_count(net) == 0
+    assert res.maps.shape == (2, 16, 16)
+
+
+def test_explains_in_eval_mode():
+    """A train-mode model with dropout is explained deterministically, in eval mode."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Dropout(0.9), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    net.train()
+    x = torch.randn(1, 3, 16, 16)
+    m = cameras.CAMERAS(net, layer="2", scales=[16, 20])
+    a, b = m(x, target=0), m(x, target=0)
+    assert torch.equal(a.maps, b.maps)
+    assert net.training
+
+
+class Exploding(TinyNet):
+    boom = False
+
+    def forward(self, x):
+        a = self.features(x)
+        if self.boom:
+            raise RuntimeError("boom inside forward")
+        return self.fc(self.pool(self.act(a)).flatten(1))
+
+
+def test_state_restored_after_exception():
+    net = Exploding().train()
+    net.boom = True
+    before = snapshot(net)
+    with pytest.raises(RuntimeError, match="boom"):
+        cameras.CAMERAS(net, layer="features", scales=[16])(torch.randn(1, 3, 16, 16))
+    after = snapshot(net)
+    assert before[0] == after[0] and before[1] == after[1]
+    assert all(g is None for g in after[2])
+    assert hook_count(net) == 0
+
+
+@pytest.mark.parametrize("ctx", [torch.no_grad, torch.inference_mode])
+def test_works_without_grad_mode(ctx):
+    net = TinyNet()
+    x = torch.randn(1, 3, 16, 16)
+    want = cameras.CAMERAS(net, layer="features", scales=[16, 24])(x, target=1).maps
+    with ctx():
+        xi = torch.randn(1, 3, 16, 16) * 0 + x
+        got = cameras.CAMERAS(net, layer="features", scales=[16, 24])(xi, target=1).maps
+    assert torch.allclose(got, want)
+
+
+def test_no_backward_below_layer():
+    calls = []
+
+    class Spy(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            calls.append(1)
+            return g
+
+    class Net(TinyNet):
+        def forward(self, x):
+            return super().forward(Spy.apply(x.requires_grad_(True) if False else x) * 1.0)
+
+    net = Net()
+    for p in net.parameters():
+        p.requires_grad_(True)
+    x = torch.randn(1, 3, 16, 16, requires_grad=True)
+    cameras.CAMERAS(net, layer="features", scales=[16, 24])(x)
+    assert calls == []  # nothing below the layer was differentiated
+    assert x.grad is None
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_inplace_after_layer_matches_reference():
+    from .reference import reference_cameras
+
+    net = TinyNet()  # has nn.ReLU(inplace=True) right after the hooked layer
+    x = torch.randn(2, 3, 20, 24)
+    res = cameras.CAMERAS(net, layer="features", scales=[20, 30])(x)
+    want, _, _ = reference_cameras(net.features, net.head, x, [20, 30])
+    assert (res.maps - want).abs().max() < 1e-5
+
+
+def test_no_memory_growth():
+    net = TinyNet()
+    m = cameras.CAMERAS(net, layer="features", scales=[16, 20])
+    x = torch.randn(2, 3, 16, 16)
+
+    def live():
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if issubclass(type(o), torch.Tensor))
+
+    for _ in range(5):
+        m(x)
+    base = live()
+    for _ in range(200):
+        m(x)
+    assert live() <= base
+    assert hook_count(net) == 0
+
+
+def test_target_validation():
+    net = TinyNet()
+    m = cameras.CAMERAS(net, layer="features", scales=[16])
+    x = torch.randn(2, 3, 16, 16)
+    with pytest.raises(InputError, match="got 3 targets for a batch of 2"):
+        m(x, target=[1, 2, 3])
+    with pytest.raises(InputError, match="out of range"):
+        m(x, target=5)
+    with pytest.raises(InputError, match="out of range"):
+        m(x, target=-1)
+    with pytest.raises(InputError, match="integer"):
+        m(x, target=torch.tensor([0.5, 1.0]))
+    with pytest.raises(InputError, match="bool"):
+        m(x, target=True)
+
+
+def test_input_validation():
+    m = cameras.CAMERAS(TinyNet(), layer="features", scales=[16])
+    with pytest.raises(InputError, match="unsqueeze"):
+        m(torch.randn(3, 16, 16))
+    with pytest.raises(InputError, match="under 8 px"):
+        m(torch.randn(1, 3, 4, 16))
+    with pytest.raises(InputError, match="floating"):
+        m(torch.zeros(1, 3, 16, 16, dtype=torch.uint8))
+    with pytest.raises(InputError, match="Tensor"):
+        m([[1.0]])
+
+
+def test_option_validation():
+    net = TinyNet()
+    with pytest.raises(InputError, match="strictly increasing"):
+        cameras.CAMERAS(net, scales=[324, 224])
+    with pytest.raises(InputError, match="at least 8"):
+        cameras.CAMERAS(net, scales=[4, 224])
+    with pytest.raises(InputError, match="positive"):
+        cameras.CAMERAS(net, steps=0)
+    with pytest.raises(InputError, match="either scales or steps"):
+        cameras.CAMERAS(net, scales=[224], steps=3)
+    with pytest.raises(InputError, match="resample"):
+        cameras.CAMERAS(net, resample="nearest")
+    with pytest.raises(LayerError, match="unknown layer 'featurs'.*features"):
+        cameras.CAMERAS(net, layer="featurs")
+    with pytest.raises(LayerError, match="not a submodule"):
+        cameras.CAMERAS(net, layer=nn.Conv2d(1, 1, 1))
+
+
+def test_shared_module_layer_rejected():
+    net = TinyNet()
+    net.features[1] = net.act  # the same ReLU runs twice per forward
+    with pytest.raises(LayerError, match="more than once"):
+        cameras.CAMERAS(net, layer="act", scales=[16])(torch.randn(1, 3, 16, 16))
+
+
+def test_unused_layer_gives_clear_error():
+    net = TinyNet()
+    net.unused = nn.Conv2d(3, 3, 1)
+    with pytest.raises(LayerError, match="did not fire"):
+        cameras.CAMERAS(net, layer="unused", scales=[16])(torch.randn(1, 3, 16, 16))
+
+
+def test_scripted_refused_and_compiled_warns():
+    net = TinyNet()
+    with pytest.raises(InputError, match="TorchScript"):
+        cameras.CAMERAS(torch.jit.script(net))
+
+    class Wrapped(nn.Module):  # stands in for torch.compile's OptimizedModule
+        def __init__(self, inner):
+            super().__init__()
+            self._orig_mod = inner
+
+        def forward(self, x):
+            return self._orig_mod(x)
+
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        m = cameras.CAMERAS(Wrapped(net), layer="features", scales=[16])
+    assert m.model is net and any("torch.compile" in str(x.message) for x in w)
+
+
+def test_mixed_precision_layer_fused_in_float32():
+    net = TinyNet().to(torch.bfloat16)
+    x = torch.randn(1, 3, 16, 16, dtype=torch.bfloat16)
+    res = cameras.CAMERAS(net, layer="features", scales=[16, 20])(x, target=0)
+    assert res.maps.dtype == torch.float32 and torch.isfinite(res.maps).all()
+
+
+@pytest.mark.parametrize("kind", ["blank", "one_pixel"])
+def test_no_nan_on_degenerate_inputs(kind):
+    net = TinyNet()
+    x = torch.zeros(1, 3, 16, 16)
+    if kind == "one_pixel":
+        x[0, :, 7, 7] = 5.0
+    res = cameras.CAMERAS(net, layer="features", scales=[16, 24, 32])(x)
+    assert torch.isfinite(res.maps).all()
+    assert res.maps.min() >= 0 and res.maps.max() <= 1
