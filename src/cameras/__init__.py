@@ -22,7 +22,7 @@ from .core import (
     resolve_layer,
 )
 from .images import load_image, preprocess
-from .methods import CAMERAS, available_methods, get_method
+from .methods import CAMERAS, RISE, ExtremalPerturbation, GradCAM, Gradient, NormGrad, available_methods, get_method
 from .methods.cameras import DEFAULT_SCALES, scale_schedule
 from .models import ModelBundle, load_model
 from .viz import overlay
@@ -32,6 +32,11 @@ __version__ = "0.1.0"
 __all__ = [
     "CAMERAS",
     "DEFAULT_SCALES",
+    "RISE",
+    "ExtremalPerturbation",
+    "GradCAM",
+    "Gradient",
+    "NormGrad",
     "CamerasError",
     "ImageError",
     "InputError",

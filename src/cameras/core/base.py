@@ -51,7 +51,7 @@ class SaliencyMethod:
 
     @torch.inference_mode(False)
     def __call__(self, x: Tensor, target: int | Sequence[int] | Tensor | None = None) -> SaliencyResult:
-        x = check_batch(x)
+        x = check_batch(x).detach()
         if x.is_inference():
             x = x.clone()
         self._ensure_layer(x)
@@ -81,3 +81,10 @@ class SaliencyMethod:
     def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
         """Compute maps for a validated batch; ``target`` is a B int64 tensor or None."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+
+def progress_bar(total: int, desc: str, progress: bool | None):
+    """A tqdm bar: ``progress=None`` shows it on a terminal only, True always, False never."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, disable=None if progress is None else not progress)

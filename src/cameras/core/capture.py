@@ -12,7 +12,9 @@ class LayerCapture:
 
     Inside ``with LayerCapture(layer, name) as cap:`` each forward pass stores the layer's
     output ``cap.activation`` (shape of the layer output, e.g. B×K×h×w) as a detached leaf
-    with ``requires_grad=True`` and feeds a clone of it to the rest of the network. Hence
+    with ``requires_grad=True`` and feeds a clone of it to the rest of the network. (When
+    the output already requires gradients, because a lower layer is captured too, it is
+    kept in the graph instead, so several captures can be nested.) Hence
     ``torch.autograd.grad(score, cap.activation)`` backpropagates from the score down to the
     layer only, in-place operations after the layer (DenseNet's functional ReLU) cannot
     corrupt it, and the hook is removed on exit even when the forward raised.
@@ -50,9 +52,13 @@ class LayerCapture:
                 f"layer '{self.name}' runs more than once per forward pass (a shared module); "
                 "choose a module that runs once, e.g. its parent block"
             )
-        leaf = output.detach().requires_grad_(True)
-        self.activation = leaf
-        return leaf.clone()
+        if output.requires_grad:
+            # a layer above another captured layer: keep it in the graph (gradients w.r.t. the
+            # lower capture must flow through it); the clone protects it from in-place ops.
+            self.activation = output
+        else:
+            self.activation = output.detach().requires_grad_(True)
+        return self.activation.clone()
 
     def __enter__(self) -> "LayerCapture":
         self.reset()

@@ -9,9 +9,19 @@ from torch import nn
 from ..core.base import SaliencyMethod
 from ..core.errors import InputError
 from .cameras import CAMERAS
+from .extremal import ExtremalPerturbation
+from .gradcam import GradCAM
+from .gradient import Gradient
+from .normgrad import NormGrad
+from .rise import RISE
 
 _REGISTRY: dict[str, type[SaliencyMethod]] = {
     "cameras": CAMERAS,
+    "gradcam": GradCAM,
+    "gradient": Gradient,
+    "normgrad": NormGrad,
+    "rise": RISE,
+    "extremal": ExtremalPerturbation,
 }
 
 
@@ -27,7 +37,7 @@ def available_methods() -> list[str]:
 
 def method_class(name: str) -> type[SaliencyMethod]:
     """The class registered under ``name`` (case-insensitive), or a clear InputError."""
-    key = str(name).lower().strip()
+    key = str(name).lower().strip().replace("-", "").replace("_", "")
     if key not in _REGISTRY:
         close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
         hint = f" Did you mean {close[0]}?" if close else ""
@@ -46,4 +56,14 @@ def get_method(name: str, model: nn.Module, **options) -> SaliencyMethod:
     return method_class(name)(model, **options)
 
 
-__all__ = ["CAMERAS", "available_methods", "get_method", "method_class"]
+__all__ = [
+    "CAMERAS",
+    "RISE",
+    "ExtremalPerturbation",
+    "GradCAM",
+    "Gradient",
+    "NormGrad",
+    "available_methods",
+    "get_method",
+    "method_class",
+]
