@@ -78,6 +78,8 @@ def test_bad_options():
         cameras.ExtremalPerturbation(net, area=1.5)
     with pytest.raises(InputError, match="iterations"):
         cameras.ExtremalPerturbation(net, iterations=0)
+    with pytest.raises(InputError, match=r"init must lie in \[0, 1\]"):
+        cameras.ExtremalPerturbation(net, init=2)
     with pytest.raises(InputError, match="unknown method 'gradcom'. Did you mean gradcam"):
         cameras.get_method("gradcom", net)
     with pytest.raises(InputError, match="empty"):

@@ -41,3 +41,45 @@ def overlay(image: np.ndarray | Image.Image, saliency: np.ndarray, alpha: float 
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     heat = colorize(saliency, cmap).astype(np.float32)
     return np.clip((1 - alpha) * img + alpha * heat + 0.5, 0, 255).astype(np.uint8)
+
+
+def comparison_figure(image: np.ndarray, rows: list[dict], alpha: float = 0.5, cmap: str = "jet"):
+    """A figure like the CAMERAS paper's Figures 4-6: the image, then one overlay per method.
+
+    Args:
+        image: H×W×3 uint8 RGB image.
+        rows: one dict per model: ``{"label": str, "cells": [(title, H×W map in [0, 1]), ...]}``.
+
+    Returns:
+        A matplotlib Figure (save it with ``fig.savefig(path)``).
+
+    Example:
+        >>> fig = comparison_figure(np.zeros((8, 8, 3), np.uint8), [{"label": "m", "cells": [("a", np.zeros((8, 8)))]}])
+        >>> len(fig.axes)
+        2
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    ncol = 1 + max(len(r["cells"]) for r in rows)
+    h, w = image.shape[:2]
+    cell = 2.6
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(cell * ncol, cell * h / w * len(rows) + 0.6 * len(rows)), squeeze=False)
+    for r, row in enumerate(rows):
+        axes[r][0].imshow(image)
+        axes[r][0].set_title("image", fontsize=9)
+        axes[r][0].set_ylabel(row["label"], fontsize=9)
+        for c, (title, sal) in enumerate(row["cells"], start=1):
+            axes[r][c].imshow(overlay(image, sal, alpha, cmap))
+            axes[r][c].set_title(title, fontsize=9)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+        for ax in axes[r][1 + len(row["cells"]) :]:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -2,9 +2,11 @@
 
 Bilinear resizing is linear and separable, so resizing a h_t×w_t channel to H×W is
 ``R_t @ A @ C_tᵀ`` with R_t (H×h_t) and C_t (W×w_t) from :func:`interp_matrix`. The
-scale-average of resized channels is then ``[R_0 … R_T] @ stack_t(c_t · A_t @ C_tᵀ)``: one
-batched matrix product per channel chunk, with the per-image scale weights c_t (1/#kept or
-0) folded in. Activations and gradients are averaged separately, multiplied and summed over
+scale-average of resized channels is then ``[R_0 … R_T] @ stack_t(c_t · A_t @ C_tᵀ)``, with
+the per-image scale weights c_t (1/#kept or 0) folded in. Each row of ``[R_0 … R_T]`` has
+at most two non-zeros per scale, so the product is computed in bands of output rows, each
+touching only the few input rows its band needs (a dense product would multiply mostly
+zeros). Activations and gradients are averaged separately, multiplied and summed over
 channels chunk by chunk, so at most one chunk of full-resolution channels exists at a time.
 """
 
@@ -16,6 +18,19 @@ from torch import Tensor
 from .ops import interp_matrix
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 23  # elements of one B×k×H×W full-resolution chunk (32 MB in fp32)
+ROW_BAND = 32  # output rows per band of the row-resizing product
+
+
+def _row_bands(rows: Tensor, band: int) -> list[tuple[int, int, Tensor, Tensor]]:
+    """Split the H×N row-resizing matrix into bands (i0, i1, needed input rows, sub-matrix)."""
+    H = rows.shape[0]
+    out = []
+    for i0 in range(0, H, band):
+        i1 = min(H, i0 + band)
+        block = rows[i0:i1]
+        need = torch.nonzero(block.abs().sum(0) > 0).flatten()
+        out.append((i0, i1, need, block[:, need].contiguous()))
+    return out
 
 
 def fuse_multiscale(
@@ -48,21 +63,22 @@ def fuse_multiscale(
     device = acts[0].device
     used = [t for t in range(len(acts)) if bool((weights[:, t] != 0).any())]
     rows = torch.cat([interp_matrix(acts[t].shape[-2], H, device) for t in used], dim=1)  # H×Σh
+    bands = _row_bands(rows, ROW_BAND)
     cols = [interp_matrix(acts[t].shape[-1], W, device).T for t in used]  # w_t×W
     w = weights.to(device=device, dtype=torch.float32)
     chunk = max(1, min(K, chunk_elements // max(1, B * H * W)))
     out = torch.zeros(B, H, W, device=device, dtype=torch.float32)
 
-    def average(stack: list[Tensor], k0: int, k1: int) -> Tensor:
-        parts = [
-            (stack[t][:, k0:k1].float() @ c) * w[:, t].view(B, 1, 1, 1) for t, c in zip(used, cols)
-        ]  # each B×k×h_t×W
-        return rows @ torch.cat(parts, dim=2)  # B×k×H×W
+    def columns(stack: list[Tensor], k0: int, k1: int) -> Tensor:
+        parts = [(stack[t][:, k0:k1].float() @ c) * w[:, t].view(B, 1, 1, 1) for t, c in zip(used, cols)]
+        return torch.cat(parts, dim=2)  # B×k×Σh×W, columns already at full width
 
     for k0 in range(0, K, chunk):
         k1 = min(K, k0 + chunk)
-        a = average(acts, k0, k1)
-        g = average(grads, k0, k1)
-        out += (a.mul_(g)).sum(1)
-        del a, g
+        ca, cg = columns(acts, k0, k1), columns(grads, k0, k1)
+        for i0, i1, need, sub in bands:
+            a = sub @ ca.index_select(2, need)  # B×k×band×W
+            g = sub @ cg.index_select(2, need)
+            out[:, i0:i1] += a.mul_(g).sum(1)
+        del ca, cg
     return out.clamp_(min=0)

@@ -30,8 +30,8 @@ def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 
 
 def _flat_top(d: Tensor, sigma: float) -> Tensor:
-    """1-D kernel, 1 for |d| ≤ σ/2, then a Gaussian fall-off."""
-    return torch.exp(-2.0 * ((d.abs() / sigma - 0.5).clamp(min=0) ** 2))
+    """Radial kernel of the distance d: 1 for d ≤ σ/2, then a Gaussian fall-off."""
+    return torch.exp(-2.0 * ((d / sigma - 0.5).clamp(min=0) ** 2))
 
 
 class SmoothMask(nn.Module):
@@ -39,7 +39,7 @@ class SmoothMask(nn.Module):
 
     Grid points sit every ``step`` px on a canvas extended by ``margin`` px on each side;
     each pixel takes the smooth maximum (softmax with temperature ``temperature``) over the
-    grid points within ``radius`` cells of value × separable flat-top kernel of width σ;
+    grid points within ``radius`` cells of value × a radial flat-top kernel of width σ;
     the result is clamped to [0, 1] and the margin cropped.
     """
 
@@ -48,27 +48,27 @@ class SmoothMask(nn.Module):
         self.size, self.step, self.sigma, self.temperature = size, step, float(sigma), float(temperature)
         margin = sigma
         radius = 1 + math.ceil(sigma / step)
-        self.grid_shape = tuple(math.ceil((n + 2 * margin) / step) + 1 for n in size)
-        idx, wts = [], []
-        for n, g in zip(size, self.grid_shape):
+        # grid points every `step` px from -(margin + radius·step) to n + margin + radius·step,
+        # so that every pixel sees all of its 2·radius+1 neighbours in each direction (no
+        # border effect that would bias the ranking of a uniform mask)
+        self.grid_shape = tuple(math.ceil((n + 2 * margin) / step) + 1 + 2 * radius for n in size)
+        idx, dist = [], []
+        offs = torch.arange(-radius, radius + 1)
+        for n in size:
             pos = torch.arange(n, dtype=torch.float32)
-            centre = torch.floor((pos + margin) / step).long()
-            offs = torch.arange(-radius, radius + 1)
-            cell = (centre[:, None] + offs[None]).clamp(0, g - 1)  # n×(2r+1)
-            dist = pos[:, None] - (cell.float() * step - margin)
-            w = _flat_top(dist, sigma)
-            w = torch.where((centre[:, None] + offs[None] >= 0) & (centre[:, None] + offs[None] < g), w, torch.zeros_like(w))
+            centre = torch.floor((pos + margin) / step).long() + radius
+            cell = centre[:, None] + offs[None]  # n×(2r+1), always inside the grid
             idx.append(cell)
-            wts.append(w)
+            dist.append(pos[:, None] - ((cell - radius).float() * step - margin))
+        d = torch.sqrt(dist[0][:, :, None, None] ** 2 + dist[1][None, None] ** 2)  # H×a×W×b
         self.register_buffer("iy", idx[0], persistent=False)
         self.register_buffer("ix", idx[1], persistent=False)
-        self.register_buffer("wy", wts[0], persistent=False)
-        self.register_buffer("wx", wts[1], persistent=False)
+        self.register_buffer("weight", _flat_top(d, sigma), persistent=False)
 
     def forward(self, params: Tensor) -> Tensor:
         """params B×gh×gw → mask B×H×W in [0, 1]."""
         v = params[:, self.iy][:, :, :, self.ix]  # B×H×a×W×b
-        v = v * self.wy[None, :, :, None, None] * self.wx[None, None, None, :, :]
+        v = v * self.weight
         v = v.permute(0, 1, 3, 2, 4).flatten(3)  # B×H×W×(a·b)
         m = (v * torch.softmax(self.temperature * v, dim=-1)).sum(-1)
         return m.clamp(0, 1)
@@ -111,6 +111,7 @@ class ExtremalPerturbation(SaliencyMethod):
         lambda_start: float = 300.0,
         lambda_growth: float = 1.0035,
         jitter: bool = True,
+        init: float = 1.0,
         progress: bool | None = None,
     ) -> None:
         super().__init__(model)
@@ -125,6 +126,9 @@ class ExtremalPerturbation(SaliencyMethod):
         self.area, self.iterations, self.step, self.sigma = float(area), iterations, int(step), float(sigma)
         self.levels, self.max_blur, self.lr = levels, float(max_blur), float(lr)
         self.lambda_start, self.lambda_growth, self.jitter, self.progress = lambda_start, lambda_growth, jitter, progress
+        if not 0.0 <= float(init) <= 1.0:
+            raise InputError(f"init must lie in [0, 1], got {init!r}")
+        self.init = float(init)
 
     def _pyramid(self, x: Tensor) -> Tensor:
         """L×B×C×H×W: level 0 blurred with σ = max_blur, … , level L−1 the input itself."""
@@ -154,7 +158,7 @@ class ExtremalPerturbation(SaliencyMethod):
             target, probs = self.pick_targets(self.model(x), target)
             pyr = self._pyramid(x)
         gen = SmoothMask((H, W), self.step, self.sigma).to(x.device)
-        params = torch.ones(B, *gen.grid_shape, device=x.device, requires_grad=True)
+        params = torch.full((B, *gen.grid_shape), self.init, device=x.device, requires_grad=True)
         opt = torch.optim.SGD([params], lr=self.lr, momentum=0.9, dampening=0.9)
         n = H * W
         ref = torch.zeros(n, device=x.device)

@@ -1,0 +1,75 @@
+"""`cameras explain --method` for every method, and `cameras compare`."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cameras.cli import main, parse_settings
+
+FAST_SET = {
+    "cameras": ["--scales", "224,256"],
+    "gradcam": [],
+    "gradient": [],
+    "normgrad": [],
+    "rise": ["--set", "n_masks=8", "--set", "batch_size=8"],
+    "extremal": ["--set", "iterations=2"],
+}
+
+
+def run(args):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+@pytest.mark.parametrize("method", list(FAST_SET))
+def test_explain_every_method(method, sample_dir, tmp_path):
+    r = run(["explain", str(sample_dir / "coffee.png"), "--method", method, "--out", str(tmp_path), "--quiet", *FAST_SET[method]])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "coffee.json").read_text())
+    assert meta["method"] == method and meta["explanations"][0]["target"] == 967
+    sal = np.load(tmp_path / f"coffee.{method}.967.npy")
+    assert sal.shape == (400, 600) and np.isfinite(sal).all() and sal.max() <= 1
+
+
+def test_compare_writes_figure_maps_json(sample_dir, tmp_path):
+    out = tmp_path / "cmp" / "fig.png"
+    r = run(["compare", str(sample_dir / "chelsea.jpg"), "--methods", "gradcam,rise,cameras",
+             "--set", "rise.n_masks=8", "--set", "cameras.scales=[224, 256]", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    meta = json.loads(out.with_suffix(".json").read_text())
+    row = meta["models"][0]
+    assert row["target"] == 285 and 0 < row["probability"] < 1
+    assert list(row["methods"]) == ["gradcam", "rise", "cameras"]
+    assert row["methods"]["cameras"]["kept_scales"] == [224, 256]
+    for m in ("gradcam", "rise", "cameras"):
+        assert np.load(out.parent / f"fig.efficientnet_lite0.{m}.npy").shape == (300, 451)
+    from PIL import Image
+
+    assert Image.open(out).size[0] > 600
+
+
+def test_compare_two_models_rows(sample_dir, tmp_path):
+    out = tmp_path / "two.png"
+    r = run(["compare", str(sample_dir / "coffee.png"), "--methods", "gradcam", "--model",
+             "efficientnet_lite0,efficientnet_lite0", "--target", "espresso", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(out.with_suffix(".json").read_text())["models"]) == 2
+
+
+def test_compare_bad_options(sample_dir, tmp_path):
+    img = str(sample_dir / "coffee.png")
+    for args, msg in [
+        (["--methods", "gradcam,nope"], "unknown method 'nope'"),
+        (["--set", "rise.foo=1"], "has no option foo"),
+        (["--set", "n_masks=3"], "METHOD.KEY=VALUE"),
+        (["--set", "extremal.area=2"], "area must lie in (0, 1)"),
+    ]:
+        out = tmp_path / "x.png"
+        r = run(["compare", img, "--out", str(out), *args])
+        assert r.exit_code != 0 and msg in r.output, (args, r.output)
+        assert not out.exists()
+
+
+def test_parse_settings():
+    assert parse_settings(["a=1", "b=x", "c=[1, 2]"]) == {"a": 1, "b": "x", "c": [1, 2]}
