@@ -25,3 +25,6 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(OUT) .pytest_cache
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py

@@ -205,3 +205,44 @@ def test_zero_map_is_zero_not_nan():
 
     res = cameras.CAMERAS(Zero(), layer="layer", scales=[16, 24])(torch.zeros(2, 3, 16, 16))
     assert torch.isfinite(res.maps).all() and res.maps.abs().sum() == 0
+
+
+def test_grid_fusion_mode_is_close_and_cheap_path(resnet):
+    from cameras.core.fusion import fuse_on_grid
+
+    x = torch.randn(1, 3, 64, 64)
+    exact = cameras.CAMERAS(resnet, scales=[64, 96, 128])(x, target=2)
+    grid = cameras.CAMERAS(resnet, scales=[64, 96, 128], fusion="grid")(x, target=2)
+    assert grid.extras["fusion"] == "grid" and grid.maps.shape == exact.maps.shape
+    assert torch.corrcoef(torch.stack([grid.maps.flatten(), exact.maps.flatten()]))[0, 1] > 0.8
+    # by hand: resize to the largest grid, average, fuse, upsample
+    a = [torch.rand(1, 3, 2, 2), torch.rand(1, 3, 4, 4)]
+    g = [torch.rand(1, 3, 2, 2), torch.rand(1, 3, 4, 4)]
+    up = lambda t, s: F.interpolate(t, size=s, mode="bilinear", align_corners=False)  # noqa: E731
+    abar = (up(a[0], (4, 4)) + a[1]) / 2
+    gbar = (up(g[0], (4, 4)) + g[1]) / 2
+    want = up(torch.relu((abar * gbar).sum(1, keepdim=True)), (8, 8))[:, 0]
+    assert torch.allclose(fuse_on_grid(a, g, torch.full((1, 2), 0.5), (8, 8)), want, atol=1e-6)
+
+
+def test_amp_and_channels_last_options(resnet):
+    x = torch.randn(1, 3, 64, 64)
+    ref = cameras.CAMERAS(resnet, scales=[64, 96])(x, target=1).maps
+    bf = cameras.CAMERAS(resnet, scales=[64, 96], amp="bf16", channels_last=True)(x, target=1).maps
+    assert bf.dtype == torch.float32 and torch.isfinite(bf).all()
+    assert torch.corrcoef(torch.stack([bf.flatten(), ref.flatten()]))[0, 1] > 0.9
+    cl = cameras.CAMERAS(resnet, scales=[64, 96], channels_last=True)(x, target=1).maps
+    assert (cl - ref).abs().max() < 1e-4
+    with pytest.raises(cameras.InputError, match="amp"):
+        cameras.CAMERAS(resnet, amp="fp8")
+    with pytest.raises(cameras.InputError, match="fusion"):
+        cameras.CAMERAS(resnet, fusion="fast")
+
+
+def test_bench_helper_reports_ratios():
+    from cameras.bench import bench_cameras
+
+    r = bench_cameras(TinyNet(), torch.randn(1, 3, 32, 32), target=1, layer="features", scales=[32, 48], reps=1)
+    for key in ("floor", "cameras", "cameras_grid", "forward", "gradcam"):
+        assert r[key] > 0
+    assert r["cameras/floor"] == r["cameras"] / r["floor"]

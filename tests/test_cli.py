@@ -132,3 +132,15 @@ def test_parse_scales():
     assert parse_scales("224, 300") == [224, 300]
     with pytest.raises(Exception, match="not a list"):
         parse_scales("a,b")
+
+
+def test_output_files_have_usual_permissions(sample_dir, tmp_path):
+    import os
+    import stat
+
+    r = run(["explain", str(sample_dir / "coffee.png"), "--out", str(tmp_path), *FAST])
+    assert r.exit_code == 0
+    mode = stat.S_IMODE(os.stat(tmp_path / "coffee.json").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask

@@ -207,6 +207,36 @@ def compare(image, methods, models, weights, target, settings, square, device, a
     click.echo(f"wrote {out_png}")
 
 
+@main.command()
+@click.option("--model", "model_name", default="efficientnet_lite0", show_default=True)
+@click.option("--weights", default=None, help="Weights file, or 'random' (timings do not depend on weights).")
+@click.option("--batch-size", "batches", default="1", show_default=True, help="Comma list of batch sizes.")
+@click.option("--size", default=None, type=int, help="Input size (default: the model's).")
+@click.option("--scales", default=None, help="CAMERAS sizes (default 224..924 by 100).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--reps", default=3, show_default=True, type=click.IntRange(1, 100))
+def bench(model_name, weights, batches, size, scales, device, reps) -> None:
+    """Time CAMERAS against its floor (the forward passes at its scales) and Grad-CAM on your model."""
+    import torch
+
+    from .bench import bench_cameras
+    from .models import load_model
+
+    try:
+        bundle = load_model(model_name, weights, device=torch.device(device))
+        sizes = [int(b) for b in batches.split(",")]
+    except (CamerasError, RuntimeError, ValueError) as e:
+        _fail(str(e))
+    n = size or bundle.input_size
+    click.echo(f"{bundle.name} on {device}, input {n}×{n}, median of {reps}")
+    click.echo(f"{'batch':>5} {'floor s':>9} {'CAMERAS s':>10} {'×floor':>7} {'grid-mode s':>12} {'forward s':>10} {'Grad-CAM s':>11} {'×fwd':>6}")
+    for b in sizes:
+        x = torch.randn(b, 3, n, n, generator=torch.Generator().manual_seed(0)).to(device)
+        r = bench_cameras(bundle.model, x, 0, bundle.layer, parse_scales(scales), reps)
+        click.echo(f"{b:>5} {r['floor']:>9.3f} {r['cameras']:>10.3f} {r['cameras/floor']:>7.2f} {r['cameras_grid']:>12.3f} "
+                   f"{r['forward']:>10.3f} {r['gradcam']:>11.3f} {r['gradcam/forward']:>6.2f}")
+
+
 @main.command("samples")
 @click.option("--out", "out_dir", default="samples", show_default=True, type=click.Path(path_type=Path))
 def samples(out_dir: Path) -> None:

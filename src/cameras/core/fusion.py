@@ -13,6 +13,7 @@ channels chunk by chunk, so at most one chunk of full-resolution channels exists
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .ops import interp_matrix
@@ -82,3 +83,31 @@ def fuse_multiscale(
             out[:, i0:i1] += a.mul_(g).sum(1)
         del ca, cg
     return out.clamp_(min=0)
+
+
+def fuse_on_grid(acts: list[Tensor], grads: list[Tensor], weights: Tensor, size: tuple[int, int]) -> Tensor:
+    """Approximate fast fusion: average and fuse at the largest used layer grid, then upsample.
+
+    Activations and gradients of every used scale are resized bilinearly to the layer grid
+    of the largest scale with a non-zero weight, averaged with ``weights``, fused as
+    ReLU(Σ_k W̄_k ⊙ Ā_k) there, and the B×h×w result is resized bilinearly to ``size``.
+    Not METHOD.md's exact map (the product is taken before, not after, upsampling).
+
+    Example:
+        >>> a = [torch.ones(1, 2, 2, 2), torch.ones(1, 2, 3, 3)]
+        >>> fuse_on_grid(a, a, torch.full((1, 2), 0.5), (6, 6)).unique().tolist()
+        [2.0]
+    """
+    used = [t for t in range(len(acts)) if bool((weights[:, t] != 0).any())]
+    grid = tuple(acts[used[-1]].shape[-2:])
+    B = acts[0].shape[0]
+    w = weights.to(device=acts[0].device, dtype=torch.float32)
+
+    def average(stack: list[Tensor]) -> Tensor:
+        return sum(
+            F.interpolate(stack[t].float(), size=grid, mode="bilinear", align_corners=False) * w[:, t].view(B, 1, 1, 1)
+            for t in used
+        )
+
+    low = torch.relu((average(acts) * average(grads)).sum(1, keepdim=True))
+    return F.interpolate(low, size=tuple(size), mode="bilinear", align_corners=False)[:, 0]

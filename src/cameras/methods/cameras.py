@@ -12,11 +12,12 @@ from torch import Tensor, nn
 from ..core.base import SaliencyMethod
 from ..core.capture import LayerCapture
 from ..core.errors import InputError
-from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale
+from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale, fuse_on_grid
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
 
 DEFAULT_SCALES: tuple[int, ...] = tuple(range(224, 1000, 100))  # 224, 324, ..., 924
+_AMP = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def scale_schedule(steps: int, max_size: int, base: int = 224) -> list[int]:
@@ -73,6 +74,13 @@ class CAMERAS(SaliencyMethod):
         base_size: ζ_0 for ``steps`` (the model's input size), default 224.
         resample: ``"bicubic"`` (default, as the reference code) or ``"bilinear"``.
         chunk_elements: memory bound on one full-resolution channel chunk during fusion.
+        fusion: ``"exact"`` (default, METHOD.md §1) or ``"grid"``, an approximate fast mode
+            that averages and fuses at the largest kept scale's layer grid and upsamples the
+            fused map bilinearly (see BENCHMARKS.md for its measured difference).
+        amp: None (float32), ``"bf16"`` or ``"fp16"``: forward passes under autocast;
+            activations and gradients are still fused in float32.
+        channels_last: feed inputs in channels-last memory format (convert the model
+            yourself with ``model.to(memory_format=torch.channels_last)``).
 
     Call: ``CAMERAS(model)(x, target=None)`` with x of shape B×C×H×W returns a
     :class:`~cameras.SaliencyResult` whose ``maps`` are B×H×W in [0, 1] and
@@ -98,6 +106,9 @@ class CAMERAS(SaliencyMethod):
         base_size: int = 224,
         resample: str = "bicubic",
         chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+        fusion: str = "exact",
+        amp: str | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__(model, layer)
         if scales is not None and steps is not None:
@@ -111,6 +122,13 @@ class CAMERAS(SaliencyMethod):
         if int(chunk_elements) < 1:
             raise InputError(f"chunk_elements must be positive, got {chunk_elements}")
         self.chunk_elements = int(chunk_elements)
+        if fusion not in ("exact", "grid"):
+            raise InputError(f"fusion must be 'exact' or 'grid', got {fusion!r}")
+        self.fusion = fusion
+        if amp not in (None, "bf16", "fp16"):
+            raise InputError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+        self.amp = amp
+        self.channels_last = bool(channels_last)
 
     def scale_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Input sizes (h, w) of every scale for an H×W input, aspect ratio kept.
@@ -136,8 +154,12 @@ class CAMERAS(SaliencyMethod):
         with LayerCapture(self.layer, self.layer_name) as cap:
             for t, size in enumerate(sizes):
                 xt = x if t == 0 else F.interpolate(x, size=size, mode=self.resample, align_corners=False)
+                if self.channels_last:
+                    xt = xt.contiguous(memory_format=torch.channels_last)
                 cap.reset()
-                logits = self.model(xt)
+                with torch.autocast(x.device.type, dtype=_AMP[self.amp], enabled=self.amp is not None):
+                    logits = self.model(xt)
+                logits = logits.float()
                 act = cap.get()
                 if act.dim() != 4:
                     raise InputError(
@@ -156,7 +178,10 @@ class CAMERAS(SaliencyMethod):
                 del logits, act, grad
         keep_bt = torch.stack(keep, 1)  # B×T
         weights = keep_bt.float() / keep_bt.sum(1, keepdim=True).float()
-        fused = fuse_multiscale(acts, grads, weights, (H, W), self.chunk_elements)
+        if self.fusion == "exact":
+            fused = fuse_multiscale(acts, grads, weights, (H, W), self.chunk_elements)
+        else:
+            fused = fuse_on_grid(acts, grads, weights, (H, W))
         maps = normalize_maps(fused)
         kept_list = keep_bt.cpu().tolist()
         kept_scales = [[z for z, k in zip(self.scales, row) if k] for row in kept_list]
@@ -167,5 +192,5 @@ class CAMERAS(SaliencyMethod):
             method=self.name,
             layer=self.layer_name,
             kept_scales=kept_scales,
-            extras={"scales": list(self.scales), "sizes": sizes, "resample": self.resample},
+            extras={"scales": list(self.scales), "sizes": sizes, "resample": self.resample, "fusion": self.fusion},
         )

@@ -1,0 +1,179 @@
+"""`make bench`: time every method against its floor on the current device; write results and BENCHMARKS.md.
+
+Usage: python benchmarks/run.py [--device cpu|cuda] [--quick]
+Each number is a median of repeated calls after a warm-up, device synchronised, measured in
+one process (memory: one child process per measurement on CPU, max_memory_allocated on CUDA).
+"""
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import cameras
+from cameras.bench import forward_all, median_seconds, scaled_inputs
+
+sys.path.insert(0, str(Path(__file__).parent))
+from naive import naive_cameras  # noqa: E402
+
+HERE = Path(__file__).parent
+SCALES = list(range(224, 1000, 100))
+
+
+def load(name, device):
+    if name == "efficientnet_lite0":
+        b = cameras.load_model()
+    else:
+        b = cameras.load_model(f"torchvision:{name}", weights="random")
+    return b.to(device)
+
+
+def batch_input(b, n, device):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(b, 3, n, n, generator=g).to(device)
+
+
+def time_model(name, batches, device, reps, naive_batches, extras):
+    bundle = load(name, device)
+    model = bundle.model
+    n = 224  # as the paper's timing study and the reference code, for every model
+    layer = bundle.layer
+    rows = []
+    for b in batches:
+        x = batch_input(b, n, device)
+        target = torch.zeros(b, dtype=torch.long, device=device)
+        exact = cameras.CAMERAS(model, layer=layer, scales=SCALES)
+        grid = cameras.CAMERAS(model, layer=layer, scales=SCALES, fusion="grid")
+        gc = cameras.GradCAM(model, layer=exact.layer)
+        inputs = scaled_inputs(x, exact)
+        r = {"model": name, "batch": b, "input": n, "layer": exact.layer_name}
+        r["floor"] = median_seconds(lambda: forward_all(model, inputs), device, reps)
+        r["cameras"] = median_seconds(lambda: exact(x, target=target), device, reps)
+        r["cameras_grid"] = median_seconds(lambda: grid(x, target=target), device, reps)
+        r["forward"] = median_seconds(lambda: forward_all(model, [x]), device, reps)
+        r["gradcam"] = median_seconds(lambda: gc(x, target=target), device, reps)
+        maps = exact(x, target=target).maps
+        gmaps = grid(x, target=target).maps
+        r["grid_mean_abs_diff"] = float((gmaps - maps).abs().mean())
+        r["grid_max_abs_diff"] = float((gmaps - maps).abs().max())
+        if b in naive_batches:
+            r["naive"] = median_seconds(lambda: naive_cameras(model, exact.layer, x, SCALES, target), device, max(1, reps - 1))
+            r["naive_max_abs_diff"] = float((naive_cameras(model, exact.layer, x, SCALES, target) - maps).abs().max())
+        if device.type == "cuda":
+            for amp in ("bf16", "fp16"):
+                m = cameras.CAMERAS(model, layer=layer, scales=SCALES, amp=amp, channels_last=True)
+                model.to(memory_format=torch.channels_last)
+                r[f"cameras_{amp}"] = median_seconds(lambda: m(x, target=target), device, reps)
+                r[f"{amp}_max_abs_diff"] = float((m(x, target=target).maps - maps).abs().max())
+                model.to(memory_format=torch.contiguous_format)
+            r.update(cuda_memory(model, layer, x, target, inputs))
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    if extras:
+        rows.append(time_baselines(name, model, n, device, reps))
+    return rows
+
+
+def time_baselines(name, model, n, device, reps):
+    """RISE vs its masked forward passes; one Extremal iteration vs one forward+backward."""
+    x = batch_input(1, n, device)
+    t = torch.zeros(1, dtype=torch.long, device=device)
+    n_masks, mb = 64, 32
+    rise = cameras.RISE(model, n_masks=n_masks, batch_size=mb, progress=False)
+    masked = [x.expand(mb, -1, -1, -1) * torch.rand(mb, 1, n, n, device=device) for _ in range(n_masks // mb)]
+    its = 5
+    ep = cameras.ExtremalPerturbation(model, iterations=its, progress=False)
+
+    def fwd_bwd():
+        xi = x.clone().requires_grad_(True)
+        model(xi)[0, 0].backward()
+        model.zero_grad(set_to_none=True)
+
+    r = {"model": name, "batch": 1, "kind": "baselines", "rise_masks": n_masks}
+    r["rise"] = median_seconds(lambda: rise(x, target=t), device, reps)
+    r["rise_floor"] = median_seconds(lambda: forward_all(model, masked), device, reps)
+    r["extremal_per_iter"] = median_seconds(lambda: ep(x, target=t), device, max(1, reps - 1)) / its
+    r["fwd_bwd"] = median_seconds(fwd_bwd, device, reps)
+    print(json.dumps(r), flush=True)
+    return r
+
+
+def cuda_memory(model, layer, x, target, inputs):
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    forward_all(model, [inputs[-1]])
+    fwd = torch.cuda.max_memory_allocated() - base
+    torch.cuda.reset_peak_memory_stats()
+    cameras.CAMERAS(model, layer=layer, scales=SCALES)(x, target=target)
+    cam = torch.cuda.max_memory_allocated() - base
+    return {"mem_forward_max_MB": fwd / 2**20, "mem_cameras_MB": cam / 2**20}
+
+
+def probe(kind, name, b):
+    """Child process: peak RSS (MB) after loading the model and running `kind` once."""
+    device = torch.device("cpu")
+    bundle = load(name, device)
+    x = batch_input(b, 224, device)
+    m = cameras.CAMERAS(bundle.model, layer=bundle.layer, scales=SCALES)
+    if kind == "forward":
+        forward_all(bundle.model, [scaled_inputs(x, m)[-1]])
+    elif kind == "cameras":
+        m(x, target=torch.zeros(b, dtype=torch.long))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def cpu_memory(name, b):
+    out = {}
+    for kind in ("base", "forward", "cameras"):
+        res = subprocess.run([sys.executable, __file__, "--probe", kind, name, str(b)], capture_output=True, text=True, check=True)
+        out[kind] = float(res.stdout.strip().splitlines()[-1])
+    return {"model": name, "batch": b, "kind": "memory", "rss_base_MB": out["base"], "rss_forward_max_MB": out["forward"],
+            "rss_cameras_MB": out["cameras"]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--quick", action="store_true", help="batch 1 only, fewer repetitions")
+    ap.add_argument("--probe", nargs=3)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    if a.probe:
+        probe(a.probe[0], a.probe[1], int(a.probe[2]))
+        return
+    device = torch.device(a.device)
+    cuda = device.type == "cuda"
+    models = ["efficientnet_lite0", "resnet50"] + (["densenet121", "inception_v3"] if cuda else [])
+    batches = [1] if a.quick else [1, 8]
+    reps = 2 if a.quick else (5 if cuda else 3)
+    t0 = time.time()
+    rows = []
+    for name in models:
+        rows += time_model(name, batches, device, reps, naive_batches=[1] if not cuda else batches,
+                           extras=name in ("efficientnet_lite0", "resnet50") or cuda)
+        if not cuda:
+            for b in batches:
+                rows.append(cpu_memory(name, b))
+                print(json.dumps(rows[-1]), flush=True)
+    dev_name = torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()
+    threads = torch.get_num_threads()
+    result = {"device": str(device.type), "device_name": dev_name, "threads": threads, "torch": torch.__version__,
+              "scales": SCALES, "seconds_total": time.time() - t0, "rows": rows}
+    out = Path(a.out) if a.out else HERE / "results" / f"{device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+    import report
+
+    report.main()
+
+
+if __name__ == "__main__":
+    main()

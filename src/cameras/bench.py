@@ -1,0 +1,81 @@
+"""Timing and memory measurement of saliency methods against their floor (forward passes).
+
+Used by ``cameras bench`` and by ``benchmarks/run.py`` (``make bench``). Times are medians
+of repeated calls after a warm-up, with the device synchronised, all in one process.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .core.base import sync
+from .methods import CAMERAS, GradCAM
+
+
+def median_seconds(fn: Callable[[], object], device: torch.device, reps: int = 3, warmup: int = 1) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``reps`` calls after ``warmup`` calls.
+
+    Example:
+        >>> median_seconds(lambda: sum(range(10)), torch.device("cpu"), reps=2) >= 0
+        True
+    """
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def scaled_inputs(x: torch.Tensor, method: CAMERAS) -> list[torch.Tensor]:
+    """The inputs CAMERAS feeds the model, one per scale (for measuring the floor)."""
+    sizes = method.scale_sizes(*x.shape[-2:])
+    return [x if t == 0 else F.interpolate(x, size=s, mode=method.resample, align_corners=False) for t, s in enumerate(sizes)]
+
+
+def forward_all(model: nn.Module, inputs: list[torch.Tensor]) -> None:
+    """The floor: one inference-mode forward pass per input."""
+    with torch.inference_mode():
+        for xi in inputs:
+            model(xi)
+
+
+def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None, scales=None, reps: int = 3) -> dict:
+    """Floor, CAMERAS (exact and grid), one forward and Grad-CAM, in seconds per batch.
+
+    Returns a dict with ``floor``, ``cameras``, ``cameras_grid``, ``forward``, ``gradcam``
+    and the ratios ``cameras/floor``, ``gradcam/forward``.
+
+    Example:
+        >>> import torchvision
+        >>> r = bench_cameras(torchvision.models.resnet18(), torch.randn(1, 3, 64, 64), scales=[64, 96], reps=1)
+        >>> sorted(r)[:3]
+        ['cameras', 'cameras/floor', 'cameras_grid']
+    """
+    model.eval()
+    dev = x.device
+    exact = CAMERAS(model, layer=layer, scales=scales)
+    grid = CAMERAS(model, layer=layer, scales=scales, fusion="grid")
+    gradcam = GradCAM(model, layer=exact.layer_name if exact.layer is not None else layer)
+    inputs = scaled_inputs(x, exact)
+    out = {
+        "floor": median_seconds(lambda: forward_all(model, inputs), dev, reps),
+        "cameras": median_seconds(lambda: exact(x, target=target), dev, reps),
+        "cameras_grid": median_seconds(lambda: grid(x, target=target), dev, reps),
+        "forward": median_seconds(lambda: forward_all(model, [x]), dev, reps),
+        "gradcam": median_seconds(lambda: gradcam(x, target=target), dev, reps),
+    }
+    out["cameras/floor"] = out["cameras"] / out["floor"]
+    out["cameras_grid/floor"] = out["cameras_grid"] / out["floor"]
+    out["gradcam/forward"] = out["gradcam"] / out["forward"]
+    return out
