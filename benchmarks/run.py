@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 import cameras
-from cameras.bench import forward_all, median_seconds, scaled_inputs
+from cameras.bench import forward_all, interleaved_seconds, median_seconds, scaled_inputs
 
 sys.path.insert(0, str(Path(__file__).parent))
 from naive import naive_cameras  # noqa: E402
@@ -47,17 +47,22 @@ def time_model(name, batches, device, reps, naive_batches, extras):
     rows = []
     for b in batches:
         x = batch_input(b, n, device)
-        target = torch.zeros(b, dtype=torch.long, device=device)
+        with torch.no_grad():
+            target = model(x).argmax(1)  # explicit top-1: every scale kept, maps non-trivial
         exact = cameras.CAMERAS(model, layer=layer, scales=SCALES)
         grid = cameras.CAMERAS(model, layer=layer, scales=SCALES, fusion="grid")
         gc = cameras.GradCAM(model, layer=exact.layer)
         inputs = scaled_inputs(x, exact)
         r = {"model": name, "batch": b, "input": n, "layer": exact.layer_name}
-        r["floor"] = median_seconds(lambda: forward_all(model, inputs), device, reps)
-        r["cameras"] = median_seconds(lambda: exact(x, target=target), device, reps)
-        r["cameras_grid"] = median_seconds(lambda: grid(x, target=target), device, reps)
-        r["forward"] = median_seconds(lambda: forward_all(model, [x]), device, reps)
-        r["gradcam"] = median_seconds(lambda: gc(x, target=target), device, reps)
+        r.update(interleaved_seconds({
+            "floor": lambda: forward_all(model, inputs),
+            "cameras": lambda: exact(x, target=target),
+            "cameras_grid": lambda: grid(x, target=target),
+        }, device, reps))
+        r.update(interleaved_seconds({
+            "forward": lambda: forward_all(model, [x]),
+            "gradcam": lambda: gc(x, target=target),
+        }, device, reps))
         maps = exact(x, target=target).maps
         gmaps = grid(x, target=target).maps
         r["grid_mean_abs_diff"] = float((gmaps - maps).abs().mean())
@@ -96,10 +101,9 @@ def time_baselines(name, model, n, device, reps):
         model.zero_grad(set_to_none=True)
 
     r = {"model": name, "batch": 1, "kind": "baselines", "rise_masks": n_masks}
-    r["rise"] = median_seconds(lambda: rise(x, target=t), device, reps)
-    r["rise_floor"] = median_seconds(lambda: forward_all(model, masked), device, reps)
-    r["extremal_per_iter"] = median_seconds(lambda: ep(x, target=t), device, max(1, reps - 1)) / its
-    r["fwd_bwd"] = median_seconds(fwd_bwd, device, reps)
+    r.update(interleaved_seconds({"rise": lambda: rise(x, target=t), "rise_floor": lambda: forward_all(model, masked)}, device, reps))
+    e = interleaved_seconds({"extremal": lambda: ep(x, target=t), "fwd_bwd": fwd_bwd}, device, reps)
+    r["extremal_per_iter"], r["fwd_bwd"] = e["extremal"] / its, e["fwd_bwd"]
     print(json.dumps(r), flush=True)
     return r
 
@@ -125,7 +129,9 @@ def probe(kind, name, b):
     if kind == "forward":
         forward_all(bundle.model, [scaled_inputs(x, m)[-1]])
     elif kind == "cameras":
-        m(x, target=torch.zeros(b, dtype=torch.long))
+        with torch.no_grad():
+            t = bundle.model(x).argmax(1)
+        m(x, target=t)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 

@@ -246,3 +246,24 @@ def test_bench_helper_reports_ratios():
     for key in ("floor", "cameras", "cameras_grid", "forward", "gradcam"):
         assert r[key] > 0
     assert r["cameras/floor"] == r["cameras"] / r["floor"]
+
+
+def test_constant_gradient_shortcut_is_exact():
+    """GAP heads give spatially constant gradients; the shortcut must equal the general path."""
+    from cameras.core import fusion
+
+    g = torch.Generator().manual_seed(5)
+    shapes = [(3, 4), (5, 6), (8, 9)]
+    acts = [torch.randn(2, 7, h, w, generator=g) for h, w in shapes]
+    grads = [torch.randn(2, 7, 1, 1, generator=g).expand(2, 7, h, w).contiguous() for h, w in shapes]
+    weights = torch.tensor([[1 / 3, 1 / 3, 1 / 3], [0.5, 0.0, 0.5]])
+    assert all(fusion._spatially_constant(t) for t in grads)
+    fast = fusion.fuse_multiscale(acts, grads, weights, (17, 21))
+    grads[0][0, 0, 0, 0] += 1e-3  # no longer constant: the general path runs
+    assert not fusion._spatially_constant(grads[0])
+    grads[0][0, 0, 0, 0] -= 1e-3
+    up = lambda t: F.interpolate(t, (17, 21), mode="bilinear", align_corners=False)  # noqa: E731
+    abar = sum(w.view(2, 1, 1, 1) * up(a) for w, a in zip(weights.T, acts))
+    gbar = sum(w.view(2, 1, 1, 1) * up(a) for w, a in zip(weights.T, grads))
+    want = torch.relu((abar * gbar).sum(1))
+    assert torch.allclose(fast, want, atol=1e-5)

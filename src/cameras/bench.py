@@ -37,6 +37,28 @@ def median_seconds(fn: Callable[[], object], device: torch.device, reps: int = 3
     return statistics.median(times)
 
 
+def interleaved_seconds(fns: dict[str, Callable[[], object]], device: torch.device, reps: int = 3, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin so that a noisy, drifting machine
+    biases none of them (the ratios of these medians are what benchmarks report).
+
+    Example:
+        >>> sorted(interleaved_seconds({"a": lambda: 1, "b": lambda: 2}, torch.device("cpu"), reps=2))
+        ['a', 'b']
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def scaled_inputs(x: torch.Tensor, method: CAMERAS) -> list[torch.Tensor]:
     """The inputs CAMERAS feeds the model, one per scale (for measuring the floor)."""
     sizes = method.scale_sizes(*x.shape[-2:])
@@ -68,13 +90,15 @@ def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None
     grid = CAMERAS(model, layer=layer, scales=scales, fusion="grid")
     gradcam = GradCAM(model, layer=exact.layer_name if exact.layer is not None else layer)
     inputs = scaled_inputs(x, exact)
-    out = {
-        "floor": median_seconds(lambda: forward_all(model, inputs), dev, reps),
-        "cameras": median_seconds(lambda: exact(x, target=target), dev, reps),
-        "cameras_grid": median_seconds(lambda: grid(x, target=target), dev, reps),
-        "forward": median_seconds(lambda: forward_all(model, [x]), dev, reps),
-        "gradcam": median_seconds(lambda: gradcam(x, target=target), dev, reps),
-    }
+    out = interleaved_seconds({
+        "floor": lambda: forward_all(model, inputs),
+        "cameras": lambda: exact(x, target=target),
+        "cameras_grid": lambda: grid(x, target=target),
+    }, dev, reps)
+    out.update(interleaved_seconds({
+        "forward": lambda: forward_all(model, [x]),
+        "gradcam": lambda: gradcam(x, target=target),
+    }, dev, reps))
     out["cameras/floor"] = out["cameras"] / out["floor"]
     out["cameras_grid/floor"] = out["cameras_grid"] / out["floor"]
     out["gradcam/forward"] = out["gradcam"] / out["forward"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from .errors import LayerError
@@ -14,7 +15,9 @@ class LayerCapture:
     output ``cap.activation`` (shape of the layer output, e.g. B×K×h×w) as a detached leaf
     with ``requires_grad=True`` and feeds a clone of it to the rest of the network. (When
     the output already requires gradients, because a lower layer is captured too, it is
-    kept in the graph instead, so several captures can be nested.) Hence
+    kept in the graph instead, so several captures can be nested.) Run the forward pass under
+    ``torch.no_grad()``: the hook switches gradient recording on at the layer, so nothing
+    below it records a graph (that is cheaper than a grad-mode forward with frozen weights). Hence
     ``torch.autograd.grad(score, cap.activation)`` backpropagates from the score down to the
     layer only, in-place operations after the layer (DenseNet's functional ReLU) cannot
     corrupt it, and the hook is removed on exit even when the forward raised.
@@ -22,7 +25,7 @@ class LayerCapture:
     Example:
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
-        >>> with LayerCapture(net[0], "0") as cap:
+        >>> with LayerCapture(net[0], "0") as cap, torch.no_grad():
         ...     y = net(torch.rand(1, 3, 8, 8))
         >>> tuple(cap.activation.shape), cap.activation.requires_grad
         ((1, 4, 6, 6), True)
@@ -52,6 +55,10 @@ class LayerCapture:
                 f"layer '{self.name}' runs more than once per forward pass (a shared module); "
                 "choose a module that runs once, e.g. its parent block"
             )
+        # The layers below ran without recording a graph (callers run the forward under
+        # torch.no_grad()); from here on the graph is needed, so switch it on for the rest of
+        # this forward pass. The caller's no_grad block restores the mode when it exits.
+        torch.set_grad_enabled(True)
         if output.requires_grad:
             # a layer above another captured layer: keep it in the graph (gradients w.r.t. the
             # lower capture must flow through it); the clone protects it from in-place ops.

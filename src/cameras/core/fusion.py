@@ -8,6 +8,11 @@ at most two non-zeros per scale, so the product is computed in bands of output r
 touching only the few input rows its band needs (a dense product would multiply mostly
 zeros). Activations and gradients are averaged separately, multiplied and summed over
 channels chunk by chunk, so at most one chunk of full-resolution channels exists at a time.
+
+When every gradient map is constant over space per channel, as it is for a layer followed
+by global average pooling and a linear classifier (ResNet ``layer4``, EfficientNet ``bn2``,
+Inception ``Mixed_7c``), the channel sum is taken at layer resolution first, which is
+exact by linearity and makes the fusion nearly free.
 """
 
 from __future__ import annotations
@@ -32,6 +37,30 @@ def _row_bands(rows: Tensor, band: int) -> list[tuple[int, int, Tensor, Tensor]]
         need = torch.nonzero(block.abs().sum(0) > 0).flatten()
         out.append((i0, i1, need, block[:, need].contiguous()))
     return out
+
+
+def _spatially_constant(g: Tensor) -> bool:
+    """True when every B×K channel of ``g`` holds one value (a global-average-pooling head)."""
+    g = g.float()
+    return bool(((g - g[:, :, :1, :1]).abs() <= 1e-6 * g.abs().amax().clamp_min(1e-30)).all())
+
+
+def _fuse_constant_gradients(acts, grads, weights, used, size) -> Tensor:
+    """Exact shortcut when each W_t is constant over space per channel (GAP + linear heads).
+
+    Then W̄_k = c̄_k = Σ_t w_t W_t,k (a constant), and by linearity of resizing
+    Σ_k c̄_k Ā_k = Σ_t w_t · up_t(Σ_k c̄_k A_t,k): the channel sum happens at layer
+    resolution and only one map per scale is resized.
+    """
+    B = acts[0].shape[0]
+    w = weights.to(device=acts[0].device, dtype=torch.float32)
+    cbar = sum(w[:, t, None] * grads[t][:, :, 0, 0].float() for t in used)  # B×K
+    out = 0
+    for t in used:
+        low = torch.einsum("bk,bkhw->bhw", cbar, acts[t].float()).unsqueeze(1)  # B×1×h_t×w_t
+        up = F.interpolate(low, size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+        out = out + w[:, t].view(B, 1, 1) * up
+    return out.clamp_(min=0)
 
 
 def fuse_multiscale(
@@ -63,6 +92,8 @@ def fuse_multiscale(
     H, W = size
     device = acts[0].device
     used = [t for t in range(len(acts)) if bool((weights[:, t] != 0).any())]
+    if all(_spatially_constant(grads[t]) for t in used):
+        return _fuse_constant_gradients(acts, grads, weights, used, size)
     rows = torch.cat([interp_matrix(acts[t].shape[-2], H, device) for t in used], dim=1)  # H×Σh
     bands = _row_bands(rows, ROW_BAND)
     cols = [interp_matrix(acts[t].shape[-1], W, device).T for t in used]  # w_t×W

@@ -157,7 +157,7 @@ class CAMERAS(SaliencyMethod):
                 if self.channels_last:
                     xt = xt.contiguous(memory_format=torch.channels_last)
                 cap.reset()
-                with torch.autocast(x.device.type, dtype=_AMP[self.amp], enabled=self.amp is not None):
+                with torch.no_grad(), torch.autocast(x.device.type, dtype=_AMP[self.amp], enabled=self.amp is not None):
                     logits = self.model(xt)
                 logits = logits.float()
                 act = cap.get()

@@ -31,7 +31,7 @@ class GradCAM(SaliencyMethod):
         super().__init__(model, layer)
 
     def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
-        with LayerCapture(self.layer, self.layer_name) as cap:
+        with LayerCapture(self.layer, self.layer_name) as cap, torch.no_grad():
             logits = self.model(x)
             act = cap.get()
         target, probs = self.pick_targets(logits, target)

@@ -67,7 +67,8 @@ class NormGrad(SaliencyMethod):
     def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
         with contextlib.ExitStack() as stack:
             caps = [stack.enter_context(LayerCapture(mod, name)) for name, mod in self.layers]
-            logits = self.model(x)
+            with torch.no_grad():
+                logits = self.model(x)
             acts = [c.get() for c in caps]
         target, probs = self.pick_targets(logits, target)
         grads = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), acts)
