@@ -60,8 +60,8 @@ def section(res):
             q = r["mem_cameras_MB"] / r["mem_forward_max_MB"]
             out.append(f"| {r['model']} | {r['batch']} | {r['mem_forward_max_MB']:.0f} | {r['mem_cameras_MB']:.0f} | {q:.2f} | {ok(q <= 1.5)} |")
     if mem:
-        out += ["", "### Peak memory (process RSS, one child process each; target ≤ 1.5×)", "",
-                "| model | batch | model loaded MB | + largest forward MB | + CAMERAS MB | × (RSS) | × (above model) | met |",
+        out += ["", "### Peak memory (process RSS high-water mark during one call, one child process each; target ≤ 1.5×)", "",
+                "| model | batch | RSS before the call MB | peak, largest forward MB | peak, CAMERAS MB | × (RSS) | × (above the RSS before) | met |",
                 "|---|---|---|---|---|---|---|---|"]
         for r in mem:
             q = r["rss_cameras_MB"] / r["rss_forward_max_MB"]

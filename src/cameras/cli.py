@@ -237,6 +237,304 @@ def bench(model_name, weights, batches, size, scales, device, reps) -> None:
                    f"{r['forward']:>10.3f} {r['gradcam']:>11.3f} {r['gradcam/forward']:>6.2f}")
 
 
+@main.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
+@click.option("--format", "fmt", required=True, type=click.Choice(["imagenet", "voc", "coco"]))
+@click.option("--model", "model_name", default="efficientnet_lite0", show_default=True)
+@click.option("--weights", default=None)
+@click.option("--methods", default="cameras,gradcam", show_default=True, help="'all' or a comma list.")
+@click.option("--metrics", default="pointing,rho", show_default=True, help="Comma list of pointing, rho, insdel.")
+@click.option("--mapping", default=None, type=click.Path(path_type=Path),
+              help="JSON {dataset class: model class id} (VOC and COCO with an ImageNet model).")
+@click.option("--limit", default=None, type=click.IntRange(1, None), help="First N images only.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096),
+              help="Forward passes per batch in insertion/deletion.")
+@click.option("--insdel-step", default=224, show_default=True, type=click.IntRange(1, None), help="Pixels per insertion/deletion step.")
+@click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE", help="Method option (repeatable).")
+@click.option("--square", is_flag=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, limit, batch_size, insdel_step, settings,
+             square, device, out_dir, quiet) -> None:
+    """Evaluate methods on a dataset: results.csv, summary.json, report.md (resumable).
+
+    Every (image, ground-truth class, method) item gets one row in OUT/results.csv; a rerun
+    with the same OUT skips finished items. OUT/summary.json and OUT/report.md (with the
+    paper's numbers beside ours, metrics.png and curves.png) are rewritten at the end.
+    """
+    import torch
+
+    from .data import load_mapping, read_dataset
+    from .data.readers import VOC_CLASSES
+    from .evaluate import METRICS, evaluate_items, write_report
+    from .methods import available_methods, method_class
+    from .models import load_model
+
+    try:
+        names = available_methods() if methods.strip() == "all" else [method_class(m).name for m in methods.split(",") if m.strip()]
+        wanted = {m.strip() for m in metrics.split(",") if m.strip()}
+        bad = sorted(wanted - set(METRICS))
+        if bad:
+            raise click.BadParameter(f"unknown metric {', '.join(bad)}; choose from {', '.join(METRICS)}")
+        opts = {method_class(k).name: check_options(method_class(k), v) for k, v in parse_settings(settings, per_method=True).items()}
+        bundle = load_model(model_name, weights, device=torch.device(device))
+        cmap = load_mapping(mapping, VOC_CLASSES if fmt == "voc" else None)
+        items = read_dataset(fmt, data_dir, wnids=bundle.wnids, mapping=cmap)
+        if limit:
+            items = items[:limit]
+        if not items:
+            raise click.BadParameter(f"no annotated images found in {data_dir}")
+        built = {n: get_method_checked(n, bundle, opts.get(n)) for n in names}
+    except (CamerasError, RuntimeError, click.BadParameter) as e:
+        _fail(str(e.message if isinstance(e, click.BadParameter) else e))
+    try:
+        rows = evaluate_items(items, bundle, built, wanted, out_dir, square, insdel_step, batch_size,
+                              progress=False if quiet else None)
+    except CamerasError as e:
+        _fail(str(e), 1)
+    summary = write_report(out_dir, rows, {"data": str(data_dir), "format": fmt, "model": bundle.name,
+                                           "images": len(items), "metrics": sorted(wanted)})
+    for m, n in summary["items"].items():
+        pg = summary["pointing_game"][m]
+        rp = summary["rho_plus"][m]
+        click.echo(f"{m}: {n} items, pointing {'–' if pg is None else f'{100 * pg:.1f}%'}, "
+                   f"rho+ {'–' if rp is None else f'{rp:.3f}'}")
+    click.echo(f"wrote {out_dir}/results.csv, summary.json, report.md")
+
+
+def get_method_checked(name: str, bundle, options: dict | None):
+    """Build method ``name`` for ``bundle`` with its recommended layer and checked options."""
+    from .compare import method_options
+    from .methods import method_class
+
+    cls = method_class(name)
+    return build_method(cls, bundle.model, method_options(bundle, name, check_options(cls, options or {})))
+
+
+@main.group()
+def experiment() -> None:
+    """The CAMERAS supplement's experiments (A-2 n-sensitivity, A-3 interpolation)."""
+
+
+def _experiment_inputs(images, data_dir, fmt, mapping, limit, bundle):
+    from .data import load_mapping, read_dataset
+    from .data.readers import VOC_CLASSES
+    from .images import list_images
+
+    if bool(images) == bool(data_dir):
+        raise click.BadParameter("give IMAGE files or --data DIR (with --format), not both or neither")
+    if data_dir:
+        if fmt is None:
+            raise click.BadParameter("--data needs --format imagenet|voc|coco")
+        items = read_dataset(fmt, data_dir, wnids=bundle.wnids, mapping=load_mapping(mapping, VOC_CLASSES if fmt == "voc" else None))
+        items = items[:limit] if limit else items
+        return [(it.image, cls, it) for it in items for cls in it.classes() if not it.all_difficult(cls)]
+    paths = list_images(images)
+    paths = paths[:limit] if limit else paths
+    return [(p, None, None) for p in paths]
+
+
+def _experiment_options(f):
+    for opt in reversed([
+        click.argument("images", nargs=-1, type=click.Path(path_type=Path)),
+        click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path)),
+        click.option("--format", "fmt", default=None, type=click.Choice(["imagenet", "voc", "coco"])),
+        click.option("--mapping", default=None, type=click.Path(path_type=Path)),
+        click.option("--limit", default=None, type=click.IntRange(1, None)),
+        click.option("--model", "model_name", default="efficientnet_lite0", show_default=True),
+        click.option("--weights", default=None),
+        click.option("--device", default="cpu", show_default=True),
+        click.option("--square", is_flag=True),
+        click.option("--out", "out_dir", default="cameras-experiment", show_default=True, type=click.Path(path_type=Path)),
+        click.option("--quiet", is_flag=True),
+    ]):
+        f = opt(f)
+    return f
+
+
+@experiment.command("n-sensitivity")
+@_experiment_options
+@click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192))
+def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet, max_size):
+    """Map difference between N = 5..10 scales (ζ_m = --max-size), beside the paper's matrix."""
+    import torch
+
+    from .experiments import PAPER_N, STEPS, n_sensitivity
+    from .images import load_image
+    from .models import load_model
+
+    try:
+        bundle = load_model(model_name, weights, device=torch.device(device))
+        work = _experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
+        paths = list(dict.fromkeys(p for p, _, _ in work))
+        for p in paths:
+            load_image(p)
+        mean = n_sensitivity(bundle, paths, out_dir, max_size, square, progress=False if quiet else None)
+    except (CamerasError, RuntimeError, click.BadParameter) as e:
+        _fail(str(e.message if isinstance(e, click.BadParameter) else e))
+    click.echo("N    " + " ".join(f"{n:>11}" for n in STEPS))
+    for n, ours, paper in zip(STEPS, mean, PAPER_N):
+        click.echo(f"{n:<4} " + " ".join(f"{o:.3f} ({p:.2f})" for o, p in zip(ours, paper)))
+    click.echo(f"ours (paper's Table 2 in brackets); wrote {out_dir}/n_sensitivity.json, .csv, .png")
+
+
+@experiment.command("interpolation")
+@_experiment_options
+def interpolation_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet):
+    """ρ⁺ and pointing game of CAMERAS blended into Grad-CAM, γ = 0, 0.1, ..., 1."""
+    import torch
+
+    from .experiments import interpolation
+    from .images import load_image
+    from .models import load_model
+
+    try:
+        bundle = load_model(model_name, weights, device=torch.device(device))
+        work = _experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
+        for p in dict.fromkeys(p for p, _, _ in work):
+            load_image(p)
+        s = interpolation(bundle, work, out_dir, square, progress=False if quiet else None)
+    except (CamerasError, RuntimeError, click.BadParameter) as e:
+        _fail(str(e.message if isinstance(e, click.BadParameter) else e))
+    for g, r, p in zip(s["gamma"], s["rho_plus"], s["pointing_game"]):
+        click.echo(f"gamma {g:.1f}: rho+ {r:.4f}" + ("" if p is None else f", pointing {100 * p:.1f}%"))
+    click.echo(f"wrote {out_dir}/interpolation.json, .csv, .png")
+
+
+def parse_eps(text: str) -> float:
+    """``"12/255"`` or ``"0.05"`` → float.
+
+    Example:
+        >>> round(parse_eps("12/255"), 4)
+        0.0471
+    """
+    try:
+        if "/" in text:
+            a, b = text.split("/")
+            return float(a) / float(b)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise click.BadParameter(f"'{text}' is not a number like 12/255 or 0.05") from None
+
+
+def _adv_paths(images, data_dir):
+    from .images import list_images
+
+    if bool(images) == bool(data_dir):
+        raise click.BadParameter("give IMAGE files or --data DIR, not both or neither")
+    paths = list_images([data_dir] if data_dir else images)
+    if not paths:
+        raise click.BadParameter("no image files found")
+    from .images import load_image
+
+    for p in paths:
+        load_image(p)
+    return paths
+
+
+@main.command()
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path), help="Folder of images: mean reduction only.")
+@click.option("--model", "model_name", default="efficientnet_lite0", show_default=True)
+@click.option("--weights", default=None)
+@click.option("--eps", default="12/255", show_default=True, help="L∞ budget in [0, 1] pixel units.")
+@click.option("--alpha", default="1/255", show_default=True, help="Step size.")
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 100000), help="Step cap.")
+@click.option("--beta", default=50.0, show_default=True, type=click.FloatRange(0, None))
+@click.option("--threshold", default=0.9999, show_default=True, type=click.FloatRange(0, 1, min_open=True))
+@click.option("--square", is_flag=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", "out_dir", default="cameras-attack", show_default=True, type=click.Path(path_type=Path))
+def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, threshold, square, device, out_dir):
+    """Plain vs saliency-enhanced PGD to the least-likely class (paper §6): figures and JSON."""
+    import torch
+
+    from .adversarial import PAPER_REDUCTION, attack_images
+    from .models import load_model
+
+    try:
+        e, a = parse_eps(eps), parse_eps(alpha)
+        if e < 0:
+            raise click.BadParameter(f"--eps must be ≥ 0, got {eps}")
+        paths = _adv_paths(images, data_dir)
+        bundle = load_model(model_name, weights, device=torch.device(device))
+        s = attack_images(bundle, paths, out_dir, e, a, steps, beta, threshold, square, figures=data_dir is None)
+    except (CamerasError, RuntimeError, click.BadParameter) as err:
+        _fail(str(err.message if isinstance(err, click.BadParameter) else err))
+    for r in s["images"]:
+        click.echo(f"{r['image']}: PGD L2 {r['vanilla']['l2']:.3f} ({r['vanilla']['target_prob']:.4f}), "
+                   f"enhanced L2 {r['enhanced']['l2']:.3f} ({r['enhanced']['target_prob']:.4f}): "
+                   f"{r['l2_reduction_percent']:.1f}% lower")
+    m = s["mean_l2_reduction_percent"]
+    click.echo(f"mean L2 reduction {'–' if m is None else f'{m:.1f}%'} over {s['both_successful']} images "
+               f"(paper: {PAPER_REDUCTION}%); wrote {out_dir}/attack.json")
+
+
+@main.command()
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path), help="Folder of images: mean scores only.")
+@click.option("--methods", default="cameras,gradcam", show_default=True)
+@click.option("--model", "model_name", default="efficientnet_lite0", show_default=True)
+@click.option("--weights", default=None)
+@click.option("--fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, min_open=True))
+@click.option("--steps", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--eps", default="12/255", show_default=True)
+@click.option("--attack-steps", default=300, show_default=True, type=click.IntRange(1, 100000))
+@click.option("--square", is_flag=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", "out_dir", default="cameras-sanity", show_default=True, type=click.Path(path_type=Path))
+def sanity(images, data_dir, methods, model_name, weights, fraction, steps, eps, attack_steps, square, device, out_dir):
+    """Adversarial-cleaning sanity check (supplement A-4): curves and scores per method."""
+    import torch
+
+    from .adversarial import sanity_images
+    from .methods import method_class
+    from .models import load_model
+
+    try:
+        names = [method_class(m).name for m in methods.split(",") if m.strip()]
+        paths = _adv_paths(images, data_dir)
+        bundle = load_model(model_name, weights, device=torch.device(device))
+        s = sanity_images(bundle, paths, names, out_dir, fraction, steps, parse_eps(eps), 1 / 255, attack_steps, 50.0,
+                          square, figures=data_dir is None)
+    except (CamerasError, RuntimeError, click.BadParameter) as err:
+        _fail(str(err.message if isinstance(err, click.BadParameter) else err))
+    for m, v in s["mean_score"].items():
+        click.echo(f"{m}: sanity {v:.4f} (smaller is saner)")
+    click.echo(f"wrote {out_dir}/sanity.json")
+
+
+@main.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--methods", default="cameras,gradcam", show_default=True)
+@click.option("--mode", default="cascading", show_default=True, type=click.Choice(["cascading", "independent"]))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--model", "model_name", default="efficientnet_lite0", show_default=True)
+@click.option("--weights", default=None)
+@click.option("--square", is_flag=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", "out_dir", default="cameras-randomize", show_default=True, type=click.Path(path_type=Path))
+def randomize(image, methods, mode, seed, model_name, weights, square, device, out_dir):
+    """Model-randomisation sanity check: grid of maps per re-initialised block and similarity curves."""
+    import torch
+
+    from .adversarial import randomize_image
+    from .methods import method_class
+    from .models import load_model
+
+    try:
+        names = [method_class(m).name for m in methods.split(",") if m.strip()]
+        paths = _adv_paths([image], None)
+        bundle = load_model(model_name, weights, device=torch.device(device))
+        s = randomize_image(bundle, paths[0], names, out_dir, mode, seed, square)
+    except (CamerasError, RuntimeError, click.BadParameter) as err:
+        _fail(str(err.message if isinstance(err, click.BadParameter) else err))
+    for m, steps in s["methods"].items():
+        click.echo(f"{m}: spearman |·| " + " ".join(f"{o['spearman_abs']:.2f}" for o in steps))
+    click.echo(f"wrote {out_dir}/{paths[0].stem}.randomize.png, .similarity.png, .randomize.json")
+
+
 @main.command("samples")
 @click.option("--out", "out_dir", default="samples", show_default=True, type=click.Path(path_type=Path))
 def samples(out_dir: Path) -> None:

@@ -10,23 +10,8 @@ from torch import Tensor, nn
 
 from ..core.base import SaliencyMethod, progress_bar
 from ..core.errors import InputError
+from ..core.ops import gaussian_blur
 from ..core.result import SaliencyResult
-
-
-def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of B×C×H×W with replicate padding (any image size), radius 3σ.
-
-    Example:
-        >>> gaussian_blur(torch.ones(1, 3, 8, 8), 5.0).allclose(torch.ones(1, 3, 8, 8))
-        True
-    """
-    r = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-(t**2) / (2 * sigma**2))
-    k = k / k.sum()
-    C = x.shape[1]
-    y = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
-    return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
 
 
 def _flat_top(d: Tensor, sigma: float) -> Tensor:

@@ -44,7 +44,10 @@ def rise_masks(cells: Tensor, dy: Tensor, dx: Tensor, size: tuple[int, int], dev
     grid = cells.shape[-1]
     ch, cw = math.ceil(H / grid), math.ceil(W / grid)
     up = F.interpolate(cells.to(device), size=((grid + 1) * ch, (grid + 1) * cw), mode="bilinear", align_corners=False)
-    return torch.stack([up[i, :, y : y + H, x : x + W] for i, (y, x) in enumerate(zip(dy.tolist(), dx.tolist()))])
+    rows = (dy.to(up.device)[:, None] + torch.arange(H, device=up.device))[:, :, None]  # n×H×1
+    cols = (dx.to(up.device)[:, None] + torch.arange(W, device=up.device))[:, None, :]  # n×1×W
+    n = torch.arange(up.shape[0], device=up.device)[:, None, None]
+    return up[:, 0][n, rows, cols].unsqueeze(1)  # every crop in one gather
 
 
 class RISE(SaliencyMethod):

@@ -1,0 +1,252 @@
+"""The paper's adversarial part: targeted PGD, saliency-enhanced PGD (§6) and the
+adversarial-cleaning sanity check (supplement A-4).
+
+Attacks work in [0, 1] pixel space; ``normalize`` (e.g. ``bundle.normalize``) puts the
+model's normalisation inside the attacked function. Everything is batched and each image
+stops on its own once its target probability reaches ``threshold``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .core.errors import InputError
+from .core.guard import frozen_eval
+
+DEFAULT_ALPHA = 1 / 255  # step size: one grey level per step
+DEFAULT_STEPS = 300  # step cap
+
+
+@dataclass
+class AttackResult:
+    """Outcome of an attack on a batch of B images.
+
+    Attributes:
+        adversarial: B×C×H×W in [0, 1].
+        perturbation: adversarial − original.
+        targets: B class ids attacked towards.
+        target_prob: B softmax probabilities of the target at the end.
+        success: B bools, target_prob ≥ threshold.
+        steps: B ints, steps each image took.
+        l2, linf: B norms of the perturbation (in [0, 1] pixel units).
+    """
+
+    adversarial: Tensor
+    perturbation: Tensor
+    targets: Tensor
+    target_prob: Tensor
+    success: Tensor
+    steps: Tensor
+    l2: Tensor
+    linf: Tensor
+
+    def item(self, i: int) -> dict:
+        """JSON-ready numbers of image i."""
+        return {"target": int(self.targets[i]), "target_prob": float(self.target_prob[i]), "success": bool(self.success[i]),
+                "steps": int(self.steps[i]), "l2": float(self.l2[i]), "linf": float(self.linf[i])}
+
+
+def _check(x01: Tensor, eps: float, alpha: float, steps: int, threshold: float) -> None:
+    if not isinstance(x01, Tensor) or x01.dim() != 4:
+        raise InputError("x must be a B×C×H×W tensor of images in [0, 1]")
+    if float(x01.min()) < 0 or float(x01.max()) > 1:
+        raise InputError("x must hold images in [0, 1] (before normalisation); pass normalize= for the model's")
+    if eps < 0:
+        raise InputError(f"eps must be ≥ 0, got {eps}")
+    if alpha <= 0:
+        raise InputError(f"alpha (step size) must be > 0, got {alpha}")
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError(f"steps must be a positive integer, got {steps!r}")
+    if not 0 < threshold <= 1:
+        raise InputError(f"threshold must lie in (0, 1], got {threshold}")
+
+
+def _project(p: Tensor, x01: Tensor, eps: float, norm: str) -> Tensor:
+    if norm == "linf":
+        p = p.clamp(-eps, eps)
+    else:
+        n = p.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        p = p * torch.clamp(eps / n, max=1.0)
+    return (x01 + p).clamp(0, 1) - x01
+
+
+def _attack(model, x01, target, eps, alpha, steps, norm, random_start, mask, normalize, threshold, extra_loss, seed):
+    if norm not in ("linf", "l2"):
+        raise InputError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    _check(x01, eps, alpha, steps, threshold)
+    x01 = x01.detach()
+    normalize = normalize or (lambda t: t)
+    B = x01.shape[0]
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    with frozen_eval(model), torch.enable_grad():
+        if target is None:
+            with torch.no_grad():
+                target = model(normalize(x01)).argmin(1)  # least-likely class
+        target = torch.as_tensor(target, device=x01.device).long().expand(B).clone() if torch.as_tensor(target).dim() == 0 \
+            else torch.as_tensor(target, device=x01.device).long()
+        if random_start:
+            p = (torch.rand(x01.shape, generator=g) * 2 - 1).to(x01.device) * eps
+            if norm == "l2":
+                p = p / p.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1) * eps
+        else:
+            p = torch.zeros_like(x01)
+        if mask is not None:
+            p = p * mask
+        p = _project(p, x01, eps, norm)
+        active = torch.ones(B, dtype=torch.bool, device=x01.device)
+        used = torch.zeros(B, dtype=torch.long, device=x01.device)
+        prob = torch.zeros(B, device=x01.device)
+        for _ in range(steps + 1):
+            p.requires_grad_(True)
+            logits = model(normalize(x01 + p)).float()
+            prob = logits.softmax(1).gather(1, target[:, None])[:, 0].detach()
+            active = active & (prob < threshold)
+            if not bool(active.any()) or bool((used >= steps).all()):
+                break
+            loss = F.cross_entropy(logits, target, reduction="sum")
+            if extra_loss is not None:
+                loss = loss + extra_loss(p).sum()
+            (grad,) = torch.autograd.grad(loss, p)
+            with torch.no_grad():
+                if norm == "linf":
+                    step = alpha * grad.sign()
+                else:
+                    step = alpha * grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                if mask is not None:
+                    step = step * mask
+                step = step * active.view(-1, 1, 1, 1)
+                p = _project(p.detach() - step, x01, eps, norm)
+                used = used + active.long()
+        p = p.detach()
+    flat = p.flatten(1)
+    return AttackResult(x01 + p, p, target, prob, prob >= threshold, used, flat.norm(dim=1), flat.abs().amax(1))
+
+
+def pgd(
+    model: nn.Module,
+    x: Tensor,
+    target: int | Tensor | None = None,
+    eps: float = 12 / 255,
+    alpha: float = DEFAULT_ALPHA,
+    steps: int = DEFAULT_STEPS,
+    norm: str = "linf",
+    random_start: bool = False,
+    mask: Tensor | None = None,
+    normalize: Callable[[Tensor], Tensor] | None = None,
+    threshold: float = 0.9999,
+    seed: int = 0,
+) -> AttackResult:
+    """Targeted PGD (Madry et al.): x ← Π_{B(x, ε) ∩ [0,1]}(x − α·sign(∇ CE(K(x), target))).
+
+    Args:
+        x: B×C×H×W images in [0, 1]. target: class per image (int, B ints, or None for each
+            image's least-likely class). eps: radius of the ℓ∞ (or ℓ2) ball. alpha: step
+            size (ℓ2: step length along the normalised gradient). steps: cap.
+        norm: "linf" or "l2". mask: B×1×H×W (or broadcastable) weights on the step, e.g. a
+            region to attack. normalize: the model's input normalisation. threshold: an
+            image stops once its target probability reaches it.
+
+    Example:
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+        >>> r = pgd(net, torch.rand(2, 3, 2, 2), target=1, eps=0.1, steps=5)
+        >>> bool((r.linf <= 0.1 + 1e-6).all())
+        True
+    """
+    return _attack(model, x, target, eps, alpha, steps, norm, random_start, mask, normalize, threshold, None, seed)
+
+
+def enhanced_pgd(
+    model: nn.Module,
+    x: Tensor,
+    saliency: Tensor,
+    beta: float = 50.0,
+    target: int | Tensor | None = None,
+    eps: float = 12 / 255,
+    alpha: float = DEFAULT_ALPHA,
+    steps: int = DEFAULT_STEPS,
+    normalize: Callable[[Tensor], Tensor] | None = None,
+    threshold: float = 0.9999,
+    seed: int = 0,
+) -> AttackResult:
+    """Saliency-enhanced PGD (CAMERAS paper §6): minimise CE(K(I+p), ℓ_ll) + β‖p ⊙ (1 − Ψ)‖₂.
+
+    ``saliency`` Ψ is B×H×W in [0, 1] (the CAMERAS map of the clean image for its predicted
+    class); the target defaults to each image's least-likely class. ℓ∞ ball of radius
+    ``eps``, sign steps of ``alpha``; each image stops at ``threshold`` or ``steps``.
+
+    Example:
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+        >>> r = enhanced_pgd(net, torch.rand(1, 3, 2, 2), torch.ones(1, 2, 2), steps=3)
+        >>> tuple(r.adversarial.shape)
+        (1, 3, 2, 2)
+    """
+    if beta < 0:
+        raise InputError(f"beta must be ≥ 0, got {beta}")
+    if saliency.dim() != 3 or saliency.shape[0] != x.shape[0] or saliency.shape[-2:] != x.shape[-2:]:
+        raise InputError(f"saliency must be B×H×W matching x {tuple(x.shape)}, got {tuple(saliency.shape)}")
+    outside = (1 - saliency.detach().float().clamp(0, 1)).unsqueeze(1)
+
+    def penalty(p: Tensor) -> Tensor:
+        return beta * (p * outside).flatten(1).norm(dim=1)
+
+    return _attack(model, x, target, eps, alpha, steps, "linf", False, None, normalize, threshold, penalty, seed)
+
+
+def sanity_cleaning(
+    model: nn.Module,
+    x: Tensor,
+    maps: Tensor,
+    adversarial: Tensor,
+    true_class: Tensor,
+    fraction: float = 0.1,
+    steps: int = 20,
+    normalize: Callable[[Tensor], Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """The supplement's A-4 sanity score from restoring attacked pixels in saliency order.
+
+    Pixels of ``adversarial`` are set back to ``x`` in decreasing order of ``maps``, in
+    ``steps`` equal batches up to ``fraction`` of the pixels (one forward per batch and
+    step); after each the true-class probability is recorded (point 0: nothing restored).
+    Area_Ideal = P(K(x)) × n (n pixels cleaned), Area_Ψ = trapezoid area under the curve over
+    the cleaned pixel count, Sanity = (Area_Ideal − Area_Ψ)/Area_Ideal ∈ [0, 1] (smaller is
+    saner).
+
+    Returns:
+        dict with ``curve`` (B×(steps+1)), ``pixels`` (steps+1 cleaned counts), ``score``
+        (B), ``clean_prob`` (B).
+
+    Example:
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+        >>> x = torch.rand(1, 3, 2, 2)
+        >>> sanity_cleaning(net, x, torch.rand(1, 2, 2), x, torch.tensor([0]), fraction=1.0, steps=2)["curve"].shape
+        torch.Size([1, 3])
+    """
+    if not 0 < fraction <= 1:
+        raise InputError(f"fraction must lie in (0, 1], got {fraction}")
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError(f"steps must be a positive integer, got {steps!r}")
+    normalize = normalize or (lambda t: t)
+    B, C, H, W = x.shape
+    n = max(1, round(fraction * H * W))
+    counts = torch.linspace(0, n, steps + 1).round().long().tolist()
+    order = maps.flatten(1).argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(H * W, device=x.device).expand(B, -1))
+    true_class = torch.as_tensor(true_class, device=x.device).long().view(-1).expand(B)
+    with frozen_eval(model), torch.no_grad():
+        clean = model(normalize(x)).float().softmax(1).gather(1, true_class[:, None])[:, 0]
+        curve = torch.empty(B, steps + 1, device=x.device)
+        for b in range(B):
+            restored = (rank[b].view(1, 1, H, W) < torch.tensor(counts, device=x.device).view(-1, 1, 1, 1))  # (s+1)×1×H×W
+            inp = torch.where(restored, x[b : b + 1], adversarial[b : b + 1])
+            curve[b] = model(normalize(inp)).float().softmax(1)[:, true_class[b]]
+    px = torch.tensor(counts, dtype=torch.float32, device=x.device)
+    area = ((curve[:, 1:] + curve[:, :-1]) / 2 * (px[1:] - px[:-1])).sum(1)
+    ideal = clean * n
+    score = ((ideal - area) / ideal.clamp_min(1e-12)).clamp(0, 1)
+    return {"curve": curve, "pixels": px, "score": score, "clean_prob": clean}

@@ -1,0 +1,210 @@
+"""Dataset readers: ImageNet val, PASCAL VOC 2007, COCO instances. All return list[Item]."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..images import IMAGE_SUFFIXES
+from .items import DatasetError, Item, Obj
+from .voc_xml import parse_xml
+
+VOC_CLASSES = [
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+]
+
+
+def load_mapping(path: str | Path | None, names: list[str] | None = None) -> dict[str, int] | None:
+    """Read a class-mapping JSON file {dataset class name or id: model class id}.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.json"; _ = p.write_text('{"cat": 285}')
+        >>> load_mapping(p)
+        {'cat': 285}
+    """
+    if path is None:
+        return None
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{p}: mapping file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw.values()):
+        raise DatasetError(f"{p}: must map dataset class names to integer model class ids, e.g. {{\"cat\": 285}}")
+    if names is not None:
+        unknown = sorted(set(raw) - set(names))
+        if unknown:
+            raise DatasetError(f"{p}: unknown dataset classes {unknown}; expected names among {names}")
+    return {str(k): int(v) for k, v in raw.items()}
+
+
+def _image_for(folder: Path, stem: str) -> Path:
+    for suf in (".JPEG", ".jpg", ".jpeg", ".png", ".JPG", ".PNG"):
+        p = folder / f"{stem}{suf}"
+        if p.is_file():
+            return p
+    raise DatasetError(f"no image file for '{stem}' in {folder}")
+
+
+def read_imagenet(root: str | Path, wnids: list[str]) -> list[Item]:
+    """ImageNet val with boxes: ``root`` holds the images and either per-image VOC-style XML
+    files (``<stem>.xml`` beside the images or under ``root/annotations``; object names
+    are WordNet ids) or ``LOC_val_solution.csv`` (``ImageId,PredictionString`` with
+    ``wnid x0 y0 x1 y1 ...``). ``wnids`` maps WordNet ids to the model's class ids.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    index = {w: i for i, w in enumerate(wnids)}
+    items: list[Item] = []
+    csv_path = root / "LOC_val_solution.csv"
+    if csv_path.is_file():
+        from PIL import Image
+
+        with open(csv_path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or not {"ImageId", "PredictionString"} <= set(reader.fieldnames):
+                raise DatasetError(f"{csv_path}: header must be ImageId,PredictionString")
+            for line, row in enumerate(reader, start=2):
+                parts = row["PredictionString"].split()
+                if len(parts) % 5:
+                    raise DatasetError(f"{csv_path}:{line}: PredictionString must hold groups of 'wnid x0 y0 x1 y1'")
+                img = _image_for(root, row["ImageId"])
+                with Image.open(img) as im:
+                    W, H = im.size
+                objs = []
+                for j in range(0, len(parts), 5):
+                    w = parts[j]
+                    if w not in index:
+                        raise DatasetError(f"{csv_path}:{line}: unknown WordNet id '{w}' for this model")
+                    try:
+                        x0, y0, x1, y1 = (float(v) for v in parts[j + 1 : j + 5])
+                    except ValueError:
+                        raise DatasetError(f"{csv_path}:{line}: box coordinates must be numbers") from None
+                    objs.append(Obj(index[w], (x0, y0, x1 + 1, y1 + 1)))
+                items.append(Item(img, (H, W), objs))
+        return sorted(items, key=lambda it: it.image.name)
+    ann_dir = root / "annotations" if (root / "annotations").is_dir() else root
+    xmls = sorted(ann_dir.glob("*.xml"))
+    if not xmls:
+        raise DatasetError(f"{root}: no LOC_val_solution.csv and no .xml annotations found")
+    for x in xmls:
+        size, objs = parse_xml(x)
+        out = []
+        for o in objs:
+            if o["name"] not in index:
+                raise DatasetError(f"{x}: object name '{o['name']}' is not a WordNet id of this model")
+            out.append(Obj(index[o["name"]], o["box"], difficult=o["difficult"]))
+        items.append(Item(_image_for(root, x.stem), size, out))
+    return items
+
+
+def read_voc(root: str | Path, mapping: dict[str, int] | None, split: str = "test") -> list[Item]:
+    """PASCAL VOC 2007: ``root/JPEGImages``, ``root/Annotations``, ``root/ImageSets/Main/<split>.txt``.
+
+    ``mapping`` maps the 20 VOC class names to the model's class ids (required unless the
+    model is a 20-class VOC model, when the VOC order is used).
+    """
+    root = Path(root)
+    ids_file = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not ids_file.is_file():
+        raise DatasetError(f"{ids_file}: split file not found (expected VOC layout: JPEGImages, Annotations, ImageSets/Main)")
+    lookup = mapping if mapping is not None else {c: i for i, c in enumerate(VOC_CLASSES)}
+    items = []
+    for line in ids_file.read_text().split():
+        xml = root / "Annotations" / f"{line}.xml"
+        if not xml.is_file():
+            raise DatasetError(f"{xml}: annotation missing for image id '{line}'")
+        size, objs = parse_xml(xml)
+        out = []
+        for o in objs:
+            if o["name"] not in VOC_CLASSES:
+                raise DatasetError(f"{xml}: unknown VOC class '{o['name']}'")
+            if o["name"] in lookup:
+                out.append(Obj(lookup[o["name"]], o["box"], difficult=o["difficult"]))
+        items.append(Item(_image_for(root / "JPEGImages", line), size, out))
+    return items
+
+
+def read_coco(root: str | Path, mapping: dict[str, int] | None, annotations: str | Path | None = None) -> list[Item]:
+    """COCO instances: ``annotations`` (default: the single ``*.json`` in ``root`` or
+    ``root/annotations``) and images in ``root`` (or ``root/images``). Masks come from
+    polygons and RLE via pycocotools; crowd annotations are skipped. ``mapping`` maps
+    category names (or ids as text) to the model's class ids; without it the category's
+    position in the file's category list is used.
+    """
+    from pycocotools import mask as mask_utils
+
+    root = Path(root)
+    if annotations is None:
+        cands = sorted(root.glob("*.json")) + sorted((root / "annotations").glob("*.json"))
+        if len(cands) != 1:
+            raise DatasetError(f"{root}: expected exactly one COCO instances .json, found {len(cands)}; pass its path")
+        annotations = cands[0]
+    ann_path = Path(annotations)
+    try:
+        data = json.loads(ann_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{ann_path}: not a readable JSON file ({e})") from None
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DatasetError(f"{ann_path}: missing list field '{key}'")
+    cats = {}
+    for pos, c in enumerate(data["categories"]):
+        if "id" not in c or "name" not in c:
+            raise DatasetError(f"{ann_path}: categories[{pos}] needs 'id' and 'name'")
+        if mapping is None:
+            cats[c["id"]] = pos
+        elif c["name"] in mapping or str(c["id"]) in mapping:
+            cats[c["id"]] = mapping.get(c["name"], mapping.get(str(c["id"])))
+    img_dir = root / "images" if (root / "images").is_dir() else root
+    images = {}
+    for pos, im in enumerate(data["images"]):
+        for key in ("id", "file_name", "height", "width"):
+            if key not in im:
+                raise DatasetError(f"{ann_path}: images[{pos}] has no field '{key}'")
+        images[im["id"]] = Item(img_dir / im["file_name"], (int(im["height"]), int(im["width"])), [])
+    for pos, a in enumerate(data["annotations"]):
+        for key in ("image_id", "category_id", "segmentation"):
+            if key not in a:
+                raise DatasetError(f"{ann_path}: annotations[{pos}] has no field '{key}'")
+        if a.get("iscrowd", 0) or a["category_id"] not in cats:
+            continue
+        item = images.get(a["image_id"])
+        if item is None:
+            raise DatasetError(f"{ann_path}: annotations[{pos}] refers to unknown image_id {a['image_id']}")
+        H, W = item.size
+        seg = a["segmentation"]
+        try:
+            if isinstance(seg, list):
+                rle = mask_utils.merge(mask_utils.frPyObjects(seg, H, W))
+            elif isinstance(seg.get("counts"), list):
+                rle = mask_utils.frPyObjects(seg, H, W)
+            else:
+                rle = seg
+            m = mask_utils.decode(rle).astype(bool)
+        except Exception as e:
+            raise DatasetError(f"{ann_path}: annotations[{pos}].segmentation is not a polygon or RLE ({e})") from None
+        item.objects.append(Obj(cats[a["category_id"]], mask=np.ascontiguousarray(m)))
+    return [it for it in images.values() if it.objects]
+
+
+def read_dataset(fmt: str, root, wnids=None, mapping=None) -> list[Item]:
+    """Dispatch on ``fmt`` in {"imagenet", "voc", "coco"}."""
+    if fmt == "imagenet":
+        return read_imagenet(root, wnids or [])
+    if fmt == "voc":
+        return read_voc(root, mapping)
+    if fmt == "coco":
+        return read_coco(root, mapping)
+    raise DatasetError(f"unknown dataset format '{fmt}': use imagenet, voc or coco")
+
+
+__all__ = ["IMAGE_SUFFIXES", "VOC_CLASSES", "load_mapping", "read_coco", "read_dataset", "read_imagenet", "read_voc"]

@@ -1,0 +1,39 @@
+"""Map density ρ⁺ and ρ⁻, the CAMERAS paper's metrics (higher ρ⁺ and lower ρ⁻ are better)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+
+@torch.no_grad()
+def map_density(
+    model: nn.Module, image01: Tensor, maps: Tensor, target: Tensor, normalize: Callable[[Tensor], Tensor]
+) -> tuple[Tensor, Tensor]:
+    """ρ⁺ = P(K(I ⊙ Ψ)) / mean(Ψ) and ρ⁻ = P(K(I ⊙ (1 − Ψ))) / mean(1 − Ψ), per image.
+
+    Args:
+        model: classifier on normalised input.
+        image01: B×3×H×W RGB images in [0, 1] (before normalisation).
+        maps: B×H×W maps Ψ in [0, 1] at the same size (soft masks, no threshold).
+        target: B class ids whose softmax probability P is read.
+        normalize: turns a [0, 1] batch into model input (e.g. ``bundle.normalize``).
+
+    Returns:
+        (ρ⁺, ρ⁻), two B float tensors; a mean of 0 gives ρ = 0 instead of a division by 0.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+        >>> p, m = map_density(net, torch.rand(1, 3, 2, 2), torch.ones(1, 2, 2), torch.tensor([0]), lambda t: t)
+        >>> float(m)
+        0.0
+    """
+    psi = maps.float().clamp(0, 1).unsqueeze(1)
+    out = []
+    for mask in (psi, 1 - psi):
+        probs = model(normalize(image01 * mask)).float().softmax(1).gather(1, target.view(-1, 1))[:, 0]
+        mean = mask.flatten(1).mean(1)
+        out.append(torch.where(mean > 0, probs / mean.clamp_min(1e-12), torch.zeros_like(probs)))
+    return out[0], out[1]

@@ -1,0 +1,204 @@
+"""PGD, saliency-enhanced PGD, the cleaning sanity score and model randomisation."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import cameras
+from cameras import InputError
+from cameras.attacks import enhanced_pgd, pgd, sanity_cleaning
+from cameras.randomization import randomization_check, similarity
+
+from .conftest import TinyNet
+
+
+class Linear3(nn.Module):
+    def __init__(self, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.fc = nn.Linear(3 * 8 * 8, 4)
+        self.fc.weight.data = torch.randn(4, 192, generator=g)
+        self.fc.bias.data.zero_()
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def test_pgd_respects_ball_and_box_and_reaches_target():
+    net = Linear3()
+    x = torch.rand(3, 3, 8, 8)
+    r = pgd(net, x, target=2, eps=0.2, alpha=0.01, steps=200, threshold=0.99)
+    assert (r.linf <= 0.2 + 1e-6).all()
+    assert (r.adversarial >= 0).all() and (r.adversarial <= 1).all()
+    assert r.success.all() and (net(r.adversarial).argmax(1) == 2).all()
+    assert (r.target_prob >= 0.99).all() and (r.steps < 200).all()
+    # it stops at the threshold: one step fewer would not have reached it
+    assert torch.allclose(r.perturbation, r.adversarial - x)
+
+
+def test_pgd_step_cap_and_least_likely_default():
+    net = Linear3()
+    x = torch.rand(2, 3, 8, 8)
+    ll = net(x).argmin(1)
+    r = pgd(net, x, eps=1e-3, alpha=1e-3, steps=3)
+    assert torch.equal(r.targets, ll) and (r.steps == 3).all() and not r.success.any()
+
+
+def test_pgd_l2_projection():
+    net = Linear3()
+    x = torch.full((2, 3, 8, 8), 0.5)
+    r = pgd(net, x, target=1, eps=0.3, alpha=0.1, steps=50, norm="l2", threshold=1.0)
+    assert (r.l2 <= 0.3 + 1e-5).all() and (r.l2 > 0.29).all()
+
+
+def test_pgd_mask_limits_the_perturbation():
+    net = Linear3()
+    x = torch.full((1, 3, 8, 8), 0.5)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :4, :] = 1
+    r = pgd(net, x, target=3, eps=0.3, steps=30, mask=mask, threshold=1.0)
+    assert r.perturbation[..., 4:, :].abs().max() == 0 and r.perturbation.abs().max() > 0
+
+
+def test_bad_attack_options():
+    net = Linear3()
+    x = torch.rand(1, 3, 8, 8)
+    with pytest.raises(InputError, match="eps must be ≥ 0"):
+        pgd(net, x, target=1, eps=-0.1)
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        pgd(net, x * 3, target=1)
+    with pytest.raises(InputError, match="norm"):
+        pgd(net, x, target=1, norm="l1")
+    with pytest.raises(InputError, match=r"fraction must lie in \(0, 1\]"):
+        sanity_cleaning(net, x, torch.rand(1, 8, 8), x, torch.tensor([0]), fraction=0)
+    with pytest.raises(InputError, match="saliency must be B×H×W"):
+        enhanced_pgd(net, x, torch.rand(8, 8))
+
+
+def test_enhanced_pgd_focuses_energy_and_lowers_norm():
+    net = Linear3(seed=3)
+    sal = torch.zeros(1, 8, 8)
+    sal[:, 2:6, 2:6] = 1.0  # the map's high region, where the model's evidence lies
+    with torch.no_grad():  # as for a real classifier, the salient pixels carry the weight
+        net.fc.weight.mul_((0.1 + 0.9 * sal.expand(3, 8, 8)).flatten())
+    x = torch.full((1, 3, 8, 8), 0.5)
+    kw = dict(target=1, eps=0.5, alpha=0.005, steps=1000, threshold=0.999)
+    van = pgd(net, x, **kw)
+    enh = enhanced_pgd(net, x, sal, beta=5.0, **kw)
+    assert van.success.all() and enh.success.all()
+    inside = sal.bool().expand(1, 8, 8).unsqueeze(1).expand(1, 3, 8, 8)
+    e_in = enh.perturbation[inside].pow(2).sum() / enh.perturbation.pow(2).sum()
+    v_in = van.perturbation[inside].pow(2).sum() / van.perturbation.pow(2).sum()
+    assert e_in > v_in + 0.2  # energy moves where the map is high
+    assert float(enh.l2[0]) < float(van.l2[0])  # and the norm drops at equal confidence
+
+
+def test_sanity_score_ideal_flat_and_steps():
+    class ProbByPixels(nn.Module):
+        """P(class 0) = fraction of pixels equal to the clean value 1 (via a steep logit)."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.tensor(1.0))
+
+        def forward(self, x):
+            frac = (x[:, 0] > 0.5).float().flatten(1).mean(1)
+            return torch.stack([torch.log(frac.clamp(1e-6, 1 - 1e-6)), torch.log((1 - frac).clamp(1e-6, 1))], 1) * self.w
+
+    net = ProbByPixels()
+    x = torch.ones(1, 3, 10, 10)
+    adv = torch.zeros(1, 3, 10, 10)
+    maps = torch.rand(1, 10, 10)
+    r = sanity_cleaning(net, x, maps, adv, torch.tensor([0]), fraction=0.5, steps=5)
+    assert r["curve"].shape == (1, 6) and r["pixels"].tolist() == [0, 10, 20, 30, 40, 50]
+    # probability rises linearly from 0 to 0.5 while the ideal is the clean 1.0 throughout
+    assert float(r["score"][0]) == pytest.approx(1 - 0.25 / 1.0, abs=0.02)
+    flat = sanity_cleaning(net, x, maps, torch.zeros_like(x), torch.tensor([0]), fraction=0.01, steps=1)
+    assert float(flat["score"][0]) > 0.9  # nearly flat at 0: near 1
+    ideal = sanity_cleaning(net, x, maps, x, torch.tensor([0]), fraction=0.3, steps=3)
+    assert float(ideal["score"][0]) == pytest.approx(0.0, abs=1e-6)  # curve at the clean level: 0
+
+
+def test_similarity_values_are_coefficients():
+    a = torch.rand(32, 32)
+    s = similarity(a, a)
+    assert s == pytest.approx({"spearman": 1.0, "spearman_abs": 1.0, "ssim": 1.0, "hog": 1.0})
+    const = similarity(a, torch.zeros(32, 32))
+    assert all(np.isfinite(v) for v in const.values()) and const["spearman"] == 0.0
+    assert similarity(a, 1 - a)["spearman"] == pytest.approx(-1.0)
+
+
+def _trained_tiny():
+    """A small CNN trained in the test to tell a bright top-left square from bottom-right."""
+    torch.manual_seed(0)
+    net = TinyNet(classes=2, width=8)
+    opt = torch.optim.Adam(net.parameters(), lr=0.02)
+    for _ in range(60):
+        x = torch.rand(32, 3, 16, 16) * 0.2
+        y = torch.randint(0, 2, (32,))
+        for i in range(32):
+            if y[i] == 0:
+                x[i, :, 2:7, 2:7] += 0.8
+            else:
+                x[i, :, 9:14, 9:14] += 0.8
+        loss = nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.mark.parametrize("mode", ["cascading", "independent"])
+def test_randomization_drops_for_gradcam(mode):
+    net = _trained_tiny()
+    x = torch.rand(1, 3, 16, 16) * 0.2
+    x[0, :, 2:7, 2:7] += 0.8
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    out = randomization_check(net, x, lambda m: cameras.GradCAM(m, layer="features"), mode=mode, target=0, seed=1)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())  # the model is untouched
+    assert out[0]["spearman"] == 1.0 and out[0]["ssim"] == pytest.approx(1.0)
+    assert [o["block"] for o in out[1:]] == ["fc", "features"]
+    for o in out:
+        assert all(np.isfinite(o[k]) for k in ("spearman", "spearman_abs", "ssim", "hog"))
+        assert "p" not in o and "pvalue" not in o
+    assert out[1]["reinitialized"] == ["fc"]
+    assert min(o["spearman"] for o in out[1:]) < 0.8  # similarity drops once weights are random
+    again = randomization_check(net, x, lambda m: cameras.GradCAM(m, layer="features"), mode=mode, target=0, seed=1)
+    assert [o["spearman"] for o in again] == [o["spearman"] for o in out]  # seeded
+    with pytest.raises(InputError, match="unknown block 'head'"):
+        randomization_check(net, x, lambda m: cameras.GradCAM(m, layer="features"), blocks=["head"])
+
+
+def test_attack_sanity_randomize_commands(sample_dir, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from cameras.cli import main
+
+    img = str(sample_dir / "coffee.png")
+    r = CliRunner().invoke(main, ["attack", img, "--steps", "4", "--square", "--out", str(tmp_path / "a")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    a = json.loads((tmp_path / "a" / "attack.json").read_text())
+    rec = a["images"][0]
+    assert rec["vanilla"]["steps"] == 4 and rec["vanilla"]["linf"] <= 12 / 255 + 1e-6
+    assert a["paper_mean_l2_reduction_percent"] == 56.5 and (tmp_path / "a" / "coffee.attack.png").exists()
+    r = CliRunner().invoke(main, ["sanity", img, "--methods", "gradcam,gradient", "--attack-steps", "3", "--steps", "4",
+                                  "--square", "--out", str(tmp_path / "s")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "s" / "sanity.json").read_text())
+    assert set(s["mean_score"]) == {"gradcam", "gradient"} and all(0 <= v <= 1 for v in s["mean_score"].values())
+    assert len(s["images"][0]["methods"]["gradcam"]["curve"]) == 5
+    r = CliRunner().invoke(main, ["randomize", img, "--methods", "gradcam", "--square", "--out", str(tmp_path / "r")],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    z = json.loads((tmp_path / "r" / "coffee.randomize.json").read_text())
+    steps = z["methods"]["gradcam"]
+    assert steps[0]["spearman"] == 1.0 and steps[1]["block"] == "classifier"
+    assert (tmp_path / "r" / "coffee.similarity.png").exists()
+    for args, msg in [(["attack", img, "--eps", "-1/255"], "eps must be ≥ 0"),
+                      (["sanity", img, "--fraction", "0"], "0<x<=1"),
+                      (["sanity", img, "--methods", "nope"], "unknown method")]:
+        r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "x")])
+        assert r.exit_code != 0 and msg in r.output, (args, r.output)
