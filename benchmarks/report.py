@@ -90,6 +90,39 @@ def section(res):
             ext = f"{b['extremal_per_iter'] * 1000:.1f}" if b else "–"
             out.append(f"| {r['model']} | {r['gradcam']:.4f} | {p['gradcam']} | {r['cameras']:.3f} | {p['cameras']} | {rise} | "
                        f"{p['rise']} | {ext} | {p['extremal']} |")
+    out += ["", "### Reading these tables", ""]
+    fails = [r for r in rows if r["cameras"] / r["floor"] > 1.3]
+    if fails:
+        out.append("- CAMERAS above 1.3× its floor: " + ", ".join(f"{r['model']} at batch {r['batch']} "
+                   f"({r['cameras'] / r['floor']:.2f}×)" for r in fails) + ". " + (
+                   "On the GPU at batch 1 the floor is a few milliseconds of kernel launches per scale, and "
+                   "CAMERAS adds its own small kernels (resizing, backward to the layer, fusion) at the same "
+                   "launch cost; DenseNet's layer is followed by a ReLU, so its gradients are not constant over "
+                   "space and the general fusion runs." if res["device"] == "cuda" else
+                   "The general fusion resizes every channel, which costs most when the network is light."))
+    else:
+        out.append("- CAMERAS stays within 1.3× of its floor everywhere measured here.")
+    by = {(r["model"], r["batch"]): r for r in rows}
+    slow8 = [m for (m, b), r in by.items() if b == 8 and (m, 1) in by and r["cameras"] / 8 > by[(m, 1)]["cameras"] * 1.02]
+    if slow8:
+        floor_too = [m for m in slow8 if by[(m, 8)]["floor"] / 8 > by[(m, 1)]["floor"]]
+        out.append(f"- Per-image time at batch 8 is higher than at batch 1 for {', '.join(slow8)}"
+                   + (f"; so is the floor's ({', '.join(floor_too)}): eight images at up to 924 px do not fit the "
+                      "caches of this CPU, and the forward passes themselves slow down per image." if floor_too else "."))
+    gc_fail = [r for r in rows if r["gradcam"] / r["forward"] > 1.2]
+    if gc_fail:
+        out.append("- Grad-CAM above 1.2× one forward: " + ", ".join(f"{r['model']}@{r['batch']} "
+                   f"({r['gradcam'] / r['forward']:.2f}×, {1000 * (r['gradcam'] - r['forward']):.1f} ms more)" for r in gc_fail)
+                   + ": the backward from the logit to the layer and the upsampling are a few fixed kernels, visible "
+                   "when one forward takes milliseconds.")
+    for r in base:
+        if r["rise"] / r["rise_floor"] > 1.1:
+            out.append(f"- RISE on {r['model']}: {r['rise'] / r['rise_floor']:.2f}× its masked forward passes "
+                       "(making, upsampling and cropping masks and the weighted sum cost extra kernels per batch).")
+        if r["extremal_per_iter"] / r["fwd_bwd"] > 1.2:
+            out.append(f"- Extremal Perturbation on {r['model']}: an iteration costs {r['extremal_per_iter'] / r['fwd_bwd']:.2f}× "
+                       "a forward+backward: the smooth-mask generator (81 neighbours per pixel), the blur-pyramid "
+                       "blend and the sort of the area constraint add to it.")
     out.append("")
     return out
 

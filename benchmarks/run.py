@@ -8,7 +8,6 @@ one process (memory: one child process per measurement on CPU, max_memory_alloca
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -66,6 +65,7 @@ def time_model(name, batches, device, reps, naive_batches, extras):
             "gradcam": lambda: gc(x, target=target),
         }, device, reps))
         maps = exact(x, target=target).maps
+        r["layer"] = exact.layer_name
         gmaps = grid(x, target=target).maps
         r["grid_mean_abs_diff"] = float((gmaps - maps).abs().mean())
         r["grid_max_abs_diff"] = float((gmaps - maps).abs().max())

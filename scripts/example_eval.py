@@ -29,10 +29,9 @@ def main():
         (ROOT / "data" / f"{name}.xml").write_text(
             f"<annotation><size><width>{w}</width><height>{h}</height><depth>3</depth></size><object><name>{wnid}</name>"
             f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object></annotation>")
-    cmd = [sys.executable, "-m", "cameras", "evaluate", "--data", str(ROOT / "data"), "--format", "imagenet",
-           "--methods", "cameras,gradcam,gradient,normgrad", "--metrics", "pointing,rho,insdel", "--quiet",
-           "--out", str(ROOT / "out")]
-    subprocess.run(cmd, check=True)
+    cmd = [sys.executable, "-m", "cameras", "evaluate", "--data", "data", "--format", "imagenet",
+           "--methods", "cameras,gradcam,gradient,normgrad", "--metrics", "pointing,rho,insdel", "--quiet", "--out", "out"]
+    subprocess.run(cmd, check=True, cwd=ROOT)
 
 
 if __name__ == "__main__":

@@ -42,10 +42,11 @@ def test_interpolation_with_dataset(tmp_path):
     bundle = cameras.load_model()
     from PIL import Image
 
+    from cameras.images import resize_image
+
     img = Image.open(root / "ILSVRC2012_val_00000000.JPEG").convert("RGB")
-    x = cameras.preprocess(img, square=True)
-    x01 = torch.nn.functional.interpolate(torch.from_numpy(np.asarray(img)).permute(2, 0, 1)[None].float() / 255,
-                                          size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    x01 = resize_image(img, 224, square=True)
+    x = bundle.normalize(x01)
     vals = []
     for cls in (285, 967):
         g = cameras.GradCAM(bundle.model, layer="bn2")(x, target=cls).maps

@@ -10,7 +10,7 @@ import torch
 
 from .attacks import enhanced_pgd, pgd, sanity_cleaning
 from .core.ops import resize_maps
-from .images import image_to_tensor, load_image, preprocess_size
+from .images import load_image, resize_image
 from .io import encode_json, write_files_atomically
 from .methods import CAMERAS, get_method, method_class
 from .models import ModelBundle
@@ -30,10 +30,7 @@ def _png(fig) -> bytes:
 
 def image01(bundle: ModelBundle, path: Path, square: bool) -> torch.Tensor:
     """1×3×h×w image in [0, 1] at the model's input size (shorter side, or square)."""
-    img = load_image(path)
-    h, w = preprocess_size(img.height, img.width, bundle.input_size, square)
-    x = image_to_tensor(img)[None].to(bundle.device)
-    return torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    return resize_image(load_image(path), bundle.input_size, square, bundle.interpolation, bundle.device)
 
 
 def _method(bundle: ModelBundle, name: str, model=None):
@@ -75,7 +72,11 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
                 row[2].set_title(f"{bundle.class_name(int(r.targets[0]))}: {float(r.target_prob[0]):.4f}, {int(r.steps[0])} steps", fontsize=8)
                 for ax in row:
                     ax.axis("off")
-            fig.suptitle(f"{path.name}: L2 {red:.1f}% lower with enhanced PGD (paper: {PAPER_REDUCTION}% on average)", fontsize=9)
+            if bool(van.success[0]) and bool(enh.success[0]):
+                head = f"L2 {red:.1f}% lower with enhanced PGD at {threshold:.2%} confidence (paper: {PAPER_REDUCTION}% on average)"
+            else:
+                head = f"not comparable: {'enhanced' if not bool(enh.success[0]) else 'plain'} PGD stayed below {threshold:.2%} within {steps} steps"
+            fig.suptitle(f"{path.name}, β = {beta:g}, ε = {255 * eps:.0f}/255: {head}", fontsize=9)
             fig.tight_layout()
             files[out_dir / f"{path.stem}.attack.png"] = _png(fig)
     reds = [r["l2_reduction_percent"] for r in records if r["vanilla"]["success"] and r["enhanced"]["success"]]

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from .core.base import SaliencyMethod
+from .core.guard import frozen_eval
 from .data.items import Item
-from .images import image_to_tensor, load_image, preprocess, preprocess_size
+from .images import load_image, resize_image
 from .io import encode_json, write_files_atomically
 from .metrics import insertion_deletion, is_difficult, map_density, pointing_accuracy, pointing_trial
 from .models import ModelBundle
@@ -165,11 +166,8 @@ def evaluate_items(
         for path, work in by_image.items():
             item = work[0][0]
             img = load_image(path)
-            x = preprocess(img, bundle.input_size, bundle.mean, bundle.std, square, bundle.interpolation, device)
-            h, w = preprocess_size(img.height, img.width, bundle.input_size, square)
-            x01 = torch.nn.functional.interpolate(image_to_tensor(img)[None].to(device), size=(h, w), mode="bilinear",
-                                                  antialias=True, align_corners=False).clamp(0, 1)
-            classes = item.classes()
+            x01 = resize_image(img, bundle.input_size, square, bundle.interpolation, device)
+            x = bundle.normalize(x01)
             for m_name in dict.fromkeys(wk[2] for wk in work):
                 cls_list = [wk[1] for wk in work if wk[2] == m_name]
                 method = methods[m_name]
@@ -179,31 +177,39 @@ def evaluate_items(
                 rows = [dict(image=item.name, **{"class": c}, method=m_name, seconds=res.seconds / len(cls_list),
                              kept_scales=" ".join(map(str, res.kept_scales[i])) if res.kept_scales else "")
                         for i, c in enumerate(cls_list)]
-                curves: list[dict | None] = [None] * len(cls_list)
-                if "pointing" in metrics:
-                    for i, c in enumerate(cls_list):
-                        region = torch.from_numpy(item.region(c)).to(device)
-                        rows[i]["pointing_hit"] = pointing_trial(res.maps[i], region, input_level=m_name == "gradient")
-                        area = float(region.sum())
-                        rows[i]["difficult"] = is_difficult(area, region.numel(), len(classes) > 1)
-                if "rho" in metrics:
-                    rp, rm = map_density(bundle.model.eval(), x01.expand(len(cls_list), -1, -1, -1), res.maps, target, bundle.normalize)
-                    for i in range(len(cls_list)):
-                        rows[i]["rho_plus"], rows[i]["rho_minus"] = float(rp[i]), float(rm[i])
-                if "insdel" in metrics:
-                    r = insertion_deletion(bundle.model.eval(), xb, res.maps, step=insdel_step, batch_size=batch_size)
-                    for i, c in enumerate(cls_list):
-                        rows[i]["insertion_auc"] = float(r["insertion_auc"][i])
-                        rows[i]["deletion_auc"] = float(r["deletion_auc"][i])
-                        curves[i] = {"image": item.name, "class": c, "method": m_name,
-                                     "insertion": _resample(r["insertion"][i].cpu().numpy()),
-                                     "deletion": _resample(r["deletion"][i].cpu().numpy())}
+                with frozen_eval(bundle.model):  # metrics see the model in eval mode, restored after
+                    curves = _score(rows, item, res.maps, m_name, target, x01, xb, bundle, metrics, insdel_step, batch_size)
                 for row, cur in zip(rows, curves):
                     store.append(row, cur)
                     bar.update(1)
     finally:
         bar.close()
     return store.load()
+
+
+def _score(rows, item, maps, m_name, target, x01, xb, bundle, metrics, insdel_step, batch_size) -> list[dict | None]:
+    """Fill each row's metrics in place; return the per-row insertion/deletion curves (or None)."""
+    cls_list = target.tolist()
+    curves: list[dict | None] = [None] * len(cls_list)
+    if "pointing" in metrics:
+        n_classes = len(item.classes())
+        for i, c in enumerate(cls_list):
+            region = torch.from_numpy(item.region(c)).to(maps.device)
+            rows[i]["pointing_hit"] = pointing_trial(maps[i], region, input_level=m_name == "gradient")
+            rows[i]["difficult"] = is_difficult(float(region.sum()), region.numel(), n_classes > 1)
+    if "rho" in metrics:
+        rp, rm = map_density(bundle.model, x01.expand(len(cls_list), -1, -1, -1), maps, target, bundle.normalize)
+        for i in range(len(cls_list)):
+            rows[i]["rho_plus"], rows[i]["rho_minus"] = float(rp[i]), float(rm[i])
+    if "insdel" in metrics:
+        r = insertion_deletion(bundle.model, xb, maps, step=insdel_step, batch_size=batch_size)
+        for i, c in enumerate(cls_list):
+            rows[i]["insertion_auc"] = float(r["insertion_auc"][i])
+            rows[i]["deletion_auc"] = float(r["deletion_auc"][i])
+            curves[i] = {"image": item.name, "class": c, "method": m_name,
+                         "insertion": _resample(r["insertion"][i].cpu().numpy()),
+                         "deletion": _resample(r["deletion"][i].cpu().numpy())}
+    return curves
 
 
 def _num(v: str) -> float | None:

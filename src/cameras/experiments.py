@@ -10,9 +10,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .core.ops import resize_maps
 from .data.items import Item
-from .images import image_to_tensor, load_image, preprocess, preprocess_size
+from .images import load_image, resize_image
 from .io import encode_json, write_files_atomically
 from .methods import CAMERAS, GradCAM
 from .metrics import map_density, map_difference, pointing_accuracy, pointing_trial
@@ -32,11 +31,8 @@ PAPER_N = np.array([  # CAMERAS supplement Table 2 (ResNet-50, ζ_m = 1000, 1000
 
 def _inputs(bundle: ModelBundle, path: Path, square: bool):
     img = load_image(path)
-    x = preprocess(img, bundle.input_size, bundle.mean, bundle.std, square, bundle.interpolation, bundle.device)
-    h, w = preprocess_size(img.height, img.width, bundle.input_size, square)
-    x01 = torch.nn.functional.interpolate(image_to_tensor(img)[None].to(bundle.device), size=(h, w), mode="bilinear",
-                                          antialias=True, align_corners=False).clamp(0, 1)
-    return img, x, x01
+    x01 = resize_image(img, bundle.input_size, square, bundle.interpolation, bundle.device)
+    return img, bundle.normalize(x01), x01
 
 
 def _png(fig) -> bytes:

@@ -97,6 +97,29 @@ def preprocess_size(height: int, width: int, size: int, square: bool = False) ->
     return max(1, round(height * size / width)), size
 
 
+def resize_image(
+    img: Image.Image,
+    size: int = 224,
+    square: bool = False,
+    interpolation: str = "bicubic",
+    device: str | torch.device = "cpu",
+) -> Tensor:
+    """Resize (antialiased) an RGB image to model size: a 1×3×h×w tensor in [0, 1], not normalised.
+
+    The same pixels :func:`preprocess` feeds the model, before normalisation (for metrics
+    and attacks that work in [0, 1] space).
+
+    Example:
+        >>> from PIL import Image
+        >>> resize_image(Image.new("RGB", (451, 300))).shape
+        torch.Size([1, 3, 224, 337])
+    """
+    x = image_to_tensor(img).to(device)
+    h, w = preprocess_size(x.shape[1], x.shape[2], size, square)
+    mode = InterpolationMode(interpolation) if interpolation in ("bilinear", "bicubic", "nearest") else InterpolationMode.BICUBIC
+    return TF.resize(x, [h, w], interpolation=mode, antialias=True).clamp_(0, 1).unsqueeze(0)
+
+
 def preprocess(
     img: Image.Image,
     size: int = 224,
@@ -116,12 +139,8 @@ def preprocess(
         >>> preprocess(Image.new("RGB", (451, 300))).shape
         torch.Size([1, 3, 224, 337])
     """
-    x = image_to_tensor(img).to(device)
-    h, w = preprocess_size(x.shape[1], x.shape[2], size, square)
-    mode = InterpolationMode(interpolation) if interpolation in ("bilinear", "bicubic", "nearest") else InterpolationMode.BICUBIC
-    x = TF.resize(x, [h, w], interpolation=mode, antialias=True).clamp_(0, 1)
-    x = TF.normalize(x, list(mean), list(std))
-    return x.unsqueeze(0)
+    x = resize_image(img, size, square, interpolation, device)
+    return TF.normalize(x, list(mean), list(std))
 
 
 def list_images(paths) -> list[Path]:

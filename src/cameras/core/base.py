@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Sequence
 from typing import ClassVar
@@ -22,7 +23,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class SaliencyMethod:
+class SaliencyMethod(abc.ABC):
     """Template for a saliency method: subclasses implement :meth:`explain_batch`.
 
     ``method(x, target=None)`` validates ``x`` (normalised B×C×H×W), turns ``target`` into a
@@ -78,9 +79,9 @@ class SaliencyMethod:
         probs = logits.detach().float().softmax(1).gather(1, target[:, None])[:, 0]
         return target, probs
 
+    @abc.abstractmethod
     def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
         """Compute maps for a validated batch; ``target`` is a B int64 tensor or None."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
 
 def progress_bar(total: int, desc: str, progress: bool | None):

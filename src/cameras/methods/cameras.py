@@ -18,6 +18,7 @@ from ..core.result import SaliencyResult
 
 DEFAULT_SCALES: tuple[int, ...] = tuple(range(224, 1000, 100))  # 224, 324, ..., 924
 _AMP = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_FP16_GRAD_SCALE = 1024.0
 
 
 def scale_schedule(steps: int, max_size: int, base: int = 224) -> list[int]:
@@ -171,7 +172,9 @@ class CAMERAS(SaliencyMethod):
                     kept = torch.ones(B, dtype=torch.bool, device=x.device)
                 else:
                     kept = torch.ones_like(keep[0]) if given else logits.argmax(1) == target
-                (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), act)
+                # fp16 gradients underflow: scale the score (the normalised map is invariant to it)
+                score = logits.gather(1, target[:, None]).sum() * (_FP16_GRAD_SCALE if self.amp == "fp16" else 1.0)
+                (grad,) = torch.autograd.grad(score, act)
                 acts.append(act.detach())
                 grads.append(grad)
                 keep.append(kept)
