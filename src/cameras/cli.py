@@ -262,9 +262,18 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, limi
     Every (image, ground-truth class, method) item gets one row in OUT/results.csv; a rerun
     with the same OUT skips finished items. OUT/summary.json and OUT/report.md (with the
     paper's numbers beside ours, metrics.png and curves.png) are rewritten at the end.
+    Under torchrun (`torchrun --nproc-per-node K -m cameras evaluate ...`) the items are
+    split across ranks, each writes its own shard, and rank 0 merges them.
     """
-    import torch
+    from .distributed import launch
 
+    with launch(device) as run:
+        _evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, limit, batch_size, insdel_step, settings,
+                  square, run, out_dir, quiet)
+
+
+def _evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, limit, batch_size, insdel_step, settings,
+              square, run, out_dir, quiet) -> None:
     from .data import load_mapping, read_dataset
     from .data.readers import VOC_CLASSES
     from .evaluate import METRICS, evaluate_items, write_report
@@ -278,7 +287,7 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, limi
         if bad:
             raise click.BadParameter(f"unknown metric {', '.join(bad)}; choose from {', '.join(METRICS)}")
         opts = {method_class(k).name: check_options(method_class(k), v) for k, v in parse_settings(settings, per_method=True).items()}
-        bundle = load_model(model_name, weights, device=torch.device(device))
+        bundle = load_model(model_name, weights, device=run.device)
         cmap = load_mapping(mapping, VOC_CLASSES if fmt == "voc" else None)
         items = read_dataset(fmt, data_dir, wnids=bundle.wnids, mapping=cmap)
         if limit:
@@ -290,11 +299,14 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, limi
         _fail(str(e.message if isinstance(e, click.BadParameter) else e))
     try:
         rows = evaluate_items(items, bundle, built, wanted, out_dir, square, insdel_step, batch_size,
-                              progress=False if quiet else None)
+                              progress=False if quiet else None, rank=run.rank, world=run.world,
+                              barrier=run.barrier, run_id=run.run_id)
     except CamerasError as e:
         _fail(str(e), 1)
+    if run.rank != 0:
+        return
     summary = write_report(out_dir, rows, {"data": str(data_dir), "format": fmt, "model": bundle.name,
-                                           "images": len(items), "metrics": sorted(wanted)})
+                                           "images": len(items), "metrics": sorted(wanted), "processes": run.world})
     for m, n in summary["items"].items():
         pg = summary["pointing_game"][m]
         rp = summary["rho_plus"][m]

@@ -62,11 +62,24 @@ def _fmt(v) -> str:
 class ResultStore:
     """Append-only results.csv (+ curves.jsonl) that survives being killed at any moment."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, shard: str | None = None) -> None:
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.csv = self.dir / "results.csv"
-        self.curves = self.dir / "curves.jsonl"
+        if shard is None:
+            self.csv = self.dir / "results.csv"
+            self.curves = self.dir / "curves.jsonl"
+        else:  # one rank's rows in a distributed run, merged by rank 0 at the end
+            (self.dir / "shards").mkdir(exist_ok=True)
+            self.csv = self.dir / "shards" / f"{shard}.csv"
+            self.curves = self.dir / "shards" / f"{shard}.jsonl"
+
+    @classmethod
+    def all_stores(cls, out_dir: Path) -> list["ResultStore"]:
+        """The main store and every shard store left in ``out_dir`` (finished rows of any run)."""
+        stores = [cls(out_dir)]
+        for f in sorted((Path(out_dir) / "shards").glob("*.csv")):
+            stores.append(cls(out_dir, f.stem))
+        return stores
 
     @staticmethod
     def key(row: dict) -> tuple[str, str, str]:
@@ -123,14 +136,47 @@ class ResultStore:
         self._append(self.csv, buf.getvalue().encode())
 
 
+def merge_shards(out_dir: Path, order: list[tuple[str, str, str]]) -> list[dict]:
+    """Merge results.csv and every shard into results.csv (and curves.jsonl), atomically.
+
+    Rows are de-duplicated by (image, class, method) and put in ``order`` (the canonical
+    work order, so a merged run equals a single-process one); shard files are removed only
+    after the merged files are in place.
+    """
+    stores = ResultStore.all_stores(out_dir)
+    rows: dict[tuple, dict] = {}
+    curves: dict[tuple, dict] = {}
+    for st in stores:
+        for r in st.load():
+            rows.setdefault(ResultStore.key(r), r)
+        for k, v in st.load_curves().items():
+            curves.setdefault(k, v)
+    rank = {k: i for i, k in enumerate(order)}
+    keys = sorted(rows, key=lambda k: (rank.get(k, len(rank)), k))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for k in keys:
+        w.writerow([rows[k].get(c, "") for c in COLUMNS])
+    files = {Path(out_dir) / "results.csv": buf.getvalue().encode()}
+    cur = [json.dumps(curves[k]) for k in keys if k in curves]
+    if cur:
+        files[Path(out_dir) / "curves.jsonl"] = ("\n".join(cur) + "\n").encode()
+    write_files_atomically(files)
+    for st in stores[1:]:
+        for f in (st.csv, st.curves):
+            f.unlink(missing_ok=True)
+    return [rows[k] for k in keys]
+
+
 def work_list(items: list[Item], methods: list[str]) -> list[tuple[Item, int, str]]:
-    """Deterministic (item, class, method) order; VOC classes whose boxes are all difficult are skipped."""
+    """Deterministic (item, class, method) work, ordered image → method → class; VOC classes
+    whose boxes are all difficult are skipped."""
     out = []
     for it in items:
-        for cls in it.classes():
-            if it.all_difficult(cls):
-                continue
-            for m in methods:
+        classes = [c for c in it.classes() if not it.all_difficult(c)]
+        for m in methods:  # image, then method, then class: the order items are processed in
+            for cls in classes:
                 out.append((it, cls, m))
     return out
 
@@ -150,15 +196,31 @@ def evaluate_items(
     insdel_step: int = 224,
     batch_size: int = 32,
     progress: bool | None = None,
+    rank: int = 0,
+    world: int = 1,
+    barrier=None,
+    run_id: str = "run",
 ) -> list[dict]:
-    """Run every unfinished (image, class, method) item and append its row; return all rows."""
+    """Run every unfinished (image, class, method) item and append its row; return all rows.
+
+    Distributed (``world`` > 1, one call per rank, ``barrier`` synchronising them): every
+    rank reads the finished rows of results.csv and of any shards left by earlier runs
+    (whatever their process count), takes every ``world``-th unfinished item from rank
+    ``rank`` on, appends its rows to its own shard file, and after a final barrier rank 0
+    merges everything into results.csv in the canonical order. Other ranks return [].
+    """
     from tqdm import tqdm
 
-    store = ResultStore(out_dir)
-    done = {ResultStore.key(r) for r in store.load()}
-    todo = [w for w in work_list(items, list(methods)) if (w[0].name, str(w[1]), w[2]) not in done]
+    full = work_list(items, list(methods))
+    order = [(w[0].name, str(w[1]), w[2]) for w in full]
+    done = {ResultStore.key(r) for st in ResultStore.all_stores(out_dir) for r in st.load()}
+    if barrier is not None:
+        barrier()  # everyone has read the finished rows before anyone writes
+    todo = [w for w, k in zip(full, order) if k not in done][rank::world]
+    store = ResultStore(out_dir, None if world == 1 else f"{run_id}-rank{rank}")
     device = bundle.device
-    bar = tqdm(total=len(todo), desc="evaluate", unit="item", disable=None if progress is None else not progress)
+    bar = tqdm(total=len(todo), desc=f"evaluate{f' rank {rank}' if world > 1 else ''}", unit="item",
+               disable=(None if progress is None else not progress) if rank == 0 else True)
     by_image: dict[Path, list] = {}
     for w in todo:
         by_image.setdefault(w[0].image, []).append(w)
@@ -184,6 +246,12 @@ def evaluate_items(
                     bar.update(1)
     finally:
         bar.close()
+    if barrier is not None:
+        barrier()
+    if rank != 0:
+        return []
+    if world > 1 or len(ResultStore.all_stores(out_dir)) > 1:
+        return merge_shards(out_dir, order)
     return store.load()
 
 
