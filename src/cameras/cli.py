@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -13,6 +14,17 @@ from .core.errors import CamerasError
 def _fail(msg: str, code: int = 2) -> None:
     click.echo(f"error: {msg}", err=True)
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turn bad input (our errors, bad options, runtime errors from torch) into one line and exit 2."""
+    try:
+        yield
+    except click.BadParameter as e:
+        _fail(e.message)
+    except (CamerasError, RuntimeError) as e:
+        _fail(str(e))
 
 
 def parse_scales(text: str | None) -> list[int] | None:
@@ -124,7 +136,7 @@ def explain(images, model_name, weights, method, targets, topk, layer, scales, s
     from .methods import method_class
     from .models import load_model
 
-    try:
+    with user_errors():
         cls = method_class(method)
         extra = parse_settings(settings)
         bundle = load_model(model_name, weights, device=torch.device(device))
@@ -143,8 +155,6 @@ def explain(images, model_name, weights, method, targets, topk, layer, scales, s
             options["resample"] = resample
         options.update(extra)
         m = build_method(cls, bundle.model, options)
-    except (CamerasError, RuntimeError, click.BadParameter) as e:
-        _fail(str(e.message if isinstance(e, click.BadParameter) else e))
     params = {k: v for k, v in {
         "scales": getattr(m, "scales", None), "resample": getattr(m, "resample", None),
         "square": square, "batch_size": batch_size, "device": device, **extra,
@@ -189,7 +199,7 @@ def compare(image, methods, models, weights, target, settings, square, device, a
     from .methods import available_methods, method_class
     from .models import load_model
 
-    try:
+    with user_errors():
         names = available_methods() if methods.strip() == "all" else [method_class(m).name for m in methods.split(",") if m.strip()]
         opts = {method_class(k).name: check_options(method_class(k), v)
                 for k, v in parse_settings(settings, per_method=True).items()}
@@ -199,8 +209,6 @@ def compare(image, methods, models, weights, target, settings, square, device, a
         if out_png.suffix.lower() != ".png":
             raise click.BadParameter(f"--out must name a .png file, got {out_png}")
         record = run_compare(image, bundles, names, out_png, tid, opts, square, alpha)
-    except (CamerasError, RuntimeError, click.BadParameter) as e:
-        _fail(str(e.message if isinstance(e, click.BadParameter) else e))
     for entry in record["models"]:
         times = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in entry["methods"].items())
         click.echo(f"{entry['model']}: {entry['name']} ({entry['probability']:.2f}): {times}")
@@ -280,7 +288,7 @@ def _evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, lim
     from .methods import available_methods, method_class
     from .models import load_model
 
-    try:
+    with user_errors():
         names = available_methods() if methods.strip() == "all" else [method_class(m).name for m in methods.split(",") if m.strip()]
         wanted = {m.strip() for m in metrics.split(",") if m.strip()}
         bad = sorted(wanted - set(METRICS))
@@ -295,8 +303,6 @@ def _evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, lim
         if not items:
             raise click.BadParameter(f"no annotated images found in {data_dir}")
         built = {n: get_method_checked(n, bundle, opts.get(n)) for n in names}
-    except (CamerasError, RuntimeError, click.BadParameter) as e:
-        _fail(str(e.message if isinstance(e, click.BadParameter) else e))
     try:
         rows = evaluate_items(items, bundle, built, wanted, out_dir, square, insdel_step, batch_size,
                               progress=False if quiet else None, rank=run.rank, world=run.world,
@@ -376,15 +382,13 @@ def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights
     from .images import load_image
     from .models import load_model
 
-    try:
+    with user_errors():
         bundle = load_model(model_name, weights, device=torch.device(device))
         work = _experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
         paths = list(dict.fromkeys(p for p, _, _ in work))
         for p in paths:
             load_image(p)
         mean = n_sensitivity(bundle, paths, out_dir, max_size, square, progress=False if quiet else None)
-    except (CamerasError, RuntimeError, click.BadParameter) as e:
-        _fail(str(e.message if isinstance(e, click.BadParameter) else e))
     click.echo("N    " + " ".join(f"{n:>11}" for n in STEPS))
     for n, ours, paper in zip(STEPS, mean, PAPER_N):
         click.echo(f"{n:<4} " + " ".join(f"{o:.3f} ({p:.2f})" for o, p in zip(ours, paper)))
@@ -401,14 +405,12 @@ def interpolation_cmd(images, data_dir, fmt, mapping, limit, model_name, weights
     from .images import load_image
     from .models import load_model
 
-    try:
+    with user_errors():
         bundle = load_model(model_name, weights, device=torch.device(device))
         work = _experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
         for p in dict.fromkeys(p for p, _, _ in work):
             load_image(p)
         s = interpolation(bundle, work, out_dir, square, progress=False if quiet else None)
-    except (CamerasError, RuntimeError, click.BadParameter) as e:
-        _fail(str(e.message if isinstance(e, click.BadParameter) else e))
     for g, r, p in zip(s["gamma"], s["rho_plus"], s["pointing_game"]):
         click.echo(f"gamma {g:.1f}: rho+ {r:.4f}" + ("" if p is None else f", pointing {100 * p:.1f}%"))
     click.echo(f"wrote {out_dir}/interpolation.json, .csv, .png")
@@ -465,15 +467,13 @@ def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, thres
     from .adversarial import PAPER_REDUCTION, attack_images
     from .models import load_model
 
-    try:
+    with user_errors():
         e, a = parse_eps(eps), parse_eps(alpha)
         if e < 0:
             raise click.BadParameter(f"--eps must be ≥ 0, got {eps}")
         paths = _adv_paths(images, data_dir)
         bundle = load_model(model_name, weights, device=torch.device(device))
         s = attack_images(bundle, paths, out_dir, e, a, steps, beta, threshold, square, figures=data_dir is None)
-    except (CamerasError, RuntimeError, click.BadParameter) as err:
-        _fail(str(err.message if isinstance(err, click.BadParameter) else err))
     for r in s["images"]:
         click.echo(f"{r['image']}: PGD L2 {r['vanilla']['l2']:.3f} ({r['vanilla']['target_prob']:.4f}), "
                    f"enhanced L2 {r['enhanced']['l2']:.3f} ({r['enhanced']['target_prob']:.4f}): "
@@ -504,14 +504,12 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, eps,
     from .methods import method_class
     from .models import load_model
 
-    try:
+    with user_errors():
         names = [method_class(m).name for m in methods.split(",") if m.strip()]
         paths = _adv_paths(images, data_dir)
         bundle = load_model(model_name, weights, device=torch.device(device))
         s = sanity_images(bundle, paths, names, out_dir, fraction, steps, parse_eps(eps), 1 / 255, attack_steps, 50.0,
                           square, figures=data_dir is None)
-    except (CamerasError, RuntimeError, click.BadParameter) as err:
-        _fail(str(err.message if isinstance(err, click.BadParameter) else err))
     for m, v in s["mean_score"].items():
         click.echo(f"{m}: sanity {v:.4f} (smaller is saner)")
     click.echo(f"wrote {out_dir}/sanity.json")
@@ -535,13 +533,11 @@ def randomize(image, methods, mode, seed, model_name, weights, square, device, o
     from .methods import method_class
     from .models import load_model
 
-    try:
+    with user_errors():
         names = [method_class(m).name for m in methods.split(",") if m.strip()]
         paths = _adv_paths([image], None)
         bundle = load_model(model_name, weights, device=torch.device(device))
         s = randomize_image(bundle, paths[0], names, out_dir, mode, seed, square)
-    except (CamerasError, RuntimeError, click.BadParameter) as err:
-        _fail(str(err.message if isinstance(err, click.BadParameter) else err))
     for m, steps in s["methods"].items():
         click.echo(f"{m}: spearman |·| " + " ".join(f"{o['spearman_abs']:.2f}" for o in steps))
     click.echo(f"wrote {out_dir}/{paths[0].stem}.randomize.png, .similarity.png, .randomize.json")
