@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import IMAGE_SUFFIXES
 from .items import DatasetError, Item, Obj
 from .voc_xml import parse_xml
 
@@ -207,4 +206,4 @@ def read_dataset(fmt: str, root, wnids=None, mapping=None) -> list[Item]:
     raise DatasetError(f"unknown dataset format '{fmt}': use imagenet, voc or coco")
 
 
-__all__ = ["IMAGE_SUFFIXES", "VOC_CLASSES", "load_mapping", "read_coco", "read_dataset", "read_imagenet", "read_voc"]
+__all__ = ["VOC_CLASSES", "load_mapping", "read_coco", "read_dataset", "read_imagenet", "read_voc"]
