@@ -41,6 +41,11 @@ def test_every_method_batch_nonsquare_state(name):
     assert res.maps.shape == (3, 32, 44) and res.maps.dtype == torch.float32
     assert torch.isfinite(res.maps).all() and res.maps.min() >= 0 and res.maps.max() <= 1
     assert res.targets.shape == (3,) and res.probs.shape == (3,) and res.method == name
+    with torch.no_grad():
+        want = net.eval()(x)
+    net.train()
+    assert res.logits.shape == (3, 5) and (res.logits - want).abs().max() < 1e-5  # its own forward's logits
+    assert torch.allclose(res.probs, want.softmax(1).gather(1, res.targets[:, None])[:, 0], atol=1e-6)
     after = snapshot(net)
     assert before[0] == after[0] and before[1] == after[1]
     assert all(g is None for g in after[2][:-1]) and torch.equal(after[2][-1], torch.ones(5))

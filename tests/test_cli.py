@@ -144,3 +144,31 @@ def test_output_files_have_usual_permissions(sample_dir, tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
+
+
+def test_topk_runs_no_extra_forward(tmp_path):
+    """explain_images takes the top-k list from the first explanation's own forward pass."""
+    import torch
+
+    import cameras
+    from cameras.explain import explain_images
+    from cameras.models import ModelBundle
+
+    from .conftest import TinyNet
+
+    net = TinyNet()
+    calls = []
+    net.register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
+    bundle = ModelBundle(net, "tiny", 32, (0.5,) * 3, (0.5,) * 3, class_names=[f"c{i}" for i in range(5)])
+    Image.fromarray(rand_image(40, 48)).save(tmp_path / "a.png")
+    method = cameras.CAMERAS(net, layer="features", scales=[32, 48])
+    (o,) = explain_images([tmp_path / "a.png"], bundle, method, tmp_path / "out", topk=3, progress=False)
+    assert o.error is None, o.error
+    assert len(calls) == 3 * 2  # three classes × two scales, nothing else
+    meta = json.loads((tmp_path / "out" / "a.json").read_text())
+    with torch.no_grad():
+        x = cameras.preprocess(cameras.load_image(tmp_path / "a.png"), 32, (0.5,) * 3, (0.5,) * 3)
+        probs = net(x).softmax(1)[0]
+    top = probs.topk(3)
+    assert [t["class"] for t in meta["topk"]] == top.indices.tolist()
+    assert np.allclose([t["probability"] for t in meta["topk"]], top.values.tolist(), atol=1e-6)

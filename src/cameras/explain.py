@@ -100,17 +100,21 @@ def explain_images(
 
 def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params):
     x = torch.cat([loaded[i][1] for i in batch])
-    start = time.perf_counter()
-    with torch.no_grad():
-        probs = bundle.model(x).float().softmax(1)
+    fixed = [torch.full((len(batch),), t, dtype=torch.long, device=x.device) for t in targets or []]
+    # the first explanation's own forward pass gives the class probabilities (no extra pass)
+    results = [method(x, target=fixed[0] if fixed else None)]
+    pre_seconds = 0.0
+    logits = results[0].logits
+    if logits is None:  # a method that does not report its logits
+        start = time.perf_counter()
+        with torch.no_grad():
+            logits = bundle.model(x).float()
+        pre_seconds = time.perf_counter() - start
+    probs = logits.float().softmax(1)
     k = max(1, min(topk, probs.shape[1]))
     top_p, top_i = probs.topk(k, dim=1)
-    pre_seconds = time.perf_counter() - start
-    if targets:
-        specs = [torch.full((len(batch),), t, dtype=torch.long, device=x.device) for t in targets]
-    else:
-        specs = [None] + [top_i[:, r].contiguous() for r in range(1, k)]
-    results = [method(x, target=s) for s in specs]
+    specs = fixed[1:] if fixed else [top_i[:, r].contiguous() for r in range(1, k)]
+    results += [method(x, target=s) for s in specs]
     for b, i in enumerate(batch):
         img = loaded[i][0]
         H, W = img.height, img.width

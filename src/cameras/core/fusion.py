@@ -122,7 +122,9 @@ def fuse_on_grid(acts: list[Tensor], grads: list[Tensor], weights: Tensor, size:
     Activations and gradients of every used scale are resized bilinearly to the layer grid
     of the largest scale with a non-zero weight, averaged with ``weights``, fused as
     ReLU(Σ_k W̄_k ⊙ Ā_k) there, and the B×h×w result is resized bilinearly to ``size``.
-    Not METHOD.md's exact map (the product is taken before, not after, upsampling).
+    Not METHOD.md's exact map (the product is taken before, not after, upsampling), except
+    when every gradient map is spatially constant (GAP heads): then the exact shortcut of
+    :func:`fuse_multiscale` is used, which is exact and costs less than this approximation.
 
     Example:
         >>> a = [torch.ones(1, 2, 2, 2), torch.ones(1, 2, 3, 3)]
@@ -130,6 +132,8 @@ def fuse_on_grid(acts: list[Tensor], grads: list[Tensor], weights: Tensor, size:
         [2.0]
     """
     used = [t for t in range(len(acts)) if bool((weights[:, t] != 0).any())]
+    if all(_spatially_constant(grads[t]) for t in used):
+        return _fuse_constant_gradients(acts, grads, weights, used, size)  # exact and cheaper still
     grid = tuple(acts[used[-1]].shape[-2:])
     B = acts[0].shape[0]
     w = weights.to(device=acts[0].device, dtype=torch.float32)

@@ -21,6 +21,8 @@ class SaliencyResult:
         seconds: wall-clock seconds of the call (device synchronised).
         kept_scales: per image, the scale sizes ζ_t that were accumulated (CAMERAS only).
         extras: method-specific values (e.g. the scale schedule, per-scale sizes).
+        logits: B×N float32 pre-softmax scores of every class on the input as given (the
+            forward pass the method ran anyway), e.g. for a top-k list without another pass.
 
     Example:
         >>> import torch
@@ -37,6 +39,7 @@ class SaliencyResult:
     seconds: float = 0.0
     kept_scales: list[list[int]] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    logits: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.maps.shape[0])

@@ -152,6 +152,7 @@ class CAMERAS(SaliencyMethod):
         grads: list[Tensor] = []
         keep: list[Tensor] = []
         probs = None
+        logits0 = None
         with LayerCapture(self.layer, self.layer_name) as cap:
             for t, size in enumerate(sizes):
                 xt = x if t == 0 else F.interpolate(x, size=size, mode=self.resample, align_corners=False)
@@ -169,6 +170,7 @@ class CAMERAS(SaliencyMethod):
                     )
                 if t == 0:
                     target, probs = self.pick_targets(logits, target)
+                    logits0 = logits.detach()
                     kept = torch.ones(B, dtype=torch.bool, device=x.device)
                 else:
                     kept = torch.ones_like(keep[0]) if given else logits.argmax(1) == target
@@ -195,5 +197,6 @@ class CAMERAS(SaliencyMethod):
             method=self.name,
             layer=self.layer_name,
             kept_scales=kept_scales,
+            logits=logits0,
             extras={"scales": list(self.scales), "sizes": sizes, "resample": self.resample, "fusion": self.fusion},
         )

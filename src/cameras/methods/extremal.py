@@ -139,7 +139,8 @@ class ExtremalPerturbation(SaliencyMethod):
     def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
         B, _, H, W = x.shape
         with torch.no_grad():
-            target, probs = self.pick_targets(self.model(x), target)
+            logits = self.model(x).detach().float()
+            target, probs = self.pick_targets(logits, target)
             pyr = self._pyramid(x)
         gen = SmoothMask((H, W), self.step, self.sigma).to(x.device)
         params = torch.full((B, *gen.grid_shape), self.init, device=x.device, requires_grad=True)
@@ -168,5 +169,6 @@ class ExtremalPerturbation(SaliencyMethod):
             maps = gen(params).float()
         return SaliencyResult(
             maps, target, probs, self.name,
+            logits=logits,
             extras={"area": self.area, "iterations": self.iterations, "achieved_area": maps.flatten(1).mean(1)},
         )

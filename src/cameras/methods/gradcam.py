@@ -39,4 +39,4 @@ class GradCAM(SaliencyMethod):
         alpha = grad.float().mean((2, 3), keepdim=True)
         low = torch.relu((alpha * act.detach().float()).sum(1))
         maps = normalize_maps(resize_maps(low, tuple(x.shape[-2:])))
-        return SaliencyResult(maps, target, probs, self.name, self.layer_name, extras={"low_res": low})
+        return SaliencyResult(maps, target, probs, self.name, self.layer_name, extras={"low_res": low}, logits=logits.detach().float())

@@ -35,4 +35,4 @@ class Gradient(SaliencyMethod):
         target, probs = self.pick_targets(logits, target)
         (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), xg)
         raw = grad.float().abs().amax(1)
-        return SaliencyResult(normalize_maps(raw), target, probs, self.name, extras={"raw": raw.detach()})
+        return SaliencyResult(normalize_maps(raw), target, probs, self.name, extras={"raw": raw.detach()}, logits=logits.detach().float())

@@ -80,5 +80,6 @@ class NormGrad(SaliencyMethod):
                 m = normalize_maps(m)
             maps = m if maps is None else maps * m
         return SaliencyResult(
-            normalize_maps(maps), target, probs, self.name, self.layer_name, extras={"selective": self.selective}
+            normalize_maps(maps), target, probs, self.name, self.layer_name, extras={"selective": self.selective},
+            logits=logits.detach().float(),
         )

@@ -96,7 +96,8 @@ class RISE(SaliencyMethod):
     def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
         B, C, H, W = x.shape
         with torch.no_grad():
-            target, probs = self.pick_targets(self.model(x), target)
+            logits = self.model(x).detach().float()
+            target, probs = self.pick_targets(logits, target)
             cells, dy, dx = rise_grids(self.n_masks, self.grid, self.p, (H, W), torch.Generator().manual_seed(self.seed))
             sal = torch.zeros(B, H, W, device=x.device, dtype=torch.float32)
             per = max(1, self.batch_size // B)
@@ -113,5 +114,6 @@ class RISE(SaliencyMethod):
             raw = sal / (self.n_masks * self.p)
         return SaliencyResult(
             normalize_maps(raw), target, probs, self.name,
+            logits=logits,
             extras={"raw": raw, "n_masks": self.n_masks, "grid": self.grid, "p": self.p, "seed": self.seed},
         )
