@@ -15,6 +15,7 @@ from .io import encode_json, write_files_atomically
 from .methods import CAMERAS, get_method, method_class
 from .models import ModelBundle
 from .randomization import randomization_check
+from .runs import placement, run_items
 
 PAPER_REDUCTION = 56.5  # % mean L2 reduction of enhanced vs plain PGD at 99.99 % (ResNet-50, ImageNet val)
 
@@ -40,17 +41,24 @@ def _method(bundle: ModelBundle, name: str, model=None):
 
 
 def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: float, alpha: float, steps: int,
-                  beta: float, threshold: float, square: bool, figures: bool = True) -> dict:
-    """Plain and saliency-enhanced PGD on each image; figures, per-image JSON and the mean reduction."""
+                  beta: float, threshold: float, square: bool, figures: bool = True, progress: bool | None = None,
+                  run=None) -> dict | None:
+    """Plain and saliency-enhanced PGD on each image; figures, per-image records and the mean reduction.
+
+    Resumable and distributed (:mod:`cameras.runs`, ``run`` from
+    :func:`cameras.distributed.launch`): each image's record goes to
+    ``attack.records.jsonl`` and its figure ``<stem>.attack.png`` is written as soon as it is
+    done; rank 0 writes ``attack.json`` and returns the summary (other ranks return None).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cam = CAMERAS(bundle.model, layer=bundle.layer)
-    files: dict[Path, bytes] = {}
-    records = []
-    for path in paths:
+
+    def work(i: int) -> dict:
+        path = paths[i]
         x = image01(bundle, path, square)
         sal = cam(bundle.normalize(x)).maps
         kw = dict(eps=eps, alpha=alpha, steps=steps, normalize=bundle.normalize, threshold=threshold)
@@ -59,7 +67,6 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
         red = 100 * (1 - float(enh.l2[0]) / max(float(van.l2[0]), 1e-12))
         rec = {"image": str(path), "target": int(van.targets[0]), "target_name": bundle.class_name(int(van.targets[0])),
                "vanilla": van.item(0), "enhanced": enh.item(0), "l2_reduction_percent": red}
-        records.append(rec)
         if figures:
             fig, axes = plt.subplots(2, 3, figsize=(9, 6.2))
             for row, (name, r) in zip(axes, (("PGD", van), ("enhanced PGD", enh))):
@@ -78,19 +85,31 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
                 head = f"not comparable: {'enhanced' if not bool(enh.success[0]) else 'plain'} PGD stayed below {threshold:.2%} within {steps} steps"
             fig.suptitle(f"{path.name}, β = {beta:g}, ε = {255 * eps:.0f}/255: {head}", fontsize=9)
             fig.tight_layout()
-            files[out_dir / f"{path.stem}.attack.png"] = _png(fig)
+            write_files_atomically({out_dir / f"{path.stem}.attack.png": _png(fig)})
+        return rec
+
+    config = {"model": bundle.name, "eps": eps, "alpha": alpha, "steps": steps, "beta": beta, "threshold": threshold,
+              "square": square}
+    records = run_items([str(p) for p in paths], work, out_dir, "attack", config, progress=progress, **placement(run))
+    if records is None:
+        return None
+    records = [{k: v for k, v in r.items() if k != "key"} for r in records]
     reds = [r["l2_reduction_percent"] for r in records if r["vanilla"]["success"] and r["enhanced"]["success"]]
-    summary = {"model": bundle.name, "eps": eps, "alpha": alpha, "steps": steps, "beta": beta, "threshold": threshold,
-               "images": records, "mean_l2_reduction_percent": float(np.mean(reds)) if reds else None,
-               "both_successful": len(reds), "paper_mean_l2_reduction_percent": PAPER_REDUCTION}
-    files[out_dir / "attack.json"] = encode_json(summary)
-    write_files_atomically(files)
+    summary = dict(config, images=records, mean_l2_reduction_percent=float(np.mean(reds)) if reds else None,
+                   both_successful=len(reds), paper_mean_l2_reduction_percent=PAPER_REDUCTION)
+    write_files_atomically({out_dir / "attack.json": encode_json(summary)})
     return summary
 
 
 def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], out_dir: Path, fraction: float, steps: int,
-                  eps: float, alpha: float, attack_steps: int, beta: float, square: bool, figures: bool = True) -> dict:
-    """Attack each image once (enhanced PGD with the CAMERAS map), then clean it in each method's order."""
+                  eps: float, alpha: float, attack_steps: int, beta: float, square: bool, figures: bool = True,
+                  progress: bool | None = None, run=None) -> dict | None:
+    """Attack each image once (enhanced PGD with the CAMERAS map), then clean it in each method's order.
+
+    Resumable and distributed like :func:`attack_images` (records in
+    ``sanity.records.jsonl``, figures ``<stem>.sanity.png``); rank 0 writes ``sanity.json``
+    with each method's mean score and returns it (other ranks return None).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,10 +117,9 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
 
     cam = CAMERAS(bundle.model, layer=bundle.layer)
     built = {m: _method(bundle, m) for m in methods}
-    files: dict[Path, bytes] = {}
-    scores: dict[str, list[float]] = {m: [] for m in methods}
-    records = []
-    for path in paths:
+
+    def work(i: int) -> dict:
+        path = paths[i]
         x = image01(bundle, path, square)
         xn = bundle.normalize(x)
         base = cam(xn)
@@ -115,7 +133,6 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
             sal = built[m](xn, target=true).maps
             r = sanity_cleaning(bundle.model, x, sal, adv, true, fraction, steps, bundle.normalize)
             s = float(r["score"][0])
-            scores[m].append(s)
             rec["methods"][m] = {"score": s, "curve": r["curve"][0].tolist(), "pixels": r["pixels"].tolist()}
             if figures:
                 ax.plot(r["pixels"].cpu().numpy(), r["curve"][0].cpu().numpy(), label=f"{m} (sanity {s:.3f})")
@@ -126,12 +143,18 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
             ax.set_title(f"{path.name}: smaller sanity score is saner", fontsize=9)
             ax.legend(fontsize=7)
             fig.tight_layout()
-            files[out_dir / f"{path.stem}.sanity.png"] = _png(fig)
-        records.append(rec)
+            write_files_atomically({out_dir / f"{path.stem}.sanity.png": _png(fig)})
+        return rec
+
+    config = {"model": bundle.name, "methods": list(methods), "fraction": fraction, "steps": steps, "eps": eps,
+              "alpha": alpha, "attack_steps": attack_steps, "beta": beta, "square": square}
+    records = run_items([str(p) for p in paths], work, out_dir, "sanity", config, progress=progress, **placement(run))
+    if records is None:
+        return None
+    records = [{k: v for k, v in r.items() if k != "key"} for r in records]
     summary = {"model": bundle.name, "fraction": fraction, "steps": steps, "images": records,
-               "mean_score": {m: float(np.mean(v)) for m, v in scores.items()}}
-    files[out_dir / "sanity.json"] = encode_json(summary)
-    write_files_atomically(files)
+               "mean_score": {m: float(np.mean([r["methods"][m]["score"] for r in records])) for m in methods}}
+    write_files_atomically({out_dir / "sanity.json": encode_json(summary)})
     return summary
 
 

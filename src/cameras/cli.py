@@ -375,20 +375,25 @@ def _experiment_options(f):
 @_experiment_options
 @click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192))
 def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet, max_size):
-    """Map difference between N = 5..10 scales (ζ_m = --max-size), beside the paper's matrix."""
-    import torch
+    """Map difference between N = 5..10 scales (ζ_m = --max-size), beside the paper's matrix.
 
+    Resumable (a rerun into the same --out skips finished images) and distributed under
+    torchrun (`torchrun --nproc-per-node K -m cameras experiment n-sensitivity --data ...`).
+    """
+    from .distributed import launch
     from .experiments import PAPER_N, STEPS, n_sensitivity
     from .images import load_image
     from .models import load_model
 
-    with user_errors():
-        bundle = load_model(model_name, weights, device=torch.device(device))
+    with user_errors(), launch(device) as run:
+        bundle = load_model(model_name, weights, device=run.device)
         work = _experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
         paths = list(dict.fromkeys(p for p, _, _ in work))
         for p in paths:
             load_image(p)
-        mean = n_sensitivity(bundle, paths, out_dir, max_size, square, progress=False if quiet else None)
+        mean = n_sensitivity(bundle, paths, out_dir, max_size, square, progress=False if quiet else None, run=run)
+    if mean is None:
+        return
     click.echo("N    " + " ".join(f"{n:>11}" for n in STEPS))
     for n, ours, paper in zip(STEPS, mean, PAPER_N):
         click.echo(f"{n:<4} " + " ".join(f"{o:.3f} ({p:.2f})" for o, p in zip(ours, paper)))
@@ -398,19 +403,23 @@ def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights
 @experiment.command("interpolation")
 @_experiment_options
 def interpolation_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet):
-    """ρ⁺ and pointing game of CAMERAS blended into Grad-CAM, γ = 0, 0.1, ..., 1."""
-    import torch
+    """ρ⁺ and pointing game of CAMERAS blended into Grad-CAM, γ = 0, 0.1, ..., 1.
 
+    Resumable and distributed under torchrun, like n-sensitivity.
+    """
+    from .distributed import launch
     from .experiments import interpolation
     from .images import load_image
     from .models import load_model
 
-    with user_errors():
-        bundle = load_model(model_name, weights, device=torch.device(device))
+    with user_errors(), launch(device) as run:
+        bundle = load_model(model_name, weights, device=run.device)
         work = _experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
         for p in dict.fromkeys(p for p, _, _ in work):
             load_image(p)
-        s = interpolation(bundle, work, out_dir, square, progress=False if quiet else None)
+        s = interpolation(bundle, work, out_dir, square, progress=False if quiet else None, run=run)
+    if s is None:
+        return
     for g, r, p in zip(s["gamma"], s["rho_plus"], s["pointing_game"]):
         click.echo(f"gamma {g:.1f}: rho+ {r:.4f}" + ("" if p is None else f", pointing {100 * p:.1f}%"))
     click.echo(f"wrote {out_dir}/interpolation.json, .csv, .png")
@@ -460,20 +469,27 @@ def _adv_paths(images, data_dir):
 @click.option("--square", is_flag=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", "out_dir", default="cameras-attack", show_default=True, type=click.Path(path_type=Path))
-def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, threshold, square, device, out_dir):
-    """Plain vs saliency-enhanced PGD to the least-likely class (paper §6): figures and JSON."""
-    import torch
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, threshold, square, device, out_dir, quiet):
+    """Plain vs saliency-enhanced PGD to the least-likely class (paper §6): figures and JSON.
 
+    Resumable (a rerun into the same --out skips finished images) and distributed under
+    torchrun (`torchrun --nproc-per-node K -m cameras attack --data DIR ...`).
+    """
     from .adversarial import PAPER_REDUCTION, attack_images
+    from .distributed import launch
     from .models import load_model
 
-    with user_errors():
+    with user_errors(), launch(device) as run:
         e, a = parse_eps(eps), parse_eps(alpha)
         if e < 0:
             raise click.BadParameter(f"--eps must be ≥ 0, got {eps}")
         paths = _adv_paths(images, data_dir)
-        bundle = load_model(model_name, weights, device=torch.device(device))
-        s = attack_images(bundle, paths, out_dir, e, a, steps, beta, threshold, square, figures=data_dir is None)
+        bundle = load_model(model_name, weights, device=run.device)
+        s = attack_images(bundle, paths, out_dir, e, a, steps, beta, threshold, square, figures=data_dir is None,
+                          progress=False if quiet else None, run=run)
+    if s is None:
+        return
     for r in s["images"]:
         click.echo(f"{r['image']}: PGD L2 {r['vanilla']['l2']:.3f} ({r['vanilla']['target_prob']:.4f}), "
                    f"enhanced L2 {r['enhanced']['l2']:.3f} ({r['enhanced']['target_prob']:.4f}): "
@@ -496,20 +512,25 @@ def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, thres
 @click.option("--square", is_flag=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", "out_dir", default="cameras-sanity", show_default=True, type=click.Path(path_type=Path))
-def sanity(images, data_dir, methods, model_name, weights, fraction, steps, eps, attack_steps, square, device, out_dir):
-    """Adversarial-cleaning sanity check (supplement A-4): curves and scores per method."""
-    import torch
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def sanity(images, data_dir, methods, model_name, weights, fraction, steps, eps, attack_steps, square, device, out_dir, quiet):
+    """Adversarial-cleaning sanity check (supplement A-4): curves and scores per method.
 
+    Resumable and distributed under torchrun, like `cameras attack`.
+    """
     from .adversarial import sanity_images
+    from .distributed import launch
     from .methods import method_class
     from .models import load_model
 
-    with user_errors():
+    with user_errors(), launch(device) as run:
         names = [method_class(m).name for m in methods.split(",") if m.strip()]
         paths = _adv_paths(images, data_dir)
-        bundle = load_model(model_name, weights, device=torch.device(device))
+        bundle = load_model(model_name, weights, device=run.device)
         s = sanity_images(bundle, paths, names, out_dir, fraction, steps, parse_eps(eps), 1 / 255, attack_steps, 50.0,
-                          square, figures=data_dir is None)
+                          square, figures=data_dir is None, progress=False if quiet else None, run=run)
+    if s is None:
+        return
     for m, v in s["mean_score"].items():
         click.echo(f"{m}: sanity {v:.4f} (smaller is saner)")
     click.echo(f"wrote {out_dir}/sanity.json")

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
 from .data.items import Item
 from .images import load_image, resize_image
 from .io import encode_json, write_files_atomically
 from .methods import CAMERAS, GradCAM
 from .metrics import map_density, map_difference, pointing_accuracy, pointing_trial
 from .models import ModelBundle
+from .runs import placement, run_items
 
 STEPS = (5, 6, 7, 8, 9, 10)
 GAMMAS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -45,29 +44,54 @@ def _png(fig) -> bytes:
 
 
 def n_sensitivity(bundle: ModelBundle, paths: list[Path], out_dir: Path, max_size: int = 1000, square: bool = False,
-                  progress: bool | None = None) -> np.ndarray:
+                  progress: bool | None = None, run=None) -> np.ndarray | None:
     """Mean map difference d between CAMERAS maps with N and N' scales (N = 5..10, ζ_m = max_size).
 
-    Each image's target is its top-1 with the automatic scale rule. Writes
-    ``n_sensitivity.json`` (ours, the paper's, per-image matrices), ``n_sensitivity.csv`` and
-    ``n_sensitivity.png`` (our matrix beside the paper's). Returns the 6×6 mean matrix.
+    Each image's target is its top-1 with the automatic scale rule. Resumable and
+    distributed (see :mod:`cameras.runs`; ``run`` is the torchrun placement from
+    :func:`cameras.distributed.launch`): per-image matrices go to
+    ``n_sensitivity.records.jsonl``; rank 0 then writes ``n_sensitivity.json`` (ours, the
+    paper's, per-image matrices), ``n_sensitivity.csv`` and ``n_sensitivity.png`` (our matrix
+    beside the paper's) and returns the 6×6 mean matrix (other ranks return None).
+
+    Example:
+        >>> import tempfile, cameras
+        >>> from skimage import data
+        >>> from PIL import Image
+        >>> d = Path(tempfile.mkdtemp())
+        >>> Image.fromarray(data.chelsea()).save(d / "cat.png")
+        >>> m = n_sensitivity(cameras.load_model(), [d / "cat.png"], d, max_size=300, progress=False)
+        >>> m.shape, float(m[0, 0])
+        ((6, 6), 0.0)
     """
+    methods = [CAMERAS(bundle.model, layer=bundle.layer, steps=n, max_size=max_size, base_size=bundle.input_size) for n in STEPS]
+
+    def work(i: int) -> dict:
+        _, x, _ = _inputs(bundle, paths[i], square)
+        maps = torch.cat([m(x).maps for m in methods])  # 6×H×W
+        d = map_difference(maps[:, None].expand(-1, len(STEPS), -1, -1).flatten(0, 1),
+                           maps[None].expand(len(STEPS), -1, -1, -1).flatten(0, 1)).view(len(STEPS), len(STEPS))
+        return {"image": str(paths[i]), "matrix": d.cpu().tolist()}
+
+    config = {"experiment": "n-sensitivity", "model": bundle.name, "max_size": max_size, "square": square,
+              "steps": list(STEPS)}
+    recs = run_items([str(p) for p in paths], work, out_dir, "n_sensitivity", config, progress=progress, **placement(run))
+    if recs is None:
+        return None
+    mats = [np.array(r["matrix"]) for r in recs]
+    mean = np.mean(mats, 0)
+    _n_sensitivity_files(bundle, recs, mats, mean, max_size, out_dir)
+    return mean
+
+
+def _n_sensitivity_files(bundle, recs, mats, mean, max_size, out_dir) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = [CAMERAS(bundle.model, layer=bundle.layer, steps=n, max_size=max_size, base_size=bundle.input_size) for n in STEPS]
-    mats = []
-    for path in tqdm(paths, desc="n-sensitivity", unit="img", disable=None if progress is None else not progress):
-        _, x, _ = _inputs(bundle, path, square)
-        maps = torch.cat([m(x).maps for m in methods])  # 6×H×W
-        d = map_difference(maps[:, None].expand(-1, len(STEPS), -1, -1).flatten(0, 1),
-                           maps[None].expand(len(STEPS), -1, -1, -1).flatten(0, 1)).view(len(STEPS), len(STEPS))
-        mats.append(d.cpu().numpy())
-    mean = np.mean(mats, 0)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    for ax, mat, title in ((axes[0], mean, f"ours ({bundle.name}, {len(paths)} images)"), (axes[1], PAPER_N, "paper (ResNet-50, 1000 images)")):
+    for ax, mat, title in ((axes[0], mean, f"ours ({bundle.name}, {len(recs)} images)"), (axes[1], PAPER_N, "paper (ResNet-50, 1000 images)")):
         im = ax.imshow(mat, vmin=0, vmax=max(0.3, float(mean.max())), cmap="viridis")
         ax.set_xticks(range(6), STEPS)
         ax.set_yticks(range(6), STEPS)
@@ -79,45 +103,69 @@ def n_sensitivity(bundle: ModelBundle, paths: list[Path], out_dir: Path, max_siz
     rows = ["N," + ",".join(map(str, STEPS))] + [f"{n}," + ",".join(f"{v:.4f}" for v in row) for n, row in zip(STEPS, mean)]
     write_files_atomically({
         out_dir / "n_sensitivity.json": encode_json({"steps": list(STEPS), "max_size": max_size, "model": bundle.name,
-                                                      "images": [str(p) for p in paths], "ours": mean.round(4).tolist(),
+                                                      "images": [r["image"] for r in recs], "ours": mean.round(4).tolist(),
                                                       "paper": PAPER_N.tolist(), "per_image": [m.round(4).tolist() for m in mats]}),
         out_dir / "n_sensitivity.csv": ("\n".join(rows) + "\n").encode(),
         out_dir / "n_sensitivity.png": _png(fig),
     })
-    return mean
 
 
 def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item | None]], out_dir: Path,
-                  square: bool = False, progress: bool | None = None) -> dict:
+                  square: bool = False, progress: bool | None = None, run=None) -> dict | None:
     """ρ⁺ and the pointing game of Ψ_γ = Ψ_CAMERAS + γ(Ψ_GradCAM − Ψ_CAMERAS), γ = 0, 0.1, …, 1.
 
     ``work`` holds (image, class or None for the top-1, dataset item or None). The pointing
-    game needs dataset items (boxes or masks). Writes ``interpolation.json``,
-    ``interpolation.csv`` and ``interpolation.png`` (the supplement's Figure 2 layout).
+    game needs dataset items (boxes or masks). Resumable and distributed like
+    :func:`n_sensitivity` (records in ``interpolation.records.jsonl``); rank 0 writes
+    ``interpolation.json``, ``interpolation.csv`` and ``interpolation.png`` (the
+    supplement's Figure 2 layout) and returns the summary (other ranks return None).
+
+    Example:
+        >>> import tempfile, cameras
+        >>> from skimage import data
+        >>> from PIL import Image
+        >>> d = Path(tempfile.mkdtemp())
+        >>> Image.fromarray(data.chelsea()).save(d / "cat.png")
+        >>> s = interpolation(cameras.load_model(), [(d / "cat.png", 285, None)], d, progress=False)
+        >>> len(s["rho_plus"]), s["pointing_game"][0]
+        (11, None)
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cam = CAMERAS(bundle.model, layer=bundle.layer)
     gc = GradCAM(bundle.model, layer=bundle.layer)
-    rho = {g: [] for g in GAMMAS}
-    hits = {g: [] for g in GAMMAS}
-    for path, cls, item in tqdm(work, desc="interpolation", unit="item", disable=None if progress is None else not progress):
+
+    def one(i: int) -> dict:
+        path, cls, item = work[i]
         _, x, x01 = _inputs(bundle, path, square)
         a = cam(x, target=cls)
         target = a.targets
         b = gc(x, target=target)
         psi = torch.stack([a.maps[0] + g * (b.maps[0] - a.maps[0]) for g in GAMMAS])  # 11×h×w
         rp, _ = map_density(bundle.model, x01.expand(len(GAMMAS), -1, -1, -1), psi, target.expand(len(GAMMAS)), bundle.normalize)
-        region = torch.from_numpy(item.region(int(target))).to(x.device) if item is not None else None
-        for i, g in enumerate(GAMMAS):
-            rho[g].append(float(rp[i]))
-            if region is not None:
-                hits[g].append((int(target), pointing_trial(psi[i], region)))
+        rec = {"image": str(path), "class": int(target), "rho_plus": [float(v) for v in rp], "hits": None}
+        if item is not None:
+            region = torch.from_numpy(item.region(int(target))).to(x.device)
+            rec["hits"] = [pointing_trial(psi[j], region) for j in range(len(GAMMAS))]
+        return rec
+
+    keys = [f"{p}#{'top1' if c is None else c}" for p, c, _ in work]
+    config = {"experiment": "interpolation", "model": bundle.name, "square": square, "gamma": list(GAMMAS)}
+    recs = run_items(keys, one, out_dir, "interpolation", config, progress=progress, **placement(run))
+    if recs is None:
+        return None
+    rho = {g: [r["rho_plus"][j] for r in recs] for j, g in enumerate(GAMMAS)}
+    hits = {g: [(r["class"], r["hits"][j]) for r in recs if r["hits"] is not None] for j, g in enumerate(GAMMAS)}
     summary = {"gamma": list(GAMMAS), "rho_plus": [float(np.mean(rho[g])) for g in GAMMAS],
-               "pointing_game": [pointing_accuracy(hits[g]) for g in GAMMAS], "items": len(work), "model": bundle.name}
+               "pointing_game": [pointing_accuracy(hits[g]) for g in GAMMAS], "items": len(recs), "model": bundle.name}
+    _interpolation_files(bundle, summary, out_dir)
+    return summary
+
+
+def _interpolation_files(bundle, summary, out_dir) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5, 3.4))
     ax.plot(GAMMAS, summary["rho_plus"], "o-", label="ρ⁺ (ours)")
     ax.set_xlabel("γ (0 = CAMERAS, 1 = Grad-CAM)")
@@ -126,7 +174,7 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
         ax2 = ax.twinx()
         ax2.plot(GAMMAS, [100 * (v or 0) for v in summary["pointing_game"]], "s--", color="tab:orange", label="pointing %")
         ax2.set_ylabel("pointing game %")
-    ax.set_title(f"{bundle.name}, {len(work)} items; paper: ρ⁺ falls with γ, pointing flat", fontsize=8)
+    ax.set_title(f"{bundle.name}, {summary['items']} items; paper: ρ⁺ falls with γ, pointing flat", fontsize=8)
     fig.tight_layout()
     csv_rows = ["gamma,rho_plus,pointing_game"] + [
         f"{g},{r:.6f},{'' if p is None else f'{p:.6f}'}" for g, r, p in zip(GAMMAS, summary["rho_plus"], summary["pointing_game"])]
@@ -135,4 +183,3 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
         out_dir / "interpolation.csv": ("\n".join(csv_rows) + "\n").encode(),
         out_dir / "interpolation.png": _png(fig),
     })
-    return summary

@@ -1,0 +1,191 @@
+"""Resumable per-item runs, split across torchrun ranks: one JSON record per finished item.
+
+Used by ``cameras experiment``, ``cameras attack`` and ``cameras sanity``. Every item has a
+key (e.g. the image path); a finished item's record is appended as one complete JSON line
+and fsynced, to ``<name>.records.jsonl`` in a single process or to
+``shards/<name>-<run id>-rank<r>.jsonl`` under torchrun. A rerun (with any number of
+processes) reads every finished record, skips those items and runs the rest; at the end
+rank 0 merges everything into ``<name>.records.jsonl`` in the canonical item order, so the
+result is the same as one uninterrupted single-process run. ``<name>.config.json`` holds
+the settings of the run; a rerun with other settings into the same folder is refused rather
+than mixing results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .core.errors import InputError
+from .io import encode_json, write_files_atomically
+
+
+class RecordStore:
+    """Append-only JSON-lines file of finished items that survives being killed at any moment.
+
+    Example:
+        >>> import tempfile
+        >>> st = RecordStore(Path(tempfile.mkdtemp()), "demo")
+        >>> st.append({"key": "a.jpg", "value": 1.5})
+        >>> st.load()
+        {'a.jpg': {'key': 'a.jpg', 'value': 1.5}}
+    """
+
+    def __init__(self, out_dir: Path, name: str, shard: str | None = None) -> None:
+        self.dir = Path(out_dir)
+        self.path = self.dir / f"{name}.records.jsonl" if shard is None else self.dir / "shards" / f"{name}-{shard}.jsonl"
+
+    @classmethod
+    def all_stores(cls, out_dir: Path, name: str) -> list["RecordStore"]:
+        """The main store and every shard of ``name`` left in ``out_dir`` by any earlier run."""
+        stores = [cls(out_dir, name)]
+        for f in sorted((Path(out_dir) / "shards").glob(f"{name}-*.jsonl")):
+            stores.append(cls(out_dir, name, f.stem[len(name) + 1:]))
+        return stores
+
+    def load(self) -> dict[str, dict]:
+        """Finished records by key, in file order; a torn last line is cut off the file."""
+        if not self.path.exists():
+            return {}
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            data = data[: data.rfind(b"\n") + 1]
+            with open(self.path, "r+b") as fh:
+                fh.truncate(len(data))
+        out: dict[str, dict] = {}
+        for line in data.decode().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and "key" in rec:
+                out.setdefault(str(rec["key"]), rec)
+        return out
+
+    def append(self, record: dict) -> None:
+        """Append one finished record (must hold ``"key"``) as a single fsynced line."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _check_config(out_dir: Path, name: str, config: dict) -> None:
+    path = Path(out_dir) / f"{name}.config.json"
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return
+    want = json.loads(json.dumps(config))
+    diff = sorted(k for k in set(old) | set(want) if old.get(k) != want.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {old.get(k)!r} before, {want.get(k)!r} now" for k in diff)
+        raise InputError(f"{out_dir} holds a {name} run with other settings ({shown}); "
+                         "use another --out folder, or delete this one to start over")
+
+
+def run_items(
+    keys: list[str],
+    work: Callable[[int], dict],
+    out_dir: Path,
+    name: str,
+    config: dict,
+    rank: int = 0,
+    world: int = 1,
+    barrier: Callable[[], None] | None = None,
+    run_id: str = "run",
+    progress: bool | None = None,
+) -> list[dict] | None:
+    """Run ``work(i)`` for every unfinished item ``keys[i]``; return all records in key order.
+
+    Args:
+        keys: one unique string per item (e.g. the image path), in the canonical order.
+        work: computes item ``i``'s record, a JSON-serialisable dict (``"key"`` is added).
+        out_dir: folder of the records (and of any files ``work`` writes).
+        name: the run's name (``"attack"``, ``"n_sensitivity"``, …), naming its files.
+        config: the run's settings; a folder holding a run with other settings is refused.
+        rank, world, barrier, run_id: this process's place under torchrun (see
+            :func:`cameras.distributed.launch`); each rank takes every ``world``-th
+            unfinished item and rank 0 merges after a final barrier.
+        progress: tqdm bar on rank 0 (None: on a terminal only).
+
+    Returns:
+        On rank 0 the records of every item that has one, in ``keys`` order; None elsewhere.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> [r["square"] for r in run_items(["2", "3"], lambda i: {"square": (i + 2) ** 2}, d, "demo", {}, progress=False)]
+        [4, 9]
+    """
+    from tqdm import tqdm
+
+    if len(set(keys)) != len(keys):
+        raise InputError(f"{name}: the items are not unique (an image listed twice?)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_config(out_dir, name, config)
+    done: set[str] = set()
+    for st in RecordStore.all_stores(out_dir, name):
+        done.update(st.load())
+    if barrier is not None:
+        barrier()  # everyone has read the finished records before anyone writes
+    if rank == 0:
+        write_files_atomically({out_dir / f"{name}.config.json": encode_json(config)})
+    todo = [i for i, k in enumerate(keys) if k not in done][rank::world]
+    store = RecordStore(out_dir, name, None if world == 1 else f"{run_id}-rank{rank}")
+    bar = tqdm(total=len(todo), desc=f"{name}{f' rank {rank}' if world > 1 else ''}", unit="item",
+               disable=(None if progress is None else not progress) if rank == 0 else True)
+    try:
+        for i in todo:
+            rec = dict(work(i))
+            rec["key"] = keys[i]
+            store.append(rec)
+            bar.update(1)
+    finally:
+        bar.close()
+    if barrier is not None:
+        barrier()
+    if rank != 0:
+        return None
+    return merge_records(out_dir, name, keys)
+
+
+def merge_records(out_dir: Path, name: str, keys: list[str]) -> list[dict]:
+    """Merge the main records file and every shard of ``name`` into one file in ``keys`` order.
+
+    The merged file is written atomically before any shard is removed, so a crash during the
+    merge loses nothing; records of keys not in ``keys`` (another selection) are kept at the end.
+    """
+    stores = RecordStore.all_stores(out_dir, name)
+    recs: dict[str, dict] = {}
+    for st in stores:
+        for k, v in st.load().items():
+            recs.setdefault(k, v)
+    order = {k: i for i, k in enumerate(keys)}
+    merged = sorted(recs, key=lambda k: (order.get(k, len(order)), k))
+    if len(stores) > 1 or recs:
+        body = "".join(json.dumps(recs[k]) + "\n" for k in merged)
+        write_files_atomically({stores[0].path: body.encode()})
+    for st in stores[1:]:
+        st.path.unlink(missing_ok=True)
+    return [recs[k] for k in keys if k in recs]
+
+
+def placement(run) -> dict:
+    """``run_items`` keyword arguments from a :class:`cameras.distributed.Launch` (None: one process).
+
+    Example:
+        >>> placement(None)
+        {'rank': 0, 'world': 1, 'barrier': None, 'run_id': 'run'}
+    """
+    if run is None:
+        return {"rank": 0, "world": 1, "barrier": None, "run_id": "run"}
+    return {"rank": run.rank, "world": run.world, "barrier": run.barrier, "run_id": run.run_id}
