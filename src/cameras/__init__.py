@@ -10,6 +10,7 @@ Example:
 
 from .core import (
     CamerasError,
+    Cancelled,
     ImageError,
     InputError,
     LayerCapture,
@@ -38,6 +39,7 @@ __all__ = [
     "Gradient",
     "NormGrad",
     "CamerasError",
+    "Cancelled",
     "ImageError",
     "InputError",
     "LayerCapture",

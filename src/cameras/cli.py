@@ -564,6 +564,42 @@ def randomize(image, methods, mode, seed, model_name, weights, square, device, o
     click.echo(f"wrote {out_dir}/{paths[0].stem}.randomize.png, .similarity.png, .randomize.json")
 
 
+@main.command("app")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes the app to the network.")
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--model", "models", multiple=True, default=["efficientnet_lite0"], show_default=True,
+              help="Model(s) offered in the page (repeatable), e.g. --model efficientnet_lite0 --model timm:resnet18.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--max-upload-mb", default=20, show_default=True, type=click.IntRange(1, 2048))
+@click.option("--max-pixels", default=40_000_000, show_default=True, type=click.IntRange(64, None))
+def app_cmd(host, port, models, device, max_upload_mb, max_pixels) -> None:
+    """Serve a local web page to explore saliency maps (needs: pip install 'cameras[app]')."""
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        _fail("cameras app needs the optional web extra: pip install 'cameras[app]' (Gradio)")
+    from .app import serve
+    from .models import load_model
+
+    with user_errors():
+        for m in models:  # fail now, not in the page, for an unknown model
+            load_model(m, device=torch_device(device))
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: binding to {host}: anyone who can reach this machine can use the app", err=True)
+    click.echo(f"cameras app on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}  (Ctrl+C to stop)")
+    serve(list(models), host, port, device, max_upload_mb * 2**20, max_pixels, block=True)
+
+
+def torch_device(text: str):
+    """``"cuda:1"`` → torch.device, with a clear error for a bad name."""
+    import torch
+
+    try:
+        return torch.device(text)
+    except RuntimeError:
+        raise click.BadParameter(f"unknown device '{text}'; use cpu, cuda or cuda:N") from None
+
+
 @main.command("samples")
 @click.option("--out", "out_dir", default="samples", show_default=True, type=click.Path(path_type=Path))
 def samples(out_dir: Path) -> None:

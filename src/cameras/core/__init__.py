@@ -2,7 +2,7 @@
 
 from .base import SaliencyMethod, sync
 from .capture import LayerCapture
-from .errors import CamerasError, ImageError, InputError, LayerError, ModelError
+from .errors import CamerasError, Cancelled, ImageError, InputError, LayerError, ModelError
 from .fusion import fuse_multiscale
 from .guard import frozen_eval, unwrap_model
 from .layers import resolve_layer
@@ -11,6 +11,7 @@ from .result import SaliencyResult
 
 __all__ = [
     "CamerasError",
+    "Cancelled",
     "ImageError",
     "InputError",
     "LayerCapture",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import threading
 import time
 from collections.abc import Sequence
 from typing import ClassVar
@@ -10,7 +11,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from .errors import InputError
+from .errors import Cancelled, InputError
 from .guard import frozen_eval, unwrap_model
 from .layers import resolve_layer
 from .ops import check_batch, check_target_range, resolve_targets
@@ -33,7 +34,13 @@ class SaliencyMethod(abc.ABC):
 
     Subclasses set ``name`` and ``uses_layer``; layer methods get ``self.layer_name`` and
     ``self.layer`` resolved automatically when ``layer=None``.
+
+    ``method.stop`` may hold a :class:`threading.Event`: setting it from another thread
+    makes a running call raise :class:`~cameras.core.errors.Cancelled` at its next progress
+    step (a RISE mask batch, an Extremal iteration, a CAMERAS scale), state restored.
     """
+
+    stop: threading.Event | None = None
 
     name: ClassVar[str] = ""
     uses_layer: ClassVar[bool] = True
@@ -46,6 +53,11 @@ class SaliencyMethod(abc.ABC):
         if self.uses_layer and layer is not None:
             self.layer_name, self.layer = resolve_layer(self.model, layer)
 
+    def check_stop(self) -> None:
+        """Raise :class:`Cancelled` if ``self.stop`` is set (called between steps)."""
+        if self.stop is not None and self.stop.is_set():
+            raise Cancelled(f"{self.name} was cancelled")
+
     def _ensure_layer(self, x: Tensor) -> None:
         if self.uses_layer and self.layer is None:
             self.layer_name, self.layer = resolve_layer(self.model, None, (x.shape[1], 224, 224))
@@ -56,6 +68,7 @@ class SaliencyMethod(abc.ABC):
         if x.is_inference():
             x = x.clone()
         self._ensure_layer(x)
+        self.check_stop()
         start = time.perf_counter()
         with frozen_eval(self.model), torch.enable_grad():
             targets = resolve_targets(target, x.shape[0], None, x.device)
@@ -84,8 +97,27 @@ class SaliencyMethod(abc.ABC):
         """Compute maps for a validated batch; ``target`` is a B int64 tensor or None."""
 
 
-def progress_bar(total: int, desc: str, progress: bool | None):
-    """A tqdm bar: ``progress=None`` shows it on a terminal only, True always, False never."""
+def progress_bar(total: int, desc: str, progress: bool | None, stop: threading.Event | None = None):
+    """A tqdm bar: ``progress=None`` shows it on a terminal only, True always, False never.
+
+    With ``stop``, every ``update`` first raises :class:`Cancelled` if the event is set.
+
+    Example:
+        >>> ev = threading.Event()
+        >>> with progress_bar(3, "demo", False, ev) as bar:
+        ...     bar.update(1)
+        ...     ev.set()
+        ...     bar.update(1)
+        Traceback (most recent call last):
+        ...
+        cameras.core.errors.Cancelled: demo was cancelled
+    """
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, leave=False, disable=None if progress is None else not progress)
+    class Bar(tqdm):
+        def update(self, n=1):
+            if stop is not None and stop.is_set():
+                raise Cancelled(f"{desc} was cancelled")
+            return super().update(n)
+
+    return Bar(total=total, desc=desc, leave=False, disable=None if progress is None else not progress)

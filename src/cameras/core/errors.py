@@ -21,3 +21,7 @@ class ModelError(CamerasError, ValueError):
 
 class ImageError(CamerasError, ValueError):
     """An image file is missing, unreadable, truncated or too small."""
+
+
+class Cancelled(CamerasError):
+    """A running explanation was stopped through its method's ``stop`` event."""

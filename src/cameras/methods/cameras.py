@@ -155,6 +155,7 @@ class CAMERAS(SaliencyMethod):
         logits0 = None
         with LayerCapture(self.layer, self.layer_name) as cap:
             for t, size in enumerate(sizes):
+                self.check_stop()
                 xt = x if t == 0 else F.interpolate(x, size=size, mode=self.resample, align_corners=False)
                 if self.channels_last:
                     xt = xt.contiguous(memory_format=torch.channels_last)

@@ -149,7 +149,7 @@ class ExtremalPerturbation(SaliencyMethod):
         ref = torch.zeros(n, device=x.device)
         ref[int(math.floor((1 - self.area) * n)) :] = 1.0
         lam = self.lambda_start
-        with progress_bar(self.iterations, "extremal", self.progress) as bar:
+        with progress_bar(self.iterations, "extremal", self.progress, self.stop) as bar:
             for it in range(self.iterations):
                 mask = gen(params)
                 xp = self._perturb(pyr, mask)

@@ -101,7 +101,7 @@ class RISE(SaliencyMethod):
             cells, dy, dx = rise_grids(self.n_masks, self.grid, self.p, (H, W), torch.Generator().manual_seed(self.seed))
             sal = torch.zeros(B, H, W, device=x.device, dtype=torch.float32)
             per = max(1, self.batch_size // B)
-            with progress_bar(self.n_masks, "RISE masks", self.progress) as bar:
+            with progress_bar(self.n_masks, "RISE masks", self.progress, self.stop) as bar:
                 for start in range(0, self.n_masks, per):
                     n = min(per, self.n_masks - start)
                     sl = slice(start, start + n)

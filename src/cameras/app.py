@@ -1,0 +1,356 @@
+"""`cameras app`: a local web page (Gradio) to explore one image's saliency maps.
+
+The work is done by :class:`Explorer`, which knows nothing of Gradio (it is tested on its
+own); :func:`build_app` lays the page out over it. Gradio is an optional extra:
+``pip install 'cameras[app]'``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .core.errors import Cancelled, ImageError, InputError
+from .core.ops import resize_maps
+from .images import load_image, preprocess
+from .io import encode_npy, encode_png, write_files_atomically
+from .methods import available_methods, get_method, method_class
+from .models import ModelBundle, load_model
+from .viz import overlay
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_PIXELS = 40_000_000
+DEFAULT_SCALES = "224,324,424,524,624,724,824,924"
+TOP_K = 5
+
+
+def check_upload(path: str | os.PathLike, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Read an uploaded file as RGB after checking its size, type and pixel count.
+
+    Raises :class:`ImageError` with a message for the page: over ``max_bytes`` bytes, not an
+    image, over ``max_pixels`` pixels (checked from the header, before decoding), or corrupt.
+
+    Example:
+        >>> from skimage import data
+        >>> Image.fromarray(data.coffee()).save("/tmp/_up.png")
+        >>> check_upload("/tmp/_up.png").size
+        (600, 400)
+        >>> check_upload("/tmp/_up.png", max_pixels=1000)
+        Traceback (most recent call last):
+        ...
+        cameras.core.errors.ImageError: _up.png is 600×400 = 240,000 pixels, over this app's limit of 1,000; downscale it or start the app with a larger --max-pixels
+    """
+    p = Path(path)
+    name = p.name
+    if not p.is_file():
+        raise ImageError(f"{name}: the upload did not arrive; try again")
+    size = p.stat().st_size
+    if size > max_bytes:
+        raise ImageError(f"{name} is {_size(size)}, over the {_size(max_bytes)} upload limit; "
+                         "upload a smaller or compressed version")
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+    except Exception:
+        raise ImageError(f"{name} is not an image (upload a JPEG, PNG, BMP, TIFF or WebP file)") from None
+    if w * h > max_pixels:
+        raise ImageError(f"{name} is {w}×{h} = {w * h:,} pixels, over this app's limit of {max_pixels:,}; "
+                         "downscale it or start the app with a larger --max-pixels")
+    try:
+        return load_image(p)
+    except ImageError as e:
+        raise ImageError(str(e).replace(str(p), name)) from None
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB"
+
+
+def parse_scale_text(text: str) -> list[int]:
+    """``"224, 324,424"`` → [224, 324, 424], or a clear error.
+
+    Example:
+        >>> parse_scale_text("224, 448")
+        [224, 448]
+    """
+    parts = [t for t in re.split(r"[,\s]+", str(text).strip()) if t]
+    try:
+        vals = [int(t) for t in parts]
+    except ValueError:
+        raise InputError(f"scales '{text}' must be whole numbers separated by commas, like 224,324,424") from None
+    if not vals:
+        raise InputError("give at least one CAMERAS scale, like 224,324,424")
+    return vals
+
+
+@dataclass
+class Explanation:
+    """One map of the current image: method, class, the map at image size, and its numbers."""
+
+    method: str
+    cls: int
+    name: str
+    probability: float
+    seconds: float
+    kept_scales: list[int] | None
+    saliency: np.ndarray  # H×W float32 in [0, 1], the image's size
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} · {self.name} ({self.cls})"
+
+    @property
+    def stem(self) -> str:
+        return f"{self.method}.{self.cls}"
+
+
+@dataclass
+class Explorer:
+    """Loads models on demand and explains one image with several methods and classes.
+
+    Example:
+        >>> from skimage import data
+        >>> ex = Explorer(["efficientnet_lite0"])
+        >>> img = Image.fromarray(data.chelsea())
+        >>> ex.top_classes(img, "efficientnet_lite0", 2)[0][:2]
+        (285, 'Egyptian cat')
+        >>> [e.label for e in ex.explain(img, "efficientnet_lite0", ["gradcam"], [285])]
+        ['gradcam · Egyptian cat (285)']
+    """
+
+    models: list[str]
+    device: str = "cpu"
+    stop: threading.Event = field(default_factory=threading.Event)  # set it to cancel a running explain
+    _bundles: dict[str, ModelBundle] = field(default_factory=dict)
+
+    def bundle(self, name: str) -> ModelBundle:
+        if name not in self.models:
+            raise InputError(f"model '{name}' is not served by this app; choose one of {', '.join(self.models)}")
+        if name not in self._bundles:
+            self._bundles[name] = load_model(name, device=torch.device(self.device))
+        return self._bundles[name]
+
+    def _input(self, img: Image.Image, bundle: ModelBundle) -> torch.Tensor:
+        return preprocess(img, bundle.input_size, bundle.mean, bundle.std, interpolation=bundle.interpolation,
+                          device=bundle.device)
+
+    def top_classes(self, img: Image.Image, model: str, k: int = TOP_K) -> list[tuple[int, str, float]]:
+        """The model's top ``k`` classes for the image: (id, name, probability)."""
+        b = self.bundle(model)
+        with torch.no_grad():
+            probs = b.model(self._input(img, b)).float().softmax(1)[0]
+        p, i = probs.topk(min(k, probs.numel()))
+        return [(int(c), b.class_name(int(c)), float(v)) for v, c in zip(p.tolist(), i.tolist())]
+
+    def class_choices(self, img: Image.Image, model: str) -> tuple[list[tuple[str, str]], str]:
+        """Dropdown choices (label, id): the top-k with probabilities first, then every class."""
+        b = self.bundle(model)
+        top = self.top_classes(img, model)
+        seen = {c for c, _, _ in top}
+        choices = [(f"{c} · {n} ({100 * p:.1f}%)", str(c)) for c, n, p in top]
+        choices += [(f"{c} · {b.class_name(c)}", str(c)) for c in range(b.num_classes) if c not in seen]
+        return choices, str(top[0][0])
+
+    def explain(self, img: Image.Image, model: str, methods: list[str], classes: list[int],
+                scales: list[int] | None = None) -> Iterator[Explanation]:
+        """Yield one :class:`Explanation` per (method, class), methods outermost.
+
+        Setting ``self.stop`` from another thread raises :class:`Cancelled` at the running
+        method's next step; explanations already yielded stay valid.
+        """
+        if not methods:
+            raise InputError("choose at least one method")
+        if not classes:
+            raise InputError("choose at least one class")
+        b = self.bundle(model)
+        for c in classes:
+            if not 0 <= int(c) < b.num_classes:
+                raise InputError(f"class {c} does not exist; {model} has classes 0..{b.num_classes - 1}")
+        x = self._input(img, b)
+        H, W = img.height, img.width
+        for m in methods:
+            cls = method_class(m)
+            opts = {"layer": b.layer} if cls.uses_layer else {}
+            if m == "cameras" and scales:
+                opts["scales"] = scales
+            method = get_method(m, b.model, **opts)
+            method.stop = self.stop
+            for c in classes:
+                res = method(x, target=int(c))
+                sal = resize_maps(res.maps[:1], (H, W))[0].clamp(0, 1).cpu().numpy().astype(np.float32)
+                yield Explanation(m, int(c), b.class_name(int(c)), float(res.probs[0]), res.seconds,
+                                  res.kept_scales[0] if res.kept_scales else None, sal)
+
+
+def render(img: Image.Image, explanations: list[Explanation], alpha: float) -> list[tuple[Image.Image, str]]:
+    """Overlays (PIL images with captions) for a gallery, at opacity ``alpha`` in [0, 1]."""
+    rgb = np.asarray(img)
+    return [(Image.fromarray(overlay(rgb, e.saliency, float(alpha))), e.label) for e in explanations]
+
+
+def details_markdown(explanations: list[Explanation]) -> str:
+    """A Markdown table of each map's probability, kept scales and time."""
+    if not explanations:
+        return ""
+    rows = ["| method | class | probability | kept scales | seconds |", "|---|---|---|---|---|"]
+    for e in explanations:
+        kept = ", ".join(map(str, e.kept_scales)) if e.kept_scales is not None else "–"
+        rows.append(f"| {e.method} | {e.cls} · {e.name} | {100 * e.probability:.1f}% | {kept} | {e.seconds:.2f} |")
+    return "\n".join(rows)
+
+
+def write_downloads(out_dir: Path, stem: str, img: Image.Image, explanations: list[Explanation], alpha: float) -> list[str]:
+    """Write each map as ``<stem>.<method>.<class>.npy`` (float32 H×W) and ``.png`` (overlay)."""
+    files: dict[Path, bytes] = {}
+    rgb = np.asarray(img)
+    for e in explanations:
+        files[out_dir / f"{stem}.{e.stem}.npy"] = encode_npy(e.saliency)
+        files[out_dir / f"{stem}.{e.stem}.png"] = encode_png(overlay(rgb, e.saliency, float(alpha)))
+    write_files_atomically(files)
+    return [str(p) for p in files]
+
+
+def _status(text: str, error: bool = False) -> str:
+    return f"**Error:** {text}" if error else text
+
+
+def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS,
+              work_dir: str | os.PathLike | None = None):
+    """The Gradio Blocks page over an :class:`Explorer` (launch it with :func:`serve`).
+
+    Example:
+        >>> type(build_app(["efficientnet_lite0"])).__name__
+        'Blocks'
+    """
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+
+    explorer = Explorer(list(models), device)
+    work = Path(work_dir or tempfile.mkdtemp(prefix="cameras-app-"))
+    samples = work / "samples"
+    samples.mkdir(parents=True, exist_ok=True)
+    from skimage import data
+
+    sample_files = {}
+    for name in ("chelsea", "coffee"):
+        sample_files[name] = samples / f"{name}.jpg"
+        if not sample_files[name].exists():
+            Image.fromarray(getattr(data, name)()).save(sample_files[name], quality=95)
+
+    def on_upload(path, model):
+        """New file: check it, show it, list its classes."""
+        if not path:
+            return None, gr.update(choices=[], value=[]), _status("Upload an image or pick a sample."), None
+        try:
+            img = check_upload(path, max_bytes, max_pixels)
+            choices, top = explorer.class_choices(img, model)
+        except (ImageError, InputError) as e:
+            return None, gr.update(choices=[], value=[]), _status(str(e), error=True), None
+        state = {"path": str(path), "stem": Path(path).stem, "explanations": []}
+        return (img, gr.update(choices=choices, value=[top]),
+                _status(f"{Path(path).name}: {img.width}×{img.height}; top class {choices[0][0]}. Choose methods and classes, then Explain."),
+                state)
+
+    def on_sample(name):
+        src = sample_files[name]
+        dst = work / f"upload-{time.time_ns()}" / src.name
+        dst.parent.mkdir()
+        shutil.copyfile(src, dst)
+        return str(dst)
+
+    def on_run(state, model, methods, classes, scales_text, alpha, progress=gr.Progress(track_tqdm=True)):
+        if not state:
+            yield gr.update(), "", None, _status("Upload an image or pick a sample first.", error=True), state
+            return
+        explorer.stop.clear()
+        done: list[Explanation] = []
+        total = 0
+        try:
+            img = check_upload(state["path"], max_bytes, max_pixels)
+            scales = parse_scale_text(scales_text) if "cameras" in (methods or []) else None
+            ids = [int(c) for c in classes or []]
+            total = len(methods or []) * len(ids)
+            progress((0, max(total, 1)), desc="starting")
+            yield [], "", None, _status(f"Explaining: 0 of {total} maps…"), dict(state, explanations=[])
+            for e in explorer.explain(img, model, list(methods or []), ids, scales):
+                done.append(e)
+                progress((len(done), total), desc=f"{e.label} done")
+                state = dict(state, explanations=done)
+                yield (render(img, done, alpha), details_markdown(done), None,
+                       _status(f"Explaining: {len(done)} of {total} maps…"), state)
+            message = f"Done: {len(done)} map{'s' if len(done) != 1 else ''} in {sum(e.seconds for e in done):.1f} s."
+        except Cancelled:
+            message = f"Cancelled after {len(done)} of {total} maps."
+        except (ImageError, InputError) as e:
+            yield gr.update(), gr.update(), None, _status(str(e), error=True), state
+            return
+        files = None
+        if done:
+            out = work / f"run-{time.time_ns()}"
+            out.mkdir()
+            files = write_downloads(out, state["stem"], img, done, alpha)
+        yield render(img, done, alpha), details_markdown(done), files, _status(message), dict(state, explanations=done)
+
+    def on_alpha(state, alpha):
+        if not state or not state.get("explanations"):
+            return gr.update()
+        return render(check_upload(state["path"], max_bytes, max_pixels), state["explanations"], alpha)
+
+    with gr.Blocks(title="cameras: saliency maps") as demo:
+        gr.Markdown("## cameras — high-resolution saliency maps\nUpload an image (or pick a sample), choose "
+                    "methods and classes, and compare the maps. Everything runs on this machine.")
+        state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label=f"Image (≤ {_size(max_bytes)}, ≤ {max_pixels / 1e6:g} MP)",
+                                 type="filepath", elem_id="upload")
+                with gr.Row():
+                    sample = gr.Dropdown(list(sample_files), value="chelsea", label="Sample", elem_id="sample")
+                    sample_btn = gr.Button("Use sample", elem_id="use-sample")
+                preview = gr.Image(label="Image", interactive=False, elem_id="preview", height=220)
+            with gr.Column(scale=1):
+                model = gr.Dropdown(list(models), value=models[0], label="Model", elem_id="model")
+                methods = gr.CheckboxGroup(available_methods(), value=["cameras"], label="Methods", elem_id="methods")
+                classes = gr.Dropdown([], multiselect=True, label="Classes (top 5 first; type to search by name)",
+                                      elem_id="classes", filterable=True)
+                scales = gr.Textbox(DEFAULT_SCALES, label="CAMERAS scales (sizes ζ₀ < ζ₁ < …)", elem_id="scales")
+                with gr.Row():
+                    run_btn = gr.Button("Explain", variant="primary", elem_id="run")
+                    cancel_btn = gr.Button("Cancel", elem_id="cancel")
+        status = gr.Markdown("Upload an image or pick a sample.", elem_id="status")
+        alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity", elem_id="alpha")
+        gallery = gr.Gallery(label="Overlays", columns=3, height="auto", format="png", object_fit="contain",
+                             elem_id="overlays")
+        details = gr.Markdown("", elem_id="details")
+        downloads = gr.File(label="Maps (.npy float32, .png overlay)", file_count="multiple", elem_id="downloads")
+
+        upload.change(on_upload, [upload, model], [preview, classes, status, state])
+        model.change(on_upload, [upload, model], [preview, classes, status, state])
+        sample_btn.click(on_sample, [sample], [upload])
+        run_btn.click(on_run, [state, model, methods, classes, scales, alpha],
+                            [gallery, details, downloads, status, state])
+        cancel_btn.click(explorer.stop.set, None, None, concurrency_limit=None, concurrency_id="cancel")
+        alpha.release(on_alpha, [state, alpha], [gallery])
+    demo.queue(default_concurrency_limit=1)
+    demo.cameras_work_dir = work
+    return demo
+
+
+def serve(models: list[str], host: str = "127.0.0.1", port: int = 7860, device: str = "cpu",
+          max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS, block: bool = True):
+    """Build and launch the app on ``host:port`` (loopback unless told otherwise)."""
+    demo = build_app(models, device, max_bytes, max_pixels)
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=True, ssr_mode=False,
+                max_file_size=4 * max_bytes, allowed_paths=[str(demo.cameras_work_dir)], footer_links=[])
+    return demo

@@ -1,0 +1,138 @@
+"""The web app's logic without a browser: upload checks, explanations, downloads, cancellation."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cameras
+from cameras import Cancelled, ImageError, InputError
+from cameras.app import Explorer, check_upload, details_markdown, parse_scale_text, render, write_downloads
+
+from .conftest import TinyNet
+from .test_state_and_pitfalls import hook_count, snapshot
+
+
+def test_check_upload_limits_and_messages(sample_dir, tmp_path):
+    img = check_upload(sample_dir / "chelsea.jpg")
+    assert img.size == (451, 300) and img.mode == "RGB"
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * 3000)
+    with pytest.raises(ImageError, match=r"big.png is 2.9 KB, over the 2.0 KB upload limit; upload a smaller"):
+        check_upload(big, max_bytes=2048)
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello, not an image")
+    with pytest.raises(ImageError, match=r"^notes.jpg is not an image \(upload a JPEG"):
+        check_upload(text)
+    with pytest.raises(ImageError, match=r"chelsea.jpg is 451×300 = 135,300 pixels, over this app's limit of 100,000"):
+        check_upload(sample_dir / "chelsea.jpg", max_pixels=100_000)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes((sample_dir / "chelsea.jpg").read_bytes()[:4000])
+    with pytest.raises(ImageError, match=r"^cut.jpg: corrupt or truncated") as e:
+        check_upload(cut)
+    assert str(tmp_path) not in str(e.value)  # the page shows the file's name, not a server path
+
+
+def test_parse_scale_text():
+    assert parse_scale_text(" 224, 324 424 ") == [224, 324, 424]
+    for bad in ("224,abc", "", "  "):
+        with pytest.raises(InputError, match="scale"):
+            parse_scale_text(bad)
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    return Explorer(["efficientnet_lite0"])
+
+
+def test_explain_two_classes_matches_the_library(explorer, sample_dir):
+    img = check_upload(sample_dir / "chelsea.jpg")
+    top = explorer.top_classes(img, "efficientnet_lite0", 3)
+    assert [c for c, _, _ in top][:1] == [285] and top[0][2] > top[1][2] > top[2][2]
+    choices, first = explorer.class_choices(img, "efficientnet_lite0")
+    assert first == "285" and len(choices) == 1000 and choices[0][0].startswith("285 · Egyptian cat (")
+    assert len({v for _, v in choices}) == 1000
+    exps = list(explorer.explain(img, "efficientnet_lite0", ["cameras", "gradcam"], [285, 281], [224, 288]))
+    assert [(e.method, e.cls) for e in exps] == [("cameras", 285), ("cameras", 281), ("gradcam", 285), ("gradcam", 281)]
+    assert exps[0].kept_scales == [224, 288] and exps[2].kept_scales is None
+    assert all(e.saliency.shape == (300, 451) and e.saliency.dtype == np.float32 for e in exps)
+    assert np.abs(exps[0].saliency - exps[1].saliency).max() > 0.1  # two classes, two maps
+    b = explorer.bundle("efficientnet_lite0")
+    x = cameras.preprocess(img, b.input_size, b.mean, b.std)
+    want = cameras.CAMERAS(b.model, layer=b.layer, scales=[224, 288])(x, target=285).maps
+    want = cameras.resize_maps(want, (300, 451))[0].clamp(0, 1).numpy()
+    assert np.abs(exps[0].saliency - want).max() < 1e-5
+    shown = render(img, exps, 0.3)
+    assert len(shown) == 4 and shown[1][1] == "cameras · tabby (281)" and shown[0][0].size == (451, 300)
+    assert "224, 288" in details_markdown(exps) and "| gradcam | 281 · tabby |" in details_markdown(exps)
+
+
+def test_downloads_are_the_maps(explorer, sample_dir, tmp_path):
+    img = check_upload(sample_dir / "coffee.png")
+    exps = list(explorer.explain(img, "efficientnet_lite0", ["gradcam"], [967]))
+    files = write_downloads(tmp_path, "coffee", img, exps, 0.5)
+    assert sorted(p.split("/")[-1] for p in files) == ["coffee.gradcam.967.npy", "coffee.gradcam.967.png"]
+    assert np.array_equal(np.load(tmp_path / "coffee.gradcam.967.npy"), exps[0].saliency)
+    assert Image.open(tmp_path / "coffee.gradcam.967.png").size == img.size
+
+
+def test_bad_requests(explorer, sample_dir):
+    img = check_upload(sample_dir / "coffee.png")
+    with pytest.raises(InputError, match="not served by this app"):
+        explorer.bundle("torchvision:resnet50")
+    with pytest.raises(InputError, match="at least one method"):
+        list(explorer.explain(img, "efficientnet_lite0", [], [1]))
+    with pytest.raises(InputError, match="at least one class"):
+        list(explorer.explain(img, "efficientnet_lite0", ["gradcam"], []))
+    with pytest.raises(InputError, match="class 1000 does not exist"):
+        list(explorer.explain(img, "efficientnet_lite0", ["gradcam"], [1000]))
+
+
+def test_stop_event_cancels_a_running_method_and_restores_state():
+    net = TinyNet().train()
+    before = snapshot(net)
+    stop = threading.Event()
+    seen = []
+
+    def hook(module, args, out):  # the model's 3rd forward (2nd mask batch): cancel from "outside"
+        seen.append(1)
+        if len(seen) == 3:
+            stop.set()
+
+    h = net.register_forward_hook(hook)
+    m = cameras.RISE(net, n_masks=64, batch_size=8, progress=False)
+    m.stop = stop
+    with pytest.raises(Cancelled, match="cancelled"):
+        m(torch.randn(1, 3, 24, 24), target=0)
+    assert len(seen) == 3  # stopped at the next progress step, not at the end (1 + 8 forwards)
+    h.remove()
+    after = snapshot(net)
+    assert before[0] == after[0] and before[1] == after[1] and hook_count(net) == 0
+    for method in (cameras.CAMERAS(net, layer="features", scales=[24, 32]),
+                   cameras.ExtremalPerturbation(net, iterations=3, progress=False)):
+        method.stop = stop  # already set: refused before any work
+        with pytest.raises(Cancelled):
+            method(torch.randn(1, 3, 24, 24), target=0)
+    stop.clear()
+    assert cameras.RISE(net, n_masks=16, batch_size=8)(torch.randn(1, 3, 24, 24), target=0).maps.shape == (1, 24, 24)
+
+
+def test_cli_binds_to_loopback_by_default(monkeypatch):
+    from click.testing import CliRunner
+
+    import cameras.app
+    from cameras.cli import main
+
+    pytest.importorskip("gradio", reason="the app extra is not installed: pip install 'cameras[app]'")
+    calls = []
+    monkeypatch.setattr(cameras.app, "serve", lambda *a, **k: calls.append(a))
+    r = CliRunner().invoke(main, ["app", "--port", "7999"])
+    assert r.exit_code == 0, r.output
+    models, host, port = calls[0][:3]
+    assert (models, host, port) == (["efficientnet_lite0"], "127.0.0.1", 7999) and "warning" not in r.output
+    r = CliRunner().invoke(main, ["app", "--host", "0.0.0.0"])
+    assert calls[1][1] == "0.0.0.0" and "anyone who can reach this machine" in r.output
+    r = CliRunner().invoke(main, ["app", "--model", "nope:net"])
+    assert r.exit_code == 2 and "error:" in r.output and len(calls) == 2
