@@ -159,3 +159,17 @@ def test_attack_killed_rank_then_three_processes_complete(tmp_path):
     assert p.returncode == 0, log
     assert close(records(out / "attack.records.jsonl"), records(tmp_path / "single" / "attack.records.jsonl"))
     assert close(json.loads((out / "attack.json").read_text()), json.loads((tmp_path / "single" / "attack.json").read_text()))
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_check_script_joins_a_group_even_with_one_rank(n, tmp_path):
+    """benchmarks/distributed_check.py (run on GPU machines with NCCL) on the CPU with gloo."""
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "distributed_check.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", str(script),
+           str(tmp_path / "out"), "--device", "cpu"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    ranks = "[0, 1]" if n == 2 else "[0]"
+    assert f"world {n}, backend gloo, devices ['cpu'], ranks {ranks}, 6 records merged" in r.stdout

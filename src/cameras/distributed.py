@@ -25,7 +25,7 @@ class Launch:
 
 @contextlib.contextmanager
 def launch(device: str) -> Iterator[Launch]:
-    """Join torchrun's process group when ``WORLD_SIZE`` > 1, else run as a single process.
+    """Join torchrun's process group when started by torchrun, else run as a single process.
 
     Each rank uses ``cuda:LOCAL_RANK`` (NCCL) when ``device`` is CUDA, else the CPU (gloo,
     with the CPU threads shared among the node's ranks). Rank 0 draws a run id that every
@@ -37,7 +37,8 @@ def launch(device: str) -> Iterator[Launch]:
         (0, 1)
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    under_torchrun = "TORCHELASTIC_RUN_ID" in os.environ and "RANK" in os.environ
+    if world <= 1 and not under_torchrun:  # plain process (torchrun with one rank still joins a group)
         yield Launch(0, 1, torch.device(device), None, "run")
         return
     import torch.distributed as dist
