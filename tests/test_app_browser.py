@@ -143,3 +143,10 @@ def test_bad_uploads_get_a_message(page, tmp_path):
     upload(page, big)
     assert "huge.png is 1.5 MB, over the 1.0 MB upload limit" in status_has(page, "upload limit")
     assert page.locator("#classes .token").count() == 0  # nothing left from the bad upload
+
+
+def test_sample_button_loads_a_photo(page):
+    page.locator("#upload button[aria-label=Clear]").click() if page.locator("#upload button[aria-label=Clear]").count() else None
+    page.locator("#use-sample").click()  # the default sample, chelsea
+    assert "chelsea.jpg: 451×300; top class 285 · Egyptian cat" in status_has(page, "chelsea.jpg: 451")
+    assert page.locator("#classes .token").count() == 1

@@ -33,6 +33,22 @@ def run_single(data, out, args=ARGS):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def kill_one_worker(p, out, pattern, lines):
+    """Once the shards matching ``pattern`` hold ``lines`` lines, SIGKILL one worker (not the
+    launcher): torchrun must then fail the whole job."""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        shards = list((out / "shards").glob(pattern)) if (out / "shards").exists() else []
+        if sum(f.read_bytes().count(b"\n") for f in shards) >= lines:
+            break
+        time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-f", "-P", str(p.pid), "cameras"], capture_output=True, text=True).stdout.split()
+    assert workers, "no worker processes found"
+    os.kill(int(workers[-1]), signal.SIGKILL)
+    log, _ = p.communicate(timeout=300)
+    assert p.returncode != 0, log
+
+
 def rows(path):
     return list(csv.DictReader(open(path)))
 
@@ -68,19 +84,7 @@ def test_killed_rank_then_three_processes_complete(tmp_path):
     single = tmp_path / "single"
     run_single(data, single)
     out = tmp_path / "dist"
-    p = torchrun(2, data, out)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        shards = list((out / "shards").glob("*.csv")) if (out / "shards").exists() else []
-        if sum(f.read_bytes().count(b"\n") for f in shards) >= 6:
-            break
-        time.sleep(0.05)
-    # kill one worker (not the launcher): torchrun must fail the whole job
-    workers = subprocess.run(["pgrep", "-f", "-P", str(p.pid), "cameras"], capture_output=True, text=True).stdout.split()
-    assert workers, "no worker processes found"
-    os.kill(int(workers[-1]), signal.SIGKILL)
-    log, _ = p.communicate(timeout=300)
-    assert p.returncode != 0, log
+    kill_one_worker(torchrun(2, data, out), out, "*.csv", 6)
     partial = sum(len(rows(f)) for f in (out / "shards").glob("*.csv"))
     assert 0 < partial < len(rows(single / "results.csv"))
     p = torchrun(3, data, out)
@@ -140,18 +144,7 @@ def test_attack_killed_rank_then_three_processes_complete(tmp_path):
     args = ["attack", "--steps", "10", "--threshold", "0.999999", "--square", "--quiet"]
     run_single(data, tmp_path / "single", args)
     out = tmp_path / "dist"
-    p = torchrun(2, data, out, args)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        shards = list((out / "shards").glob("*.jsonl")) if (out / "shards").exists() else []
-        if sum(f.read_bytes().count(b"\n") for f in shards) >= 2:
-            break
-        time.sleep(0.05)
-    workers = subprocess.run(["pgrep", "-f", "-P", str(p.pid), "cameras"], capture_output=True, text=True).stdout.split()
-    assert workers, "no worker processes found"
-    os.kill(int(workers[-1]), signal.SIGKILL)
-    log, _ = p.communicate(timeout=300)
-    assert p.returncode != 0, log
+    kill_one_worker(torchrun(2, data, out, args), out, "*.jsonl", 2)
     partial = sum(len(records(f)) for f in (out / "shards").glob("*.jsonl"))
     assert 0 < partial < 6
     p = torchrun(3, data, out, args)
