@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 import torch
 from torch import nn
 
@@ -197,7 +198,21 @@ def test_attack_sanity_randomize_commands(sample_dir, tmp_path):
     steps = z["methods"]["gradcam"]
     assert steps[0]["spearman"] == 1.0 and steps[1]["block"] == "classifier"
     assert (tmp_path / "r" / "coffee.similarity.png").exists()
+    # two images with one stem get two figures; a rerun with other weights into the same folder is refused
+    (tmp_path / "b").mkdir()
+    Image.open(img).save(tmp_path / "b" / "coffee.jpg")
+    r = CliRunner().invoke(main, ["attack", img, str(tmp_path / "b" / "coffee.jpg"), "--steps", "2", "--square",
+                                  "--out", str(tmp_path / "a2")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "a2" / "coffee.attack.png").exists() and (tmp_path / "a2" / "coffee_2.attack.png").exists()
+    r = CliRunner().invoke(main, ["attack", img, "--steps", "2", "--square", "--model", "torchvision:resnet18",
+                                  "--weights", "random", "--out", str(tmp_path / "a2")])
+    assert r.exit_code == 2 and "other settings (model:" in r.output and "weights_fingerprint" in r.output
     for args, msg in [(["attack", img, "--eps", "-1/255"], "eps must be ≥ 0"),
+                      (["attack", img, "--alpha", "0"], "--alpha must be > 0"),
+                      (["sanity", img, "--methods", ","], "--methods is empty"),
+                      (["sanity", img, "--eps", "-2/255"], "eps must be ≥ 0"),
+                      (["experiment", "n-sensitivity", str(tmp_path / "b" / "nothing-here")], "no such file"),
                       (["sanity", img, "--fraction", "0"], "0<x<=1"),
                       (["sanity", img, "--methods", "nope"], "unknown method")]:
         r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "x")])

@@ -150,3 +150,8 @@ def test_sample_button_loads_a_photo(page):
     page.locator("#use-sample").click()  # the default sample, chelsea
     assert "chelsea.jpg: 451×300; top class 285 · Egyptian cat" in status_has(page, "chelsea.jpg: 451")
     assert page.locator("#classes .token").count() == 1
+    if not page.locator("#methods label", has_text="cameras").locator("input").is_checked():
+        page.locator("#methods label", has_text="cameras").click()
+    page.locator("#scales textarea, #scales input").first.fill("224,5000")
+    page.locator("#run").click()
+    assert "CAMERAS scales go up to 2048 here (got 5000)" in status_has(page, "Error")

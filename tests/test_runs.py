@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from cameras import InputError
-from cameras.runs import RecordStore, run_items
+from cameras import CamerasError, InputError
+from cameras.runs import RecordStore, model_fingerprint, run_items
+
+from .conftest import TinyNet
 
 KEYS = [f"img{i}.jpg" for i in range(7)]
 
@@ -55,7 +57,8 @@ def square_logged(calls):
 def test_shards_of_two_processes_completed_by_three_then_one(tmp_path):
     # a "two-process" run where rank 1 never ran: rank 0's shard only
     calls = []
-    run_items(KEYS, square_logged(calls), tmp_path, "demo", {}, rank=0, world=2, run_id="r1", progress=False)
+    with pytest.raises(CamerasError, match=r"demo: 3 of 7 items have no record \(first: img1.jpg\).*every rank sees"):
+        run_items(KEYS, square_logged(calls), tmp_path, "demo", {}, rank=0, world=2, run_id="r1", progress=False)
     assert calls == [0, 2, 4, 6]
     # three processes where rank 0 died at once; ranks 2 then 1 (no barrier, so rank 1 sees rank 2's record)
     for rank in (2, 1):
@@ -73,3 +76,9 @@ def test_other_settings_are_refused(tmp_path):
         run_items(KEYS[:2], square, tmp_path, "demo", {"eps": 0.1}, progress=False)
     with pytest.raises(InputError, match="not unique"):
         run_items(["a", "a"], square, tmp_path / "x", "demo", {}, progress=False)
+
+
+def test_model_fingerprint_tells_weights_apart():
+    a, b = TinyNet(seed=0), TinyNet(seed=1)
+    assert model_fingerprint(a) == model_fingerprint(TinyNet(seed=0)) != model_fingerprint(b)
+    assert model_fingerprint(a).startswith(f"{sum(p.numel() for p in a.parameters())}:")

@@ -9,13 +9,14 @@ import numpy as np
 import torch
 
 from .attacks import enhanced_pgd, pgd, sanity_cleaning
+from .core.errors import InputError
 from .core.ops import resize_maps
 from .images import load_image, resize_image
-from .io import encode_json, write_files_atomically
+from .io import encode_json, unique_stems, write_files_atomically
 from .methods import CAMERAS, get_method, method_class
 from .models import ModelBundle
 from .randomization import randomization_check
-from .runs import placement, run_items
+from .runs import model_fingerprint, placement, run_items
 
 PAPER_REDUCTION = 56.5  # % mean L2 reduction of enhanced vs plain PGD at 99.99 % (ResNet-50, ImageNet val)
 
@@ -56,6 +57,7 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
     import matplotlib.pyplot as plt
 
     cam = CAMERAS(bundle.model, layer=bundle.layer)
+    stems = unique_stems(paths)
 
     def work(i: int) -> dict:
         path = paths[i]
@@ -85,12 +87,12 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
                 head = f"not comparable: {'enhanced' if not bool(enh.success[0]) else 'plain'} PGD stayed below {threshold:.2%} within {steps} steps"
             fig.suptitle(f"{path.name}, β = {beta:g}, ε = {255 * eps:.0f}/255: {head}", fontsize=9)
             fig.tight_layout()
-            write_files_atomically({out_dir / f"{path.stem}.attack.png": _png(fig)})
+            write_files_atomically({out_dir / f"{stems[i]}.attack.png": _png(fig)})
         return rec
 
-    config = {"model": bundle.name, "eps": eps, "alpha": alpha, "steps": steps, "beta": beta, "threshold": threshold,
-              "square": square}
-    records = run_items([str(p) for p in paths], work, out_dir, "attack", config, progress=progress, **placement(run))
+    config = {"model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model), "eps": eps, "alpha": alpha,
+              "steps": steps, "beta": beta, "threshold": threshold, "square": square}
+    records = run_items([str(Path(p).resolve()) for p in paths], work, out_dir, "attack", config, progress=progress, **placement(run))
     if records is None:
         return None
     records = [{k: v for k, v in r.items() if k != "key"} for r in records]
@@ -115,8 +117,11 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not methods:
+        raise InputError("sanity_images needs at least one method, e.g. ['cameras', 'gradcam']")
     cam = CAMERAS(bundle.model, layer=bundle.layer)
     built = {m: _method(bundle, m) for m in methods}
+    stems = unique_stems(paths)
 
     def work(i: int) -> dict:
         path = paths[i]
@@ -143,12 +148,13 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
             ax.set_title(f"{path.name}: smaller sanity score is saner", fontsize=9)
             ax.legend(fontsize=7)
             fig.tight_layout()
-            write_files_atomically({out_dir / f"{path.stem}.sanity.png": _png(fig)})
+            write_files_atomically({out_dir / f"{stems[i]}.sanity.png": _png(fig)})
         return rec
 
-    config = {"model": bundle.name, "methods": list(methods), "fraction": fraction, "steps": steps, "eps": eps,
-              "alpha": alpha, "attack_steps": attack_steps, "beta": beta, "square": square}
-    records = run_items([str(p) for p in paths], work, out_dir, "sanity", config, progress=progress, **placement(run))
+    config = {"model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model), "methods": list(methods),
+              "fraction": fraction, "steps": steps, "eps": eps, "alpha": alpha, "attack_steps": attack_steps,
+              "beta": beta, "square": square}
+    records = run_items([str(Path(p).resolve()) for p in paths], work, out_dir, "sanity", config, progress=progress, **placement(run))
     if records is None:
         return None
     records = [{k: v for k, v in r.items() if k != "key"} for r in records]

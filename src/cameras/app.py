@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .core.errors import Cancelled, ImageError, InputError
+from .core.errors import CamerasError, Cancelled, ImageError, InputError
 from .core.ops import resize_maps
 from .images import load_image, preprocess
 from .io import encode_npy, encode_png, write_files_atomically
@@ -33,6 +33,7 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 DEFAULT_SCALES = "224,324,424,524,624,724,824,924"
 TOP_K = 5
+MAX_SCALE = 2048  # largest CAMERAS size accepted from the page (the input is resized by ζ_max/ζ_0)
 
 
 def check_upload(path: str | os.PathLike, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -62,6 +63,8 @@ def check_upload(path: str | os.PathLike, max_bytes: int = MAX_UPLOAD_BYTES, max
     try:
         with Image.open(p) as im:
             w, h = im.size
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name} has too many pixels to decode safely; downscale it") from None
     except Exception:
         raise ImageError(f"{name} is not an image (upload a JPEG, PNG, BMP, TIFF or WebP file)") from None
     if w * h > max_pixels:
@@ -77,8 +80,8 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB"
 
 
-def parse_scale_text(text: str) -> list[int]:
-    """``"224, 324,424"`` → [224, 324, 424], or a clear error.
+def parse_scale_text(text: str, max_scale: int = MAX_SCALE) -> list[int]:
+    """``"224, 324,424"`` → [224, 324, 424], or a clear error (sizes up to ``max_scale``).
 
     Example:
         >>> parse_scale_text("224, 448")
@@ -91,6 +94,8 @@ def parse_scale_text(text: str) -> list[int]:
         raise InputError(f"scales '{text}' must be whole numbers separated by commas, like 224,324,424") from None
     if not vals:
         raise InputError("give at least one CAMERAS scale, like 224,324,424")
+    if max(vals) > max_scale:
+        raise InputError(f"CAMERAS scales go up to {max_scale} here (got {max(vals)}); larger inputs would not fit in memory")
     return vals
 
 
@@ -131,6 +136,7 @@ class Explorer:
 
     models: list[str]
     device: str = "cpu"
+    weights: dict[str, str] = field(default_factory=dict)  # model name → weights file
     stop: threading.Event = field(default_factory=threading.Event)  # set it to cancel a running explain
     _bundles: dict[str, ModelBundle] = field(default_factory=dict)
 
@@ -138,7 +144,7 @@ class Explorer:
         if name not in self.models:
             raise InputError(f"model '{name}' is not served by this app; choose one of {', '.join(self.models)}")
         if name not in self._bundles:
-            self._bundles[name] = load_model(name, device=torch.device(self.device))
+            self._bundles[name] = load_model(name, self.weights.get(name), device=torch.device(self.device))
         return self._bundles[name]
 
     def _input(self, img: Image.Image, bundle: ModelBundle) -> torch.Tensor:
@@ -226,7 +232,7 @@ def _status(text: str, error: bool = False) -> str:
 
 
 def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS,
-              work_dir: str | os.PathLike | None = None):
+              work_dir: str | os.PathLike | None = None, weights: dict[str, str] | None = None):
     """The Gradio Blocks page over an :class:`Explorer` (launch it with :func:`serve`).
 
     Example:
@@ -236,7 +242,7 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
-    explorer = Explorer(list(models), device)
+    explorer = Explorer(list(models), device, dict(weights or {}))
     work = Path(work_dir or tempfile.mkdtemp(prefix="cameras-app-"))
     samples = work / "samples"
     samples.mkdir(parents=True, exist_ok=True)
@@ -249,18 +255,20 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
             Image.fromarray(getattr(data, name)()).save(sample_files[name], quality=95)
 
     def on_upload(path, model):
-        """New file: check it, show it, list its classes."""
+        """New file: check it, show it, list its classes; results of the previous image go."""
+        cleared = ([], "", None)
         if not path:
-            return None, gr.update(choices=[], value=[]), _status("Upload an image or pick a sample."), None
+            return None, gr.update(choices=[], value=[]), _status("Upload an image or pick a sample."), None, *cleared
         try:
             img = check_upload(path, max_bytes, max_pixels)
             choices, top = explorer.class_choices(img, model)
-        except (ImageError, InputError) as e:
-            return None, gr.update(choices=[], value=[]), _status(str(e), error=True), None
+        except (CamerasError, RuntimeError) as e:
+            return None, gr.update(choices=[], value=[]), _status(str(e), error=True), None, *cleared
         state = {"path": str(path), "stem": Path(path).stem, "explanations": []}
         return (img, gr.update(choices=choices, value=[top]),
-                _status(f"{Path(path).name}: {img.width}×{img.height}; top class {choices[0][0]}. Choose methods and classes, then Explain."),
-                state)
+                _status(f"{Path(path).name}: {img.width}×{img.height}; top class {choices[0][0]}. "
+                        "Choose methods and classes, then Explain."),
+                state, *cleared)
 
     def on_sample(name):
         src = sample_files[name]
@@ -269,6 +277,13 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         shutil.copyfile(src, dst)
         return str(dst)
 
+    def downloads_for(state, img, done, alpha):
+        if not done:
+            return None
+        out = work / f"run-{time.time_ns()}"
+        out.mkdir()
+        return write_downloads(out, state["stem"], img, done, alpha)
+
     def on_run(state, model, methods, classes, scales_text, alpha, progress=gr.Progress(track_tqdm=True)):
         if not state:
             yield gr.update(), "", None, _status("Upload an image or pick a sample first.", error=True), state
@@ -276,6 +291,8 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         explorer.stop.clear()
         done: list[Explanation] = []
         total = 0
+        img = None
+        error = False
         try:
             img = check_upload(state["path"], max_bytes, max_pixels)
             scales = parse_scale_text(scales_text) if "cameras" in (methods or []) else None
@@ -286,26 +303,27 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
             for e in explorer.explain(img, model, list(methods or []), ids, scales):
                 done.append(e)
                 progress((len(done), total), desc=f"{e.label} done")
-                state = dict(state, explanations=done)
                 yield (render(img, done, alpha), details_markdown(done), None,
-                       _status(f"Explaining: {len(done)} of {total} maps…"), state)
+                       _status(f"Explaining: {len(done)} of {total} maps…"), dict(state, explanations=done))
             message = f"Done: {len(done)} map{'s' if len(done) != 1 else ''} in {sum(e.seconds for e in done):.1f} s."
         except Cancelled:
             message = f"Cancelled after {len(done)} of {total} maps."
-        except (ImageError, InputError) as e:
-            yield gr.update(), gr.update(), None, _status(str(e), error=True), state
+        except (CamerasError, RuntimeError) as e:  # bad input, or e.g. out of memory: say so, keep what is done
+            message, error = str(e), True
+        state = dict(state, explanations=done)
+        if img is None:
+            yield gr.update(), gr.update(), None, _status(message, error=True), state
             return
-        files = None
-        if done:
-            out = work / f"run-{time.time_ns()}"
-            out.mkdir()
-            files = write_downloads(out, state["stem"], img, done, alpha)
-        yield render(img, done, alpha), details_markdown(done), files, _status(message), dict(state, explanations=done)
+        yield (render(img, done, alpha), details_markdown(done), downloads_for(state, img, done, alpha),
+               _status(message, error=error), state)
 
     def on_alpha(state, alpha):
+        """Redraw the overlays (and their .png downloads) at another opacity; maps are not recomputed."""
         if not state or not state.get("explanations"):
-            return gr.update()
-        return render(check_upload(state["path"], max_bytes, max_pixels), state["explanations"], alpha)
+            return gr.update(), gr.update()
+        img = check_upload(state["path"], max_bytes, max_pixels)
+        done = state["explanations"]
+        return render(img, done, alpha), downloads_for(state, img, done, alpha)
 
     with gr.Blocks(title="cameras: saliency maps") as demo:
         gr.Markdown("## cameras — high-resolution saliency maps\nUpload an image (or pick a sample), choose "
@@ -335,22 +353,30 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         details = gr.Markdown("", elem_id="details")
         downloads = gr.File(label="Maps (.npy float32, .png overlay)", file_count="multiple", elem_id="downloads")
 
-        upload.change(on_upload, [upload, model], [preview, classes, status, state])
-        model.change(on_upload, [upload, model], [preview, classes, status, state])
+        # everything that runs the model shares one queue slot: one at a time, in order
+        work_queue = {"concurrency_limit": 1, "concurrency_id": "model"}
+        shown = [preview, classes, status, state, gallery, details, downloads]
+        upload.change(on_upload, [upload, model], shown, **work_queue)
+        model.change(on_upload, [upload, model], shown, **work_queue)
         sample_btn.click(on_sample, [sample], [upload])
-        run_btn.click(on_run, [state, model, methods, classes, scales, alpha],
-                            [gallery, details, downloads, status, state])
+        run_btn.click(on_run, [state, model, methods, classes, scales, alpha], [gallery, details, downloads, status, state],
+                      **work_queue)
         cancel_btn.click(explorer.stop.set, None, None, concurrency_limit=None, concurrency_id="cancel")
-        alpha.release(on_alpha, [state, alpha], [gallery])
+        alpha.release(on_alpha, [state, alpha], [gallery, downloads], **work_queue)
     demo.queue(default_concurrency_limit=1)
     demo.cameras_work_dir = work
     return demo
 
 
 def serve(models: list[str], host: str = "127.0.0.1", port: int = 7860, device: str = "cpu",
-          max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS, block: bool = True):
-    """Build and launch the app on ``host:port`` (loopback unless told otherwise)."""
-    demo = build_app(models, device, max_bytes, max_pixels)
+          max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS, block: bool = True,
+          weights: dict[str, str] | None = None):
+    """Build and launch the app on ``host:port`` (loopback unless told otherwise).
+
+    ``weights`` maps a model name to its weights file. Uploads over 4× ``max_bytes`` are
+    refused by Gradio itself (with its own notice) before they reach the app's checks.
+    """
+    demo = build_app(models, device, max_bytes, max_pixels, weights=weights)
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=True, ssr_mode=False,
                 max_file_size=4 * max_bytes, allowed_paths=[str(demo.cameras_work_dir)], footer_links=[])
     return demo

@@ -275,7 +275,7 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, limi
     """
     from .distributed import launch
 
-    with launch(device) as run:
+    with user_errors(), launch(device) as run:
         _evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, limit, batch_size, insdel_step, settings,
                   square, run, out_dir, quiet)
 
@@ -347,9 +347,14 @@ def _experiment_inputs(images, data_dir, fmt, mapping, limit, bundle):
             raise click.BadParameter("--data needs --format imagenet|voc|coco")
         items = read_dataset(fmt, data_dir, wnids=bundle.wnids, mapping=load_mapping(mapping, VOC_CLASSES if fmt == "voc" else None))
         items = items[:limit] if limit else items
-        return [(it.image, cls, it) for it in items for cls in it.classes() if not it.all_difficult(cls)]
+        work = [(it.image, cls, it) for it in items for cls in it.classes() if not it.all_difficult(cls)]
+        if not work:
+            raise click.BadParameter(f"no annotated images with usable classes found in {data_dir}")
+        return work
     paths = list_images(images)
     paths = paths[:limit] if limit else paths
+    if not paths:
+        raise click.BadParameter("no image files found")
     return [(p, None, None) for p in paths]
 
 
@@ -484,6 +489,8 @@ def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, thres
         e, a = parse_eps(eps), parse_eps(alpha)
         if e < 0:
             raise click.BadParameter(f"--eps must be ≥ 0, got {eps}")
+        if a <= 0:
+            raise click.BadParameter(f"--alpha must be > 0, got {alpha}")
         paths = _adv_paths(images, data_dir)
         bundle = load_model(model_name, weights, device=run.device)
         s = attack_images(bundle, paths, out_dir, e, a, steps, beta, threshold, square, figures=data_dir is None,
@@ -525,9 +532,14 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, eps,
 
     with user_errors(), launch(device) as run:
         names = [method_class(m).name for m in methods.split(",") if m.strip()]
+        if not names:
+            raise click.BadParameter("--methods is empty; give e.g. cameras,gradcam")
+        e = parse_eps(eps)
+        if e < 0:
+            raise click.BadParameter(f"--eps must be ≥ 0, got {eps}")
         paths = _adv_paths(images, data_dir)
         bundle = load_model(model_name, weights, device=run.device)
-        s = sanity_images(bundle, paths, names, out_dir, fraction, steps, parse_eps(eps), 1 / 255, attack_steps, 50.0,
+        s = sanity_images(bundle, paths, names, out_dir, fraction, steps, e, 1 / 255, attack_steps, 50.0,
                           square, figures=data_dir is None, progress=False if quiet else None, run=run)
     if s is None:
         return
@@ -569,10 +581,11 @@ def randomize(image, methods, mode, seed, model_name, weights, square, device, o
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--model", "models", multiple=True, default=["efficientnet_lite0"], show_default=True,
               help="Model(s) offered in the page (repeatable), e.g. --model efficientnet_lite0 --model timm:resnet18.")
+@click.option("--weights", default=None, help="Weights file (or 'random') for the model; with exactly one --model.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--max-upload-mb", default=20, show_default=True, type=click.IntRange(1, 2048))
 @click.option("--max-pixels", default=40_000_000, show_default=True, type=click.IntRange(64, None))
-def app_cmd(host, port, models, device, max_upload_mb, max_pixels) -> None:
+def app_cmd(host, port, models, weights, device, max_upload_mb, max_pixels) -> None:
     """Serve a local web page to explore saliency maps (needs: pip install 'cameras[app]')."""
     import importlib.util
 
@@ -582,12 +595,18 @@ def app_cmd(host, port, models, device, max_upload_mb, max_pixels) -> None:
     from .models import load_model
 
     with user_errors():
-        for m in models:  # fail now, not in the page, for an unknown model
-            load_model(m, device=torch_device(device))
+        if weights is not None and len(models) != 1:
+            raise click.BadParameter("--weights goes with exactly one --model (run one app per weights file)")
+        chosen = {models[0]: weights} if weights is not None else {}
+        for m in models:  # fail now, not in the page, for an unknown model or bad weights
+            load_model(m, chosen.get(m), device=torch_device(device))
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding to {host}: anyone who can reach this machine can use the app", err=True)
     click.echo(f"cameras app on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}  (Ctrl+C to stop)")
-    serve(list(models), host, port, device, max_upload_mb * 2**20, max_pixels, block=True)
+    try:
+        serve(list(models), host, port, device, max_upload_mb * 2**20, max_pixels, block=True, weights=chosen)
+    except OSError as e:
+        _fail(f"cannot serve on {host}:{port} ({e}); choose another --port or --host")
 
 
 def torch_device(text: str):

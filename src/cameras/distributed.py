@@ -52,7 +52,7 @@ def launch(device: str) -> Iterator[Launch]:
         dev, backend = torch.device("cpu"), "gloo"
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
-    dist.init_process_group(backend, timeout=timedelta(hours=2))
+    dist.init_process_group(backend, timeout=timedelta(hours=24))  # ranks may finish hours apart
     box = [uuid.uuid4().hex[:8] if rank == 0 else None]
     dist.broadcast_object_list(box, src=0)
 

@@ -14,7 +14,7 @@ from .io import encode_json, write_files_atomically
 from .methods import CAMERAS, GradCAM
 from .metrics import map_density, map_difference, pointing_accuracy, pointing_trial
 from .models import ModelBundle
-from .runs import placement, run_items
+from .runs import model_fingerprint, placement, run_items
 
 STEPS = (5, 6, 7, 8, 9, 10)
 GAMMAS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -73,9 +73,9 @@ def n_sensitivity(bundle: ModelBundle, paths: list[Path], out_dir: Path, max_siz
                            maps[None].expand(len(STEPS), -1, -1, -1).flatten(0, 1)).view(len(STEPS), len(STEPS))
         return {"image": str(paths[i]), "matrix": d.cpu().tolist()}
 
-    config = {"experiment": "n-sensitivity", "model": bundle.name, "max_size": max_size, "square": square,
-              "steps": list(STEPS)}
-    recs = run_items([str(p) for p in paths], work, out_dir, "n_sensitivity", config, progress=progress, **placement(run))
+    config = {"experiment": "n-sensitivity", "model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model),
+              "max_size": max_size, "square": square, "steps": list(STEPS)}
+    recs = run_items([str(Path(p).resolve()) for p in paths], work, out_dir, "n_sensitivity", config, progress=progress, **placement(run))
     if recs is None:
         return None
     mats = [np.array(r["matrix"]) for r in recs]
@@ -147,8 +147,9 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
             rec["hits"] = [pointing_trial(psi[j], region) for j in range(len(GAMMAS))]
         return rec
 
-    keys = [f"{p}#{'top1' if c is None else c}" for p, c, _ in work]
-    config = {"experiment": "interpolation", "model": bundle.name, "square": square, "gamma": list(GAMMAS)}
+    keys = [f"{Path(p).resolve()}#{'top1' if c is None else c}" for p, c, _ in work]
+    config = {"experiment": "interpolation", "model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model),
+              "square": square, "gamma": list(GAMMAS)}
     recs = run_items(keys, one, out_dir, "interpolation", config, progress=progress, **placement(run))
     if recs is None:
         return None

@@ -15,7 +15,7 @@ from .core.base import SaliencyMethod
 from .core.errors import CamerasError
 from .core.ops import resize_maps
 from .images import load_image, preprocess
-from .io import encode_json, encode_npy, encode_png, write_files_atomically
+from .io import encode_json, encode_npy, encode_png, unique_stems, write_files_atomically
 from .models import ModelBundle
 from .viz import overlay
 
@@ -27,21 +27,6 @@ class ImageOutcome:
     path: Path
     files: list[Path] = field(default_factory=list)
     error: str | None = None
-
-
-def unique_stems(paths: list[Path]) -> list[str]:
-    """File stems made unique by suffixes ``_2``, ``_3``… for repeated names.
-
-    Example:
-        >>> unique_stems([Path("a/x.jpg"), Path("b/x.png"), Path("y.jpg")])
-        ['x', 'x_2', 'y']
-    """
-    seen: dict[str, int] = defaultdict(int)
-    out = []
-    for p in paths:
-        seen[p.stem] += 1
-        out.append(p.stem if seen[p.stem] == 1 else f"{p.stem}_{seen[p.stem]}")
-    return out
 
 
 def explain_images(

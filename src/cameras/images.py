@@ -65,6 +65,8 @@ def load_image(path: str | os.PathLike) -> Image.Image:
             rgb = _to_rgb8(im)
     except UnidentifiedImageError:
         raise ImageError(f"{p}: not an image file PIL can read (JPEG, PNG, BMP, TIFF, WebP)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{p}: too many pixels to decode safely ({e}); downscale it first") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{p}: corrupt or truncated image ({e})") from None
     if min(rgb.size) < MIN_SIDE:

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,18 @@ def write_files_atomically(files: dict[Path, bytes]) -> None:
         for tmp, _ in tmps:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def unique_stems(paths: list[Path]) -> list[str]:
+    """File stems made unique by suffixes ``_2``, ``_3``… for repeated names.
+
+    Example:
+        >>> unique_stems([Path("a/x.jpg"), Path("b/x.png"), Path("y.jpg")])
+        ['x', 'x_2', 'y']
+    """
+    seen: dict[str, int] = defaultdict(int)
+    out = []
+    for p in paths:
+        seen[p.stem] += 1
+        out.append(p.stem if seen[p.stem] == 1 else f"{p.stem}_{seen[p.stem]}")
+    return out

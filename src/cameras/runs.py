@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .core.errors import InputError
+from .core.errors import CamerasError, InputError
 from .io import encode_json, write_files_atomically
 
 
@@ -155,7 +155,13 @@ def run_items(
         barrier()
     if rank != 0:
         return None
-    return merge_records(out_dir, name, keys)
+    recs = merge_records(out_dir, name, keys)
+    if len(recs) != len(keys):
+        have = {r["key"] for r in recs}
+        missing = [k for k in keys if k not in have]
+        raise CamerasError(f"{name}: {len(missing)} of {len(keys)} items have no record (first: {missing[0]}); "
+                           f"is {out_dir} on a file system every rank sees? A rerun completes them")
+    return recs
 
 
 def merge_records(out_dir: Path, name: str, keys: list[str]) -> list[dict]:
@@ -189,3 +195,28 @@ def placement(run) -> dict:
     if run is None:
         return {"rank": 0, "world": 1, "barrier": None, "run_id": "run"}
     return {"rank": run.rank, "world": run.world, "barrier": run.barrier, "run_id": run.run_id}
+
+
+def model_fingerprint(model) -> str:
+    """A short summary of a model's weights (count, sum, sum of squares in float64), so that a
+    resumed run can tell other weights under the same model name.
+
+    Example:
+        >>> import torch
+        >>> lin = torch.nn.Linear(2, 1)
+        >>> with torch.no_grad():
+        ...     _ = lin.weight.fill_(0.5), lin.bias.fill_(1.0)
+        >>> model_fingerprint(lin)
+        '3:2:1.5'
+    """
+    import torch
+
+    n, total, squares = 0, 0.0, 0.0
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.is_floating_point():
+                d = t.detach().double()
+                n += t.numel()
+                total += float(d.sum())
+                squares += float((d * d).sum())
+    return f"{n}:{total:.9g}:{squares:.9g}"
