@@ -115,6 +115,15 @@ def section(res):
                    f"({r['gradcam'] / r['forward']:.2f}×, {1000 * (r['gradcam'] - r['forward']):.1f} ms more)" for r in gc_fail)
                    + ": the backward from the logit to the layer and the upsampling are a few fixed kernels, visible "
                    "when one forward takes milliseconds.")
+    if res["device"] == "cuda":
+        out.append("- Why the GPU rows miss their targets: at these sizes the forward pass is bound by the CPU "
+                   "issuing kernels, not by the GPU. `benchmarks/profile_method.py` on the H100 (EfficientNet-Lite0, "
+                   "batch 1, Grad-CAM) found 0.5 ms of GPU kernel time against about 7 ms of CPU-side dispatch per "
+                   "call, about 70 µs per convolution. So the floor is launch overhead, and every operation a method "
+                   "adds (the backward through the head, resizing, normalising, RISE's masks, Extremal's mask "
+                   "generator) costs its launch time in full, however little arithmetic it does. Removing that "
+                   "overhead would need CUDA graphs (`torch.compile(mode=\"reduce-overhead\")`) around the model, "
+                   "which the library does not do for the user.")
     for r in base:
         if r["rise"] / r["rise_floor"] > 1.1:
             out.append(f"- RISE on {r['model']}: {r['rise'] / r['rise_floor']:.2f}× its masked forward passes "
