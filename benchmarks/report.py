@@ -15,72 +15,72 @@ def ok(flag):
     return "yes" if flag else "**no**"
 
 
+def table(title: str, header: list[str], lines: list[list]) -> list[str]:
+    """Markdown lines of one table section: a blank line, the title, a blank line, the table."""
+    return (["", f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(str(c) for c in cells) + " |" for cells in lines])
+
+
 def section(res):
     dev = f"{res['device']} ({res['device_name']}, {res['threads']} threads, torch {res['torch']})"
     rows = [r for r in res["rows"] if "kind" not in r]
     mem = [r for r in res["rows"] if r.get("kind") == "memory"]
     base = [r for r in res["rows"] if r.get("kind") == "baselines"]
     out = [f"## {dev}", "", f"Scales {res['scales'][0]}…{res['scales'][-1]} ({len(res['scales'])}), input 224×224, "
-           f"random inputs, explicit target (every scale kept). Seconds per batch, medians.", ""]
-    out += ["### CAMERAS against its floor (target ≤ 1.3×)", "",
-            "| model | batch | floor s | CAMERAS s | ×floor | ≤1.3× | s/image | straightforward s | ×floor | max abs diff |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+           f"random inputs, explicit target (every scale kept). Seconds per batch, medians."]
+    lines = []
     for r in rows:
         ratio = r["cameras"] / r["floor"]
-        naive = f"{r['naive']:.2f} | {r['naive'] / r['floor']:.2f} | {r['naive_max_abs_diff']:.1e}" if "naive" in r else "– | – | –"
-        out.append(f"| {r['model']} | {r['batch']} | {r['floor']:.3f} | {r['cameras']:.3f} | {ratio:.2f} | {ok(ratio <= 1.3)} | "
-                   f"{r['cameras'] / r['batch']:.3f} | {naive} |")
-    out += ["", "### Per-image time, batch 8 against batch 1 (target: not higher)", "",
-            "| model | s/image at 1 | s/image at 8 | met |", "|---|---|---|---|"]
+        naive = ([f"{r['naive']:.2f}", f"{r['naive'] / r['floor']:.2f}", f"{r['naive_max_abs_diff']:.1e}"]
+                 if "naive" in r else ["–"] * 3)
+        lines.append([r["model"], r["batch"], f"{r['floor']:.3f}", f"{r['cameras']:.3f}", f"{ratio:.2f}", ok(ratio <= 1.3),
+                      f"{r['cameras'] / r['batch']:.3f}", *naive])
+    out += table("CAMERAS against its floor (target ≤ 1.3×)", ["model", "batch", "floor s", "CAMERAS s", "×floor", "≤1.3×",
+                 "s/image", "straightforward s", "×floor", "max abs diff"], lines)
     by = {(r["model"], r["batch"]): r for r in rows}
+    lines = []
     for (m, b), r in by.items():
         if b == 8 and (m, 1) in by:
             one, eight = by[(m, 1)]["cameras"], r["cameras"] / 8
-            out.append(f"| {m} | {one:.3f} | {eight:.3f} | {ok(eight <= one * 1.02)} |")
-    out += ["", "### Grad-CAM against one forward pass (target ≤ 1.2×)", "",
-            "| model | batch | forward s | Grad-CAM s | × | met |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        q = r["gradcam"] / r["forward"]
-        out.append(f"| {r['model']} | {r['batch']} | {r['forward']:.4f} | {r['gradcam']:.4f} | {q:.2f} | {ok(q <= 1.2)} |")
-    out += ["", "### Approximate fast mode `fusion=\"grid\"` (opt-in)", "",
-            "| model | batch | exact s | grid s | mean abs diff | max abs diff |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['model']} | {r['batch']} | {r['cameras']:.3f} | {r['cameras_grid']:.3f} | "
-                   f"{r['grid_mean_abs_diff']:.3f} | {r['grid_max_abs_diff']:.3f} |")
+            lines.append([m, f"{one:.3f}", f"{eight:.3f}", ok(eight <= one * 1.02)])
+    out += table("Per-image time, batch 8 against batch 1 (target: not higher)",
+                 ["model", "s/image at 1", "s/image at 8", "met"], lines)
+    out += table("Grad-CAM against one forward pass (target ≤ 1.2×)", ["model", "batch", "forward s", "Grad-CAM s", "×", "met"],
+                 [[r["model"], r["batch"], f"{r['forward']:.4f}", f"{r['gradcam']:.4f}", f"{r['gradcam'] / r['forward']:.2f}",
+                   ok(r["gradcam"] / r["forward"] <= 1.2)] for r in rows])
+    out += table("Approximate fast mode `fusion=\"grid\"` (opt-in)",
+                 ["model", "batch", "exact s", "grid s", "mean abs diff", "max abs diff"],
+                 [[r["model"], r["batch"], f"{r['cameras']:.3f}", f"{r['cameras_grid']:.3f}", f"{r['grid_mean_abs_diff']:.3f}",
+                   f"{r['grid_max_abs_diff']:.3f}"] for r in rows])
     if any("cameras_bf16" in r for r in rows):
-        out += ["", "### Mixed precision (autocast, channels_last, fusion in float32)", "",
-                "| model | batch | fp32 s | bf16 s | max abs diff | fp16 s | max abs diff |", "|---|---|---|---|---|---|---|"]
-        for r in rows:
-            out.append(f"| {r['model']} | {r['batch']} | {r['cameras']:.4f} | {r['cameras_bf16']:.4f} | {r['bf16_max_abs_diff']:.3f} | "
-                       f"{r['cameras_fp16']:.4f} | {r['fp16_max_abs_diff']:.3f} |")
+        out += table("Mixed precision (autocast, channels_last, fusion in float32)",
+                     ["model", "batch", "fp32 s", "bf16 s", "max abs diff", "fp16 s", "max abs diff"],
+                     [[r["model"], r["batch"], f"{r['cameras']:.4f}", f"{r['cameras_bf16']:.4f}", f"{r['bf16_max_abs_diff']:.3f}",
+                       f"{r['cameras_fp16']:.4f}", f"{r['fp16_max_abs_diff']:.3f}"] for r in rows])
     if any("mem_cameras_MB" in r for r in rows):
-        out += ["", "### Peak memory (CUDA max allocated above the model; target ≤ 1.5×)", "",
-                "| model | batch | largest forward MB | CAMERAS MB | × | met |", "|---|---|---|---|---|---|"]
-        for r in rows:
-            q = r["mem_cameras_MB"] / r["mem_forward_max_MB"]
-            out.append(f"| {r['model']} | {r['batch']} | {r['mem_forward_max_MB']:.0f} | {r['mem_cameras_MB']:.0f} | {q:.2f} | {ok(q <= 1.5)} |")
+        out += table("Peak memory (CUDA max allocated above the model; target ≤ 1.5×)",
+                     ["model", "batch", "largest forward MB", "CAMERAS MB", "×", "met"],
+                     [[r["model"], r["batch"], f"{r['mem_forward_max_MB']:.0f}", f"{r['mem_cameras_MB']:.0f}",
+                       f"{r['mem_cameras_MB'] / r['mem_forward_max_MB']:.2f}",
+                       ok(r["mem_cameras_MB"] / r["mem_forward_max_MB"] <= 1.5)] for r in rows])
     if mem:
-        out += ["", "### Peak memory (process RSS high-water mark during one call, one child process each; target ≤ 1.5×)", "",
-                "| model | batch | RSS before the call MB | peak, largest forward MB | peak, CAMERAS MB | × (RSS) | × (above the RSS before) | met |",
-                "|---|---|---|---|---|---|---|---|"]
+        lines = []
         for r in mem:
             q = r["rss_cameras_MB"] / r["rss_forward_max_MB"]
             qa = (r["rss_cameras_MB"] - r["rss_base_MB"]) / max(1e-9, r["rss_forward_max_MB"] - r["rss_base_MB"])
-            out.append(f"| {r['model']} | {r['batch']} | {r['rss_base_MB']:.0f} | {r['rss_forward_max_MB']:.0f} | "
-                       f"{r['rss_cameras_MB']:.0f} | {q:.2f} | {qa:.2f} | {ok(q <= 1.5)} |")
+            lines.append([r["model"], r["batch"], f"{r['rss_base_MB']:.0f}", f"{r['rss_forward_max_MB']:.0f}",
+                          f"{r['rss_cameras_MB']:.0f}", f"{q:.2f}", f"{qa:.2f}", ok(q <= 1.5)])
+        out += table("Peak memory (process RSS high-water mark during one call, one child process each; target ≤ 1.5×)",
+                     ["model", "batch", "RSS before the call MB", "peak, largest forward MB", "peak, CAMERAS MB", "× (RSS)",
+                      "× (above the RSS before)", "met"], lines)
     if base:
-        out += ["", "### RISE and Extremal Perturbation against their floors", "",
-                "| model | RISE s | its masked forwards s | × (≤1.1) | Extremal s/iteration | forward+backward s | × (≈1) |",
-                "|---|---|---|---|---|---|---|"]
-        for r in base:
-            q = r["rise"] / r["rise_floor"]
-            e = r["extremal_per_iter"] / r["fwd_bwd"]
-            out.append(f"| {r['model']} ({r['rise_masks']} masks) | {r['rise']:.3f} | {r['rise_floor']:.3f} | {q:.2f} | "
-                       f"{r['extremal_per_iter']:.4f} | {r['fwd_bwd']:.4f} | {e:.2f} |")
+        out += table("RISE and Extremal Perturbation against their floors",
+                     ["model", "RISE s", "its masked forwards s", "× (≤1.1)", "Extremal s/iteration", "forward+backward s", "× (≈1)"],
+                     [[f"{r['model']} ({r['rise_masks']} masks)", f"{r['rise']:.3f}", f"{r['rise_floor']:.3f}",
+                       f"{r['rise'] / r['rise_floor']:.2f}", f"{r['extremal_per_iter']:.4f}", f"{r['fwd_bwd']:.4f}",
+                       f"{r['extremal_per_iter'] / r['fwd_bwd']:.2f}"] for r in base])
     if res["device"] == "cuda":
-        out += ["", "### Beside the paper's Table 1 (seconds per image, batch 1; paper: Titan V)", "",
-                "| model | Grad-CAM ours | Grad-CAM paper | CAMERAS ours | CAMERAS paper | RISE (64 masks) ours, scaled to 6000 | RISE paper | Extremal ours per 1000 it. | Extremal paper |",
-                "|---|---|---|---|---|---|---|---|---|"]
+        lines = []
         for r in rows:
             if r["batch"] != 1 or r["model"] not in PAPER_TABLE1:
                 continue
@@ -88,8 +88,11 @@ def section(res):
             b = next((x for x in base if x["model"] == r["model"]), None)
             rise = f"{b['rise'] / b['rise_masks'] * 6000:.1f}" if b else "–"
             ext = f"{b['extremal_per_iter'] * 1000:.1f}" if b else "–"
-            out.append(f"| {r['model']} | {r['gradcam']:.4f} | {p['gradcam']} | {r['cameras']:.3f} | {p['cameras']} | {rise} | "
-                       f"{p['rise']} | {ext} | {p['extremal']} |")
+            lines.append([r["model"], f"{r['gradcam']:.4f}", p["gradcam"], f"{r['cameras']:.3f}", p["cameras"], rise,
+                          p["rise"], ext, p["extremal"]])
+        out += table("Beside the paper's Table 1 (seconds per image, batch 1; paper: Titan V)",
+                     ["model", "Grad-CAM ours", "Grad-CAM paper", "CAMERAS ours", "CAMERAS paper",
+                      "RISE (64 masks) ours, scaled to 6000", "RISE paper", "Extremal ours per 1000 it.", "Extremal paper"], lines)
     out += ["", "### Reading these tables", ""]
     fails = [r for r in rows if r["cameras"] / r["floor"] > 1.3]
     if fails:
