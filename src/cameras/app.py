@@ -216,12 +216,15 @@ def details_markdown(explanations: list[Explanation]) -> str:
     return "\n".join(rows)
 
 
-def write_downloads(out_dir: Path, stem: str, img: Image.Image, explanations: list[Explanation], alpha: float) -> list[str]:
-    """Write each map as ``<stem>.<method>.<class>.npy`` (float32 H×W) and ``.png`` (overlay)."""
+def write_downloads(out_dir: Path, stem: str, img: Image.Image, explanations: list[Explanation], alpha: float,
+                    maps: bool = True) -> list[str]:
+    """Write each map as ``<stem>.<method>.<class>.npy`` (float32 H×W; skipped with ``maps=False``)
+    and ``.png`` (overlay at opacity ``alpha``); return the paths, per map .npy then .png."""
     files: dict[Path, bytes] = {}
     rgb = np.asarray(img)
     for e in explanations:
-        files[out_dir / f"{stem}.{e.stem}.npy"] = encode_npy(e.saliency)
+        if maps:
+            files[out_dir / f"{stem}.{e.stem}.npy"] = encode_npy(e.saliency)
         files[out_dir / f"{stem}.{e.stem}.png"] = encode_png(overlay(rgb, e.saliency, float(alpha)))
     write_files_atomically(files)
     return [str(p) for p in files]
@@ -278,11 +281,17 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         return str(dst)
 
     def downloads_for(state, img, done, alpha):
+        """Download paths: the .npy maps of this run (written once, kept in ``state["npy"]``) and
+        .png overlays at this opacity. Returns (paths, npy paths)."""
         if not done:
-            return None
+            return None, []
         out = work / f"run-{time.time_ns()}"
         out.mkdir()
-        return write_downloads(out, state["stem"], img, done, alpha)
+        npy = state.get("npy") or []
+        files = write_downloads(out, state["stem"], img, done, alpha, maps=not npy)
+        if npy:  # only the overlays changed
+            files = [f for pair in zip(npy, files) for f in pair]
+        return files, files[0::2]
 
     def on_run(state, model, methods, classes, scales_text, alpha, progress=gr.Progress(track_tqdm=True)):
         if not state:
@@ -310,12 +319,12 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
             message = f"Cancelled after {len(done)} of {total} maps."
         except (CamerasError, RuntimeError) as e:  # bad input, or e.g. out of memory: say so, keep what is done
             message, error = str(e), True
-        state = dict(state, explanations=done)
+        state = dict(state, explanations=done, npy=[])
         if img is None:
             yield gr.update(), gr.update(), None, _status(message, error=True), state
             return
-        yield (render(img, done, alpha), details_markdown(done), downloads_for(state, img, done, alpha),
-               _status(message, error=error), state)
+        files, state["npy"] = downloads_for(state, img, done, alpha)
+        yield render(img, done, alpha), details_markdown(done), files, _status(message, error=error), state
 
     def on_alpha(state, alpha):
         """Redraw the overlays (and their .png downloads) at another opacity; maps are not recomputed."""
@@ -323,7 +332,7 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
             return gr.update(), gr.update()
         img = check_upload(state["path"], max_bytes, max_pixels)
         done = state["explanations"]
-        return render(img, done, alpha), downloads_for(state, img, done, alpha)
+        return render(img, done, alpha), downloads_for(state, img, done, alpha)[0]
 
     with gr.Blocks(title="cameras: saliency maps") as demo:
         gr.Markdown("## cameras — high-resolution saliency maps\nUpload an image (or pick a sample), choose "

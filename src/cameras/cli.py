@@ -285,6 +285,7 @@ def _evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, lim
     from .data import load_mapping, read_dataset
     from .data.readers import VOC_CLASSES
     from .evaluate import METRICS, evaluate_items, write_report
+    from .runs import placement
     from .methods import available_methods, method_class
     from .models import load_model
 
@@ -305,8 +306,7 @@ def _evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, lim
         built = {n: get_method_checked(n, bundle, opts.get(n)) for n in names}
     try:
         rows = evaluate_items(items, bundle, built, wanted, out_dir, square, insdel_step, batch_size,
-                              progress=False if quiet else None, rank=run.rank, world=run.world,
-                              barrier=run.barrier, run_id=run.run_id)
+                              progress=False if quiet else None, **placement(run))
     except CamerasError as e:
         _fail(str(e), 1)
     if run.rank != 0:
