@@ -272,3 +272,44 @@ def test_constant_gradient_shortcut_is_exact():
     gbar = sum(w.view(2, 1, 1, 1) * up(a) for w, a in zip(weights.T, grads))
     want = torch.relu((abar * gbar).sum(1))
     assert torch.allclose(fast, want, atol=1e-5)
+
+
+def test_sub_batches_give_the_whole_batch_result(resnet):
+    # a batch with an image whose prediction flips at some scale, split unevenly per scale
+    feats, head = resnet_split(resnet)
+    scales = [64, 96, 128, 160]
+    for seed in range(50):
+        torch.manual_seed(seed)
+        flip = torch.randn(1, 3, 64, 64)
+        if len(reference_cameras(feats, head, flip, scales)[1][0]) < len(scales):
+            break
+    x = torch.cat([torch.randn(2, 3, 64, 64), flip, torch.randn(2, 3, 64, 64)])
+    whole = cameras.CAMERAS(resnet, scales=scales, batch_pixels=None)
+    split = cameras.CAMERAS(resnet, scales=scales, batch_pixels=2 * 96 * 96)
+    assert [len(split.sub_batches(5, s, x.device)) for s in split.scale_sizes(64, 64)] == [2, 3, 5, 5]
+    calls = []
+    hook = resnet.fc.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    try:
+        a, b = whole(x), split(x)
+    finally:
+        hook.remove()
+    assert calls[:4] == [5, 5, 5, 5] and calls[4:] == [3, 2, 2, 2, 1] + [1] * 10
+    assert a.kept_scales == b.kept_scales and any(len(k) < len(scales) for k in a.kept_scales)
+    assert a.targets.tolist() == b.targets.tolist()
+    assert (a.maps - b.maps).abs().max().item() < 1e-5
+    assert torch.allclose(a.probs, b.probs, atol=1e-6) and torch.allclose(a.logits, b.logits, atol=1e-5)
+    with_target = split(x, target=[1, 2, 3, 4, 5])
+    assert (with_target.maps - whole(x, target=[1, 2, 3, 4, 5]).maps).abs().max().item() < 1e-5
+
+
+def test_batch_pixels_defaults_and_checks(resnet):
+    m = cameras.CAMERAS(resnet)
+    # auto: about two 324² images per pass on a CPU, the whole batch on a GPU
+    assert m.sub_batches(8, (224, 224), torch.device("cpu")) == [slice(0, 4), slice(4, 8)]
+    assert len(m.sub_batches(8, (924, 924), torch.device("cpu"))) == 8
+    assert m.sub_batches(8, (924, 924), torch.device("cuda")) == [slice(0, 8)]
+    for bad in (0, -5, 1.5, True, "big"):
+        with pytest.raises(cameras.InputError, match="batch_pixels"):
+            cameras.CAMERAS(resnet, batch_pixels=bad)
+    with pytest.raises(cameras.InputError, match="out of range"):
+        cameras.CAMERAS(resnet, scales=[64, 96], batch_pixels=64 * 64)(torch.randn(2, 3, 64, 64), target=[1, 99])

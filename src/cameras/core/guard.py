@@ -41,6 +41,33 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
+def _walk(model: nn.Module) -> tuple[list[nn.Module], list[tuple[torch.nn.Parameter, object]]]:
+    """Modules in training mode and parameters requiring gradients (with their ``.grad``).
+
+    One pass over the module tree, reading each module's dicts directly: ``model.modules()``
+    and ``model.parameters()`` build name strings and walk the tree twice, which costs
+    milliseconds on a 300-module network, a visible share of a GPU Grad-CAM call.
+    """
+    seen: set[int] = set()
+    seen_params: set[int] = set()
+    training: list[nn.Module] = []
+    params: list[tuple[torch.nn.Parameter, object]] = []
+    stack = [model]
+    while stack:
+        mod = stack.pop()
+        if id(mod) in seen:
+            continue
+        seen.add(id(mod))
+        if mod.training:
+            training.append(mod)
+        for p in mod._parameters.values():
+            if p is not None and p.requires_grad and id(p) not in seen_params:
+                seen_params.add(id(p))
+                params.append((p, p.grad))
+        stack.extend(c for c in mod._modules.values() if c is not None)
+    return training, params
+
+
 @contextlib.contextmanager
 def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode with every parameter frozen, and restore it on exit.
@@ -48,7 +75,9 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
     Restores each module's ``training`` flag and each parameter's ``requires_grad`` and
     ``.grad`` exactly, on success and on exception; exceptions propagate unchanged.
     Freezing the parameters means a backward pass never reaches them, and no graph is kept
-    for the layers below a detached capture point.
+    for the layers below a detached capture point. Only what needs changing is touched: a
+    model already in eval mode is not switched, a frozen parameter is left alone, so the
+    guard costs a fraction of a millisecond.
 
     Example:
         >>> import torch
@@ -59,16 +88,21 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
         >>> m.training, m.weight.requires_grad
         (True, True)
     """
-    modes = [(m, m.training) for m in model.modules()]
-    params = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    training, params = _walk(model)
     try:
-        model.eval()
-        for p, _, _ in params:
+        if training:
+            model.eval()
+        for p, _ in params:
             p.requires_grad_(False)
         yield model
     finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, req, grad in params:
-            p.requires_grad_(req)
-            p.grad = grad
+        if training:
+            # eval() may have switched modules that were already in eval mode only through
+            # an overridden train(); restore every flag it could have touched.
+            was = {id(m) for m in training}
+            for m in model.modules():
+                m.training = id(m) in was
+        for p, grad in params:
+            p.requires_grad_(True)
+            if p.grad is not grad:
+                p.grad = grad

@@ -17,6 +17,10 @@ from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
 
 DEFAULT_SCALES: tuple[int, ...] = tuple(range(224, 1000, 100))  # 224, 324, ..., 924
+# batch_pixels="auto": on a CPU, forward passes over about two 324×324 images at a time are
+# fastest per image (larger ones fall out of the caches and run up to 2× slower per image,
+# see BENCHMARKS.md); on a GPU the whole batch runs at once.
+AUTO_BATCH_PIXELS: dict[str, int | None] = {"cpu": 2 * 324 * 324}
 _AMP = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _FP16_GRAD_SCALE = 1024.0
 
@@ -82,6 +86,10 @@ class CAMERAS(SaliencyMethod):
             activations and gradients are still fused in float32.
         channels_last: feed inputs in channels-last memory format (convert the model
             yourself with ``model.to(memory_format=torch.channels_last)``).
+        batch_pixels: the most pixels (images × height × width) one forward pass holds; a
+            batch is split into near-equal sub-batches per scale to stay under it (results
+            are the same). ``"auto"`` (default): 2×324² on a CPU, where big passes run slower
+            per image, and the whole batch on a GPU; None: always the whole batch.
 
     Call: ``CAMERAS(model)(x, target=None)`` with x of shape B×C×H×W returns a
     :class:`~cameras.SaliencyResult` whose ``maps`` are B×H×W in [0, 1] and
@@ -110,6 +118,7 @@ class CAMERAS(SaliencyMethod):
         fusion: str = "exact",
         amp: str | None = None,
         channels_last: bool = False,
+        batch_pixels: int | str | None = "auto",
     ) -> None:
         super().__init__(model, layer)
         if scales is not None and steps is not None:
@@ -130,6 +139,9 @@ class CAMERAS(SaliencyMethod):
             raise InputError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
         self.amp = amp
         self.channels_last = bool(channels_last)
+        if not (batch_pixels is None or batch_pixels == "auto" or (type(batch_pixels) is int and batch_pixels >= 1)):
+            raise InputError(f"batch_pixels must be a positive integer, 'auto' or None, got {batch_pixels!r}")
+        self.batch_pixels = batch_pixels
 
     def scale_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Input sizes (h, w) of every scale for an H×W input, aspect ratio kept.
@@ -144,6 +156,48 @@ class CAMERAS(SaliencyMethod):
             (max(1, round(height * z / z0)), max(1, round(width * z / z0))) for z in self.scales[1:]
         ]
 
+    def sub_batches(self, batch: int, size: tuple[int, int], device: torch.device) -> list[slice]:
+        """How one scale's forward passes split a batch: near-equal slices under the pixel budget.
+
+        Example:
+            >>> import torchvision
+            >>> cam = CAMERAS(torchvision.models.resnet18(), batch_pixels=2 * 224 * 224)
+            >>> cam.sub_batches(5, (224, 224), torch.device("cpu"))
+            [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+        """
+        budget = self.batch_pixels
+        if budget == "auto":
+            budget = AUTO_BATCH_PIXELS.get(device.type)
+        if budget is None:
+            return [slice(0, batch)]
+        per = max(1, int(budget) // (size[0] * size[1]))
+        n = -(-batch // per)  # passes needed
+        step = -(-batch // n)  # near-equal sizes
+        return [slice(i, min(i + step, batch)) for i in range(0, batch, step)]
+
+    def _pass(self, xt: Tensor, target: Tensor | None, cap: LayerCapture, first: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One forward and one backward to the layer: (float logits, target, activation, gradient).
+
+        On the first scale the target is checked against the logits, or taken as the top-1.
+        """
+        if self.channels_last:
+            xt = xt.contiguous(memory_format=torch.channels_last)
+        cap.reset()
+        with torch.no_grad(), torch.autocast(xt.device.type, dtype=_AMP[self.amp], enabled=self.amp is not None):
+            logits = self.model(xt)
+        logits = logits.float()
+        act = cap.get()
+        if act.dim() != 4:
+            raise InputError(
+                f"layer '{self.layer_name}' outputs shape {tuple(act.shape)}; CAMERAS needs a B×K×h×w feature map"
+            )
+        if first or target is None:
+            target, _ = self.pick_targets(logits, target)
+        # fp16 gradients underflow: scale the score (the normalised map is invariant to it)
+        score = logits.gather(1, target[:, None]).sum() * (_FP16_GRAD_SCALE if self.amp == "fp16" else 1.0)
+        (grad,) = torch.autograd.grad(score, act)
+        return logits.detach(), target, act.detach(), grad
+
     def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
         B, _, H, W = x.shape
         sizes = self.scale_sizes(H, W)
@@ -156,29 +210,19 @@ class CAMERAS(SaliencyMethod):
         with LayerCapture(self.layer, self.layer_name) as cap:
             for t, size in enumerate(sizes):
                 self.check_stop()
-                xt = x if t == 0 else F.interpolate(x, size=size, mode=self.resample, align_corners=False)
-                if self.channels_last:
-                    xt = xt.contiguous(memory_format=torch.channels_last)
-                cap.reset()
-                with torch.no_grad(), torch.autocast(x.device.type, dtype=_AMP[self.amp], enabled=self.amp is not None):
-                    logits = self.model(xt)
-                logits = logits.float()
-                act = cap.get()
-                if act.dim() != 4:
-                    raise InputError(
-                        f"layer '{self.layer_name}' outputs shape {tuple(act.shape)}; CAMERAS needs a "
-                        "B×K×h×w feature map"
-                    )
+                parts = []
+                for sl in self.sub_batches(B, size, x.device):
+                    xt = x[sl] if t == 0 else F.interpolate(x[sl], size=size, mode=self.resample, align_corners=False)
+                    parts.append(self._pass(xt, None if target is None else target[sl], cap, t == 0))
+                logits, tgt, act, grad = (p[0] if len(parts) == 1 else torch.cat(p) for p in zip(*parts))
+                del parts
                 if t == 0:
-                    target, probs = self.pick_targets(logits, target)
-                    logits0 = logits.detach()
+                    target, probs = self.pick_targets(logits, tgt)
+                    logits0 = logits
                     kept = torch.ones(B, dtype=torch.bool, device=x.device)
                 else:
                     kept = torch.ones_like(keep[0]) if given else logits.argmax(1) == target
-                # fp16 gradients underflow: scale the score (the normalised map is invariant to it)
-                score = logits.gather(1, target[:, None]).sum() * (_FP16_GRAD_SCALE if self.amp == "fp16" else 1.0)
-                (grad,) = torch.autograd.grad(score, act)
-                acts.append(act.detach())
+                acts.append(act)
                 grads.append(grad)
                 keep.append(kept)
                 del logits, act, grad
