@@ -7,6 +7,7 @@ one process (memory: one child process per measurement on CPU, max_memory_alloca
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from pathlib import Path
 import torch
 
 import cameras
+from cameras.allocator import tune_cpu_allocator
 from cameras.bench import forward_all, interleaved_seconds, median_seconds, scaled_inputs
+from cameras.core.guard import frozen_eval
 
 sys.path.insert(0, str(Path(__file__).parent))
 from naive import naive_cameras  # noqa: E402
@@ -94,18 +97,30 @@ def time_baselines(name, model, n, device, reps):
     n_masks, mb = 64, 32
     rise = cameras.RISE(model, n_masks=n_masks, batch_size=mb, progress=False)
     masked = [x.expand(mb, -1, -1, -1) * torch.rand(mb, 1, n, n, device=device) for _ in range(n_masks // mb)]
-    its = 5
-    ep = cameras.ExtremalPerturbation(model, iterations=its, progress=False)
+    # one iteration's cost is the difference of a 25- and a 5-iteration run over 20, so the
+    # set-up (first forward, blur pyramid), paid once per 300-800 iterations, is left out
+    ep5 = cameras.ExtremalPerturbation(model, iterations=5, progress=False)
+    ep25 = cameras.ExtremalPerturbation(model, iterations=25, progress=False)
 
     def fwd_bwd():
+        # what an iteration needs: gradients to the input only, weights frozen
+        with frozen_eval(model):
+            xi = x.clone().requires_grad_(True)
+            torch.autograd.grad(model(xi)[0, 0], xi)
+
+    def fwd_bwd_weights():
+        # a training-style backward that also computes every weight's gradient
         xi = x.clone().requires_grad_(True)
         model(xi)[0, 0].backward()
         model.zero_grad(set_to_none=True)
 
     r = {"model": name, "batch": 1, "kind": "baselines", "rise_masks": n_masks}
     r.update(interleaved_seconds({"rise": lambda: rise(x, target=t), "rise_floor": lambda: forward_all(model, masked)}, device, reps))
-    e = interleaved_seconds({"extremal": lambda: ep(x, target=t), "fwd_bwd": fwd_bwd}, device, reps)
-    r["extremal_per_iter"], r["fwd_bwd"] = e["extremal"] / its, e["fwd_bwd"]
+    e = interleaved_seconds({"ep5": lambda: ep5(x, target=t), "ep25": lambda: ep25(x, target=t), "fwd_bwd": fwd_bwd,
+                             "fwd_bwd_weights": fwd_bwd_weights}, device, reps)
+    r["extremal_per_iter"] = (e["ep25"] - e["ep5"]) / 20
+    r["extremal_setup"] = e["ep5"] - 5 * r["extremal_per_iter"]
+    r["fwd_bwd"], r["fwd_bwd_weights"] = e["fwd_bwd"], e["fwd_bwd_weights"]
     print(json.dumps(r), flush=True)
     return r
 
@@ -152,6 +167,34 @@ def probe(kind, name, b):
     print(json.dumps({"base": base, "peak": _status("VmHWM")}))
 
 
+ALLOC_CASES = [("efficientnet_lite0", 424, 1), ("efficientnet_lite0", 424, 8), ("efficientnet_lite0", 924, 1),
+               ("efficientnet_lite0", 924, 8), ("resnet50", 424, 1), ("resnet50", 424, 8)]
+
+
+def alloc_probe(mode):
+    """Child process: per-image seconds of forward passes with glibc's default or the tuned allocator."""
+    if mode == "tuned":
+        tune_cpu_allocator()
+    out = []
+    device = torch.device("cpu")
+    for name in dict.fromkeys(c[0] for c in ALLOC_CASES):
+        model = load(name, device).model
+        cases = [c for c in ALLOC_CASES if c[0] == name]
+        xs = {c: batch_input(c[2], c[1], device) for c in cases}
+        t = interleaved_seconds({c: (lambda c=c: forward_all(model, [xs[c]])) for c in cases}, device, 2)
+        out += [{"model": c[0], "size": c[1], "batch": c[2], "s_per_image": t[c] / c[2]} for c in cases]
+    print(json.dumps(out))
+
+
+def cpu_allocator_effect():
+    out = {}
+    for mode in ("default", "tuned"):
+        env = {**os.environ, "CAMERAS_CPU_ALLOCATOR": "default" if mode == "default" else ""}
+        res = subprocess.run([sys.executable, __file__, "--alloc-probe", mode], capture_output=True, text=True, check=True, env=env)
+        out[mode] = json.loads(res.stdout.strip().splitlines()[-1])
+    return {"kind": "allocator", "rows": [{**d, "s_per_image_tuned": t["s_per_image"]} for d, t in zip(out["default"], out["tuned"])]}
+
+
 def cpu_memory(name, b):
     out = {}
     for kind in ("forward", "cameras"):
@@ -167,8 +210,17 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true", help="batch 1 only, fewer repetitions")
     ap.add_argument("--probe", nargs=3)
+    ap.add_argument("--alloc-probe", choices=["default", "tuned"])
+    ap.add_argument("--default-allocator", action="store_true",
+                    help="leave glibc's allocator as it is (the benchmark tunes it, as the `cameras` command does)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    if a.alloc_probe:
+        alloc_probe(a.alloc_probe)
+        return
+    if a.default_allocator:
+        os.environ["CAMERAS_CPU_ALLOCATOR"] = "default"  # children inherit it
+    tuned = tune_cpu_allocator()
     if a.probe:
         probe(a.probe[0], a.probe[1], int(a.probe[2]))
         return
@@ -179,6 +231,9 @@ def main():
     reps = 2 if a.quick else (5 if cuda else 3)
     t0 = time.time()
     rows = []
+    if not cuda and not a.quick:
+        rows.append(cpu_allocator_effect())
+        print(json.dumps(rows[-1]), flush=True)
     for name in models:
         rows += time_model(name, batches, device, reps, naive_batches=[1] if not cuda else batches,
                            extras=name in ("efficientnet_lite0", "resnet50") or cuda)
@@ -189,7 +244,7 @@ def main():
     dev_name = torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()
     threads = torch.get_num_threads()
     result = {"device": str(device.type), "device_name": dev_name, "threads": threads, "torch": torch.__version__,
-              "scales": SCALES, "seconds_total": time.time() - t0, "rows": rows}
+              "allocator": "tuned" if tuned else "default", "scales": SCALES, "seconds_total": time.time() - t0, "rows": rows}
     out = Path(a.out) if a.out else HERE / "results" / f"{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

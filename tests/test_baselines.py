@@ -1,5 +1,7 @@
 """Gradient, Grad-CAM, NormGrad, RISE and Extremal Perturbation: exact values and behaviour."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -223,6 +225,37 @@ def test_smooth_mask_of_ones_is_one():
     assert m.shape == (1, 40, 50) and float(m.min()) > 0.97 and float(m.max()) <= 1
     z = gen(torch.zeros(1, *gen.grid_shape))
     assert z.abs().max() == 0
+
+
+@pytest.mark.parametrize("size,step,sigma", [((13, 17), 3, 5.0), ((9, 11), 2, 2.5), ((16, 10), 4, 6.0)])
+def test_smooth_mask_matches_per_pixel_definition(size, step, sigma):
+    # straightforward per-pixel evaluation in float64: pixel y lies in cell c = ⌊(y+σ)/step⌋,
+    # its neighbours are the grid points (c+o)·step − σ for |o| ≤ r, stored at index c+o+r
+    gen = SmoothMask(size, step=step, sigma=sigma)
+    r = 1 + math.ceil(sigma / step)
+    torch.manual_seed(0)
+    params = torch.rand(2, *gen.grid_shape, dtype=torch.float64, requires_grad=True)
+    ref = torch.zeros(2, *size, dtype=torch.float64)
+    rows = []
+    for y in range(size[0]):
+        for x in range(size[1]):
+            cy, cx = math.floor((y + sigma) / step), math.floor((x + sigma) / step)
+            vals = []
+            for oy in range(-r, r + 1):
+                for ox in range(-r, r + 1):
+                    d = math.hypot(y - ((cy + oy) * step - sigma), x - ((cx + ox) * step - sigma))
+                    w = math.exp(-2.0 * max(d / sigma - 0.5, 0.0) ** 2)
+                    vals.append(params[:, cy + oy + r, cx + ox + r] * w)
+            v = torch.stack(vals, 1)
+            rows.append((y, x, (v * torch.softmax(20.0 * v, 1)).sum(1).clamp(0, 1)))
+    ref = torch.stack([m for _, _, m in rows], 1).view(2, *size)
+    got = gen(params.float().detach().requires_grad_(True))
+    assert (got.double() - ref).abs().max().item() < 1e-5
+    probe = torch.rand(2, *size, dtype=torch.float64)
+    (g_ref,) = torch.autograd.grad((ref * probe).sum(), params)
+    p32 = params.detach().float().requires_grad_(True)
+    (g_got,) = torch.autograd.grad((gen(p32) * probe.float()).sum(), p32)
+    assert (g_got.double() - g_ref).abs().max().item() < 1e-4 * g_ref.abs().max().item()
 
 
 def test_extremal_covers_region_with_requested_area():
