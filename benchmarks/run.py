@@ -63,10 +63,23 @@ def time_model(name, batches, device, reps, naive_batches, extras):
             "cameras": lambda: exact(x, target=target),
             "cameras_grid": lambda: grid(x, target=target),
         }, device, reps))
-        r.update(interleaved_seconds({
-            "forward": lambda: forward_all(model, [x]),
-            "gradcam": lambda: gc(x, target=target),
-        }, device, reps))
+        if device.type == "cpu" and b == 8:
+            # per-image time at batch 8 against batch 1 from one round-robin group, so that
+            # the drift of a shared machine between groups does not decide the comparison
+            x1, t1 = x[:1], target[:1]
+            inputs1 = scaled_inputs(x1, exact)
+            r.update({f"{k}_same_group": v for k, v in interleaved_seconds({
+                "cameras_b1": lambda: exact(x1, target=t1),
+                "floor_b1": lambda: forward_all(model, inputs1),
+                "cameras_b8": lambda: exact(x, target=target),
+                "floor_b8": lambda: forward_all(model, inputs),
+            }, device, reps).items()})
+        k = 10  # Grad-CAM and one forward take milliseconds: time blocks of k calls
+        t = interleaved_seconds({
+            "forward": lambda: [forward_all(model, [x]) for _ in range(k)],
+            "gradcam": lambda: [gc(x, target=target) for _ in range(k)],
+        }, device, reps)
+        r.update({key: v / k for key, v in t.items()})
         maps = exact(x, target=target).maps
         r["layer"] = exact.layer_name
         gmaps = grid(x, target=target).maps
@@ -97,30 +110,31 @@ def time_baselines(name, model, n, device, reps):
     n_masks, mb = 64, 32
     rise = cameras.RISE(model, n_masks=n_masks, batch_size=mb, progress=False)
     masked = [x.expand(mb, -1, -1, -1) * torch.rand(mb, 1, n, n, device=device) for _ in range(n_masks // mb)]
-    # one iteration's cost is the difference of a 25- and a 5-iteration run over 20, so the
-    # set-up (first forward, blur pyramid), paid once per 300-800 iterations, is left out
-    ep5 = cameras.ExtremalPerturbation(model, iterations=5, progress=False)
-    ep25 = cameras.ExtremalPerturbation(model, iterations=25, progress=False)
+    # an iteration is timed as a 50-iteration call over 50, so the set-up (first forward,
+    # blur pyramid), paid once per call of 300-800 iterations, is included (conservative);
+    # the floors are timed as 50 calls too, so that both sides span the same seconds
+    its = 50
+    ep = cameras.ExtremalPerturbation(model, iterations=its, progress=False)
 
     def fwd_bwd():
         # what an iteration needs: gradients to the input only, weights frozen
         with frozen_eval(model):
-            xi = x.clone().requires_grad_(True)
-            torch.autograd.grad(model(xi)[0, 0], xi)
+            for _ in range(its):
+                xi = x.clone().requires_grad_(True)
+                torch.autograd.grad(model(xi)[0, 0], xi)
 
     def fwd_bwd_weights():
         # a training-style backward that also computes every weight's gradient
-        xi = x.clone().requires_grad_(True)
-        model(xi)[0, 0].backward()
-        model.zero_grad(set_to_none=True)
+        for _ in range(its):
+            xi = x.clone().requires_grad_(True)
+            model(xi)[0, 0].backward()
+            model.zero_grad(set_to_none=True)
 
     r = {"model": name, "batch": 1, "kind": "baselines", "rise_masks": n_masks}
     r.update(interleaved_seconds({"rise": lambda: rise(x, target=t), "rise_floor": lambda: forward_all(model, masked)}, device, reps))
-    e = interleaved_seconds({"ep5": lambda: ep5(x, target=t), "ep25": lambda: ep25(x, target=t), "fwd_bwd": fwd_bwd,
-                             "fwd_bwd_weights": fwd_bwd_weights}, device, reps)
-    r["extremal_per_iter"] = (e["ep25"] - e["ep5"]) / 20
-    r["extremal_setup"] = e["ep5"] - 5 * r["extremal_per_iter"]
-    r["fwd_bwd"], r["fwd_bwd_weights"] = e["fwd_bwd"], e["fwd_bwd_weights"]
+    e = interleaved_seconds({"extremal": lambda: ep(x, target=t), "fwd_bwd": fwd_bwd, "fwd_bwd_weights": fwd_bwd_weights},
+                            device, reps)
+    r["extremal_per_iter"], r["fwd_bwd"], r["fwd_bwd_weights"] = (e[k] / its for k in ("extremal", "fwd_bwd", "fwd_bwd_weights"))
     print(json.dumps(r), flush=True)
     return r
 
@@ -198,7 +212,10 @@ def cpu_allocator_effect():
 def cpu_memory(name, b):
     out = {}
     for kind in ("forward", "cameras"):
-        res = subprocess.run([sys.executable, __file__, "--probe", kind, name, str(b)], capture_output=True, text=True, check=True)
+        # glibc's default allocator: the tuned one keeps the warm-up's peak resident, which
+        # would hide the measured call's own peak
+        res = subprocess.run([sys.executable, __file__, "--probe", kind, name, str(b)], capture_output=True, text=True,
+                             check=True, env={**os.environ, "CAMERAS_CPU_ALLOCATOR": "default"})
         out[kind] = json.loads(res.stdout.strip().splitlines()[-1])
     return {"model": name, "batch": b, "kind": "memory", "rss_base_MB": out["forward"]["base"],
             "rss_forward_max_MB": out["forward"]["peak"], "rss_cameras_MB": out["cameras"]["peak"],

@@ -258,6 +258,24 @@ def test_smooth_mask_matches_per_pixel_definition(size, step, sigma):
     assert (g_got.double() - g_ref).abs().max().item() < 1e-4 * g_ref.abs().max().item()
 
 
+def test_area_penalty_equals_the_sorted_definition_with_ties():
+    from cameras.methods.extremal import area_penalty
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(100):
+        n = int(torch.randint(2, 60, (), generator=g))
+        n_zero = int(torch.randint(0, n, (), generator=g))
+        levels = int(torch.randint(1, 5, (), generator=g))
+        m = (torch.rand(3, n, generator=g) * levels).round().div(levels).requires_grad_(True)  # many ties
+        ref = torch.zeros(n)
+        ref[n_zero:] = 1
+        want = ((m.sort(dim=1, stable=True).values - ref) ** 2).mean(1)
+        (g_want,) = torch.autograd.grad(want.sum(), m)
+        got = area_penalty(m, n_zero)
+        (g_got,) = torch.autograd.grad(got.sum(), m)
+        assert torch.allclose(got, want, atol=1e-6) and torch.allclose(g_got, g_want, atol=1e-6)
+
+
 def test_extremal_covers_region_with_requested_area():
     region = ((36, 60), (44, 68))
     net = RegionNet(region, scale=1000.0)  # a logit as sensitive as a real network's
