@@ -58,11 +58,16 @@ def time_model(name, batches, device, reps, naive_batches, extras):
         gc = cameras.GradCAM(model, layer=exact.layer)
         inputs = scaled_inputs(x, exact)
         r = {"model": name, "batch": b, "input": n, "layer": exact.layer_name}
-        r.update(interleaved_seconds({
+        fns = {
             "floor": lambda: forward_all(model, inputs),
             "cameras": lambda: exact(x, target=target),
             "cameras_grid": lambda: grid(x, target=target),
-        }, device, reps))
+        }
+        split = [[xi[sl] for sl in exact.sub_batches(b, tuple(xi.shape[-2:]), device)] for xi in inputs]
+        if any(len(p) > 1 for p in split):
+            # the floor of the same forward passes CAMERAS runs (its batch split per scale)
+            fns["floor_split"] = lambda: forward_all(model, [p for parts in split for p in parts])
+        r.update(interleaved_seconds(fns, device, reps))
         if device.type == "cpu" and b == 8:
             # per-image time at batch 8 against batch 1 from one round-robin group, so that
             # the drift of a shared machine between groups does not decide the comparison

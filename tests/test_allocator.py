@@ -57,3 +57,6 @@ def test_cli_tunes_at_start(monkeypatch):
     monkeypatch.setattr(alloc, "tune_cpu_allocator", lambda: calls.append(1) or True)
     assert CliRunner().invoke(main, ["methods"]).exit_code == 0
     assert calls == [1]
+    # the app is a long-running server: it keeps glibc's behaviour
+    assert CliRunner().invoke(main, ["app", "--help"]).exit_code == 0
+    assert calls == [1]

@@ -287,6 +287,7 @@ def test_sub_batches_give_the_whole_batch_result(resnet):
     whole = cameras.CAMERAS(resnet, scales=scales, batch_pixels=None)
     split = cameras.CAMERAS(resnet, scales=scales, batch_pixels=2 * 96 * 96)
     assert [len(split.sub_batches(5, s, x.device)) for s in split.scale_sizes(64, 64)] == [2, 3, 5, 5]
+    assert [sl.stop - sl.start for sl in split.sub_batches(5, (96, 96), x.device)] == [2, 2, 1]
     calls = []
     hook = resnet.fc.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
     try:

@@ -5,10 +5,14 @@ unmaps them on ``free``. The activations of a forward pass at 424 px and above a
 than that, so every pass maps its memory anew and page-faults it in: on the benchmark's
 2-core CPU an EfficientNet-Lite0 forward pass at 424 px ran 1.5× slower at batch 1 and
 2.7× slower per image at batch 8 than with the blocks kept (``benchmarks/run.py`` measures
-it). :func:`tune_cpu_allocator` raises the mmap and trim thresholds so freed blocks are
-reused. The price: the process keeps its peak heap until it exits, which a one-shot
-command does anyway. The ``cameras`` command calls it at start-up (set
-``CAMERAS_CPU_ALLOCATOR=default`` to leave glibc alone); from Python it is an opt-in.
+it). :func:`tune_cpu_allocator` raises glibc's mmap threshold to 1 GiB (32 MiB, the old
+cap, where an older glibc refuses more) and its trim threshold to the maximum, so freed
+blocks stay in the heap and are reused. The price: the process keeps its peak heap until it
+exits, which a one-shot command does anyway; blocks above the threshold, and those of
+threads other than the main one beyond their arena's 64 MiB heaps, are still mapped per
+use. The ``cameras`` command calls it at start-up, except ``cameras app``, a long-running
+server (set ``CAMERAS_CPU_ALLOCATOR=default`` to leave glibc alone); from Python it is an
+opt-in.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import platform
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_M_MMAP_MAX = -4
 _state = {"tuned": False}
 
 
@@ -33,7 +36,8 @@ def tune_cpu_allocator() -> bool:
 
     Example:
         >>> import platform
-        >>> tune_cpu_allocator() == (platform.libc_ver()[0] == "glibc" and os.environ.get("CAMERAS_CPU_ALLOCATOR") != "default")
+        >>> opted_out = os.environ.get("CAMERAS_CPU_ALLOCATOR", "").lower() == "default"
+        >>> tune_cpu_allocator() == (platform.libc_ver()[0] == "glibc" and not opted_out)
         True
     """
     if _state["tuned"]:
@@ -50,9 +54,10 @@ def tune_cpu_allocator() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    # never return the top of the heap to the OS, and serve large blocks from the heap; if
-    # this glibc caps the mmap threshold, switch mmap off for malloc altogether
-    ok = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
-    ok = (mallopt(_M_MMAP_THRESHOLD, 2**30) == 1 or mallopt(_M_MMAP_MAX, 0) == 1) and ok
-    _state["tuned"] = ok
-    return ok
+    # serve blocks up to 1 GiB from the heap (glibc before 2.35 caps the threshold at 32 MiB
+    # on 64-bit systems), then never return the top of the heap to the OS
+    if mallopt(_M_MMAP_THRESHOLD, 2**30) != 1 and mallopt(_M_MMAP_THRESHOLD, 32 * 2**20) != 1:
+        return False
+    mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    _state["tuned"] = True
+    return True

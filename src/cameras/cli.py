@@ -93,15 +93,18 @@ def build_method(cls, model, options: dict):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cameras")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """CAMERAS: high-resolution saliency maps for PyTorch image classifiers.
 
-    On Linux the CPU allocator is tuned to reuse large blocks (forward passes at 424 px and
-    above run up to 2.7× faster per image); CAMERAS_CPU_ALLOCATOR=default leaves it alone.
+    On Linux every command but `app` tunes the CPU allocator to reuse large blocks (large
+    forward passes run up to 2.7× faster per image); CAMERAS_CPU_ALLOCATOR=default leaves it
+    alone.
     """
     from .allocator import tune_cpu_allocator
 
-    tune_cpu_allocator()
+    if ctx.invoked_subcommand != "app":
+        tune_cpu_allocator()
 
 
 @main.command()

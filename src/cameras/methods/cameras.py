@@ -161,9 +161,9 @@ class CAMERAS(SaliencyMethod):
 
         Example:
             >>> import torchvision
-            >>> cam = CAMERAS(torchvision.models.resnet18(), batch_pixels=2 * 224 * 224)
-            >>> cam.sub_batches(5, (224, 224), torch.device("cpu"))
-            [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+            >>> cam = CAMERAS(torchvision.models.resnet18(), batch_pixels=3 * 224 * 224)
+            >>> cam.sub_batches(8, (224, 224), torch.device("cpu"))  # 3 per pass: 3 passes, sizes 3, 3, 2
+            [slice(0, 3, None), slice(3, 6, None), slice(6, 8, None)]
         """
         budget = self.batch_pixels
         if budget == "auto":
@@ -172,8 +172,11 @@ class CAMERAS(SaliencyMethod):
             return [slice(0, batch)]
         per = max(1, int(budget) // (size[0] * size[1]))
         n = -(-batch // per)  # passes needed
-        step = -(-batch // n)  # near-equal sizes
-        return [slice(i, min(i + step, batch)) for i in range(0, batch, step)]
+        q, r = divmod(batch, n)  # sizes q+1 (r of them) and q
+        bounds = [0]
+        for i in range(n):
+            bounds.append(bounds[-1] + q + (i < r))
+        return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
     def _pass(self, xt: Tensor, target: Tensor | None, cap: LayerCapture, first: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """One forward and one backward to the layer: (float logits, target, activation, gradient).
@@ -209,15 +212,16 @@ class CAMERAS(SaliencyMethod):
         logits0 = None
         with LayerCapture(self.layer, self.layer_name) as cap:
             for t, size in enumerate(sizes):
-                self.check_stop()
                 parts = []
                 for sl in self.sub_batches(B, size, x.device):
+                    self.check_stop()
                     xt = x[sl] if t == 0 else F.interpolate(x[sl], size=size, mode=self.resample, align_corners=False)
                     parts.append(self._pass(xt, None if target is None else target[sl], cap, t == 0))
                 logits, tgt, act, grad = (p[0] if len(parts) == 1 else torch.cat(p) for p in zip(*parts))
                 del parts
                 if t == 0:
-                    target, probs = self.pick_targets(logits, tgt)
+                    target = tgt  # checked, or each image's top-1, in _pass
+                    probs = logits.softmax(1).gather(1, target[:, None])[:, 0]
                     logits0 = logits
                     kept = torch.ones(B, dtype=torch.bool, device=x.device)
                 else:

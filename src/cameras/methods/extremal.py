@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ..core.base import SaliencyMethod, progress_bar
 from ..core.errors import InputError
@@ -28,7 +29,8 @@ class _SmoothMax(torch.autograd.Function):
     the reductions over them add whole planes, the backward pass sums each cell's pixels by
     average pooling, and every full-size tensor is touched about ten times in all: about 4×
     faster than gathering B×H×W×K values on a CPU. With ``shift=False`` the caller promises
-    |T·v| ≤ 80, so exp(T·v) neither overflows nor underflows and the max-shift is skipped.
+    |v| ≤ 1 and K·T·e^T far below the dtype's range, so neither exp(T·v) nor the sums
+    overflow or underflow and the per-pixel max-shift is skipped.
     """
 
     @staticmethod
@@ -42,6 +44,7 @@ class _SmoothMax(torch.autograd.Function):
         return m
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g: Tensor):
         u, e, z, m, tw = ctx.saved_tensors
         # ∂m/∂v_k = softmax_k · (1 + T·v_k − T·m); ∂v_k/∂p_k = w_k, summed over the cell's pixels
@@ -69,7 +72,10 @@ class SmoothMask(nn.Module):
 
     def __init__(self, size: tuple[int, int], step: int = 7, sigma: float = 21.0, temperature: float = 20.0):
         super().__init__()
+        if int(step) != step or step < 1 or sigma <= 0 or temperature <= 0:
+            raise InputError(f"step must be a positive integer and sigma, temperature positive; got {step}, {sigma}, {temperature}")
         self.size, self.step, self.sigma, self.temperature = size, int(step), float(sigma), float(temperature)
+        step = self.step
         margin = self.sigma
         self.radius = radius = 1 + math.ceil(self.sigma / step)
         # grid points every `step` px from -(margin + radius·step) to n + margin + radius·step,
@@ -98,14 +104,16 @@ class SmoothMask(nn.Module):
         """params B×gh×gw → mask B×H×W in [0, 1].
 
         ``bounded=True`` promises every parameter lies in [-1, 1] (Extremal Perturbation clamps
-        them to [0, 1]), which lets a temperature up to 80 skip the softmax's max-shift.
+        them to [0, 1]), which lets float32/float64 with a moderate temperature (K·T·e^T < 1e30,
+        T ≲ 60 for K = 81) skip the softmax's per-pixel max-shift.
         """
         B = params.shape[0]
         k = 2 * self.radius + 1
         gh, gw = self.grid_shape
         p = F.unfold(params[:, None], k).view(B, k * k, gh - k + 1, gw - k + 1)
         p = p[:, :, self.cells[0][0] : self.cells[0][1], self.cells[1][0] : self.cells[1][1]]
-        shift = not (bounded and self.temperature <= 80)
+        k2, t = k * k, self.temperature
+        shift = not (bounded and params.dtype in (torch.float32, torch.float64) and k2 * t * math.exp(min(t, 80.0)) < 1e30)
         m = _SmoothMax.apply(p, self.weight.to(params.dtype), self.step, self.temperature, shift)
         (oy, ox), (H, W) = self.crop, self.size
         return m[:, oy : oy + H, ox : ox + W].clamp(0, 1)
