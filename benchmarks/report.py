@@ -188,7 +188,7 @@ def section(res):
                        f"{r['extremal_per_iter'] / r['fwd_bwd_weights']:.2f}× one that also computes weight gradients). "
                        "The rest is the method's own mask: each pixel's smooth maximum over its 81 grid neighbours "
                        "(for a 224² image, 4 million exponentials and about ten passes over 16 MB each, forward and "
-                       "backward, already about 4× cheaper than gathering the neighbours), the area constraint's "
+                       "backward), the area constraint's "
                        "selection and the blur-pyramid blend. It is inherent in the mask's parametrisation (step "
                        "7 px, σ = 21), not in the model.")
     out.append("")

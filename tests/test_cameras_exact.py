@@ -74,17 +74,22 @@ def test_matches_reference_resnet(resnet, target):
     assert res.targets.tolist() == tg
 
 
-def test_dropped_scale_matches_reference(resnet):
-    # search (deterministically) for an input whose prediction flips at some scale
-    feats, head = resnet_split(resnet)
-    scales = [64, 96, 128, 160]
+def flipping_input(net, scales):
+    """A 1×3×64×64 input whose prediction flips at some scale (deterministic search), with
+    the reference map and kept scales."""
+    feats, head = resnet_split(net)
     for seed in range(50):
         torch.manual_seed(seed)
         x = torch.randn(1, 3, 64, 64)
         want, kept, _ = reference_cameras(feats, head, x, scales)
         if len(kept[0]) < len(scales):
-            break
-    assert len(kept[0]) < len(scales), "no flipping case found"
+            return x, want, kept
+    raise AssertionError("no flipping case found")
+
+
+def test_dropped_scale_matches_reference(resnet):
+    scales = [64, 96, 128, 160]
+    x, want, kept = flipping_input(resnet, scales)
     res = cameras.CAMERAS(resnet, scales=scales)(x)
     assert res.kept_scales == kept
     assert (res.maps - want).abs().max().item() < 1e-5
@@ -276,13 +281,8 @@ def test_constant_gradient_shortcut_is_exact():
 
 def test_sub_batches_give_the_whole_batch_result(resnet):
     # a batch with an image whose prediction flips at some scale, split unevenly per scale
-    feats, head = resnet_split(resnet)
     scales = [64, 96, 128, 160]
-    for seed in range(50):
-        torch.manual_seed(seed)
-        flip = torch.randn(1, 3, 64, 64)
-        if len(reference_cameras(feats, head, flip, scales)[1][0]) < len(scales):
-            break
+    flip, _, _ = flipping_input(resnet, scales)
     x = torch.cat([torch.randn(2, 3, 64, 64), flip, torch.randn(2, 3, 64, 64)])
     whole = cameras.CAMERAS(resnet, scales=scales, batch_pixels=None)
     split = cameras.CAMERAS(resnet, scales=scales, batch_pixels=2 * 96 * 96)

@@ -3,9 +3,9 @@
 glibc's ``malloc`` serves large blocks (from 128 KiB, adapting up to 32 MiB) by ``mmap`` and
 unmaps them on ``free``. The activations of a forward pass at 424 px and above are larger
 than that, so every pass maps its memory anew and page-faults it in: on the benchmark's
-2-core CPU an EfficientNet-Lite0 forward pass at 424 px ran 1.5× slower at batch 1 and
-2.7× slower per image at batch 8 than with the blocks kept (``benchmarks/run.py`` measures
-it). :func:`tune_cpu_allocator` raises glibc's mmap threshold to 1 GiB (32 MiB, the old
+2-core CPU an EfficientNet-Lite0 forward pass at 924 px ran 1.6× slower at batch 1 and
+3.0× slower per image at batch 8 than with the blocks kept (``make bench``, the allocator
+table of BENCHMARKS.md). :func:`tune_cpu_allocator` raises glibc's mmap threshold to 1 GiB (32 MiB, the old
 cap, where an older glibc refuses more) and its trim threshold to the maximum, so freed
 blocks stay in the heap and are reused. The price: the process keeps its peak heap until it
 exits, which a one-shot command does anyway; blocks above the threshold, and those of

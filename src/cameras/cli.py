@@ -98,7 +98,7 @@ def main(ctx: click.Context) -> None:
     """CAMERAS: high-resolution saliency maps for PyTorch image classifiers.
 
     On Linux every command but `app` tunes the CPU allocator to reuse large blocks (large
-    forward passes run up to 2.7× faster per image); CAMERAS_CPU_ALLOCATOR=default leaves it
+    forward passes ran up to 3× faster per image in BENCHMARKS.md); CAMERAS_CPU_ALLOCATOR=default leaves it
     alone.
     """
     from .allocator import tune_cpu_allocator

@@ -17,9 +17,9 @@ from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
 
 DEFAULT_SCALES: tuple[int, ...] = tuple(range(224, 1000, 100))  # 224, 324, ..., 924
-# batch_pixels="auto": on a CPU, forward passes over about two 324×324 images at a time are
-# fastest per image (larger ones fall out of the caches and run up to 2× slower per image,
-# see BENCHMARKS.md); on a GPU the whole batch runs at once.
+# batch_pixels="auto": on a CPU, one forward pass over a large batch ran slower per image
+# than passes over about two 324×324 images (see BENCHMARKS.md); on a GPU the whole batch
+# runs at once.
 AUTO_BATCH_PIXELS: dict[str, int | None] = {"cpu": 2 * 324 * 324}
 _AMP = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _FP16_GRAD_SCALE = 1024.0
