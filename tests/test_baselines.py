@@ -249,13 +249,17 @@ def test_smooth_mask_matches_per_pixel_definition(size, step, sigma):
             v = torch.stack(vals, 1)
             rows.append((y, x, (v * torch.softmax(20.0 * v, 1)).sum(1).clamp(0, 1)))
     ref = torch.stack([m for _, _, m in rows], 1).view(2, *size)
-    got = gen(params.float().detach().requires_grad_(True))
-    assert (got.double() - ref).abs().max().item() < 1e-5
     probe = torch.rand(2, *size, dtype=torch.float64)
     (g_ref,) = torch.autograd.grad((ref * probe).sum(), params)
-    p32 = params.detach().float().requires_grad_(True)
-    (g_got,) = torch.autograd.grad((gen(p32) * probe.float()).sum(), p32)
-    assert (g_got.double() - g_ref).abs().max().item() < 1e-4 * g_ref.abs().max().item()
+    # both code paths (max-shifted softmax, and the unshifted one for parameters in [0, 1])
+    # in both dtypes; float64 to rounding, float32 to its precision
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float64, 1e-12)):
+        for bounded in (False, True):
+            p = params.detach().to(dtype).requires_grad_(True)
+            got = gen(p, bounded=bounded)
+            assert got.dtype == dtype and (got.double() - ref).abs().max().item() < tol
+            (g_got,) = torch.autograd.grad((got * probe.to(dtype)).sum(), p)
+            assert (g_got.double() - g_ref).abs().max().item() < 10 * tol * g_ref.abs().max().item()
 
 
 def test_area_penalty_equals_the_sorted_definition_with_ties():

@@ -21,35 +21,43 @@ def _flat_top(d: Tensor, sigma: float) -> Tensor:
 
 
 class _SmoothMax(torch.autograd.Function):
-    """Smooth maximum over K neighbours, m = Σ_k v_k softmax(T·v)_k with v = upsample(p)·w.
+    """Smooth maximum over K neighbours, m = Σ_k v_k softmax(T·v)_k with v_k = p_k·w_k, per cell.
 
-    ``p`` is B×K×Cy×Cx (the K grid values around each cell), ``tw`` = T·w is K×(Cy·s)×(Cx·s)
-    (each neighbour's kernel weight at each pixel, the same pattern in every s×s cell, times
-    the temperature); the result is B×(Cy·s)×(Cx·s). Neighbours are the outer dimension, so
-    the reductions over them add whole planes, the backward pass sums each cell's pixels by
-    average pooling, and every full-size tensor is touched about ten times in all, far fewer
-    than gathering B×H×W×K values and reducing over a last dimension of 81. With ``shift=False`` the caller promises
-    |v| ≤ 1 and K·T·e^T far below the dtype's range, so neither exp(T·v) nor the sums
-    overflow or underflow and the per-pixel max-shift is skipped.
+    Cell-major layout: ``p`` is N×K (N = batch × cells, the K grid values around each cell),
+    ``tw`` = T·w is K×P (each neighbour's kernel weight at each of the P = step² pixels of a
+    cell, the same in every cell, times the temperature); the result is N×P. Since p is
+    constant over a cell, the weighted sums over neighbours are per-cell matrix products:
+    T·Σ_k v_k e_k = p·(T·w ⊙ e) in the forward pass and Σ_pixels (T·w ⊙ e)·(…) in the
+    backward pass, so one N×K×P tensor is written, exponentiated and scaled in place, and
+    read by batched matrix products; nothing of that size is upsampled, gathered or kept
+    twice. With ``shift=False`` the caller promises |v| ≤ 1 and K·T·e^T far below the
+    dtype's range, so neither exp(T·v) nor the sums overflow or underflow and the per-pixel
+    max-shift is skipped.
     """
 
     @staticmethod
-    def forward(ctx, p: Tensor, tw: Tensor, s: int, temperature: float, shift: bool) -> Tensor:
-        u = F.interpolate(p, scale_factor=s, mode="nearest").mul_(tw)  # T·v, B×K×H'×W'
-        e = (u - u.amax(1, keepdim=True)).exp_() if shift else u.exp()
-        z = e.sum(1)
-        m = torch.linalg.vecdot(u, e, dim=1).div_(z * temperature)
-        ctx.save_for_backward(u, e, z, m, tw)
-        ctx.s, ctx.temperature = s, temperature
+    def forward(ctx, p: Tensor, tw: Tensor, temperature: float, shift: bool) -> Tensor:
+        u = p[:, :, None] * tw  # T·v, N×K×P
+        e = (u - u.amax(1, keepdim=True)).exp_() if shift else u.exp_()
+        del u
+        z = e.sum(1)  # N×P
+        ew = e.mul_(tw)  # T·w ⊙ e
+        m = torch.bmm(p[:, None], ew)[:, 0].div_(z * temperature)  # Σ_k p_k T w_k e_k / (T z)
+        ctx.save_for_backward(p, ew, z, m, tw)
+        ctx.temperature = temperature
         return m
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g: Tensor):
-        u, e, z, m, tw = ctx.saved_tensors
-        # ∂m/∂v_k = softmax_k · (1 + T·v_k − T·m); ∂v_k/∂p_k = w_k, summed over the cell's pixels
-        gv = torch.add(u, (1 - ctx.temperature * m)[:, None]).mul_(e).mul_(tw).mul_((g / (z * ctx.temperature))[:, None])
-        return F.avg_pool2d(gv, ctx.s).mul_(ctx.s * ctx.s), None, None, None, None
+        p, ew, z, m, tw = ctx.saved_tensors
+        t = ctx.temperature
+        # ∂m/∂v_k = softmax_k·(1 + T·v_k − T·m) and ∂v_k/∂p_k = w_k, summed over the cell:
+        # ∂L/∂p_k = Σ_pixels T w_k e_k·(p_k·T w_k + 1 − T m)·G with G = g / (T z)
+        gz = g / (z * t)
+        lin = torch.bmm(ew, ((1 - t * m) * gz)[:, :, None])[:, :, 0]
+        quad = torch.bmm(ew * tw, gz[:, :, None])[:, :, 0]
+        return quad.mul_(p).add_(lin), None, None, None
 
 
 class SmoothMask(nn.Module):
@@ -93,12 +101,18 @@ class SmoothMask(nn.Module):
             self.crop.append(-start)
             pos = torch.arange(step, dtype=torch.float64) + start + margin - first * step
             dist.append(pos[:, None] - offs[None] * step)  # step×(2r+1): pixel to neighbour
-        d = torch.sqrt(dist[0][:, None, :, None] ** 2 + dist[1][None, :, None, :] ** 2)  # ky×kx×a×b
+        d = torch.sqrt(dist[0][:, None, :, None] ** 2 + dist[1][None, :, None, :] ** 2)  # in-cell y, x × neighbour y, x
         k = (2 * radius + 1) ** 2
-        w = _flat_top(d, self.sigma).float().reshape(step, step, k).permute(2, 0, 1)  # K×ky×kx
-        cy, cx = (c[1] - c[0] for c in self.cells)
-        w = w[:, None, :, None, :].expand(k, cy, step, cx, step).reshape(k, cy * step, cx * step)
-        self.register_buffer("weight", (self.temperature * w).contiguous(), persistent=False)  # T·w
+        w = _flat_top(d, self.sigma).reshape(step * step, k).t()  # K×(step·step), row-major in-cell
+        self._tw64 = (self.temperature * w).contiguous()  # T·w in float64, cast once per dtype and device
+        self._tw: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+    def weight(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """T·w, K×step²: the temperature times each neighbour's kernel weight at each in-cell pixel."""
+        key = (dtype, torch.device(device))
+        if key not in self._tw:
+            self._tw[key] = self._tw64.to(device=device, dtype=dtype)
+        return self._tw[key]
 
     def forward(self, params: Tensor, bounded: bool = False) -> Tensor:
         """params B×gh×gw → mask B×H×W in [0, 1].
@@ -108,13 +122,16 @@ class SmoothMask(nn.Module):
         T ≲ 60 for K = 81) skip the softmax's per-pixel max-shift.
         """
         B = params.shape[0]
-        k = 2 * self.radius + 1
+        k, s = 2 * self.radius + 1, self.step
         gh, gw = self.grid_shape
         p = F.unfold(params[:, None], k).view(B, k * k, gh - k + 1, gw - k + 1)
         p = p[:, :, self.cells[0][0] : self.cells[0][1], self.cells[1][0] : self.cells[1][1]]
+        cy, cx = p.shape[2:]
+        p = p.permute(0, 2, 3, 1).reshape(B * cy * cx, k * k)  # one row of K neighbours per cell
         k2, t = k * k, self.temperature
         shift = not (bounded and params.dtype in (torch.float32, torch.float64) and k2 * t * math.exp(min(t, 80.0)) < 1e30)
-        m = _SmoothMax.apply(p, self.weight.to(params.dtype), self.step, self.temperature, shift)
+        m = _SmoothMax.apply(p, self.weight(params.dtype, params.device), t, shift)  # (B·cells)×(s·s)
+        m = m.view(B, cy, cx, s, s).transpose(2, 3).reshape(B, cy * s, cx * s)
         (oy, ox), (H, W) = self.crop, self.size
         return m[:, oy : oy + H, ox : ox + W].clamp(0, 1)
 
