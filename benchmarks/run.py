@@ -108,6 +108,17 @@ def time_model(name, batches, device, reps, naive_batches, extras):
     return rows
 
 
+class _AverageModel(torch.nn.Module):
+    """1000 logits from the image's channel means: a model whose forward and backward cost nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(3, 1000, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        return x.mean((2, 3)) @ self.w
+
+
 def time_baselines(name, model, n, device, reps):
     """RISE vs its masked forward passes; one Extremal iteration vs one forward+backward."""
     x = batch_input(1, n, device)
@@ -135,11 +146,16 @@ def time_baselines(name, model, n, device, reps):
             model(xi)[0, 0].backward()
             model.zero_grad(set_to_none=True)
 
+    # Extremal's own work per iteration (smooth mask, blur-pyramid blend, area selection, the
+    # optimiser): the same call on a model that only averages the image into 1000 logits
+    own = cameras.ExtremalPerturbation(_AverageModel().to(device), iterations=its, progress=False)
+
     r = {"model": name, "batch": 1, "kind": "baselines", "rise_masks": n_masks}
     r.update(interleaved_seconds({"rise": lambda: rise(x, target=t), "rise_floor": lambda: forward_all(model, masked)}, device, reps))
-    e = interleaved_seconds({"extremal": lambda: ep(x, target=t), "fwd_bwd": fwd_bwd, "fwd_bwd_weights": fwd_bwd_weights},
-                            device, reps)
-    r["extremal_per_iter"], r["fwd_bwd"], r["fwd_bwd_weights"] = (e[k] / its for k in ("extremal", "fwd_bwd", "fwd_bwd_weights"))
+    e = interleaved_seconds({"extremal": lambda: ep(x, target=t), "fwd_bwd": fwd_bwd, "fwd_bwd_weights": fwd_bwd_weights,
+                             "extremal_own": lambda: own(x, target=t)}, device, reps)
+    keys = ("extremal", "fwd_bwd", "fwd_bwd_weights", "extremal_own")
+    r["extremal_per_iter"], r["fwd_bwd"], r["fwd_bwd_weights"], r["extremal_own_per_iter"] = (e[k] / its for k in keys)
     print(json.dumps(r), flush=True)
     return r
 
