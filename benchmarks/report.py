@@ -44,7 +44,12 @@ def section(res):
            f"random inputs, explicit target (every scale kept). Seconds per batch, medians."
            + (" CPU allocator tuned as by the `cameras` command (`cameras.allocator`"
               + ("; the last table shows why)." if any(r.get("kind") == "allocator" for r in res["rows"]) else ").")
-              if res.get("allocator") == "tuned" and res["device"] == "cpu" else "")]
+              if res.get("allocator") == "tuned" and res["device"] == "cpu" else "")
+           + (" Rounds (each times every compared function once, one after another; the median of each is "
+              f"reported): CAMERAS and floors {res['rounds']['cameras']} ({res['rounds']['batch8']} at batch 8, "
+              f"{res['rounds']['batch8_vs_1']} for batch 8 against batch 1), Grad-CAM and one forward "
+              f"{res['rounds']['gradcam']} (blocks of 10 calls), RISE and Extremal {res['rounds']['rise_extremal']}."
+              if "rounds" in res else "")]
     lines = []
     for r in rows:
         ratio = r["cameras"] / r["floor"]

@@ -41,7 +41,7 @@ def batch_input(b, n, device):
     return torch.randn(b, 3, n, n, generator=g).to(device)
 
 
-def time_model(name, batches, device, reps, naive_batches, extras):
+def time_model(name, batches, device, reps, naive_batches, extras, extra_reps=None):
     base_reps = reps
     bundle = load(name, device)
     model = bundle.model
@@ -78,12 +78,14 @@ def time_model(name, batches, device, reps, naive_batches, extras):
                 "floor_b1": lambda: forward_all(model, inputs1),
                 "cameras_b8": lambda: exact(x, target=target),
                 "floor_b8": lambda: forward_all(model, inputs),
-            }, device, reps).items()})
-        k = 10  # Grad-CAM and one forward take milliseconds: time blocks of k calls
+            }, device, base_reps).items()})
+        # Grad-CAM and one forward take milliseconds: time blocks of k calls, and three times
+        # as many rounds as the long calls, since a block spans a moment of a noisy machine
+        k = 10
         t = interleaved_seconds({
             "forward": lambda: [forward_all(model, [x]) for _ in range(k)],
             "gradcam": lambda: [gc(x, target=target) for _ in range(k)],
-        }, device, reps)
+        }, device, 3 * base_reps)
         r.update({key: v / k for key, v in t.items()})
         maps = exact(x, target=target).maps
         r["layer"] = exact.layer_name
@@ -104,7 +106,7 @@ def time_model(name, batches, device, reps, naive_batches, extras):
         rows.append(r)
         print(json.dumps(r), flush=True)
     if extras:
-        rows.append(time_baselines(name, model, n, device, reps))
+        rows.append(time_baselines(name, model, n, device, extra_reps or reps))
     return rows
 
 
@@ -267,6 +269,7 @@ def main():
     models = ["efficientnet_lite0", "resnet50"] + (["densenet121", "inception_v3"] if cuda else [])
     batches = [1] if a.quick else [1, 8]
     reps = 2 if a.quick else (5 if cuda else 3)
+    extra_reps = reps if (cuda or a.quick) else 7  # RISE and Extremal: seconds per round, so more rounds
     t0 = time.time()
     rows = []
     if not cuda and not a.quick:
@@ -274,7 +277,7 @@ def main():
         print(json.dumps(rows[-1]), flush=True)
     for name in models:
         rows += time_model(name, batches, device, reps, naive_batches=[1] if not cuda else batches,
-                           extras=name in ("efficientnet_lite0", "resnet50") or cuda)
+                           extras=name in ("efficientnet_lite0", "resnet50") or cuda, extra_reps=extra_reps)
         if not cuda:
             for b in batches:
                 rows.append(cpu_memory(name, b))
@@ -282,7 +285,9 @@ def main():
     dev_name = torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()
     threads = torch.get_num_threads()
     result = {"device": str(device.type), "device_name": dev_name, "threads": threads, "torch": torch.__version__,
-              "allocator": "tuned" if tuned else "default", "scales": SCALES, "seconds_total": time.time() - t0, "rows": rows}
+              "allocator": "tuned" if tuned else "default", "scales": SCALES,
+              "rounds": {"cameras": reps, "batch8": max(2, reps - 1) if not cuda else reps, "batch8_vs_1": reps, "gradcam": 3 * reps,
+                         "rise_extremal": extra_reps}, "seconds_total": time.time() - t0, "rows": rows}
     out = Path(a.out) if a.out else HERE / "results" / f"{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
