@@ -50,6 +50,8 @@ def section(res):
               f"{res['rounds']['batch8_vs_1']} for batch 8 against batch 1), Grad-CAM and one forward "
               f"{res['rounds']['gradcam']} (blocks of 10 calls), RISE and Extremal {res['rounds']['rise_extremal']}."
               if "rounds" in res else "")]
+    if res.get("note"):
+        out += ["", res["note"]]
     lines = []
     for r in rows:
         ratio = r["cameras"] / r["floor"]
@@ -126,7 +128,8 @@ def section(res):
                       "× (forward+backward + own work)"], lines)
         out += ["", ("An iteration is a 50-iteration call over 50, its set-up (first forward, blur pyramid) included; "
                      "the floors are 50 calls over 50. The own work is the same call on a model that only averages the image "
-                     "into logits (no network), so forward+backward plus own work is what an iteration cannot go below."
+                     "into logits (no network), its set-up included; forward+backward plus own work is what an iteration would cost "
+                     "if nothing overlapped (on a noisy machine the last ratio scatters around 1)."
                      if any("fwd_bwd_weights" in r for r in base) else
                      "From an older run: an iteration was a 5-iteration call over 5, set-up included, and the floor "
                      "computed weight gradients too; the input-only floor was not measured.")]
@@ -204,7 +207,7 @@ def section(res):
                 line += (f" The method's own work, measured as the same call on a model that only averages the image, "
                          f"is {own:.0f} ms per iteration; the forward and backward plus that is "
                          f"{(r['fwd_bwd'] + r['extremal_own_per_iter']) / r['fwd_bwd']:.2f}× the forward and backward, "
-                         "so that is this method's floor on this model.")
+                         "which is what the method itself costs on this model.")
             line += (" Most of it is the smooth mask: each pixel's softmax over its 81 grid neighbours (step 7 px, "
                      "σ = 21), 4 million exponentials for a 224² image, computed as one tensor of that size and "
                      "batched matrix products per cell, forward and backward; the rest is the area constraint's "
