@@ -41,15 +41,26 @@ def batch_input(b, n, device):
     return torch.randn(b, 3, n, n, generator=g).to(device)
 
 
-def time_model(name, batches, device, reps, naive_batches, extras, extra_reps=None):
-    base_reps = reps
+def rounds_for(quick, cuda):
+    """Timing rounds per comparison: the long calls few, cheap or close comparisons more."""
+    reps = 2 if quick else (5 if cuda else 3)
+    return {"cameras": reps,
+            "batch8": reps if cuda else max(2, reps - 1),  # CPU batch 8 is slow
+            "batch8_vs_1": reps,
+            # Grad-CAM and one forward take milliseconds (timed in blocks of 10 calls): a block
+            # spans a moment of a noisy machine, so three times as many rounds
+            "gradcam": 3 * reps,
+            "rise_extremal": reps if (cuda or quick) else 7}  # seconds per round, so more rounds
+
+
+def time_model(name, batches, device, rounds, naive_batches, extras):
     bundle = load(name, device)
     model = bundle.model
     n = 224  # as the paper's timing study and the reference code, for every model
     layer = bundle.layer
     rows = []
     for b in batches:
-        reps = base_reps if (device.type == "cuda" or b == 1) else max(2, base_reps - 1)  # CPU batch 8 is slow
+        reps = rounds["cameras"] if b == 1 else rounds["batch8"]
         x = batch_input(b, n, device)
         with torch.no_grad():
             target = model(x).argmax(1)  # explicit top-1: every scale kept, maps non-trivial
@@ -78,14 +89,12 @@ def time_model(name, batches, device, reps, naive_batches, extras, extra_reps=No
                 "floor_b1": lambda: forward_all(model, inputs1),
                 "cameras_b8": lambda: exact(x, target=target),
                 "floor_b8": lambda: forward_all(model, inputs),
-            }, device, base_reps).items()})
-        # Grad-CAM and one forward take milliseconds: time blocks of k calls, and three times
-        # as many rounds as the long calls, since a block spans a moment of a noisy machine
-        k = 10
+            }, device, rounds["batch8_vs_1"]).items()})
+        k = 10  # Grad-CAM and one forward take milliseconds: time blocks of k calls
         t = interleaved_seconds({
             "forward": lambda: [forward_all(model, [x]) for _ in range(k)],
             "gradcam": lambda: [gc(x, target=target) for _ in range(k)],
-        }, device, 3 * base_reps)
+        }, device, rounds["gradcam"])
         r.update({key: v / k for key, v in t.items()})
         maps = exact(x, target=target).maps
         r["layer"] = exact.layer_name
@@ -106,7 +115,7 @@ def time_model(name, batches, device, reps, naive_batches, extras, extra_reps=No
         rows.append(r)
         print(json.dumps(r), flush=True)
     if extras:
-        rows.append(time_baselines(name, model, n, device, extra_reps or reps))
+        rows.append(time_baselines(name, model, n, device, rounds["rise_extremal"]))
     return rows
 
 
@@ -268,16 +277,15 @@ def main():
     cuda = device.type == "cuda"
     models = ["efficientnet_lite0", "resnet50"] + (["densenet121", "inception_v3"] if cuda else [])
     batches = [1] if a.quick else [1, 8]
-    reps = 2 if a.quick else (5 if cuda else 3)
-    extra_reps = reps if (cuda or a.quick) else 7  # RISE and Extremal: seconds per round, so more rounds
+    rounds = rounds_for(a.quick, cuda)
     t0 = time.time()
     rows = []
     if not cuda and not a.quick:
         rows.append(cpu_allocator_effect())
         print(json.dumps(rows[-1]), flush=True)
     for name in models:
-        rows += time_model(name, batches, device, reps, naive_batches=[1] if not cuda else batches,
-                           extras=name in ("efficientnet_lite0", "resnet50") or cuda, extra_reps=extra_reps)
+        rows += time_model(name, batches, device, rounds, naive_batches=[1] if not cuda else batches,
+                           extras=name in ("efficientnet_lite0", "resnet50") or cuda)
         if not cuda:
             for b in batches:
                 rows.append(cpu_memory(name, b))
@@ -286,8 +294,7 @@ def main():
     threads = torch.get_num_threads()
     result = {"device": str(device.type), "device_name": dev_name, "threads": threads, "torch": torch.__version__,
               "allocator": "tuned" if tuned else "default", "scales": SCALES,
-              "rounds": {"cameras": reps, "batch8": max(2, reps - 1) if not cuda else reps, "batch8_vs_1": reps, "gradcam": 3 * reps,
-                         "rise_extremal": extra_reps}, "seconds_total": time.time() - t0, "rows": rows}
+              "rounds": rounds, "seconds_total": time.time() - t0, "rows": rows}
     out = Path(a.out) if a.out else HERE / "results" / f"{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

@@ -245,7 +245,7 @@ class ExtremalPerturbation(SaliencyMethod):
             logits = self.model(x).detach().float()
             target, probs = self.pick_targets(logits, target)
             pyr = self._pyramid(x)
-        gen = SmoothMask((H, W), self.step, self.sigma).to(x.device)
+        gen = SmoothMask((H, W), self.step, self.sigma)  # its weights follow the parameters' device
         params = torch.full((B, *gen.grid_shape), self.init, device=x.device, requires_grad=True)
         opt = torch.optim.SGD([params], lr=self.lr, momentum=0.9, dampening=0.9)
         n_zero = int(math.floor((1 - self.area) * H * W))
