@@ -11,19 +11,34 @@ Example:
 from .core import (
     CamerasError,
     Cancelled,
+    ClassTarget,
     ImageError,
     InputError,
     LayerCapture,
     LayerError,
     ModelError,
+    OutputTarget,
     SaliencyMethod,
     SaliencyResult,
+    SigmoidTarget,
+    SoftmaxTarget,
+    Target,
     normalize_maps,
     resize_maps,
     resolve_layer,
 )
 from .images import load_image, preprocess
-from .methods import CAMERAS, RISE, ExtremalPerturbation, GradCAM, Gradient, NormGrad, available_methods, get_method
+from .methods import (
+    CAMERAS,
+    RISE,
+    ExtremalPerturbation,
+    GradCAM,
+    Gradient,
+    NormGrad,
+    available_methods,
+    build_method,
+    get_method,
+)
 from .methods.cameras import DEFAULT_SCALES, scale_schedule
 from .models import ModelBundle, load_model
 from .viz import overlay
@@ -40,15 +55,21 @@ __all__ = [
     "NormGrad",
     "CamerasError",
     "Cancelled",
+    "ClassTarget",
     "ImageError",
     "InputError",
     "LayerCapture",
     "LayerError",
     "ModelBundle",
     "ModelError",
+    "OutputTarget",
     "SaliencyMethod",
     "SaliencyResult",
+    "SigmoidTarget",
+    "SoftmaxTarget",
+    "Target",
     "available_methods",
+    "build_method",
     "get_method",
     "load_image",
     "load_model",

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from .core.errors import InputError
 from .core.guard import frozen_eval
+from .core.targets import ClassTarget, TargetLike, as_target, bind_target, class_scores
 
 DEFAULT_ALPHA = 1 / 255  # step size: one grey level per step
 DEFAULT_STEPS = 300  # step cap
@@ -84,11 +85,12 @@ def _attack(model, x01, target, eps, alpha, steps, norm, random_start, mask, nor
     B = x01.shape[0]
     g = torch.Generator(device="cpu").manual_seed(seed)
     with frozen_eval(model), torch.enable_grad():
-        if target is None:
-            with torch.no_grad():
-                target = model(normalize(x01)).argmin(1)  # least-likely class
-        target = torch.as_tensor(target, device=x01.device).long().expand(B).clone() if torch.as_tensor(target).dim() == 0 \
-            else torch.as_tensor(target, device=x01.device).long()
+        with torch.no_grad():
+            clean = model(normalize(x01))
+        goal = as_target(target, B, x01.device)
+        if goal is None:
+            goal = ClassTarget(class_scores(clean).argmin(1))  # least-likely class
+        goal = goal.bind(clean)
         if random_start:
             p = (torch.rand(x01.shape, generator=g) * 2 - 1).to(x01.device) * eps
             if norm == "l2":
@@ -103,12 +105,14 @@ def _attack(model, x01, target, eps, alpha, steps, norm, random_start, mask, nor
         prob = torch.zeros(B, device=x01.device)
         for _ in range(steps + 1):
             p.requires_grad_(True)
-            logits = model(normalize(x01 + p)).float()
-            prob = logits.softmax(1).gather(1, target[:, None])[:, 0].detach()
+            output = model(normalize(x01 + p))
+            prob = goal.probability(output)
             active = active & (prob < threshold)
             if not bool(active.any()) or bool((used >= steps).all()):
                 break
-            loss = F.cross_entropy(logits, target, reduction="sum")
+            # class targets: cross-entropy towards the class; other targets: raise their score
+            loss = F.cross_entropy(class_scores(output), goal.ids, reduction="sum") if goal.is_class \
+                else -goal.score(output).sum()
             if extra_loss is not None:
                 loss = loss + extra_loss(p).sum()
             (grad,) = torch.autograd.grad(loss, p)
@@ -124,13 +128,14 @@ def _attack(model, x01, target, eps, alpha, steps, norm, random_start, mask, nor
                 used = used + active.long()
         p = p.detach()
     flat = p.flatten(1)
-    return AttackResult(x01 + p, p, target, prob, prob >= threshold, used, flat.norm(dim=1), flat.abs().amax(1))
+    return AttackResult(x01 + p, p, goal.labels(B, x01.device), prob, prob >= threshold, used, flat.norm(dim=1),
+                        flat.abs().amax(1))
 
 
 def pgd(
     model: nn.Module,
     x: Tensor,
-    target: int | Tensor | None = None,
+    target: TargetLike = None,
     eps: float = 12 / 255,
     alpha: float = DEFAULT_ALPHA,
     steps: int = DEFAULT_STEPS,
@@ -145,7 +150,9 @@ def pgd(
 
     Args:
         x: B×C×H×W images in [0, 1]. target: class per image (int, B ints, or None for each
-            image's least-likely class). eps: radius of the ℓ∞ (or ℓ2) ball. alpha: step
+            image's least-likely class; cross-entropy towards it), or any target of
+            :mod:`cameras.targets` (its score is raised, its probability checked against
+            ``threshold``). eps: radius of the ℓ∞ (or ℓ2) ball. alpha: step
             size (ℓ2: step length along the normalised gradient). steps: cap.
         norm: "linf" or "l2". mask: B×1×H×W (or broadcastable) weights on the step, e.g. a
             region to attack. normalize: the model's input normalisation. threshold: an
@@ -165,7 +172,7 @@ def enhanced_pgd(
     x: Tensor,
     saliency: Tensor,
     beta: float = 50.0,
-    target: int | Tensor | None = None,
+    target: TargetLike = None,
     eps: float = 12 / 255,
     alpha: float = DEFAULT_ALPHA,
     steps: int = DEFAULT_STEPS,
@@ -202,7 +209,7 @@ def sanity_cleaning(
     x: Tensor,
     maps: Tensor,
     adversarial: Tensor,
-    true_class: Tensor,
+    true_class: TargetLike,
     fraction: float = 0.1,
     steps: int = 20,
     normalize: Callable[[Tensor], Tensor] | None = None,
@@ -212,6 +219,8 @@ def sanity_cleaning(
     Pixels of ``adversarial`` are set back to ``x`` in decreasing order of ``maps``, in
     ``steps`` equal batches up to ``fraction`` of the pixels (one forward per batch and
     step); after each the true-class probability is recorded (point 0: nothing restored).
+    ``true_class`` is a class per image or any target of :mod:`cameras.targets` (its
+    probability is read).
     Area_Ideal = P(K(x)) × n (n pixels cleaned), Area_Ψ = trapezoid area under the curve over
     the cleaned pixel count, Sanity = (Area_Ideal − Area_Ψ)/Area_Ideal ∈ [0, 1] (smaller is
     saner).
@@ -237,14 +246,16 @@ def sanity_cleaning(
     order = maps.flatten(1).argsort(dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(H * W, device=x.device).expand(B, -1))
-    true_class = torch.as_tensor(true_class, device=x.device).long().view(-1).expand(B)
     with frozen_eval(model), torch.no_grad():
-        clean = model(normalize(x)).float().softmax(1).gather(1, true_class[:, None])[:, 0]
+        output = model(normalize(x))
+        true = bind_target(as_target(true_class, B, x.device), output)
+        clean = true.probability(output)
         curve = torch.empty(B, steps + 1, device=x.device)
         for b in range(B):
             restored = (rank[b].view(1, 1, H, W) < torch.tensor(counts, device=x.device).view(-1, 1, 1, 1))  # (s+1)×1×H×W
             inp = torch.where(restored, x[b : b + 1], adversarial[b : b + 1])
-            curve[b] = model(normalize(inp)).float().softmax(1)[:, true_class[b]]
+            rows = true.select(torch.full((steps + 1,), b, dtype=torch.long, device=x.device))
+            curve[b] = rows.probability(model(normalize(inp)))
     px = torch.tensor(counts, dtype=torch.float32, device=x.device)
     area = ((curve[:, 1:] + curve[:, :-1]) / 2 * (px[1:] - px[:-1])).sum(1)
     ideal = clean * n

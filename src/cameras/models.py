@@ -78,6 +78,25 @@ class ModelBundle:
         std = torch.tensor(self.std, device=x01.device, dtype=x01.dtype).view(1, -1, 1, 1)
         return (x01 - mean) / std
 
+    def prepare(self, img, square: bool = False, normalized: bool = True) -> Tensor:
+        """An RGB PIL image as this model's 1×3×h×w input on the model's device.
+
+        The shorter side is resized (antialiased, the model's interpolation) to
+        ``input_size`` keeping the aspect ratio, or to a square with ``square=True``; then
+        normalised with ``mean``/``std``. ``normalized=False`` returns the same pixels in
+        [0, 1] (what metrics and attacks perturb).
+
+        Example:
+            >>> from PIL import Image
+            >>> b = load_model()
+            >>> b.prepare(Image.new("RGB", (451, 300))).shape
+            torch.Size([1, 3, 224, 337])
+        """
+        from .images import resize_image
+
+        x01 = resize_image(img, self.input_size, square, self.interpolation, self.device)
+        return self.normalize(x01) if normalized else x01
+
     def to(self, device: str | torch.device) -> "ModelBundle":
         """Move the model to ``device`` (in place) and return the bundle."""
         self.model.to(device)

@@ -2,8 +2,40 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from PIL import Image
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed); the one set-up place.
+
+    Example:
+        >>> plt = pyplot()
+        >>> plt.get_backend().lower()
+        'agg'
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_png(fig, dpi: int = 100) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it (files are written by :mod:`cameras.io`).
+
+    Example:
+        >>> fig = pyplot().figure(figsize=(1, 1))
+        >>> figure_png(fig)[:4]
+        b'\\x89PNG'
+    """
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    pyplot().close(fig)
+    return buf.getvalue()
 
 
 def colorize(saliency: np.ndarray, cmap: str = "jet") -> np.ndarray:
@@ -58,11 +90,7 @@ def comparison_figure(image: np.ndarray, rows: list[dict], alpha: float = 0.5, c
         >>> len(fig.axes)
         2
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     ncol = 1 + max(len(r["cells"]) for r in rows)
     h, w = image.shape[:2]
     cell = 2.6

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import abc
+import functools
+import inspect
 import threading
 import time
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from .capture import LayerCapture
 from .errors import Cancelled, InputError
 from .guard import frozen_eval, unwrap_model
 from .layers import resolve_layer
-from .ops import check_batch, check_target_range, resolve_targets
+from .ops import check_batch
 from .result import SaliencyResult
+from .targets import Target, TargetLike, as_target
 
 
 def sync(device: torch.device) -> None:
@@ -28,12 +32,15 @@ class SaliencyMethod(abc.ABC):
     """Template for a saliency method: subclasses implement :meth:`explain_batch`.
 
     ``method(x, target=None)`` validates ``x`` (normalised B×C×H×W), turns ``target`` into a
-    B-vector (or None: each image's top-1), switches the model to eval mode with frozen
-    parameters and gradients enabled (also under ``torch.no_grad()`` or inference mode), calls
+    :class:`~cameras.targets.Target` (or None: each image's top-1; see :mod:`cameras.targets`
+    for what ``target`` may be), switches the model to eval mode with frozen parameters and
+    gradients enabled (also under ``torch.no_grad()`` or inference mode), calls
     :meth:`explain_batch`, and restores every training flag, ``requires_grad`` and ``.grad``.
 
     Subclasses set ``name`` and ``uses_layer``; layer methods get ``self.layer_name`` and
-    ``self.layer`` resolved automatically when ``layer=None``.
+    ``self.layer`` resolved automatically when ``layer=None``, and ``self.to_spatial`` (for
+    layers whose output is not B×K×h×w, see :class:`~cameras.core.capture.LayerCapture`).
+    ``method.options`` holds every constructor argument, defaults included.
 
     ``method.stop`` may hold a :class:`threading.Event`: setting it from another thread
     makes a running call raise :class:`~cameras.core.errors.Cancelled` at its next progress
@@ -45,13 +52,51 @@ class SaliencyMethod(abc.ABC):
     name: ClassVar[str] = ""
     uses_layer: ClassVar[bool] = True
 
-    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None) -> None:
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        sig = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self, *args, **kw):
+            if "_options" not in self.__dict__:  # the most derived constructor records its arguments
+                bound = sig.bind(self, *args, **kw)
+                bound.apply_defaults()
+                self._options = {k: v for k, v in list(bound.arguments.items())[1:] if k != "model"}
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None,
+                 to_spatial: Callable[[Tensor], Tensor] | None = None) -> None:
         self.model = unwrap_model(model)
         self._layer_arg = layer
         self.layer_name: str | None = None
         self.layer: nn.Module | None = None
+        if to_spatial is not None and not callable(to_spatial):
+            raise InputError(f"to_spatial must be a function of the layer's output, got {type(to_spatial).__name__}")
+        self.to_spatial = to_spatial
         if self.uses_layer and layer is not None:
             self.layer_name, self.layer = resolve_layer(self.model, layer)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Every constructor argument (defaults included) as JSON-ready values; the layer by name.
+
+        Example:
+            >>> import torchvision
+            >>> from cameras.methods import GradCAM
+            >>> GradCAM(torchvision.models.resnet18(), layer="layer3").options
+            {'layer': 'layer3', 'to_spatial': None}
+        """
+        out = {}
+        for k, v in getattr(self, "_options", {}).items():
+            if k == "layer" and self.layer_name is not None:
+                v = self.layer_name
+            out[k] = _jsonable(v)
+        return out
 
     def check_stop(self) -> None:
         """Raise :class:`Cancelled` if ``self.stop`` is set (called between steps)."""
@@ -62,8 +107,13 @@ class SaliencyMethod(abc.ABC):
         if self.uses_layer and self.layer is None:
             self.layer_name, self.layer = resolve_layer(self.model, None, (x.shape[1], 224, 224))
 
+    def capture(self, layer: nn.Module | None = None, name: str | None = None) -> LayerCapture:
+        """A :class:`LayerCapture` of the method's layer (or ``layer``) with its ``to_spatial``."""
+        return LayerCapture(self.layer if layer is None else layer, self.layer_name if name is None else name,
+                            self.to_spatial)
+
     @torch.inference_mode(False)
-    def __call__(self, x: Tensor, target: int | Sequence[int] | Tensor | None = None) -> SaliencyResult:
+    def __call__(self, x: Tensor, target: TargetLike = None) -> SaliencyResult:
         x = check_batch(x).detach()
         if x.is_inference():
             x = x.clone()
@@ -71,30 +121,33 @@ class SaliencyMethod(abc.ABC):
         self.check_stop()
         start = time.perf_counter()
         with frozen_eval(self.model), torch.enable_grad():
-            targets = resolve_targets(target, x.shape[0], None, x.device)
-            result = self.explain_batch(x, targets)
+            result = self.explain_batch(x, as_target(target, x.shape[0], x.device))
         sync(x.device)
         result.seconds = time.perf_counter() - start
         return result
 
-    @staticmethod
-    def pick_targets(logits: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Targets (given, range-checked, or top-1) and their softmax probabilities.
-
-        ``logits`` is B×N; returns (B int64, B float32).
-        """
-        if logits.dim() != 2:
-            raise InputError(f"the model must return B×classes logits, got shape {tuple(logits.shape)}")
-        if target is None:
-            target = logits.argmax(1)
-        else:
-            check_target_range(target, logits.shape[1])
-        probs = logits.detach().float().softmax(1).gather(1, target[:, None])[:, 0]
-        return target, probs
+    def result(self, maps: Tensor, target: Target, probs: Tensor, logits: Tensor | None, **fields) -> SaliencyResult:
+        """The :class:`SaliencyResult` of a bound ``target``: labels, probabilities, method and layer filled in."""
+        B = maps.shape[0]
+        return SaliencyResult(maps, target.labels(B, maps.device), probs, self.name,
+                              self.layer_name if self.uses_layer else None,
+                              logits=logits, target=target, **fields)
 
     @abc.abstractmethod
-    def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
-        """Compute maps for a validated batch; ``target`` is a B int64 tensor or None."""
+    def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
+        """Compute maps for a validated batch; ``target`` is a Target for this batch, or None (top-1)."""
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(i) for i in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(i) for k, i in v.items()}
+    if isinstance(v, nn.Module):
+        return type(v).__name__
+    return getattr(v, "__name__", None) or repr(v)
 
 
 def progress_bar(total: int, desc: str, progress: bool | None, stop: threading.Event | None = None):

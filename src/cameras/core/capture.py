@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -22,6 +24,13 @@ class LayerCapture:
     layer only, in-place operations after the layer (DenseNet's functional ReLU) cannot
     corrupt it, and the hook is removed on exit even when the forward raised.
 
+    ``to_spatial`` is the seam for layers whose output is not a B×K×h×w map (token
+    sequences B×N×C, channels-last B×h×w×C): a function that rearranges the output into
+    B×K×h×w by reshaping, permuting and selecting entries (e.g. dropping a class token).
+    :meth:`spatial` applies it to the captured activation and to its gradient alike, so the
+    gradient of each spatial entry is the gradient of the output entry it came from. It
+    must not compute new values (no arithmetic); identity for 4-D maps.
+
     Example:
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
@@ -31,9 +40,10 @@ class LayerCapture:
         ((1, 4, 6, 6), True)
     """
 
-    def __init__(self, layer: nn.Module, name: str = "layer") -> None:
+    def __init__(self, layer: nn.Module, name: str = "layer", to_spatial: Callable[[Tensor], Tensor] | None = None) -> None:
         self.layer = layer
         self.name = name
+        self.to_spatial = to_spatial
         self.activation: Tensor | None = None
         self.calls = 0
         self._handle = None
@@ -86,3 +96,20 @@ class LayerCapture:
                 "uncompiled model."
             )
         return self.activation
+
+    def spatial(self, t: Tensor) -> Tensor:
+        """``t`` (the captured activation or its gradient) as a B×K×h×w map, through ``to_spatial``.
+
+        Example:
+            >>> cap = LayerCapture(torch.nn.Identity(), "tokens", to_spatial=lambda t: t.transpose(1, 2).reshape(1, 2, 2, 3))
+            >>> tuple(cap.spatial(torch.zeros(1, 6, 2)).shape)
+            (1, 2, 2, 3)
+        """
+        out = t if self.to_spatial is None else self.to_spatial(t)
+        if not isinstance(out, Tensor) or out.dim() != 4:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            fix = "its to_spatial function must return" if self.to_spatial is not None else \
+                "pass to_spatial= that rearranges it into"
+            raise LayerError(f"layer '{self.name}' gives shape {got}; {fix} a B×K×h×w feature map, "
+                             "or choose a layer that outputs one")
+        return out

@@ -1,4 +1,4 @@
-"""Multi-scale accumulation and fusion of activations and gradients (METHOD.md §1, steps 5-6).
+"""Multi-scale accumulation and fusion of activations and gradients: CAMERAS's last two steps.
 
 Bilinear resizing is linear and separable, so resizing a h_t×w_t channel to H×W is
 ``R_t @ A @ C_tᵀ`` with R_t (H×h_t) and C_t (W×w_t) from :func:`interp_matrix`. The
@@ -122,7 +122,7 @@ def fuse_on_grid(acts: list[Tensor], grads: list[Tensor], weights: Tensor, size:
     Activations and gradients of every used scale are resized bilinearly to the layer grid
     of the largest scale with a non-zero weight, averaged with ``weights``, fused as
     ReLU(Σ_k W̄_k ⊙ Ā_k) there, and the B×h×w result is resized bilinearly to ``size``.
-    Not METHOD.md's exact map (the product is taken before, not after, upsampling), except
+    Not CAMERAS's exact map (the product is taken before, not after, upsampling), except
     when every gradient map is spatially constant (GAP heads): then the exact shortcut of
     :func:`fuse_multiscale` is used, which is exact and costs less than this approximation.
 

@@ -1,9 +1,8 @@
-"""Small tensor operations shared by the methods: targets, resizing, normalisation."""
+"""Small tensor operations shared by the methods: input checks, resizing, normalisation, blur."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,61 +32,6 @@ def check_batch(x: object) -> Tensor:
     if min(x.shape[-2:]) < 8:
         raise InputError(f"image {tuple(x.shape[-2:])} is under 8 px on a side; use a larger image")
     return x
-
-
-def resolve_targets(
-    target: int | Sequence[int] | Tensor | None, batch: int, num_classes: int | None, device: torch.device
-) -> Tensor | None:
-    """Turn ``target`` into a B int64 tensor on ``device`` (None stays None).
-
-    An int applies to every image; a sequence or 1-D tensor must have exactly B entries.
-
-    Example:
-        >>> resolve_targets(3, 2, 10, torch.device("cpu")).tolist()
-        [3, 3]
-    """
-    if target is None:
-        return None
-    if isinstance(target, bool):
-        raise InputError("target must be a class index, not a bool")
-    if isinstance(target, Tensor):
-        t = target.detach()
-        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-            raise InputError(f"target tensor must hold integer class ids, got {t.dtype}")
-        if t.dim() == 0:
-            t = t.expand(batch)
-        elif t.dim() != 1:
-            raise InputError(f"target tensor must be 0-D or 1-D (B,), got shape {tuple(t.shape)}")
-    elif isinstance(target, int) or hasattr(target, "__index__"):
-        t = torch.full((batch,), int(target), dtype=torch.long)
-    elif isinstance(target, Sequence) and not isinstance(target, str):
-        vals = list(target)
-        if not all(isinstance(v, int) or hasattr(v, "__index__") for v in vals) or any(isinstance(v, bool) for v in vals):
-            raise InputError(f"target list must hold integer class ids, got {vals!r}")
-        t = torch.tensor([int(v) for v in vals], dtype=torch.long)
-    else:
-        raise InputError(f"target must be None, an int, a sequence of ints or a tensor, got {type(target).__name__}")
-    if t.numel() != batch:
-        raise InputError(f"got {t.numel()} targets for a batch of {batch}; give one int or exactly {batch}")
-    t = t.to(device=device, dtype=torch.long)
-    if num_classes is not None:
-        check_target_range(t, num_classes)
-    return t
-
-
-def check_target_range(t: Tensor, num_classes: int) -> Tensor:
-    """Raise InputError unless every class id in ``t`` lies in 0..num_classes-1.
-
-    Example:
-        >>> check_target_range(torch.tensor([0, 9]), 10).tolist()
-        [0, 9]
-    """
-    bad = (t < 0) | (t >= num_classes)
-    if bool(bad.any()):
-        raise InputError(
-            f"target {int(t[bad][0])} is out of range for a model with {num_classes} classes (0..{num_classes - 1})"
-        )
-    return t
 
 
 def interp_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> Tensor:
@@ -138,14 +82,14 @@ def normalize_maps(s: Tensor) -> Tensor:
     return torch.nan_to_num(out, nan=0.0).clamp_(0.0, 1.0)
 
 
-def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of B×C×H×W with replicate padding (any image size), radius 3σ.
+def gaussian_blur(x: Tensor, sigma: float, radius: int | None = None) -> Tensor:
+    """Separable Gaussian blur of B×C×H×W with replicate padding (any image size), radius 3σ or ``radius``.
 
     Example:
         >>> gaussian_blur(torch.ones(1, 3, 8, 8), 5.0).allclose(torch.ones(1, 3, 8, 8))
         True
     """
-    r = max(1, math.ceil(3 * sigma))
+    r = max(1, math.ceil(3 * sigma)) if radius is None else int(radius)
     t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
     k = torch.exp(-(t**2) / (2 * sigma**2))
     k = k / k.sum()

@@ -14,15 +14,19 @@ class SaliencyResult:
 
     Attributes:
         maps: B×H×W float32 tensor in [0, 1], same device and spatial size as the input.
-        targets: B int64 tensor, the explained class per image.
-        probs: B float32 tensor, softmax probability of the target on the input as given.
+        targets: B int64 tensor, the explained class (or label) per image; -1 for a target
+            without labels (an :class:`~cameras.targets.OutputTarget`).
+        probs: B float32 tensor, the target's probability on the input as given: softmax
+            for class ids, sigmoid for a ``SigmoidTarget``, the score for other targets.
         method: registry name of the method (``"cameras"``, ``"gradcam"``, ...).
         layer: name of the explained layer, or None for input-level methods.
         seconds: wall-clock seconds of the call (device synchronised).
         kept_scales: per image, the scale sizes ζ_t that were accumulated (CAMERAS only).
         extras: method-specific values (e.g. the scale schedule, per-scale sizes).
         logits: B×N float32 pre-softmax scores of every class on the input as given (the
-            forward pass the method ran anyway), e.g. for a top-k list without another pass.
+            forward pass the method ran anyway), e.g. for a top-k list without another pass;
+            None when the model's output holds no B×N scores.
+        target: the :class:`~cameras.targets.Target` that was explained, bound to the batch.
 
     Example:
         >>> import torch
@@ -40,6 +44,7 @@ class SaliencyResult:
     kept_scales: list[list[int]] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     logits: Tensor | None = None
+    target: Any = None
 
     def __len__(self) -> int:
         return int(self.maps.shape[0])
@@ -49,6 +54,7 @@ class SaliencyResult:
         out: dict[str, Any] = {
             "method": self.method,
             "target": int(self.targets[i]),
+            "target_kind": "class logit" if self.target is None else self.target.describe(),
             "probability": float(self.probs[i]),
             "layer": self.layer,
             "seconds": self.seconds / max(len(self), 1),

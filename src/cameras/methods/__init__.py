@@ -1,8 +1,12 @@
-"""Registry of saliency methods: one line per method."""
+"""Registry of saliency methods (one line per method) and the one factory that builds them."""
 
 from __future__ import annotations
 
+import ast
 import difflib
+import inspect
+from collections.abc import Iterable
+from typing import Any
 
 from torch import nn
 
@@ -26,7 +30,7 @@ _REGISTRY: dict[str, type[SaliencyMethod]] = {
 
 
 def available_methods() -> list[str]:
-    """Names accepted by :func:`get_method` and ``cameras explain --method``.
+    """Names accepted by :func:`build_method` and ``cameras explain --method``.
 
     Example:
         >>> "cameras" in available_methods()
@@ -36,7 +40,12 @@ def available_methods() -> list[str]:
 
 
 def method_class(name: str) -> type[SaliencyMethod]:
-    """The class registered under ``name`` (case-insensitive), or a clear InputError."""
+    """The class registered under ``name`` (case-insensitive, ``-``/``_`` ignored), or a clear InputError.
+
+    Example:
+        >>> method_class("Grad-CAM").__name__
+        'GradCAM'
+    """
     key = str(name).lower().strip().replace("-", "").replace("_", "")
     if key not in _REGISTRY:
         close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
@@ -45,15 +54,122 @@ def method_class(name: str) -> type[SaliencyMethod]:
     return _REGISTRY[key]
 
 
-def get_method(name: str, model: nn.Module, **options) -> SaliencyMethod:
-    """Build the method ``name`` on ``model`` with its options.
+def method_names(spec: str | Iterable[str]) -> list[str]:
+    """Registry names from ``"all"``, a comma list (``"cameras,gradcam"``) or a list; checked.
+
+    Example:
+        >>> method_names("cameras, Grad-CAM")
+        ['cameras', 'gradcam']
+    """
+    if isinstance(spec, str):
+        if spec.strip().lower() == "all":
+            return available_methods()
+        spec = spec.split(",")
+    names = [method_class(m).name for m in spec if str(m).strip()]
+    if not names:
+        raise InputError("no method given; name one or more of: " + ", ".join(_REGISTRY))
+    return list(dict.fromkeys(names))
+
+
+def method_option_names(name: str) -> list[str]:
+    """The options method ``name`` takes (its constructor's arguments after the model).
+
+    Example:
+        >>> method_option_names("gradient")
+        []
+    """
+    cls = method_class(name)
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "model")]
+
+
+def parse_option_strings(items: Iterable[str] | None, per_method: bool = False) -> dict[str, Any]:
+    """``["n_masks=500", "p=0.2"]`` → {"n_masks": 500, "p": 0.2}; with ``per_method``,
+    ``["rise.n_masks=500"]`` → {"rise": {"n_masks": 500}} (method names checked).
+
+    Values are Python literals when they parse as one, else text.
+
+    Example:
+        >>> parse_option_strings(["rise.n_masks=8", "extremal.area=0.1"], per_method=True)
+        {'rise': {'n_masks': 8}, 'extremal': {'area': 0.1}}
+    """
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"'{item}' is not KEY=VALUE")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        key = key.strip()
+        if per_method:
+            meth, dot, opt = key.partition(".")
+            if not dot:
+                raise InputError(f"'{item}' must be METHOD.KEY=VALUE, e.g. rise.n_masks=500")
+            out.setdefault(method_class(meth).name, {})[opt] = value
+        else:
+            out[key] = value
+    return out
+
+
+def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` if method ``name`` takes every one of them, else InputError naming the unknown ones.
+
+    Example:
+        >>> check_options("rise", {"n_masks": 10})
+        {'n_masks': 10}
+    """
+    allowed = method_option_names(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        cls = method_class(name)
+        raise InputError(f"method {cls.name} has no option {', '.join(repr(u) for u in unknown)}; "
+                         f"valid options: {', '.join(allowed) or 'none'}")
+    return options
+
+
+def build_method(name: str, model: Any, **options) -> SaliencyMethod:
+    """Build saliency method ``name`` on a model or a :class:`~cameras.ModelBundle`.
+
+    The only place methods are built from names: the command line, ``compare``,
+    ``evaluate``, the attacks and the app all come here. With a bundle, layer methods get
+    its recommended layer and CAMERAS its input size as ``base_size`` unless ``options``
+    say otherwise. Unknown options raise :class:`~cameras.InputError` naming them and
+    listing the valid ones; ``scales`` may be text (``"224,324"`` or ``"224:1000:100"``).
+
+    Args:
+        name: a registry name (see :func:`available_methods`), case-insensitive.
+        model: an ``nn.Module`` classifier or a bundle from :func:`cameras.load_model`.
+        **options: the method's constructor options.
 
     Example:
         >>> import torchvision
-        >>> get_method("cameras", torchvision.models.resnet18(), scales=[224, 324]).scales
+        >>> build_method("cameras", torchvision.models.resnet18(), scales="224,324").scales
         [224, 324]
     """
-    return method_class(name)(model, **options)
+    cls = method_class(name)
+    check_options(cls.name, options)
+    opts: dict[str, Any] = {}
+    if not isinstance(model, nn.Module) and hasattr(model, "model"):  # a ModelBundle
+        allowed = method_option_names(cls.name)
+        if "layer" in allowed and getattr(model, "layer", None) is not None:
+            opts["layer"] = model.layer
+        if "base_size" in allowed and getattr(model, "input_size", None):
+            opts["base_size"] = int(model.input_size)
+        model = model.model
+    opts.update(options)
+    return cls(model, **opts)
+
+
+def get_method(name: str, model: Any, **options) -> SaliencyMethod:
+    """The same as :func:`build_method` (kept for code written against the first version).
+
+    Example:
+        >>> import torchvision
+        >>> get_method("gradcam", torchvision.models.resnet18()).name
+        'gradcam'
+    """
+    return build_method(name, model, **options)
 
 
 __all__ = [
@@ -64,6 +180,11 @@ __all__ = [
     "Gradient",
     "NormGrad",
     "available_methods",
+    "build_method",
+    "check_options",
     "get_method",
     "method_class",
+    "method_names",
+    "method_option_names",
+    "parse_option_strings",
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -10,18 +11,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.base import SaliencyMethod
-from ..core.capture import LayerCapture
 from ..core.errors import InputError
 from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale, fuse_on_grid
+from ..core.gradients import LayerGradients, layer_gradients
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
+from ..core.targets import Target
 
 DEFAULT_SCALES: tuple[int, ...] = tuple(range(224, 1000, 100))  # 224, 324, ..., 924
 # batch_pixels="auto": on a CPU, one forward pass over a large batch ran slower per image
 # than passes over about two 324×324 images (see BENCHMARKS.md); on a GPU the whole batch
 # runs at once.
 AUTO_BATCH_PIXELS: dict[str, int | None] = {"cpu": 2 * 324 * 324}
-_AMP = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_AMP = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _FP16_GRAD_SCALE = 1024.0
 
 
@@ -39,13 +41,35 @@ def scale_schedule(steps: int, max_size: int, base: int = 224) -> list[int]:
     return [int(round(v)) for v in np.linspace(base, max_size, steps)] if steps > 1 else [int(base)]
 
 
-def check_scales(scales: Sequence[int]) -> list[int]:
-    """Validate a scale list: positive, strictly increasing integers.
+def parse_scales(text: str | Sequence[int] | None) -> list[int] | None:
+    """Scale sizes from text: ``"224,324,424"`` (commas and/or spaces) or a range ``"224:1000:100"``
+    (stop exclusive).
+
+    A list of sizes and None pass through unchanged. Raises InputError for other text.
 
     Example:
-        >>> check_scales([224, 324])
-        [224, 324]
+        >>> parse_scales("224:524:100"), parse_scales("224, 300 400")
+        ([224, 324, 424], [224, 300, 400])
     """
+    if text is None or not isinstance(text, str):
+        return text
+    try:
+        if ":" in text:
+            start, stop, step = (int(v) for v in text.split(":"))
+            return list(range(start, stop, step))
+        return [int(v) for v in re.split(r"[,\s]+", text.strip()) if v]
+    except ValueError:
+        raise InputError(f"scales '{text}' is not a list like 224,324,424 or a range like 224:1000:100") from None
+
+
+def check_scales(scales: str | Sequence[int]) -> list[int]:
+    """Validate a scale list (or its text, see :func:`parse_scales`): positive, strictly increasing integers.
+
+    Example:
+        >>> check_scales([224, 324]), check_scales("224,324")
+        ([224, 324], [224, 324])
+    """
+    scales = parse_scales(scales)
     try:
         vals = [int(s) for s in scales]
     except (TypeError, ValueError):
@@ -60,16 +84,19 @@ def check_scales(scales: Sequence[int]) -> list[int]:
 
 
 class CAMERAS(SaliencyMethod):
-    """CAMERAS saliency (METHOD.md §1): exact, batched, on the input's device.
+    """CAMERAS saliency (Jalwana et al., CVPR 2021): exact, batched, on the input's device.
 
     For each scale ζ_t the (normalised) batch is resized by ζ_t/ζ_0 on both sides (scale 0
     is the input as given; bicubic, ``align_corners=False``), the layer's activations A_t
-    and the gradients W_t of the target's pre-softmax logit are captured, both are resized
+    and the gradients W_t of the target's score (for class ids: the pre-softmax logit) are
+    captured, both are resized
     bilinearly to the input size and averaged over the kept scales separately, and the map
     is ReLU(Σ_k W̄_k ⊙ Ā_k), min-max normalised per image (an all-zero map stays zero).
     Without a target, the target is each image's top-1 at scale 0 and a scale is kept for
-    an image only if its own top-1 agrees ("sanity preserving" rule); with a target every
-    scale is kept. Gradients flow from the logit to the layer only.
+    an image only if its own top-1 agrees ("sanity preserving" rule); with a target (class
+    ids or any :class:`~cameras.targets.Target`) every scale is kept, and
+    ``result.extras["scale_rule"]`` says which rule applied. Gradients flow from the score
+    to the layer only.
 
     Args:
         model: classifier taking normalised B×C×H×W input and returning B×classes logits.
@@ -79,7 +106,7 @@ class CAMERAS(SaliencyMethod):
         base_size: ζ_0 for ``steps`` (the model's input size), default 224.
         resample: ``"bicubic"`` (default, as the reference code) or ``"bilinear"``.
         chunk_elements: memory bound on one full-resolution channel chunk during fusion.
-        fusion: ``"exact"`` (default, METHOD.md §1) or ``"grid"``, an approximate fast mode
+        fusion: ``"exact"`` (default, the definition above) or ``"grid"``, an approximate fast mode
             that averages and fuses at the largest kept scale's layer grid and upsamples the
             fused map bilinearly (see BENCHMARKS.md for its measured difference).
         amp: None (float32), ``"bf16"`` or ``"fp16"``: forward passes under autocast;
@@ -90,6 +117,8 @@ class CAMERAS(SaliencyMethod):
             batch is split into near-equal sub-batches per scale to stay under it (results
             are the same). ``"auto"`` (default): 2×324² on a CPU, where big passes run slower
             per image, and the whole batch on a GPU; None: always the whole batch.
+        to_spatial: for a layer whose output is not B×K×h×w, a function rearranging it
+            into that layout (see :class:`~cameras.core.capture.LayerCapture`).
 
     Call: ``CAMERAS(model)(x, target=None)`` with x of shape B×C×H×W returns a
     :class:`~cameras.SaliencyResult` whose ``maps`` are B×H×W in [0, 1] and
@@ -119,8 +148,9 @@ class CAMERAS(SaliencyMethod):
         amp: str | None = None,
         channels_last: bool = False,
         batch_pixels: int | str | None = "auto",
+        to_spatial: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
-        super().__init__(model, layer)
+        super().__init__(model, layer, to_spatial)
         if scales is not None and steps is not None:
             raise InputError("give either scales or steps (with max_size), not both")
         if steps is not None:
@@ -178,58 +208,53 @@ class CAMERAS(SaliencyMethod):
             bounds.append(bounds[-1] + q + (i < r))
         return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
-    def _pass(self, xt: Tensor, target: Tensor | None, cap: LayerCapture, first: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One forward and one backward to the layer: (float logits, target, activation, gradient).
+    def _passes(self, x: Tensor, size: tuple[int, int], first: bool, target: Target | None, cap) -> LayerGradients:
+        """Forward and backward passes at one scale, sub-batched under the pixel budget, joined."""
+        parts = []
+        for sl in self.sub_batches(x.shape[0], size, x.device):
+            self.check_stop()
+            xt = x[sl] if first else F.interpolate(x[sl], size=size, mode=self.resample, align_corners=False)
+            if self.channels_last:
+                xt = xt.contiguous(memory_format=torch.channels_last)
+            # fp16 gradients underflow: scale the score (the normalised map is invariant to it)
+            parts.append(layer_gradients(self.model, xt, [cap], None if target is None else target.select(sl),
+                                         _AMP[self.amp], _FP16_GRAD_SCALE if self.amp == "fp16" else 1.0))
+        if len(parts) == 1:
+            return parts[0]
+        cat = torch.cat
+        return LayerGradients(
+            output=None,
+            target=parts[0].target.join([p.target for p in parts]),
+            logits=None if parts[0].logits is None else cat([p.logits for p in parts]),
+            probs=cat([p.probs for p in parts]),
+            activations=[cat([p.activations[0] for p in parts])],
+            gradients=[cat([p.gradients[0] for p in parts])],
+        )
 
-        On the first scale the target is checked against the logits, or taken as the top-1.
-        """
-        if self.channels_last:
-            xt = xt.contiguous(memory_format=torch.channels_last)
-        cap.reset()
-        with torch.no_grad(), torch.autocast(xt.device.type, dtype=_AMP[self.amp], enabled=self.amp is not None):
-            logits = self.model(xt)
-        logits = logits.float()
-        act = cap.get()
-        if act.dim() != 4:
-            raise InputError(
-                f"layer '{self.layer_name}' outputs shape {tuple(act.shape)}; CAMERAS needs a B×K×h×w feature map"
-            )
-        if first or target is None:
-            target, _ = self.pick_targets(logits, target)
-        # fp16 gradients underflow: scale the score (the normalised map is invariant to it)
-        score = logits.gather(1, target[:, None]).sum() * (_FP16_GRAD_SCALE if self.amp == "fp16" else 1.0)
-        (grad,) = torch.autograd.grad(score, act)
-        return logits.detach(), target, act.detach(), grad
-
-    def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
+    def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
         B, _, H, W = x.shape
         sizes = self.scale_sizes(H, W)
-        given = target is not None
+        # The scale-dropping rule is defined for the top-1 class only: with a given target
+        # (class ids or any other target) every scale is kept.
+        auto = target is None
         acts: list[Tensor] = []
         grads: list[Tensor] = []
         keep: list[Tensor] = []
-        probs = None
-        logits0 = None
-        with LayerCapture(self.layer, self.layer_name) as cap:
+        with self.capture() as cap:
             for t, size in enumerate(sizes):
-                parts = []
-                for sl in self.sub_batches(B, size, x.device):
-                    self.check_stop()
-                    xt = x[sl] if t == 0 else F.interpolate(x[sl], size=size, mode=self.resample, align_corners=False)
-                    parts.append(self._pass(xt, None if target is None else target[sl], cap, t == 0))
-                logits, tgt, act, grad = (p[0] if len(parts) == 1 else torch.cat(p) for p in zip(*parts))
-                del parts
+                g = self._passes(x, size, t == 0, target, cap)
                 if t == 0:
-                    target = tgt  # checked, or each image's top-1, in _pass
-                    probs = logits.softmax(1).gather(1, target[:, None])[:, 0]
-                    logits0 = logits
+                    target = g.target  # checked, or each image's top-1
+                    probs, logits0 = g.probs, g.logits
                     kept = torch.ones(B, dtype=torch.bool, device=x.device)
+                elif auto:
+                    kept = g.logits.argmax(1) == target.ids
                 else:
-                    kept = torch.ones_like(keep[0]) if given else logits.argmax(1) == target
-                acts.append(act)
-                grads.append(grad)
+                    kept = torch.ones_like(keep[0])
+                acts.append(g.activations[0])
+                grads.append(g.gradients[0])
                 keep.append(kept)
-                del logits, act, grad
+                del g
         keep_bt = torch.stack(keep, 1)  # B×T
         weights = keep_bt.float() / keep_bt.sum(1, keepdim=True).float()
         if self.fusion == "exact":
@@ -239,13 +264,10 @@ class CAMERAS(SaliencyMethod):
         maps = normalize_maps(fused)
         kept_list = keep_bt.cpu().tolist()
         kept_scales = [[z for z, k in zip(self.scales, row) if k] for row in kept_list]
-        return SaliencyResult(
-            maps=maps,
-            targets=target,
-            probs=probs,
-            method=self.name,
-            layer=self.layer_name,
+        rule = "top-1 agreement" if auto else ("all (given class)" if target.is_class else "all (non-class target)")
+        return self.result(
+            maps, target, probs, logits0,
             kept_scales=kept_scales,
-            logits=logits0,
-            extras={"scales": list(self.scales), "sizes": sizes, "resample": self.resample, "fusion": self.fusion},
+            extras={"scales": list(self.scales), "sizes": sizes, "resample": self.resample, "fusion": self.fusion,
+                    "scale_rule": rule},
         )

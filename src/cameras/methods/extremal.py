@@ -13,6 +13,7 @@ from ..core.base import SaliencyMethod, progress_bar
 from ..core.errors import InputError
 from ..core.ops import gaussian_blur
 from ..core.result import SaliencyResult
+from ..core.targets import Target, bind_target, logits_or_none
 
 
 def _flat_top(d: Tensor, sigma: float) -> Tensor:
@@ -239,11 +240,12 @@ class ExtremalPerturbation(SaliencyMethod):
         b = pyr.gather(0, lo_i + 1)[0]
         return a + (b - a) * frac
 
-    def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
+    def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
         B, _, H, W = x.shape
         with torch.no_grad():
-            logits = self.model(x).detach().float()
-            target, probs = self.pick_targets(logits, target)
+            output = self.model(x)
+            target = bind_target(target, output)
+            probs, logits = target.probability(output), logits_or_none(output)
             pyr = self._pyramid(x)
         gen = SmoothMask((H, W), self.step, self.sigma)  # its weights follow the parameters' device
         params = torch.full((B, *gen.grid_shape), self.init, device=x.device, requires_grad=True)
@@ -256,7 +258,7 @@ class ExtremalPerturbation(SaliencyMethod):
                 xp = self._perturb(pyr, mask)
                 if self.jitter and it % 2 == 0:
                     xp = xp.flip(-1)
-                logit = self.model(xp).float().gather(1, target[:, None])[:, 0]
+                logit = target.score(self.model(xp))
                 reg = area_penalty(mask.flatten(1), n_zero)
                 loss = (-logit + lam * reg).sum()
                 opt.zero_grad(set_to_none=True)
@@ -268,8 +270,7 @@ class ExtremalPerturbation(SaliencyMethod):
                 bar.update(1)
         with torch.no_grad():
             maps = gen(params, bounded=True).float()
-        return SaliencyResult(
-            maps, target, probs, self.name,
-            logits=logits,
+        return self.result(
+            maps, target, probs, logits,
             extras={"area": self.area, "iterations": self.iterations, "achieved_area": maps.flatten(1).mean(1)},
         )

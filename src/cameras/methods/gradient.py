@@ -8,12 +8,13 @@ from torch import Tensor, nn
 from ..core.base import SaliencyMethod
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
+from ..core.targets import Target, bind_target, logits_or_none
 
 
 class Gradient(SaliencyMethod):
-    """|∂y_ℓ/∂I| maximised over colour channels, min-max normalised per image.
+    """|∂y/∂I| maximised over colour channels (y: the target's score), min-max normalised per image.
 
-    ``y_ℓ`` is the pre-softmax logit of the target; the raw (unnormalised) map is in
+    for class ids ``y`` is the pre-softmax logit; the raw (unnormalised) map is in
     ``result.extras["raw"]``.
 
     Example:
@@ -29,10 +30,11 @@ class Gradient(SaliencyMethod):
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
 
-    def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
+    def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
         xg = x.clone().requires_grad_(True)
-        logits = self.model(xg)
-        target, probs = self.pick_targets(logits, target)
-        (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), xg)
+        output = self.model(xg)
+        target = bind_target(target, output)
+        (grad,) = torch.autograd.grad(target.score(output).sum(), xg)
         raw = grad.float().abs().amax(1)
-        return SaliencyResult(normalize_maps(raw), target, probs, self.name, extras={"raw": raw.detach()}, logits=logits.detach().float())
+        return self.result(normalize_maps(raw), target, target.probability(output), logits_or_none(output),
+                           extras={"raw": raw.detach()})

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..core.base import SaliencyMethod
-from ..core.capture import LayerCapture
 from ..core.errors import InputError
+from ..core.gradients import layer_gradients
 from ..core.layers import resolve_layer
 from ..core.ops import normalize_maps, resize_maps
 from ..core.result import SaliencyResult
+from ..core.targets import Target
 
 
 class NormGrad(SaliencyMethod):
@@ -41,11 +42,12 @@ class NormGrad(SaliencyMethod):
         model: nn.Module,
         layer: str | nn.Module | Sequence[str | nn.Module] | None = None,
         selective: bool = False,
+        to_spatial: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         layers = list(layer) if isinstance(layer, (list, tuple)) else None
         if layers is not None and not layers:
             raise InputError("layer list is empty; give at least one layer")
-        super().__init__(model, None if layers is not None else layer)
+        super().__init__(model, None if layers is not None else layer, to_spatial)
         self.selective = bool(selective)
         self.layers: list[tuple[str, nn.Module]] | None = None
         if layers is not None:
@@ -64,22 +66,15 @@ class NormGrad(SaliencyMethod):
             return torch.relu(a * g).norm(dim=1)
         return a.norm(dim=1) * g.norm(dim=1)
 
-    def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
+    def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
         with contextlib.ExitStack() as stack:
-            caps = [stack.enter_context(LayerCapture(mod, name)) for name, mod in self.layers]
-            with torch.no_grad():
-                logits = self.model(x)
-            acts = [c.get() for c in caps]
-        target, probs = self.pick_targets(logits, target)
-        grads = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), acts)
+            caps = [stack.enter_context(self.capture(mod, name)) for name, mod in self.layers]
+            g = layer_gradients(self.model, x, caps, target)
         size = tuple(x.shape[-2:])
         maps = None
-        for a, g in zip(acts, grads):
-            m = resize_maps(self._score(a.detach(), g), size)
-            if len(acts) > 1:
+        for a, grad in zip(g.activations, g.gradients):
+            m = resize_maps(self._score(a, grad), size)
+            if len(caps) > 1:
                 m = normalize_maps(m)
             maps = m if maps is None else maps * m
-        return SaliencyResult(
-            normalize_maps(maps), target, probs, self.name, self.layer_name, extras={"selective": self.selective},
-            logits=logits.detach().float(),
-        )
+        return self.result(normalize_maps(maps), g.target, g.probs, g.logits, extras={"selective": self.selective})

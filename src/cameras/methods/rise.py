@@ -12,6 +12,7 @@ from ..core.base import SaliencyMethod, progress_bar
 from ..core.errors import InputError
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
+from ..core.targets import Target, bind_target, logits_or_none
 
 
 def rise_grids(n: int, grid: int, p: float, size: tuple[int, int], generator: torch.Generator):
@@ -51,7 +52,7 @@ def rise_masks(cells: Tensor, dy: Tensor, dx: Tensor, size: tuple[int, int], dev
 
 
 class RISE(SaliencyMethod):
-    """S_ℓ = Σ_i P_ℓ(I ⊙ M_i) · M_i / (N·p), with softmax probabilities P.
+    """S = Σ_i P(I ⊙ M_i) · M_i / (N·p), P the target's probability (softmax for class ids).
 
     Masks are generated and evaluated ``batch_size`` at a time (memory does not grow with
     ``n_masks``), identical for every image of the batch, and deterministic for a ``seed``.
@@ -93,11 +94,12 @@ class RISE(SaliencyMethod):
         self.n_masks, self.grid, self.p = n_masks, grid, float(p)
         self.batch_size, self.seed, self.progress = batch_size, int(seed), progress
 
-    def explain_batch(self, x: Tensor, target: Tensor | None) -> SaliencyResult:
+    def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
         B, C, H, W = x.shape
         with torch.no_grad():
-            logits = self.model(x).detach().float()
-            target, probs = self.pick_targets(logits, target)
+            output = self.model(x)
+            target = bind_target(target, output)
+            probs = target.probability(output)
             cells, dy, dx = rise_grids(self.n_masks, self.grid, self.p, (H, W), torch.Generator().manual_seed(self.seed))
             sal = torch.zeros(B, H, W, device=x.device, dtype=torch.float32)
             per = max(1, self.batch_size // B)
@@ -107,13 +109,13 @@ class RISE(SaliencyMethod):
                     sl = slice(start, start + n)
                     masks = rise_masks(cells[sl], dy[sl], dx[sl], (H, W), x.device)  # n×1×H×W
                     inp = (x.unsqueeze(1) * masks.unsqueeze(0).to(x.dtype)).reshape(B * n, C, H, W)
-                    pr = self.model(inp).float().softmax(1).reshape(B, n, -1)
-                    pt = pr.gather(2, target.view(B, 1, 1).expand(B, n, 1))[..., 0]  # B×n
+                    # image b's n masked copies are rows b·n … b·n+n-1
+                    rows = target.select(torch.arange(B, device=x.device).repeat_interleave(n))
+                    pt = rows.probability(self.model(inp)).view(B, n)
                     sal += torch.einsum("bn,nhw->bhw", pt, masks[:, 0].float())
                     bar.update(n)
             raw = sal / (self.n_masks * self.p)
-        return SaliencyResult(
-            normalize_maps(raw), target, probs, self.name,
-            logits=logits,
+        return self.result(
+            normalize_maps(raw), target, probs, logits_or_none(output),
             extras={"raw": raw, "n_masks": self.n_masks, "grid": self.grid, "p": self.p, "seed": self.seed},
         )

@@ -7,10 +7,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from ..core.targets import TargetLike, as_target, bind_target
+
 
 @torch.no_grad()
 def map_density(
-    model: nn.Module, image01: Tensor, maps: Tensor, target: Tensor, normalize: Callable[[Tensor], Tensor]
+    model: nn.Module, image01: Tensor, maps: Tensor, target: TargetLike, normalize: Callable[[Tensor], Tensor]
 ) -> tuple[Tensor, Tensor]:
     """ρ⁺ = P(K(I ⊙ Ψ)) / mean(Ψ) and ρ⁻ = P(K(I ⊙ (1 − Ψ))) / mean(1 − Ψ), per image.
 
@@ -18,7 +20,8 @@ def map_density(
         model: classifier on normalised input.
         image01: B×3×H×W RGB images in [0, 1] (before normalisation).
         maps: B×H×W maps Ψ in [0, 1] at the same size (soft masks, no threshold).
-        target: B class ids whose softmax probability P is read.
+        target: B class ids whose softmax probability P is read, or any target of
+            :mod:`cameras.targets` (its probability is read); None: each image's top-1.
         normalize: turns a [0, 1] batch into model input (e.g. ``bundle.normalize``).
 
     Returns:
@@ -31,9 +34,13 @@ def map_density(
         0.0
     """
     psi = maps.float().clamp(0, 1).unsqueeze(1)
+    target = as_target(target, image01.shape[0], image01.device)
+    if target is None:
+        target = bind_target(None, model(normalize(image01)))
     out = []
     for mask in (psi, 1 - psi):
-        probs = model(normalize(image01 * mask)).float().softmax(1).gather(1, target.view(-1, 1))[:, 0]
+        output = model(normalize(image01 * mask))
+        probs = target.bind(output).probability(output)
         mean = mask.flatten(1).mean(1)
         out.append(torch.where(mean > 0, probs / mean.clamp_min(1e-12), torch.zeros_like(probs)))
     return out[0], out[1]

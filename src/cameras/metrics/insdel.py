@@ -7,16 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-
-def _blur11(x: Tensor) -> Tensor:
-    """The insertion start image: an 11×11 Gaussian blur with σ = 5 (replicate borders)."""
-    t = torch.arange(-5, 6, device=x.device, dtype=x.dtype)
-    k = torch.exp(-(t**2) / 50.0)
-    k = k / k.sum()
-    C = x.shape[1]
-    pad = torch.nn.functional.pad
-    y = torch.nn.functional.conv2d(pad(x, (5, 5, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
-    return torch.nn.functional.conv2d(pad(y, (0, 0, 5, 5), mode="replicate"), k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
+from ..core.ops import gaussian_blur
+from ..core.targets import TargetLike, as_target, bind_target
 
 
 def auc(curve: Tensor) -> Tensor:
@@ -32,19 +24,20 @@ def auc(curve: Tensor) -> Tensor:
 
 @torch.no_grad()
 def insertion_deletion(
-    model: nn.Module, x: Tensor, maps: Tensor, step: int = 224, batch_size: int = 32, target: Tensor | None = None
+    model: nn.Module, x: Tensor, maps: Tensor, step: int = 224, batch_size: int = 32, target: TargetLike = None
 ) -> dict[str, Tensor]:
     """Insertion and deletion curves of B normalised images ordered by their maps.
 
     Pixels are taken in decreasing saliency. Deletion sets ``step`` pixels per step to 0 (in
     normalised space) starting from the image; insertion starts from an 11×11, σ = 5
     Gaussian blur of the image and copies original pixels in. The score is the softmax
-    probability of ``target`` (default: the clean top-1). Curves have ⌈HW/step⌉ + 1 points
+    probability of ``target`` (class ids; default: the clean top-1), or the probability of
+    any target of :mod:`cameras.targets`. Curves have ⌈HW/step⌉ + 1 points
     over the fraction of pixels in [0, 1]; AUCs use the trapezoid rule.
 
     Returns:
         dict with ``insertion``, ``deletion`` (B×(n+1)), ``insertion_auc``,
-        ``deletion_auc`` (B), and ``target`` (B).
+        ``deletion_auc`` (B), and ``target`` (B label ids, -1 for a target without labels).
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3))
@@ -53,13 +46,12 @@ def insertion_deletion(
         (1, 5)
     """
     B, C, H, W = x.shape
-    if target is None:
-        target = model(x).argmax(1)
+    target = bind_target(as_target(target, B, x.device), model(x))
     n_steps = math.ceil(H * W / step)
     order = maps.flatten(1).argsort(dim=1, descending=True, stable=True)  # B×HW
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(H * W, device=x.device).expand(B, -1))
-    blurred = _blur11(x)
+    blurred = gaussian_blur(x, 5.0, radius=5)  # 11×11, σ = 5
     curves = {}
     for kind, start, finish in (("deletion", x, torch.zeros_like(x)), ("insertion", blurred, x)):
         scores = torch.empty(B, n_steps + 1, device=x.device)
@@ -69,7 +61,8 @@ def insertion_deletion(
                 kk = ks[s0 : s0 + batch_size]
                 changed = (rank[b].view(1, H, W) < kk.view(-1, 1, 1)).unsqueeze(1)  # n×1×H×W
                 inp = torch.where(changed, finish[b : b + 1], start[b : b + 1])
-                p = model(inp).float().softmax(1)[:, target[b]]
+                rows = target.select(torch.full((len(kk),), b, dtype=torch.long, device=x.device))
+                p = rows.probability(model(inp))
                 scores[b, s0 : s0 + len(kk)] = p
         curves[kind] = scores
     return {
@@ -77,5 +70,5 @@ def insertion_deletion(
         "deletion": curves["deletion"],
         "insertion_auc": auc(curves["insertion"]),
         "deletion_auc": auc(curves["deletion"]),
-        "target": target,
+        "target": target.labels(B, x.device),
     }

@@ -1,0 +1,78 @@
+"""The one gradient path of the CAM family: forward, pick the target, backward to the layer(s)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .capture import LayerCapture
+from .targets import Target, bind_target, logits_or_none
+
+
+@dataclass
+class LayerGradients:
+    """What one forward and one backward pass to the captured layers give.
+
+    Attributes:
+        output: the model's output as returned (detached tensors inside are not guaranteed).
+        target: the target bound to this batch (ids resolved, e.g. the top-1).
+        logits: B×N float32 class scores (detached), or None when the output has none.
+        probs: B float32 target probabilities (``target.probability``).
+        activations: per capture, the B×K×h×w activation (detached, through ``to_spatial``).
+        gradients: per capture, the gradient of the summed target score, same shape.
+    """
+
+    output: Any
+    target: Target
+    logits: Tensor | None
+    probs: Tensor
+    activations: list[Tensor]
+    gradients: list[Tensor]
+
+
+def layer_gradients(
+    model: nn.Module,
+    x: Tensor,
+    captures: list[LayerCapture],
+    target: Target | None,
+    autocast_dtype: torch.dtype | None = None,
+    score_scale: float = 1.0,
+) -> LayerGradients:
+    """Forward ``x``, bind ``target`` (None: each image's top-1), and backpropagate its score to each capture.
+
+    The forward runs under ``torch.no_grad()``; each capture's hook switches recording on at
+    its layer, so the backward goes from the score down to the lowest captured layer only.
+    Run it inside the captures' ``with`` blocks. ``autocast_dtype`` runs the forward under
+    autocast; ``score_scale`` multiplies the score before the backward (fp16 underflow).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.Flatten(), torch.nn.Linear(32, 3))
+        >>> with LayerCapture(net[0], "0") as cap:
+        ...     g = layer_gradients(net, torch.rand(1, 3, 4, 4), [cap], None)
+        >>> tuple(g.activations[0].shape), tuple(g.gradients[0].shape), g.target.ids.shape
+        ((1, 2, 4, 4), (1, 2, 4, 4), torch.Size([1]))
+    """
+    for cap in captures:
+        cap.reset()
+    amp = contextlib.nullcontext() if autocast_dtype is None else torch.autocast(x.device.type, dtype=autocast_dtype)
+    with torch.no_grad(), amp:
+        output = model(x)
+    leaves = [cap.get() for cap in captures]
+    acts = [cap.spatial(a) for cap, a in zip(captures, leaves)]  # checks the layout before the backward
+    target = bind_target(target, output)
+    score = target.score(output).sum()
+    if score_scale != 1.0:
+        score = score * score_scale
+    grads = torch.autograd.grad(score, leaves)
+    return LayerGradients(
+        output=output,
+        target=target,
+        logits=logits_or_none(output),
+        probs=target.probability(output),
+        activations=[a.detach() for a in acts],
+        gradients=[cap.spatial(g) for cap, g in zip(captures, grads)],
+    )

@@ -1,0 +1,41 @@
+"""What a method explains: class ids, or a target object turning the model's output into B scores.
+
+See :mod:`cameras.core.targets` for the protocol; this module is its public face.
+
+Example:
+    >>> import torch
+    >>> from cameras.targets import SigmoidTarget
+    >>> out = torch.tensor([[1.5, -0.5]])
+    >>> SigmoidTarget(1).for_batch(1, torch.device("cpu")).bind(out).score(out).tolist()
+    [-0.5]
+"""
+
+from .core.targets import (
+    ClassTarget,
+    OutputTarget,
+    SigmoidTarget,
+    SoftmaxTarget,
+    Target,
+    TargetLike,
+    as_target,
+    bind_target,
+    class_ids,
+    class_scores,
+    logits_or_none,
+    model_logits,
+)
+
+__all__ = [
+    "ClassTarget",
+    "OutputTarget",
+    "SigmoidTarget",
+    "SoftmaxTarget",
+    "Target",
+    "TargetLike",
+    "as_target",
+    "bind_target",
+    "class_ids",
+    "class_scores",
+    "logits_or_none",
+    "model_logits",
+]
