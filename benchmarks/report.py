@@ -68,7 +68,7 @@ def section(res):
                 "large batch per scale on a CPU; a whole-batch floor can be slower than that, so both are shown."]
     by = {(r["model"], r["batch"]): r for r in rows}
     lines = []
-    for (m, b), r in by.items():
+    for m, b in by:
         if b == 8 and (m, 1) in by:
             one, eight, f1, f8 = per_image(by, m)
             lines.append([m, f"{one:.3f}", f"{eight:.3f}", ok(eight <= one * 1.02), f"{f1:.3f}", f"{f8:.3f}"])

@@ -1,4 +1,4 @@
-"""An independent, straightforward CAMERAS (METHOD.md §1) used only by the tests.
+"""An independent, straightforward CAMERAS (resize every scale, stack every channel) used only by the tests.
 
 It loops over images and scales, resizes every channel to full resolution with
 F.interpolate, keeps full stacks, and needs the model split by hand into features / head.

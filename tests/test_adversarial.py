@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from PIL import Image
 import torch
+from PIL import Image
 from torch import nn
 
 import cameras
@@ -210,7 +210,7 @@ def test_attack_sanity_randomize_commands(sample_dir, tmp_path):
     assert r.exit_code == 2 and "other settings (model:" in r.output and "weights_fingerprint" in r.output
     for args, msg in [(["attack", img, "--eps", "-1/255"], "eps must be ≥ 0"),
                       (["attack", img, "--alpha", "0"], "--alpha must be > 0"),
-                      (["sanity", img, "--methods", ","], "--methods is empty"),
+                      (["sanity", img, "--methods", ","], "no method given"),
                       (["sanity", img, "--eps", "-2/255"], "eps must be ≥ 0"),
                       (["experiment", "n-sensitivity", str(tmp_path / "b" / "nothing-here")], "no such file"),
                       (["sanity", img, "--fraction", "0"], "0<x<=1"),

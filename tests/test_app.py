@@ -11,8 +11,7 @@ import cameras
 from cameras import Cancelled, ImageError, InputError
 from cameras.app import Explorer, check_upload, details_markdown, parse_scale_text, render, write_downloads
 
-from .conftest import TinyNet
-from .test_state_and_pitfalls import hook_count, snapshot
+from .conftest import TinyNet, hook_count, snapshot
 
 
 def test_check_upload_limits_and_messages(sample_dir, tmp_path):

@@ -12,8 +12,7 @@ import cameras
 from cameras import InputError
 from cameras.methods.extremal import SmoothMask
 
-from .conftest import TinyNet
-from .test_state_and_pitfalls import hook_count, snapshot
+from .conftest import TinyNet, hook_count, snapshot
 
 FAST = {
     "cameras": {"scales": [32, 48]},

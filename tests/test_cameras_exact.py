@@ -100,8 +100,8 @@ def test_dropped_scale_matches_reference(resnet):
 
 
 def test_matches_reference_embedded(embedded):
-    from skimage import data
     from PIL import Image
+    from skimage import data
 
     x = cameras.preprocess(Image.fromarray(data.coffee()), size=160)
     net = embedded.model

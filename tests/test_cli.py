@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cameras.cli import main, parse_scales
+from cameras.cli import main
+from cameras.methods.cameras import parse_scales
 
 from .conftest import rand_image
 

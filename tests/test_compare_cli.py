@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cameras.cli import main, parse_settings
+from cameras.cli import main
+from cameras.methods import parse_option_strings as parse_settings
 
 FAST_SET = {
     "cameras": ["--scales", "224,256"],
@@ -61,7 +62,7 @@ def test_compare_bad_options(sample_dir, tmp_path):
     img = str(sample_dir / "coffee.png")
     for args, msg in [
         (["--methods", "gradcam,nope"], "unknown method 'nope'"),
-        (["--set", "rise.foo=1"], "has no option foo"),
+        (["--set", "rise.foo=1"], "has no option 'foo'"),
         (["--set", "n_masks=3"], "METHOD.KEY=VALUE"),
         (["--set", "extremal.area=2"], "area must lie in (0, 1)"),
     ]:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .test_evaluate import make_imagenet, strip_seconds
+from .conftest import make_imagenet, strip_seconds
 
 ARGS = ["evaluate", "--format", "imagenet", "--methods", "cameras,gradcam", "--metrics", "pointing,rho",
         "--set", "cameras.scales=[224, 256]", "--quiet"]
@@ -75,7 +75,7 @@ def test_two_processes_equal_one(tmp_path):
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out
     assert same_rows(rows(tmp_path / "two" / "results.csv"), rows(single / "results.csv"))
-    assert not list((tmp_path / "two" / "shards").glob("*.csv"))  # merged and removed
+    assert not list((tmp_path / "two" / "shards").glob("evaluate-*.jsonl"))  # merged and removed
     assert (tmp_path / "two" / "summary.json").read_text() != ""
 
 
@@ -84,8 +84,8 @@ def test_killed_rank_then_three_processes_complete(tmp_path):
     single = tmp_path / "single"
     run_single(data, single)
     out = tmp_path / "dist"
-    kill_one_worker(torchrun(2, data, out), out, "*.csv", 6)
-    partial = sum(len(rows(f)) for f in (out / "shards").glob("*.csv"))
+    kill_one_worker(torchrun(2, data, out), out, "evaluate-*.jsonl", 6)
+    partial = sum(f.read_bytes().count(b"\n") for f in (out / "shards").glob("evaluate-*.jsonl"))
     assert 0 < partial < len(rows(single / "results.csv"))
     p = torchrun(3, data, out)
     log, _ = p.communicate(timeout=600)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -16,61 +15,7 @@ from PIL import Image
 from cameras.cli import main
 from cameras.data import DatasetError, load_mapping, read_coco, read_imagenet, read_voc
 
-from .conftest import rand_image
-
-CAT, ESPRESSO = "n02124075", "n07920052"
-
-
-def voc_xml(objs, w=80, h=60):
-    body = "".join(
-        f"<object><name>{n}</name><difficult>{int(d)}</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
-        f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
-        for n, b, d in objs
-    )
-    return f"<annotation><size><width>{w}</width><height>{h}</height><depth>3</depth></size>{body}</annotation>"
-
-
-def make_imagenet(root, n=3):
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.fromarray(rand_image(60, 80, seed=i)).save(root / f"ILSVRC2012_val_{i:08d}.JPEG")
-        objs = [(CAT, (5, 5, 40, 30), False)] + ([(ESPRESSO, (45, 30, 78, 58), False)] if i % 2 == 0 else [])
-        (root / f"ILSVRC2012_val_{i:08d}.xml").write_text(voc_xml(objs))
-    return root
-
-
-def make_voc(root):
-    (root / "JPEGImages").mkdir(parents=True)
-    (root / "Annotations").mkdir()
-    (root / "ImageSets" / "Main").mkdir(parents=True)
-    ids = ["000001", "000002"]
-    for i, name in enumerate(ids):
-        Image.fromarray(rand_image(60, 80, seed=10 + i)).save(root / "JPEGImages" / f"{name}.jpg")
-    (root / "Annotations" / "000001.xml").write_text(voc_xml([("cat", (5, 5, 40, 30), False), ("dog", (50, 30, 70, 50), True)]))
-    (root / "Annotations" / "000002.xml").write_text(voc_xml([("cat", (1, 1, 80, 60), False)]))
-    (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids) + "\n")
-    return root
-
-
-def make_coco(root):
-    from pycocotools import mask as mask_utils
-
-    root.mkdir(parents=True)
-    Image.fromarray(rand_image(60, 80, seed=20)).save(root / "a.jpg")
-    m = np.zeros((60, 80), dtype=np.uint8, order="F")
-    m[40:50, 60:70] = 1
-    rle = mask_utils.encode(m)
-    rle["counts"] = rle["counts"].decode()
-    data = {
-        "images": [{"id": 1, "file_name": "a.jpg", "height": 60, "width": 80}],
-        "categories": [{"id": 17, "name": "cat"}, {"id": 47, "name": "cup"}],
-        "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 17, "iscrowd": 0, "segmentation": [[10, 10, 30, 10, 30, 20, 10, 20]]},
-            {"id": 2, "image_id": 1, "category_id": 47, "iscrowd": 0, "segmentation": rle},
-        ],
-    }
-    (root / "instances.json").write_text(json.dumps(data))
-    return root
+from .conftest import CAT, make_coco, make_imagenet, make_voc, rand_image, strip_seconds, voc_xml
 
 
 def test_imagenet_xml_and_csv(tmp_path, embedded):
@@ -175,6 +120,32 @@ def test_evaluate_end_to_end(tmp_path):
     assert r.exit_code == 0 and (out / "results.csv").read_bytes() == before
 
 
+def test_other_settings_into_the_same_folder_are_refused(tmp_path):
+    """The measured bug: a random network's run into the first run's folder reported the first
+    run's numbers. Now every setting that changes results is checked, and nothing is touched."""
+    root = make_imagenet(tmp_path / "inet", n=2)
+    out = tmp_path / "out"
+    args = ["evaluate", "--data", str(root), "--format", "imagenet", "--methods", "gradcam", "--out", str(out), "--quiet"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for extra, named in [(["--model", "torchvision:resnet18", "--weights", "random"], "model: 'efficientnet_lite0' before"),
+                         (["--square"], "square: False before, True now"),
+                         (["--metrics", "pointing"], "metrics:"),
+                         (["--insdel-step", "100"], "insdel_step: 224 before, 100 now"),
+                         (["--set", "gradcam.layer=blocks"], "methods:"),
+                         (["--methods", "gradcam,gradient"], "methods:")]:
+        r = CliRunner().invoke(main, [*args, *extra])
+        assert r.exit_code != 0 and "holds a run of evaluate with other settings" in r.output and named in r.output, (
+            extra, r.output)
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files  # nothing changed
+    other = make_imagenet(tmp_path / "inet2", n=1)
+    r = CliRunner().invoke(main, [*args[:2], str(other), *args[3:]])
+    assert r.exit_code != 0 and "data:" in r.output
+    # the same settings resume (here: nothing left to do) and give the same results
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert (out / "results.csv").read_bytes() == files["results.csv"]
+
+
 def test_evaluate_bad_options(tmp_path):
     root = make_voc(tmp_path / "voc")
     for args, msg in [
@@ -184,10 +155,6 @@ def test_evaluate_bad_options(tmp_path):
     ]:
         r = CliRunner().invoke(main, ["evaluate", "--data", str(root), "--out", str(tmp_path / "o"), *args])
         assert r.exit_code != 0 and msg in r.output, (args, r.output)
-
-
-def strip_seconds(rows):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
 def test_resume_after_kill_equals_uninterrupted(tmp_path):
@@ -203,19 +170,19 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "cameras", *args, "--out", str(part)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
+    records = part / "evaluate.records.jsonl"
     while time.time() < deadline:
-        f = part / "results.csv"
-        if f.exists() and f.read_bytes().count(b"\n") >= 5:
+        if records.exists() and records.read_bytes().count(b"\n") >= 4:
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    got_partial = list(csv.DictReader(open(part / "results.csv")))
-    assert 4 <= len(got_partial) < len(want), "the kill did not land part-way"
-    assert not (part / "summary.json").exists()
+    got_partial = records.read_bytes().count(b"\n")
+    assert 4 <= got_partial < len(want), "the kill did not land part-way"
+    assert not (part / "summary.json").exists() and not (part / "results.csv").exists()
     # simulate a torn write as well: a half line at the end must be dropped on resume
-    with open(part / "results.csv", "a") as fh:
-        fh.write("ILSVRC2012_val_0000")
+    with open(records, "a") as fh:
+        fh.write('{"row": {"image": "ILSVRC2012_val_0000')
     assert CliRunner().invoke(main, [*args, "--out", str(part)]).exit_code == 0
     got = list(csv.DictReader(open(part / "results.csv")))
     assert strip_seconds(got) == strip_seconds(want)

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from cameras.cli import main
 
-from .test_evaluate import make_imagenet
+from .conftest import make_imagenet
 
 
 def test_n_sensitivity(sample_dir, tmp_path):

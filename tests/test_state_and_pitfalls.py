@@ -1,4 +1,4 @@
-"""Hooks, model state and the PEERS.md pitfalls."""
+"""Hooks, model state, and the pitfalls users meet in other saliency libraries."""
 
 import gc
 import warnings
@@ -10,19 +10,7 @@ from torch import nn
 import cameras
 from cameras import InputError, LayerError
 
-from .conftest import TinyNet
-
-
-def hook_count(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
-
-
-def snapshot(model):
-    return (
-        [m.training for m in model.modules()],
-        [p.requires_grad for p in model.parameters()],
-        [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-    )
+from .conftest import TinyNet, hook_count, snapshot
 
 
 def test_state_restored_after_success():

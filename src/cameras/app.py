@@ -8,7 +8,6 @@ own); :func:`build_app` lays the page out over it. Gradio is an optional extra:
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -23,15 +22,18 @@ from PIL import Image
 
 from .core.errors import CamerasError, Cancelled, ImageError, InputError
 from .core.ops import resize_maps
-from .images import load_image, preprocess
+from .core.targets import Target
+from .images import load_image
 from .io import encode_npy, encode_png, write_files_atomically
-from .methods import available_methods, get_method, method_class
+from .methods import available_methods, build_method, method_class
+from .methods.cameras import DEFAULT_SCALES as CAMERAS_SCALES
+from .methods.cameras import parse_scales
 from .models import ModelBundle, load_model
 from .viz import overlay
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
-DEFAULT_SCALES = "224,324,424,524,624,724,824,924"
+DEFAULT_SCALES = ",".join(map(str, CAMERAS_SCALES))
 TOP_K = 5
 MAX_SCALE = 2048  # largest CAMERAS size accepted from the page (the input is resized by ζ_max/ζ_0)
 
@@ -87,11 +89,7 @@ def parse_scale_text(text: str, max_scale: int = MAX_SCALE) -> list[int]:
         >>> parse_scale_text("224, 448")
         [224, 448]
     """
-    parts = [t for t in re.split(r"[,\s]+", str(text).strip()) if t]
-    try:
-        vals = [int(t) for t in parts]
-    except ValueError:
-        raise InputError(f"scales '{text}' must be whole numbers separated by commas, like 224,324,424") from None
+    vals = parse_scales(str(text))
     if not vals:
         raise InputError("give at least one CAMERAS scale, like 224,324,424")
     if max(vals) > max_scale:
@@ -147,15 +145,11 @@ class Explorer:
             self._bundles[name] = load_model(name, self.weights.get(name), device=torch.device(self.device))
         return self._bundles[name]
 
-    def _input(self, img: Image.Image, bundle: ModelBundle) -> torch.Tensor:
-        return preprocess(img, bundle.input_size, bundle.mean, bundle.std, interpolation=bundle.interpolation,
-                          device=bundle.device)
-
     def top_classes(self, img: Image.Image, model: str, k: int = TOP_K) -> list[tuple[int, str, float]]:
         """The model's top ``k`` classes for the image: (id, name, probability)."""
         b = self.bundle(model)
         with torch.no_grad():
-            probs = b.model(self._input(img, b)).float().softmax(1)[0]
+            probs = b.model(b.prepare(img)).float().softmax(1)[0]
         p, i = probs.topk(min(k, probs.numel()))
         return [(int(c), b.class_name(int(c)), float(v)) for v, c in zip(p.tolist(), i.tolist())]
 
@@ -168,9 +162,12 @@ class Explorer:
         choices += [(f"{c} · {b.class_name(c)}", str(c)) for c in range(b.num_classes) if c not in seen]
         return choices, str(top[0][0])
 
-    def explain(self, img: Image.Image, model: str, methods: list[str], classes: list[int],
+    def explain(self, img: Image.Image, model: str, methods: list[str], classes: list[int | Target],
                 scales: list[int] | None = None) -> Iterator[Explanation]:
         """Yield one :class:`Explanation` per (method, class), methods outermost.
+
+        ``classes`` holds class ids or targets of :mod:`cameras.targets` (e.g. a
+        ``SigmoidTarget`` for a multi-label model).
 
         Setting ``self.stop`` from another thread raises :class:`Cancelled` at the running
         method's next step; explanations already yielded stay valid.
@@ -181,21 +178,19 @@ class Explorer:
             raise InputError("choose at least one class")
         b = self.bundle(model)
         for c in classes:
-            if not 0 <= int(c) < b.num_classes:
+            if not isinstance(c, Target) and not 0 <= int(c) < b.num_classes:
                 raise InputError(f"class {c} does not exist; {model} has classes 0..{b.num_classes - 1}")
-        x = self._input(img, b)
+        x = b.prepare(img)
         H, W = img.height, img.width
         for m in methods:
-            cls = method_class(m)
-            opts = {"layer": b.layer} if cls.uses_layer else {}
-            if m == "cameras" and scales:
-                opts["scales"] = scales
-            method = get_method(m, b.model, **opts)
+            method = build_method(m, b, **({"scales": scales} if method_class(m).name == "cameras" and scales else {}))
             method.stop = self.stop
             for c in classes:
-                res = method(x, target=int(c))
+                res = method(x, target=c if isinstance(c, Target) else int(c))
                 sal = resize_maps(res.maps[:1], (H, W))[0].clamp(0, 1).cpu().numpy().astype(np.float32)
-                yield Explanation(m, int(c), b.class_name(int(c)), float(res.probs[0]), res.seconds,
+                cls = int(res.targets[0])
+                name = b.class_name(cls) if cls >= 0 else res.target.describe()
+                yield Explanation(m, cls, name, float(res.probs[0]), res.seconds,
                                   res.kept_scales[0] if res.kept_scales else None, sal)
 
 
@@ -293,7 +288,8 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
             files = [f for pair in zip(npy, files) for f in pair]
         return files, files[0::2]
 
-    def on_run(state, model, methods, classes, scales_text, alpha, progress=gr.Progress(track_tqdm=True)):
+    # Gradio finds its progress tracker by this default argument, so the call in the default is required
+    def on_run(state, model, methods, classes, scales_text, alpha, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         if not state:
             yield gr.update(), "", None, _status("Upload an image or pick a sample first.", error=True), state
             return

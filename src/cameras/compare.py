@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
@@ -10,11 +9,12 @@ import numpy as np
 import torch
 
 from .core.ops import resize_maps
-from .images import load_image, preprocess
+from .core.targets import Target
+from .images import load_image
 from .io import encode_json, encode_npy, write_files_atomically
-from .methods import get_method, method_class
+from .methods import build_method
 from .models import ModelBundle
-from .viz import comparison_figure
+from .viz import comparison_figure, figure_png
 
 
 def slug(text: str) -> str:
@@ -27,28 +27,21 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
 
 
-def method_options(bundle: ModelBundle, name: str, options: dict | None = None) -> dict:
-    """Constructor options for method ``name`` on ``bundle``: its recommended layer, plus ``options``."""
-    cls = method_class(name)
-    opts = {"layer": bundle.layer} if cls.uses_layer else {}
-    opts.update(options or {})
-    return opts
-
-
 def compare(
     image_path: str | Path,
     bundles: list[ModelBundle],
     methods: list[str],
     out_png: str | Path,
-    target: int | None = None,
+    target: int | Target | None = None,
     options: dict[str, dict] | None = None,
     square: bool = False,
     alpha: float = 0.5,
 ) -> dict:
     """Explain one image with every method on every model; write the figure, maps and JSON.
 
-    The class is ``target`` if given, else the first model's top-1, so every row explains
-    the same class. Writes ``out_png``, ``<stem>.<model>.<method>.npy`` beside it (float32
+    The class is ``target`` if given (a class id, or any target of :mod:`cameras.targets`),
+    else the first model's top-1, so every row explains the same class. ``options`` holds
+    each method's options by method name. Writes ``out_png``, ``<stem>.<model>.<method>.npy`` beside it (float32
     maps at the image's size) and ``<stem>.json``; all files appear together or not at all.
 
     Returns:
@@ -62,13 +55,15 @@ def compare(
     record: dict = {"image": str(image_path), "size": [H, W], "models": []}
     rows = []
     # build every method first, so that a bad option fails before any slow work
-    built = [[get_method(n, b.model, **method_options(b, n, (options or {}).get(n))) for n in methods] for b in bundles]
+    built = [[build_method(n, b, **(options or {}).get(n, {})) for n in methods] for b in bundles]
     for bundle, bundle_methods in zip(bundles, built):
-        x = preprocess(img, bundle.input_size, bundle.mean, bundle.std, square, bundle.interpolation, bundle.device)
+        x = bundle.prepare(img, square)
         if target is None:
             with torch.no_grad():
                 target = int(bundle.model(x).argmax(1)[0])
-        cells, entry = [], {"model": bundle.name, "target": target, "name": bundle.class_name(target), "methods": {}}
+        is_id = not isinstance(target, Target)
+        label = bundle.class_name(target) if is_id else target.describe()
+        cells, entry = [], {"model": bundle.name, "target": target if is_id else repr(target), "name": label, "methods": {}}
         for name, m in zip(methods, bundle_methods):
             res = m(x, target=target)
             sal = resize_maps(res.maps, (H, W))[0].clamp(0, 1).cpu().numpy().astype(np.float32)
@@ -78,15 +73,9 @@ def compare(
             entry["methods"][name] = {"seconds": res.seconds, "layer": res.layer, "npy": npy.name,
                                       **({"kept_scales": res.kept_scales[0]} if res.kept_scales else {})}
             cells.append((f"{name}  {res.seconds:.2f} s", sal))
-        rows.append({"label": f"{bundle.name}\n{bundle.class_name(target)}: {entry['probability']:.2f}", "cells": cells})
+        rows.append({"label": f"{bundle.name}\n{label}: {entry['probability']:.2f}", "cells": cells})
         record["models"].append(entry)
-    fig = comparison_figure(rgb, rows, alpha)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    files[out_png] = buf.getvalue()
+    files[out_png] = figure_png(comparison_figure(rgb, rows, alpha))
     files[out_png.with_suffix(".json")] = encode_json(record)
     write_files_atomically(files)
     return record

@@ -1,10 +1,10 @@
 """`cameras evaluate`: every (image, ground-truth class, method) item, resumable, with a report.
 
-Rows go to ``results.csv`` one at a time, each as a single append of a complete line
-followed by fsync, so a run killed at any moment loses at most the items in flight; a
-rerun with the same folder reads the finished rows (dropping a torn last line, if any),
-skips them and appends the rest in the same order, so a finished rerun equals an
-uninterrupted run. ``summary.json`` and ``report.md`` are rewritten atomically from all rows.
+Items run through the resumable engine of :mod:`cameras.runs`: each finished item is one
+fsynced line of ``evaluate.records.jsonl``, so a run killed at any moment loses at most the
+image in flight, and a rerun with the same folder and settings skips the finished items,
+so a finished rerun equals an uninterrupted run. At the end ``results.csv`` (one row per
+item), ``curves.jsonl``, ``summary.json`` and ``report.md`` are written atomically.
 """
 
 from __future__ import annotations
@@ -12,19 +12,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .core.base import SaliencyMethod
+from .core.errors import InputError
 from .core.guard import frozen_eval
 from .data.items import Item
-from .images import load_image, resize_image
+from .images import load_image
 from .io import encode_json, write_files_atomically
 from .metrics import insertion_deletion, is_difficult, map_density, pointing_accuracy, pointing_trial
 from .models import ModelBundle
+from .runs import model_fingerprint, run_items
+from .viz import figure_png, pyplot
 
 COLUMNS = ["image", "class", "method", "pointing_hit", "difficult", "rho_plus", "rho_minus",
            "insertion_auc", "deletion_auc", "seconds", "kept_scales"]
@@ -59,116 +61,6 @@ def _fmt(v) -> str:
     return str(v)
 
 
-class ResultStore:
-    """Append-only results.csv (+ curves.jsonl) that survives being killed at any moment."""
-
-    def __init__(self, out_dir: Path, shard: str | None = None) -> None:
-        self.dir = Path(out_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if shard is None:
-            self.csv = self.dir / "results.csv"
-            self.curves = self.dir / "curves.jsonl"
-        else:  # one rank's rows in a distributed run, merged by rank 0 at the end
-            (self.dir / "shards").mkdir(exist_ok=True)
-            self.csv = self.dir / "shards" / f"{shard}.csv"
-            self.curves = self.dir / "shards" / f"{shard}.jsonl"
-
-    @classmethod
-    def all_stores(cls, out_dir: Path) -> list["ResultStore"]:
-        """The main store and every shard store left in ``out_dir`` (finished rows of any run)."""
-        stores = [cls(out_dir)]
-        for f in sorted((Path(out_dir) / "shards").glob("*.csv")):
-            stores.append(cls(out_dir, f.stem))
-        return stores
-
-    @staticmethod
-    def key(row: dict) -> tuple[str, str, str]:
-        return (str(row["image"]), str(row["class"]), str(row["method"]))
-
-    def _repair(self, path: Path) -> bytes:
-        """Drop a torn last line (no newline) so appends start on a line boundary."""
-        if not path.exists():
-            return b""
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            data = data[: data.rfind(b"\n") + 1]
-            with open(path, "r+b") as fh:
-                fh.truncate(len(data))
-        return data
-
-    def load(self) -> list[dict]:
-        """Finished rows, in file order (a torn or malformed last line is discarded)."""
-        data = self._repair(self.csv)
-        self._repair(self.curves)
-        if not data:
-            return []
-        rows = list(csv.DictReader(io.StringIO(data.decode())))
-        good = [r for r in rows if None not in r and all(k in r for k in COLUMNS)]
-        return good
-
-    def load_curves(self) -> dict[tuple, dict]:
-        out = {}
-        if self.curves.exists():
-            for line in self._repair(self.curves).decode().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                out[(rec["image"], str(rec["class"]), rec["method"])] = rec
-        return out
-
-    def _append(self, path: Path, line: bytes) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def append(self, row: dict, curves: dict | None = None) -> None:
-        """Write one finished item: its curves (if any) first, then its row."""
-        if curves is not None:
-            self._append(self.curves, (json.dumps(curves) + "\n").encode())
-        if not self.csv.exists() or self.csv.stat().st_size == 0:
-            self._append(self.csv, (",".join(COLUMNS) + "\n").encode())
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow([_fmt(row.get(c)) for c in COLUMNS])
-        self._append(self.csv, buf.getvalue().encode())
-
-
-def merge_shards(out_dir: Path, order: list[tuple[str, str, str]]) -> list[dict]:
-    """Merge results.csv and every shard into results.csv (and curves.jsonl), atomically.
-
-    Rows are de-duplicated by (image, class, method) and put in ``order`` (the canonical
-    work order, so a merged run equals a single-process one); shard files are removed only
-    after the merged files are in place.
-    """
-    stores = ResultStore.all_stores(out_dir)
-    rows: dict[tuple, dict] = {}
-    curves: dict[tuple, dict] = {}
-    for st in stores:
-        for r in st.load():
-            rows.setdefault(ResultStore.key(r), r)
-        for k, v in st.load_curves().items():
-            curves.setdefault(k, v)
-    rank = {k: i for i, k in enumerate(order)}
-    keys = sorted(rows, key=lambda k: (rank.get(k, len(rank)), k))
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for k in keys:
-        w.writerow([rows[k].get(c, "") for c in COLUMNS])
-    files = {Path(out_dir) / "results.csv": buf.getvalue().encode()}
-    cur = [json.dumps(curves[k]) for k in keys if k in curves]
-    if cur:
-        files[Path(out_dir) / "curves.jsonl"] = ("\n".join(cur) + "\n").encode()
-    write_files_atomically(files)
-    for st in stores[1:]:
-        for f in (st.csv, st.curves):
-            f.unlink(missing_ok=True)
-    return [rows[k] for k in keys]
-
-
 def work_list(items: list[Item], methods: list[str]) -> list[tuple[Item, int, str]]:
     """Deterministic (item, class, method) work, ordered image → method → class; VOC classes
     whose boxes are all difficult are skipped."""
@@ -200,59 +92,103 @@ def evaluate_items(
     world: int = 1,
     barrier=None,
     run_id: str = "run",
+    settings: dict | None = None,
 ) -> list[dict]:
-    """Run every unfinished (image, class, method) item and append its row; return all rows.
+    """Run every unfinished (image, class, method) item; write results.csv and curves.jsonl; return all rows.
 
-    Distributed (``world`` > 1, one call per rank, ``barrier`` synchronising them): every
-    rank reads the finished rows of results.csv and of any shards left by earlier runs
-    (whatever their process count), takes every ``world``-th unfinished item from rank
-    ``rank`` on, appends its rows to its own shard file, and after a final barrier rank 0
-    merges everything into results.csv in the canonical order. Other ranks return [].
+    Resumable and distributed through :func:`cameras.runs.run_items` (records in
+    ``evaluate.records.jsonl``, shards under torchrun): a rerun into the same folder skips
+    finished items, and one with other settings (model, weights, method options, metrics,
+    ``insdel_step``, ``square``, and ``settings`` such as the dataset) is refused before
+    anything is written. The classes of one image are explained in one batch per method.
+    Rank 0 writes ``results.csv`` (one row per item, canonical order) and ``curves.jsonl``
+    and returns the rows as read from the CSV (strings); other ranks return [].
     """
-    from tqdm import tqdm
-
     full = work_list(items, list(methods))
-    order = [(w[0].name, str(w[1]), w[2]) for w in full]
-    done = {ResultStore.key(r) for st in ResultStore.all_stores(out_dir) for r in st.load()}
-    if barrier is not None:
-        barrier()  # everyone has read the finished rows before anyone writes
-    todo = [w for w, k in zip(full, order) if k not in done][rank::world]
-    store = ResultStore(out_dir, None if world == 1 else f"{run_id}-rank{rank}")
-    device = bundle.device
-    bar = tqdm(total=len(todo), desc=f"evaluate{f' rank {rank}' if world > 1 else ''}", unit="item",
-               disable=(None if progress is None else not progress) if rank == 0 else True)
-    by_image: dict[Path, list] = {}
-    for w in todo:
-        by_image.setdefault(w[0].image, []).append(w)
-    try:
-        for path, work in by_image.items():
-            item = work[0][0]
-            img = load_image(path)
-            x01 = resize_image(img, bundle.input_size, square, bundle.interpolation, device)
-            x = bundle.normalize(x01)
-            for m_name in dict.fromkeys(wk[2] for wk in work):
-                cls_list = [wk[1] for wk in work if wk[2] == m_name]
-                method = methods[m_name]
-                xb = x.expand(len(cls_list), -1, -1, -1)
-                target = torch.tensor(cls_list, device=device)
-                res = method(xb, target=target)
-                rows = [dict(image=item.name, **{"class": c}, method=m_name, seconds=res.seconds / len(cls_list),
-                             kept_scales=" ".join(map(str, res.kept_scales[i])) if res.kept_scales else "")
-                        for i, c in enumerate(cls_list)]
-                with frozen_eval(bundle.model):  # metrics see the model in eval mode, restored after
-                    curves = _score(rows, item, res.maps, m_name, target, x01, xb, bundle, metrics, insdel_step, batch_size)
-                for row, cur in zip(rows, curves):
-                    store.append(row, cur)
-                    bar.update(1)
-    finally:
-        bar.close()
-    if barrier is not None:
-        barrier()
-    if rank != 0:
+    keys = [f"{it.name}\t{cls}\t{m}" for it, cls, m in full]
+    config = {"model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model),
+              "methods": {n: {k: v for k, v in m.options.items() if k != "progress"} for n, m in methods.items()},
+              "metrics": sorted(metrics), "insdel_step": insdel_step, "square": square, **(settings or {})}
+
+    def work(indices: list[int]):
+        item, _, m_name = full[indices[0]]
+        cls_list = [full[i][1] for i in indices]
+        x01 = bundle.prepare(load_image(item.image), square, normalized=False)
+        x = bundle.normalize(x01)
+        xb = x.expand(len(cls_list), -1, -1, -1)
+        target = torch.tensor(cls_list, device=x.device)
+        res = methods[m_name](xb, target=target)
+        rows = [dict(image=item.name, **{"class": c}, method=m_name, seconds=res.seconds / len(cls_list),
+                     kept_scales=" ".join(map(str, res.kept_scales[i])) if res.kept_scales else "")
+                for i, c in enumerate(cls_list)]
+        with frozen_eval(bundle.model):  # metrics see the model in eval mode, restored after
+            curves = _score(rows, item, res.maps, m_name, target, x01, xb, bundle, metrics, insdel_step, batch_size)
+        for i, row, cur in zip(indices, rows, curves):
+            yield i, {"row": {c: _fmt(row.get(c)) for c in COLUMNS}, "curves": cur}
+
+    records = run_items(keys, work, out_dir, "evaluate", config, rank, world, barrier, run_id, progress,
+                        group=lambda i: (full[i][0].name, full[i][2]))
+    if records is None:
         return []
-    if world > 1 or len(ResultStore.all_stores(out_dir)) > 1:
-        return merge_shards(out_dir, order)
-    return store.load()
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for r in records:
+        w.writerow([r["row"][c] for c in COLUMNS])
+    files = {Path(out_dir) / "results.csv": buf.getvalue().encode()}
+    curves = [json.dumps(r["curves"]) for r in records if r.get("curves")]
+    if curves:
+        files[Path(out_dir) / "curves.jsonl"] = ("\n".join(curves) + "\n").encode()
+    write_files_atomically(files)
+    return list(csv.DictReader(io.StringIO(buf.getvalue())))
+
+
+def evaluate_dataset(
+    data_dir: Path,
+    fmt: str,
+    bundle: ModelBundle,
+    methods: list[str],
+    options: dict[str, dict],
+    metrics: set[str],
+    out_dir: Path,
+    mapping: Path | None = None,
+    limit: int | None = None,
+    batch_size: int = 32,
+    insdel_step: int = 224,
+    square: bool = False,
+    progress: bool | None = None,
+    run=None,
+) -> dict | None:
+    """`cameras evaluate`: read the dataset, build the methods, run :func:`evaluate_items`, write the report.
+
+    ``options`` holds each method's options by name; ``run`` is the torchrun placement from
+    :func:`cameras.distributed.launch` (None: one process). Returns the summary on rank 0,
+    None on other ranks. Bad input (unknown metric, method or option, an empty dataset)
+    raises before any work.
+    """
+    from .data import load_mapping, read_dataset
+    from .data.readers import VOC_CLASSES
+    from .methods import build_method
+    from .runs import placement
+
+    bad = sorted(set(metrics) - set(METRICS))
+    if bad:
+        raise InputError(f"unknown metric {', '.join(bad)}; choose from {', '.join(METRICS)}")
+    built = {n: build_method(n, bundle, **options.get(n, {})) for n in methods}
+    cmap = load_mapping(mapping, VOC_CLASSES if fmt == "voc" else None)
+    items = read_dataset(fmt, data_dir, wnids=bundle.wnids, mapping=cmap)
+    items = items[:limit] if limit else items
+    if not items:
+        raise InputError(f"no annotated images found in {data_dir}")
+    settings = {"data": str(Path(data_dir).resolve()), "format": fmt,
+                "mapping": None if mapping is None else str(Path(mapping).resolve())}
+    rows = evaluate_items(items, bundle, built, set(metrics), out_dir, square, insdel_step, batch_size, progress,
+                          settings=settings, **placement(run))
+    if run is not None and run.rank != 0:
+        return None
+    return write_report(out_dir, rows, {"data": str(data_dir), "format": fmt, "model": bundle.name,
+                                        "images": len(items), "metrics": sorted(metrics),
+                                        "processes": 1 if run is None else run.world})
 
 
 def _score(rows, item, maps, m_name, target, x01, xb, bundle, metrics, insdel_step, batch_size) -> list[dict | None]:
@@ -304,11 +240,7 @@ def summarize(rows: list[dict]) -> dict:
 
 def write_report(out_dir: Path, rows: list[dict], meta: dict) -> dict:
     """Write summary.json, report.md, metrics.png (bars) and curves.png (mean ins/del curves)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out_dir = Path(out_dir)
     summary = summarize(rows)
     methods = list(summary["items"])
@@ -323,12 +255,13 @@ def write_report(out_dir: Path, rows: list[dict], meta: dict) -> dict:
             ax.set_title(k, fontsize=9)
             ax.tick_params(axis="x", labelrotation=45, labelsize=8)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        plt.close(fig)
-        files[out_dir / "metrics.png"] = buf.getvalue()
-    curves = ResultStore(out_dir).load_curves()
-    finished = {ResultStore.key(r) for r in rows}
+        files[out_dir / "metrics.png"] = figure_png(fig, dpi=90)
+    finished = {(r["image"], str(r["class"]), r["method"]) for r in rows}
+    curves = {}
+    if (out_dir / "curves.jsonl").exists():
+        for line in (out_dir / "curves.jsonl").read_text().splitlines():
+            c = json.loads(line)
+            curves[(c["image"], str(c["class"]), c["method"])] = c
     curves = {k: v for k, v in curves.items() if k in finished}
     if curves:
         fig, axes = plt.subplots(1, 2, figsize=(8, 3))
@@ -343,10 +276,7 @@ def write_report(out_dir: Path, rows: list[dict], meta: dict) -> dict:
             ax.set_xlabel("fraction of pixels")
             ax.legend(fontsize=7)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        plt.close(fig)
-        files[out_dir / "curves.png"] = buf.getvalue()
+        files[out_dir / "curves.png"] = figure_png(fig, dpi=90)
     files[out_dir / "report.md"] = _report_md(summary, meta, "metrics.png" in {p.name for p in files},
                                               "curves.png" in {p.name for p in files}).encode()
     write_files_atomically(files)
@@ -375,7 +305,7 @@ def _report_md(summary: dict, meta: dict, bars: bool, curves: bool) -> str:
         lines.append(f"| {m} | {f(summary['rho_plus'][m])} / {f(summary['rho_minus'][m])} | {PAPER['rho'].get(m, '–')} |")
     lines += ["", f"Insertion/deletion: {PAPER['insdel']}.", "",
               "Differences from the paper come from the model (weights, architecture), the data and",
-              "its size, and the device; the protocol is METHOD.md §3.", ""]
+              "its size, and the device.", ""]
     if bars:
         lines += ["![metrics](metrics.png)", ""]
     if curves:

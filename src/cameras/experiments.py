@@ -3,18 +3,20 @@ CAMERAS → Grad-CAM interpolation (A-3)."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .core.errors import InputError
 from .data.items import Item
-from .images import load_image, resize_image
+from .images import load_image
 from .io import encode_json, write_files_atomically
-from .methods import CAMERAS, GradCAM
+from .methods import build_method
 from .metrics import map_density, map_difference, pointing_accuracy, pointing_trial
 from .models import ModelBundle
 from .runs import model_fingerprint, placement, run_items
+from .viz import figure_png, pyplot
 
 STEPS = (5, 6, 7, 8, 9, 10)
 GAMMAS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -28,19 +30,44 @@ PAPER_N = np.array([  # CAMERAS supplement Table 2 (ResNet-50, ζ_m = 1000, 1000
 ])
 
 
+def experiment_inputs(images, data_dir, fmt: str | None, mapping, limit: int | None,
+                      bundle: ModelBundle) -> list[tuple[Path, int | None, Item | None]]:
+    """The (image, class or None for the top-1, dataset item or None) work of an experiment.
+
+    Either image files/folders (``images``) or an annotated dataset (``data_dir`` with
+    ``fmt``; every class of every image, difficult-only VOC classes skipped); the first
+    ``limit`` images. Every image is opened once here, so a bad file fails before any work.
+    """
+    from .data import load_mapping, read_dataset
+    from .data.readers import VOC_CLASSES
+    from .images import list_images
+
+    if bool(images) == bool(data_dir):
+        raise InputError("give IMAGE files or --data DIR (with --format), not both or neither")
+    if data_dir:
+        if fmt is None:
+            raise InputError("--data needs --format imagenet|voc|coco")
+        cmap = load_mapping(mapping, VOC_CLASSES if fmt == "voc" else None)
+        items = read_dataset(fmt, data_dir, wnids=bundle.wnids, mapping=cmap)
+        items = items[:limit] if limit else items
+        work = [(it.image, cls, it) for it in items for cls in it.classes() if not it.all_difficult(cls)]
+        if not work:
+            raise InputError(f"no annotated images with usable classes found in {data_dir}")
+    else:
+        paths = list_images(images)
+        paths = paths[:limit] if limit else paths
+        if not paths:
+            raise InputError("no image files found")
+        work = [(p, None, None) for p in paths]
+    for p in dict.fromkeys(p for p, _, _ in work):
+        load_image(p)
+    return work
+
+
 def _inputs(bundle: ModelBundle, path: Path, square: bool):
-    img = load_image(path)
-    x01 = resize_image(img, bundle.input_size, square, bundle.interpolation, bundle.device)
-    return img, bundle.normalize(x01), x01
-
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    """The normalised model input and the same pixels in [0, 1]."""
+    x01 = bundle.prepare(load_image(path), square, normalized=False)
+    return bundle.normalize(x01), x01
 
 
 def n_sensitivity(bundle: ModelBundle, paths: list[Path], out_dir: Path, max_size: int = 1000, square: bool = False,
@@ -64,10 +91,10 @@ def n_sensitivity(bundle: ModelBundle, paths: list[Path], out_dir: Path, max_siz
         >>> m.shape, float(m[0, 0])
         ((6, 6), 0.0)
     """
-    methods = [CAMERAS(bundle.model, layer=bundle.layer, steps=n, max_size=max_size, base_size=bundle.input_size) for n in STEPS]
+    methods = [build_method("cameras", bundle, steps=n, max_size=max_size) for n in STEPS]
 
     def work(i: int) -> dict:
-        _, x, _ = _inputs(bundle, paths[i], square)
+        x, _ = _inputs(bundle, paths[i], square)
         maps = torch.cat([m(x).maps for m in methods])  # 6×H×W
         d = map_difference(maps[:, None].expand(-1, len(STEPS), -1, -1).flatten(0, 1),
                            maps[None].expand(len(STEPS), -1, -1, -1).flatten(0, 1)).view(len(STEPS), len(STEPS))
@@ -85,11 +112,7 @@ def n_sensitivity(bundle: ModelBundle, paths: list[Path], out_dir: Path, max_siz
 
 
 def _n_sensitivity_files(bundle, recs, mats, mean, max_size, out_dir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, mat, title in ((axes[0], mean, f"ours ({bundle.name}, {len(recs)} images)"), (axes[1], PAPER_N, "paper (ResNet-50, 1000 images)")):
         im = ax.imshow(mat, vmin=0, vmax=max(0.3, float(mean.max())), cmap="viridis")
@@ -106,7 +129,7 @@ def _n_sensitivity_files(bundle, recs, mats, mean, max_size, out_dir) -> None:
                                                       "images": [r["image"] for r in recs], "ours": mean.round(4).tolist(),
                                                       "paper": PAPER_N.tolist(), "per_image": [m.round(4).tolist() for m in mats]}),
         out_dir / "n_sensitivity.csv": ("\n".join(rows) + "\n").encode(),
-        out_dir / "n_sensitivity.png": _png(fig),
+        out_dir / "n_sensitivity.png": figure_png(fig),
     })
 
 
@@ -130,12 +153,12 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
         >>> len(s["rho_plus"]), s["pointing_game"][0]
         (11, None)
     """
-    cam = CAMERAS(bundle.model, layer=bundle.layer)
-    gc = GradCAM(bundle.model, layer=bundle.layer)
+    cam = build_method("cameras", bundle)
+    gc = build_method("gradcam", bundle)
 
     def one(i: int) -> dict:
         path, cls, item = work[i]
-        _, x, x01 = _inputs(bundle, path, square)
+        x, x01 = _inputs(bundle, path, square)
         a = cam(x, target=cls)
         target = a.targets
         b = gc(x, target=target)
@@ -162,11 +185,7 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
 
 
 def _interpolation_files(bundle, summary, out_dir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.4))
     ax.plot(GAMMAS, summary["rho_plus"], "o-", label="ρ⁺ (ours)")
     ax.set_xlabel("γ (0 = CAMERAS, 1 = Grad-CAM)")
@@ -182,5 +201,5 @@ def _interpolation_files(bundle, summary, out_dir) -> None:
     write_files_atomically({
         out_dir / "interpolation.json": encode_json(summary),
         out_dir / "interpolation.csv": ("\n".join(csv_rows) + "\n").encode(),
-        out_dir / "interpolation.png": _png(fig),
+        out_dir / "interpolation.png": figure_png(fig),
     })

@@ -14,7 +14,8 @@ from tqdm import tqdm
 from .core.base import SaliencyMethod
 from .core.errors import CamerasError
 from .core.ops import resize_maps
-from .images import load_image, preprocess
+from .core.targets import Target, logits_or_none
+from .images import load_image
 from .io import encode_json, encode_npy, encode_png, unique_stems, write_files_atomically
 from .models import ModelBundle
 from .viz import overlay
@@ -34,7 +35,7 @@ def explain_images(
     bundle: ModelBundle,
     method: SaliencyMethod,
     out_dir: Path,
-    targets: list[int] | None = None,
+    targets: list[int | Target] | None = None,
     topk: int = 1,
     batch_size: int = 1,
     square: bool = False,
@@ -45,7 +46,7 @@ def explain_images(
     """Explain every image file and write ``<stem>.<method>.<class>.{png,npy}`` and ``<stem>.json``.
 
     Images with the same model-input size are batched (up to ``batch_size``). With
-    ``targets`` each listed class is explained; otherwise the top ``topk`` classes, the
+    ``targets`` each listed class (or :mod:`cameras.targets` target) is explained; otherwise the top ``topk`` classes, the
     first with the method's automatic target (for CAMERAS: the scale-dropping rule), the
     others as explicit targets. Each image's files are written atomically after all its
     maps exist; a failing image gets an error and no files, and the others go on.
@@ -56,13 +57,11 @@ def explain_images(
     out_dir = Path(out_dir)
     outcomes = [ImageOutcome(Path(p)) for p in paths]
     stems = unique_stems([o.path for o in outcomes])
-    device = bundle.device
     loaded: dict[int, tuple] = {}
     for i, o in enumerate(outcomes):
         try:
             img = load_image(o.path)
-            x = preprocess(img, bundle.input_size, bundle.mean, bundle.std, square, bundle.interpolation, device)
-            loaded[i] = (img, x)
+            loaded[i] = (img, bundle.prepare(img, square))
         except CamerasError as e:
             o.error = str(e)
     groups: dict[tuple, list[int]] = defaultdict(list)
@@ -85,7 +84,8 @@ def explain_images(
 
 def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params):
     x = torch.cat([loaded[i][1] for i in batch])
-    fixed = [torch.full((len(batch),), t, dtype=torch.long, device=x.device) for t in targets or []]
+    fixed = [t if isinstance(t, Target) else torch.full((len(batch),), t, dtype=torch.long, device=x.device)
+             for t in targets or []]
     # the first explanation's own forward pass gives the class probabilities (no extra pass)
     results = [method(x, target=fixed[0] if fixed else None)]
     pre_seconds = 0.0
@@ -93,12 +93,16 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
     if logits is None:  # a method that does not report its logits
         start = time.perf_counter()
         with torch.no_grad():
-            logits = bundle.model(x).float()
+            logits = logits_or_none(bundle.model(x))
         pre_seconds = time.perf_counter() - start
-    probs = logits.float().softmax(1)
-    k = max(1, min(topk, probs.shape[1]))
-    top_p, top_i = probs.topk(k, dim=1)
-    specs = fixed[1:] if fixed else [top_i[:, r].contiguous() for r in range(1, k)]
+    if logits is None:  # the model's output holds no class scores: no top-k list
+        if not fixed:
+            raise CamerasError("the model's output holds no B×classes scores, so there is no top-1 to explain; "
+                               "give the targets to explain")
+        top_p = top_i = torch.zeros(len(batch), 0)
+    else:
+        top_p, top_i = logits.float().softmax(1).topk(max(1, min(topk, logits.shape[1])), dim=1)
+    specs = fixed[1:] if fixed else [top_i[:, r].contiguous() for r in range(1, top_i.shape[1])]
     results += [method(x, target=s) for s in specs]
     for b, i in enumerate(batch):
         img = loaded[i][0]
@@ -120,15 +124,18 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
             "explanations": [],
             "seconds": pre_seconds / len(batch),
         }
-        for res in results:
+        for j, res in enumerate(results):
             cls = int(res.targets[b])
             full = resize_maps(res.maps[b : b + 1], (H, W))[0].clamp(0, 1)
             sal = full.detach().cpu().numpy().astype(np.float32)
-            base = f"{stem}.{method.name}.{cls}"
+            base = f"{stem}.{method.name}.{cls if cls >= 0 else f'target{j}'}"
+            if out_dir / f"{base}.npy" in files:  # two targets on one label (e.g. both sides of a binary model)
+                base = f"{base}-{j}"
             files[out_dir / f"{base}.png"] = encode_png(overlay(np.asarray(img), sal, alpha))
             files[out_dir / f"{base}.npy"] = encode_npy(sal)
             entry = res.item(b)
-            entry.update(name=bundle.class_name(cls), wnid=_wnid(bundle, cls), png=f"{base}.png", npy=f"{base}.npy")
+            name = bundle.class_name(cls) if cls >= 0 else res.target.describe()
+            entry.update(name=name, wnid=_wnid(bundle, cls), png=f"{base}.png", npy=f"{base}.npy")
             record["explanations"].append(entry)
             record["seconds"] += entry["seconds"]
         files[out_dir / f"{stem}.json"] = encode_json(record)

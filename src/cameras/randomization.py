@@ -1,16 +1,23 @@
-"""Model-randomisation sanity check (Adebayo et al., NeurIPS 2018)."""
+"""Model-randomisation sanity check (Adebayo et al., NeurIPS 2018) and its `cameras randomize` runner."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .core.errors import InputError
+from .core.ops import resize_maps
 from .core.result import SaliencyResult
+from .images import load_image
+from .io import encode_json, write_files_atomically
+from .methods import build_method
+from .viz import figure_png, overlay, pyplot
 
 
 def blocks_top_down(model: nn.Module) -> list[str]:
@@ -84,7 +91,7 @@ def randomization_check(
     method: Callable[[nn.Module], Callable[..., SaliencyResult]],
     mode: str = "cascading",
     blocks: list[str] | None = None,
-    target: int | Tensor | None = None,
+    target=None,
     seed: int = 0,
 ) -> list[dict]:
     """Re-initialise the model block by block, logits first, and compare each map with the trained one.
@@ -97,7 +104,8 @@ def randomization_check(
             ``"independent"`` (one block at a time, the others trained).
         blocks: top-level child names to re-initialise, top first (default: all with
             parameters, see :func:`blocks_top_down`).
-        target: class explained throughout (default: the trained model's top-1).
+        target: class (or any target of :mod:`cameras.targets`) explained throughout
+            (default: the trained model's top-1).
         seed: re-initialisation seed (block i uses seed + i).
 
     Returns:
@@ -120,7 +128,7 @@ def randomization_check(
         raise InputError(f"unknown block {unknown[0]!r}; blocks of this model: {', '.join(names)}")
     work = copy.deepcopy(model)
     trained = method(work)(x, target=target)
-    target = trained.targets
+    target = trained.target if trained.target is not None else trained.targets  # the same target throughout
     ref = trained.maps[0]
     out = [{"step": 0, "block": None, "reinitialized": [], "map": ref, **similarity(ref, ref)}]
     done: list[str] = []
@@ -133,3 +141,53 @@ def randomization_check(
         m = method(work)(x, target=target).maps[0]
         out.append({"step": i, "block": name, "reinitialized": list(done), "map": m, **similarity(ref, m)})
     return out
+
+
+def randomize_image(bundle, path: Path, methods: list[str], out_dir: Path, mode: str, seed: int,
+                    square: bool) -> dict:
+    """`cameras randomize`: :func:`randomization_check` for each method, a grid of maps per step and
+    the similarity curves; writes ``<stem>.randomize.png``, ``.similarity.png`` and ``.randomize.json``.
+
+    ``bundle`` is a :class:`~cameras.ModelBundle`; every method is built on each randomised
+    copy of its model with the bundle's layer. Returns the JSON summary.
+    """
+    plt = pyplot()
+    x = bundle.prepare(load_image(path), square, normalized=False)
+    xn = bundle.normalize(x)
+    with torch.no_grad():
+        target = int(bundle.model(xn).argmax(1)[0])
+    def on(m: str):
+        return lambda mod: build_method(m, dataclasses.replace(bundle, model=mod))
+
+    results = {m: randomization_check(bundle.model, xn, on(m), mode=mode, target=target, seed=seed) for m in methods}
+    steps = len(next(iter(results.values())))
+    rgb = (x[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+    fig, axes = plt.subplots(len(methods), steps, figsize=(1.6 * steps, 1.7 * len(methods)), squeeze=False)
+    for r, m in enumerate(methods):
+        for c, o in enumerate(results[m]):
+            sal = resize_maps(o["map"][None], rgb.shape[:2])[0].cpu().numpy()
+            axes[r][c].imshow(overlay(rgb, np.clip(sal, 0, 1)))
+            axes[r][c].set_xticks([])
+            axes[r][c].set_yticks([])
+            if r == 0:
+                axes[r][c].set_title("trained" if o["block"] is None else f"−{o['block']}", fontsize=7)
+        axes[r][0].set_ylabel(m, fontsize=8)
+    fig.suptitle(f"{mode} randomisation, logits first ({bundle.name})", fontsize=9)
+    fig.tight_layout()
+    fig2, axs = plt.subplots(1, 3, figsize=(11, 3.2))
+    for m in methods:
+        xs = range(steps)
+        for ax, key in zip(axs, ("spearman_abs", "ssim", "hog")):
+            ax.plot(xs, [o[key] for o in results[m]], "o-", label=m)
+            ax.set_title(key.replace("_", " "), fontsize=9)
+    labels = ["trained"] + [o["block"] for o in results[methods[0]][1:]]
+    for ax in axs:
+        ax.set_xticks(range(steps), labels, rotation=60, fontsize=7)
+        ax.legend(fontsize=7)
+    fig2.tight_layout()
+    summary = {"model": bundle.name, "image": str(path), "mode": mode, "seed": seed, "target": target,
+               "methods": {m: [{k: v for k, v in o.items() if k != "map"} for o in results[m]] for m in methods}}
+    write_files_atomically({out_dir / f"{path.stem}.randomize.png": figure_png(fig),
+                            out_dir / f"{path.stem}.similarity.png": figure_png(fig2),
+                            out_dir / f"{path.stem}.randomize.json": encode_json(summary)})
+    return summary

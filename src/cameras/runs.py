@@ -1,6 +1,6 @@
-"""Resumable per-item runs, split across torchrun ranks: one JSON record per finished item.
+"""The one resumable engine: per-item runs split across torchrun ranks, one JSON record per finished item.
 
-Used by ``cameras experiment``, ``cameras attack`` and ``cameras sanity``. Every item has a
+Used by ``cameras evaluate``, ``cameras experiment``, ``cameras attack`` and ``cameras sanity``. Every item has a
 key (e.g. the image path); a finished item's record is appended as one complete JSON line
 and fsynced, to ``<name>.records.jsonl`` in a single process or to
 ``shards/<name>-<run id>-rank<r>.jsonl`` under torchrun. A rerun (with any number of
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 
 from .core.errors import CamerasError, InputError
@@ -87,13 +87,13 @@ def _check_config(out_dir: Path, name: str, config: dict) -> None:
     diff = sorted(k for k in set(old) | set(want) if old.get(k) != want.get(k))
     if diff:
         shown = ", ".join(f"{k}: {old.get(k)!r} before, {want.get(k)!r} now" for k in diff)
-        raise InputError(f"{out_dir} holds a {name} run with other settings ({shown}); "
+        raise InputError(f"{out_dir} holds a run of {name} with other settings ({shown}); "
                          "use another --out folder, or delete this one to start over")
 
 
 def run_items(
     keys: list[str],
-    work: Callable[[int], dict],
+    work: Callable,
     out_dir: Path,
     name: str,
     config: dict,
@@ -102,12 +102,16 @@ def run_items(
     barrier: Callable[[], None] | None = None,
     run_id: str = "run",
     progress: bool | None = None,
+    group: Callable[[int], Hashable] | None = None,
 ) -> list[dict] | None:
-    """Run ``work(i)`` for every unfinished item ``keys[i]``; return all records in key order.
+    """Run ``work`` for every unfinished item ``keys[i]``; return all records in key order.
 
     Args:
         keys: one unique string per item (e.g. the image path), in the canonical order.
-        work: computes item ``i``'s record, a JSON-serialisable dict (``"key"`` is added).
+        work: without ``group``, ``work(i)`` computes item ``i``'s record, a JSON-serialisable
+            dict (``"key"`` is added). With ``group``, ``work(indices)`` gets the unfinished
+            items of one group (in key order) and yields ``(i, record)`` pairs; each record
+            is stored as soon as it is yielded.
         out_dir: folder of the records (and of any files ``work`` writes).
         name: the run's name (``"attack"``, ``"n_sensitivity"``, …), naming its files.
         config: the run's settings; a folder holding a run with other settings is refused.
@@ -115,6 +119,8 @@ def run_items(
             :func:`cameras.distributed.launch`); each rank takes every ``world``-th
             unfinished item and rank 0 merges after a final barrier.
         progress: tqdm bar on rank 0 (None: on a terminal only).
+        group: items with equal ``group(i)`` are computed together (e.g. every class of one
+            image, batched); ranks split the work by groups.
 
     Returns:
         On rank 0 the records of every item that has one, in ``keys`` order; None elsewhere.
@@ -139,16 +145,22 @@ def run_items(
         barrier()  # everyone has read the finished records before anyone writes
     if rank == 0:
         write_files_atomically({out_dir / f"{name}.config.json": encode_json(config)})
-    todo = [i for i, k in enumerate(keys) if k not in done][rank::world]
+    unfinished = [i for i, k in enumerate(keys) if k not in done]
+    groups: dict[Hashable, list[int]] = {}
+    for i in unfinished:
+        groups.setdefault(i if group is None else group(i), []).append(i)
+    todo = list(groups.values())[rank::world]
     store = RecordStore(out_dir, name, None if world == 1 else f"{run_id}-rank{rank}")
-    bar = tqdm(total=len(todo), desc=f"{name}{f' rank {rank}' if world > 1 else ''}", unit="item",
+    bar = tqdm(total=sum(map(len, todo)), desc=f"{name}{f' rank {rank}' if world > 1 else ''}", unit="item",
                disable=(None if progress is None else not progress) if rank == 0 else True)
     try:
-        for i in todo:
-            rec = dict(work(i))
-            rec["key"] = keys[i]
-            store.append(rec)
-            bar.update(1)
+        for indices in todo:
+            pairs: Iterable[tuple[int, dict]] = [(indices[0], work(indices[0]))] if group is None else work(indices)
+            for i, rec in pairs:
+                rec = dict(rec)
+                rec["key"] = keys[i]
+                store.append(rec)
+                bar.update(1)
     finally:
         bar.close()
     if barrier is not None:

@@ -1,44 +1,42 @@
-"""Runners and figures for `cameras attack`, `cameras sanity` and `cameras randomize`."""
+"""Runners and figures of `cameras attack` and `cameras sanity` (the algorithms are in :mod:`cameras.attacks`)."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .attacks import enhanced_pgd, pgd, sanity_cleaning
-from .core.errors import InputError
-from .core.ops import resize_maps
-from .images import load_image, resize_image
-from .io import encode_json, unique_stems, write_files_atomically
-from .methods import CAMERAS, get_method, method_class
-from .models import ModelBundle
-from .randomization import randomization_check
-from .runs import model_fingerprint, placement, run_items
+from ..attacks import enhanced_pgd, pgd, sanity_cleaning
+from ..core.errors import InputError
+from ..images import load_image
+from ..io import encode_json, unique_stems, write_files_atomically
+from ..methods import build_method
+from ..models import ModelBundle
+from ..runs import model_fingerprint, placement, run_items
+from ..viz import figure_png, pyplot
 
 PAPER_REDUCTION = 56.5  # % mean L2 reduction of enhanced vs plain PGD at 99.99 % (ResNet-50, ImageNet val)
 
 
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
+def image_paths(images, data_dir) -> list[Path]:
+    """The image files of `cameras attack`/`sanity`: IMAGE arguments or a --data folder (not both), each
+    opened once so that a bad file fails before any work."""
+    from ..images import list_images
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    if bool(images) == bool(data_dir):
+        raise InputError("give IMAGE files or --data DIR, not both or neither")
+    paths = list_images([data_dir] if data_dir else images)
+    if not paths:
+        raise InputError("no image files found")
+    for p in paths:
+        load_image(p)
+    return paths
 
 
 def image01(bundle: ModelBundle, path: Path, square: bool) -> torch.Tensor:
     """1×3×h×w image in [0, 1] at the model's input size (shorter side, or square)."""
-    return resize_image(load_image(path), bundle.input_size, square, bundle.interpolation, bundle.device)
-
-
-def _method(bundle: ModelBundle, name: str, model=None):
-    cls = method_class(name)
-    opts = {"layer": bundle.layer} if cls.uses_layer else {}
-    return get_method(name, model if model is not None else bundle.model, **opts)
+    return bundle.prepare(load_image(path), square, normalized=False)
 
 
 def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: float, alpha: float, steps: int,
@@ -51,12 +49,8 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
     ``attack.records.jsonl`` and its figure ``<stem>.attack.png`` is written as soon as it is
     done; rank 0 writes ``attack.json`` and returns the summary (other ranks return None).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cam = CAMERAS(bundle.model, layer=bundle.layer)
+    plt = pyplot()
+    cam = build_method("cameras", bundle)
     stems = unique_stems(paths)
 
     def work(i: int) -> dict:
@@ -87,7 +81,7 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
                 head = f"not comparable: {'enhanced' if not bool(enh.success[0]) else 'plain'} PGD stayed below {threshold:.2%} within {steps} steps"
             fig.suptitle(f"{path.name}, β = {beta:g}, ε = {255 * eps:.0f}/255: {head}", fontsize=9)
             fig.tight_layout()
-            write_files_atomically({out_dir / f"{stems[i]}.attack.png": _png(fig)})
+            write_files_atomically({out_dir / f"{stems[i]}.attack.png": figure_png(fig)})
         return rec
 
     config = {"model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model), "eps": eps, "alpha": alpha,
@@ -112,15 +106,11 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
     ``sanity.records.jsonl``, figures ``<stem>.sanity.png``); rank 0 writes ``sanity.json``
     with each method's mean score and returns it (other ranks return None).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if not methods:
         raise InputError("sanity_images needs at least one method, e.g. ['cameras', 'gradcam']")
-    cam = CAMERAS(bundle.model, layer=bundle.layer)
-    built = {m: _method(bundle, m) for m in methods}
+    cam = build_method("cameras", bundle)
+    built = {m: build_method(m, bundle) for m in methods}
     stems = unique_stems(paths)
 
     def work(i: int) -> dict:
@@ -148,7 +138,7 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
             ax.set_title(f"{path.name}: smaller sanity score is saner", fontsize=9)
             ax.legend(fontsize=7)
             fig.tight_layout()
-            write_files_atomically({out_dir / f"{stems[i]}.sanity.png": _png(fig)})
+            write_files_atomically({out_dir / f"{stems[i]}.sanity.png": figure_png(fig)})
         return rec
 
     config = {"model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model), "methods": list(methods),
@@ -161,53 +151,4 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
     summary = {"model": bundle.name, "fraction": fraction, "steps": steps, "images": records,
                "mean_score": {m: float(np.mean([r["methods"][m]["score"] for r in records])) for m in methods}}
     write_files_atomically({out_dir / "sanity.json": encode_json(summary)})
-    return summary
-
-
-def randomize_image(bundle: ModelBundle, path: Path, methods: list[str], out_dir: Path, mode: str, seed: int,
-                    square: bool) -> dict:
-    """Model randomisation for each method: a grid of maps per step and the similarity curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .viz import overlay
-
-    x = image01(bundle, path, square)
-    xn = bundle.normalize(x)
-    with torch.no_grad():
-        target = int(bundle.model(xn).argmax(1)[0])
-    results = {m: randomization_check(bundle.model, xn, lambda mod, m=m: _method(bundle, m, mod), mode=mode, target=target,
-                                      seed=seed) for m in methods}
-    steps = len(next(iter(results.values())))
-    rgb = (x[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
-    fig, axes = plt.subplots(len(methods), steps, figsize=(1.6 * steps, 1.7 * len(methods)), squeeze=False)
-    for r, m in enumerate(methods):
-        for c, o in enumerate(results[m]):
-            sal = resize_maps(o["map"][None], rgb.shape[:2])[0].cpu().numpy()
-            axes[r][c].imshow(overlay(rgb, np.clip(sal, 0, 1)))
-            axes[r][c].set_xticks([])
-            axes[r][c].set_yticks([])
-            if r == 0:
-                axes[r][c].set_title("trained" if o["block"] is None else f"−{o['block']}", fontsize=7)
-        axes[r][0].set_ylabel(m, fontsize=8)
-    fig.suptitle(f"{mode} randomisation, logits first ({bundle.name})", fontsize=9)
-    fig.tight_layout()
-    fig2, axs = plt.subplots(1, 3, figsize=(11, 3.2))
-    for m in methods:
-        xs = range(steps)
-        for ax, key in zip(axs, ("spearman_abs", "ssim", "hog")):
-            ax.plot(xs, [o[key] for o in results[m]], "o-", label=m)
-            ax.set_title(key.replace("_", " "), fontsize=9)
-    labels = ["trained"] + [o["block"] for o in results[methods[0]][1:]]
-    for ax in axs:
-        ax.set_xticks(range(steps), labels, rotation=60, fontsize=7)
-        ax.legend(fontsize=7)
-    fig2.tight_layout()
-    summary = {"model": bundle.name, "image": str(path), "mode": mode, "seed": seed, "target": target,
-               "methods": {m: [{k: v for k, v in o.items() if k != "map"} for o in results[m]] for m in methods}}
-    write_files_atomically({out_dir / f"{path.stem}.randomize.png": _png(fig),
-                            out_dir / f"{path.stem}.similarity.png": _png(fig2),
-                            out_dir / f"{path.stem}.randomize.json": encode_json(summary)})
     return summary

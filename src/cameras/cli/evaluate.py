@@ -1,0 +1,134 @@
+"""`cameras evaluate` and `cameras experiment n-sensitivity|interpolation`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import main, model_option, progress_flag, user_errors
+
+FORMATS = click.Choice(["imagenet", "voc", "coco"])
+
+
+@main.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
+@click.option("--format", "fmt", required=True, type=FORMATS)
+@model_option
+@click.option("--weights", default=None)
+@click.option("--methods", default="cameras,gradcam", show_default=True, help="'all' or a comma list.")
+@click.option("--metrics", default="pointing,rho", show_default=True, help="Comma list of pointing, rho, insdel.")
+@click.option("--mapping", default=None, type=click.Path(path_type=Path),
+              help="JSON {dataset class: model class id} (VOC and COCO with an ImageNet model).")
+@click.option("--limit", default=None, type=click.IntRange(1, None), help="First N images only.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096),
+              help="Forward passes per batch in insertion/deletion.")
+@click.option("--insdel-step", default=224, show_default=True, type=click.IntRange(1, None), help="Pixels per insertion/deletion step.")
+@click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE", help="Method option (repeatable).")
+@click.option("--square", is_flag=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, limit, batch_size, insdel_step, settings,
+             square, device, out_dir, quiet) -> None:
+    """Evaluate methods on a dataset: results.csv, summary.json, report.md (resumable).
+
+    Every (image, ground-truth class, method) item gets one row in OUT/results.csv; a rerun
+    with the same OUT and settings skips finished items, and one with other settings (model,
+    weights, method options, metrics, data, --insdel-step, --square) is refused. OUT/summary.json
+    and OUT/report.md (with the paper's numbers beside ours, metrics.png and curves.png) are
+    written at the end. Under torchrun (`torchrun --nproc-per-node K -m cameras evaluate ...`)
+    the items are split across ranks, each writes its own shard, and rank 0 merges them.
+    """
+    from ..distributed import launch
+    from ..evaluate import evaluate_dataset
+    from ..methods import check_options, method_names, parse_option_strings
+    from ..models import load_model
+
+    with user_errors(), launch(device) as run:
+        names = method_names(methods)
+        wanted = {m.strip() for m in metrics.split(",") if m.strip()}
+        opts = {k: check_options(k, v) for k, v in parse_option_strings(settings, per_method=True).items()}
+        bundle = load_model(model_name, weights, device=run.device)
+        summary = evaluate_dataset(data_dir, fmt, bundle, names, opts, wanted, out_dir, mapping, limit, batch_size,
+                                   insdel_step, square, progress_flag(quiet), run)
+    if summary is None:
+        return
+    for m, n in summary["items"].items():
+        pg = summary["pointing_game"][m]
+        rp = summary["rho_plus"][m]
+        click.echo(f"{m}: {n} items, pointing {'–' if pg is None else f'{100 * pg:.1f}%'}, "
+                   f"rho+ {'–' if rp is None else f'{rp:.3f}'}")
+    click.echo(f"wrote {out_dir}/results.csv, summary.json, report.md")
+
+
+@main.group()
+def experiment() -> None:
+    """The CAMERAS supplement's experiments (A-2 n-sensitivity, A-3 interpolation)."""
+
+
+def experiment_options(f):
+    """The options every experiment takes: images or a dataset, the model, and the output folder."""
+    for opt in reversed([
+        click.argument("images", nargs=-1, type=click.Path(path_type=Path)),
+        click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path)),
+        click.option("--format", "fmt", default=None, type=FORMATS),
+        click.option("--mapping", default=None, type=click.Path(path_type=Path)),
+        click.option("--limit", default=None, type=click.IntRange(1, None)),
+        model_option,
+        click.option("--weights", default=None),
+        click.option("--device", default="cpu", show_default=True),
+        click.option("--square", is_flag=True),
+        click.option("--out", "out_dir", default="cameras-experiment", show_default=True, type=click.Path(path_type=Path)),
+        click.option("--quiet", is_flag=True),
+    ]):
+        f = opt(f)
+    return f
+
+
+@experiment.command("n-sensitivity")
+@experiment_options
+@click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192))
+def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet, max_size):
+    """Map difference between N = 5..10 scales (ζ_m = --max-size), beside the paper's matrix.
+
+    Resumable (a rerun into the same --out skips finished images) and distributed under
+    torchrun (`torchrun --nproc-per-node K -m cameras experiment n-sensitivity --data ...`).
+    """
+    from ..distributed import launch
+    from ..experiments import PAPER_N, STEPS, experiment_inputs, n_sensitivity
+    from ..models import load_model
+
+    with user_errors(), launch(device) as run:
+        bundle = load_model(model_name, weights, device=run.device)
+        work = experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
+        paths = list(dict.fromkeys(p for p, _, _ in work))
+        mean = n_sensitivity(bundle, paths, out_dir, max_size, square, progress=progress_flag(quiet), run=run)
+    if mean is None:
+        return
+    click.echo("N    " + " ".join(f"{n:>11}" for n in STEPS))
+    for n, ours, paper in zip(STEPS, mean, PAPER_N):
+        click.echo(f"{n:<4} " + " ".join(f"{o:.3f} ({p:.2f})" for o, p in zip(ours, paper)))
+    click.echo(f"ours (paper's Table 2 in brackets); wrote {out_dir}/n_sensitivity.json, .csv, .png")
+
+
+@experiment.command("interpolation")
+@experiment_options
+def interpolation_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet):
+    """ρ⁺ and pointing game of CAMERAS blended into Grad-CAM, γ = 0, 0.1, ..., 1.
+
+    Resumable and distributed under torchrun, like n-sensitivity.
+    """
+    from ..distributed import launch
+    from ..experiments import experiment_inputs, interpolation
+    from ..models import load_model
+
+    with user_errors(), launch(device) as run:
+        bundle = load_model(model_name, weights, device=run.device)
+        work = experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
+        s = interpolation(bundle, work, out_dir, square, progress=progress_flag(quiet), run=run)
+    if s is None:
+        return
+    for g, r, p in zip(s["gamma"], s["rho_plus"], s["pointing_game"]):
+        click.echo(f"gamma {g:.1f}: rho+ {r:.4f}" + ("" if p is None else f", pointing {100 * p:.1f}%"))
+    click.echo(f"wrote {out_dir}/interpolation.json, .csv, .png")

@@ -1,0 +1,117 @@
+"""`cameras explain` and `cameras compare`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .common import fail, main, model_option, progress_flag, torch_device, user_errors
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@model_option
+@click.option("--weights", default=None, help="Local weights file for torchvision:/timm: models, or 'random'.")
+@click.option("--method", default="cameras", show_default=True, help="Saliency method (see `cameras methods`).")
+@click.option("--target", "targets", multiple=True,
+              help="Class to explain: id, WordNet id or name (repeatable). Default: the top-k classes.")
+@click.option("--topk", default=1, show_default=True, type=click.IntRange(1, 1000), help="Explain each of the top K classes.")
+@click.option("--layer", default=None, help="Layer name to explain (default: found automatically).")
+@click.option("--scales", default=None, help="CAMERAS sizes, e.g. 224,324,424 or 224:1000:100 (default 224..924 by 100).")
+@click.option("--steps", default=None, type=click.IntRange(1, 100), help="CAMERAS: N sizes from the model's input size to --max-size.")
+@click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192), help="CAMERAS: largest size with --steps.")
+@click.option("--resample", default="bicubic", show_default=True, type=click.Choice(["bicubic", "bilinear"]),
+              help="CAMERAS: image resampling between scales.")
+@click.option("--square", is_flag=True, help="Resize images to a square instead of keeping the aspect ratio.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 4096), help="Images per batch (same-size images are batched).")
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity of the map.")
+@click.option("--out", "out_dir", default="cameras-out", show_default=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Method option, e.g. --set n_masks=6000 for rise or --set area=0.1 for extremal (repeatable).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def explain(images, model_name, weights, method, targets, topk, layer, scales, steps, max_size, resample, square,
+            device, batch_size, alpha, out_dir, settings, quiet) -> None:
+    """Explain IMAGE files (or folders of images) and write overlays, maps and JSON.
+
+    For each image and class: OUT/<stem>.<method>.<class>.png (map over the image, same
+    size as the original), OUT/<stem>.<method>.<class>.npy (float32 map at the original
+    H×W), and OUT/<stem>.json (top-k predictions, targets, kept scales, timings).
+    """
+    from ..explain import explain_images
+    from ..images import list_images
+    from ..methods import build_method, method_class, method_option_names, parse_option_strings
+    from ..models import load_model
+
+    with user_errors():
+        name = method_class(method).name
+        extra = parse_option_strings(settings)
+        takes = method_option_names(name)
+        options = {}
+        if layer is not None and "layer" in takes:
+            options["layer"] = layer
+        if name == "cameras":
+            if scales is not None and steps is not None:
+                raise click.BadParameter("give --scales or --steps, not both")
+            options.update(dict(steps=steps, max_size=max_size) if steps is not None else dict(scales=scales))
+            options["resample"] = resample
+        options.update(extra)
+        bundle = load_model(model_name, weights, device=torch_device(device))
+        target_ids = [bundle.class_index(t) for t in targets] or None
+        m = build_method(name, bundle, **options)
+    params = {k: v for k, v in {
+        "scales": getattr(m, "scales", None), "resample": getattr(m, "resample", None),
+        "square": square, "batch_size": batch_size, "device": device, **extra,
+    }.items() if v is not None}
+    params["method_options"] = m.options
+    paths = list_images(images)
+    if not paths:
+        fail("no image files found in the given folders")
+    outcomes = explain_images(paths, bundle, m, out_dir, target_ids, topk, batch_size, square, alpha, params,
+                              progress=progress_flag(quiet))
+    failed = [o for o in outcomes if o.error]
+    for o in failed:
+        click.echo(f"error: {o.error}", err=True)
+    click.echo(f"explained {len(outcomes) - len(failed)} of {len(outcomes)} images into {out_dir}")
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--methods", default="all", show_default=True, help="'all' or a comma list, e.g. cameras,gradcam,rise.")
+@click.option("--model", "models", default=None, help="Comma list of models; one figure row per model (default: the embedded one).")
+@click.option("--weights", default=None, help="Weights file (or 'random') for a single torchvision:/timm: model.")
+@click.option("--target", default=None, help="Class id, WordNet id or name (default: the first model's top-1).")
+@click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE",
+              help="Method option, e.g. --set rise.n_masks=6000 --set extremal.iterations=1000 (repeatable).")
+@click.option("--square", is_flag=True, help="Resize to a square instead of keeping the aspect ratio.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--out", "out_png", required=True, type=click.Path(path_type=Path), help="Figure file (.png).")
+def compare(image, methods, models, weights, target, settings, square, device, alpha, out_png) -> None:
+    """Compare methods (and models) on one IMAGE: a figure like the paper's Figures 4-6.
+
+    Writes OUT (the image, then each method's overlay titled with its seconds; one row per
+    model labelled with its confidence for the class), OUT's stem + .<model>.<method>.npy
+    for every map, and OUT's stem + .json.
+    """
+    from ..compare import compare as run_compare
+    from ..methods import check_options, method_names, parse_option_strings
+    from ..models import DEFAULT_MODEL, load_model
+
+    with user_errors():
+        names = method_names(methods)
+        opts = {k: check_options(k, v) for k, v in parse_option_strings(settings, per_method=True).items()}
+        if out_png.suffix.lower() != ".png":
+            raise click.BadParameter(f"--out must name a .png file, got {out_png}")
+        model_names = [m.strip() for m in (models or DEFAULT_MODEL).split(",") if m.strip()]
+        bundles = [load_model(n, weights if len(model_names) == 1 else None, device=torch_device(device)) for n in model_names]
+        tid = bundles[0].class_index(target) if target is not None else None
+        record = run_compare(image, bundles, names, out_png, tid, opts, square, alpha)
+    for entry in record["models"]:
+        times = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in entry["methods"].items())
+        click.echo(f"{entry['model']}: {entry['name']} ({entry['probability']:.2f}): {times}")
+    click.echo(f"wrote {out_png}")

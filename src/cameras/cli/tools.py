@@ -1,0 +1,106 @@
+"""`cameras bench`, `app`, `samples`, `methods` and `models`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..models import DEFAULT_MODEL
+from .common import fail, main, model_option, torch_device, user_errors
+
+
+@main.command()
+@model_option
+@click.option("--weights", default=None, help="Weights file, or 'random' (timings do not depend on weights).")
+@click.option("--batch-size", "batches", default="1", show_default=True, help="Comma list of batch sizes.")
+@click.option("--size", default=None, type=int, help="Input size (default: the model's).")
+@click.option("--scales", default=None, help="CAMERAS sizes (default 224..924 by 100).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--reps", default=3, show_default=True, type=click.IntRange(1, 100))
+def bench(model_name, weights, batches, size, scales, device, reps) -> None:
+    """Time CAMERAS against its floor (the forward passes at its scales) and Grad-CAM on your model."""
+    import torch
+
+    from ..bench import bench_cameras
+    from ..methods.cameras import parse_scales
+    from ..models import load_model
+
+    with user_errors():
+        bundle = load_model(model_name, weights, device=torch_device(device))
+        try:
+            sizes = [int(b) for b in batches.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"--batch-size '{batches}' is not a comma list of integers") from None
+        scale_list = parse_scales(scales)
+    n = size or bundle.input_size
+    click.echo(f"{bundle.name} on {device}, input {n}×{n}, median of {reps}")
+    click.echo(f"{'batch':>5} {'floor s':>9} {'CAMERAS s':>10} {'×floor':>7} {'grid-mode s':>12} {'forward s':>10} {'Grad-CAM s':>11} {'×fwd':>6}")
+    for b in sizes:
+        x = torch.randn(b, 3, n, n, generator=torch.Generator().manual_seed(0)).to(device)
+        r = bench_cameras(bundle.model, x, 0, bundle.layer, scale_list, reps)
+        click.echo(f"{b:>5} {r['floor']:>9.3f} {r['cameras']:>10.3f} {r['cameras/floor']:>7.2f} {r['cameras_grid']:>12.3f} "
+                   f"{r['forward']:>10.3f} {r['gradcam']:>11.3f} {r['gradcam/forward']:>6.2f}")
+
+
+@main.command("app")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes the app to the network.")
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--model", "models", multiple=True, default=[DEFAULT_MODEL], show_default=True,
+              help="Model(s) offered in the page (repeatable), e.g. --model efficientnet_lite0 --model timm:resnet18.")
+@click.option("--weights", default=None, help="Weights file (or 'random') for the model; with exactly one --model.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--max-upload-mb", default=20, show_default=True, type=click.IntRange(1, 2048))
+@click.option("--max-pixels", default=40_000_000, show_default=True, type=click.IntRange(64, None))
+def app_cmd(host, port, models, weights, device, max_upload_mb, max_pixels) -> None:
+    """Serve a local web page to explore saliency maps (needs: pip install 'cameras[app]')."""
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        fail("cameras app needs the optional web extra: pip install 'cameras[app]' (Gradio)")
+    from ..app import serve
+    from ..models import load_model
+
+    with user_errors():
+        if weights is not None and len(models) != 1:
+            raise click.BadParameter("--weights goes with exactly one --model (run one app per weights file)")
+        chosen = {models[0]: weights} if weights is not None else {}
+        for m in models:  # fail now, not in the page, for an unknown model or bad weights
+            load_model(m, chosen.get(m), device=torch_device(device))
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: binding to {host}: anyone who can reach this machine can use the app", err=True)
+    click.echo(f"cameras app on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}  (Ctrl+C to stop)")
+    try:
+        serve(list(models), host, port, device, max_upload_mb * 2**20, max_pixels, block=True, weights=chosen)
+    except OSError as e:
+        fail(f"cannot serve on {host}:{port} ({e}); choose another --port or --host")
+
+
+@main.command("samples")
+@click.option("--out", "out_dir", default="samples", show_default=True, type=click.Path(path_type=Path))
+def samples(out_dir: Path) -> None:
+    """Write scikit-image's sample photos (chelsea, coffee) as JPEG files to try the tool on."""
+    from PIL import Image
+    from skimage import data
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("chelsea", "coffee"):
+        Image.fromarray(getattr(data, name)()).save(out_dir / f"{name}.jpg", quality=95)
+        click.echo(str(out_dir / f"{name}.jpg"))
+
+
+@main.command("methods")
+def list_methods() -> None:
+    """List the saliency methods."""
+    from ..methods import available_methods
+
+    for name in available_methods():
+        click.echo(name)
+
+
+@main.command("models")
+def list_models() -> None:
+    """Show how to name models."""
+    click.echo(f"{DEFAULT_MODEL:<22} embedded ImageNet EfficientNet-Lite0 (default, offline)")
+    click.echo("torchvision:<arch>     e.g. torchvision:resnet50 (weights: --weights FILE or torch hub cache)")
+    click.echo("timm:<name>            e.g. timm:resnet18 (weights: --weights FILE or Hugging Face cache)")

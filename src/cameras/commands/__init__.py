@@ -1,0 +1,1 @@
+"""Library functions behind the `cameras` subcommands that produce figures and records."""
