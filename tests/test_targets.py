@@ -245,3 +245,32 @@ def test_old_insertion_blur_is_kept():
     y = F.conv2d(F.pad(x, (5, 5, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
     want = F.conv2d(F.pad(y, (0, 0, 5, 5), mode="replicate"), k.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
     assert torch.equal(gaussian_blur(x, 5.0, radius=5), want)
+
+
+def test_explain_and_evaluate_with_sigmoid_targets(embedded, sample_dir, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from cameras.cli import main
+
+    from .conftest import make_imagenet
+
+    img = sample_dir / "coffee.png"
+    r = CliRunner().invoke(main, ["explain", str(img), "--method", "gradcam", "--target-kind", "sigmoid",
+                                  "--target", "espresso", "--out", str(tmp_path / "e"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((tmp_path / "e" / "coffee.json").read_text())
+    x = embedded.prepare(cameras.load_image(img))
+    with torch.no_grad():
+        z = float(embedded.model(x)[0, 967])
+    (e,) = rec["explanations"]
+    assert e["target"] == 967 and e["target_kind"] == "sigmoid logit"
+    assert abs(e["probability"] - 1 / (1 + np.exp(-z))) < 1e-5
+    assert rec["parameters"]["target_kind"] == "sigmoid"
+    root = make_imagenet(tmp_path / "inet", n=1)
+    args = ["evaluate", "--data", str(root), "--format", "imagenet", "--methods", "gradcam", "--out",
+            str(tmp_path / "o"), "--quiet"]
+    assert CliRunner().invoke(main, [*args, "--target-kind", "sigmoid"]).exit_code == 0
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code != 0 and "target_kind: 'sigmoid' before, 'class' now" in r.output

@@ -22,7 +22,7 @@ from PIL import Image
 
 from .core.errors import CamerasError, Cancelled, ImageError, InputError
 from .core.ops import resize_maps
-from .core.targets import Target
+from .core.targets import Target, class_scores
 from .images import load_image
 from .io import encode_npy, encode_png, write_files_atomically
 from .methods import available_methods, build_method, method_class
@@ -149,7 +149,7 @@ class Explorer:
         """The model's top ``k`` classes for the image: (id, name, probability)."""
         b = self.bundle(model)
         with torch.no_grad():
-            probs = b.model(b.prepare(img)).float().softmax(1)[0]
+            probs = class_scores(b.model(b.prepare(img))).softmax(1)[0]
         p, i = probs.topk(min(k, probs.numel()))
         return [(int(c), b.class_name(int(c)), float(v)) for v, c in zip(p.tolist(), i.tolist())]
 

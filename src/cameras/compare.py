@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .core.ops import resize_maps
-from .core.targets import Target
+from .core.targets import Target, class_scores
 from .images import load_image
 from .io import encode_json, encode_npy, write_files_atomically
 from .methods import build_method
@@ -60,7 +60,7 @@ def compare(
         x = bundle.prepare(img, square)
         if target is None:
             with torch.no_grad():
-                target = int(bundle.model(x).argmax(1)[0])
+                target = int(class_scores(bundle.model(x)).argmax(1)[0])
         is_id = not isinstance(target, Target)
         label = bundle.class_name(target) if is_id else target.describe()
         cells, entry = [], {"model": bundle.name, "target": target if is_id else repr(target), "name": label, "methods": {}}

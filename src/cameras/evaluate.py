@@ -20,6 +20,7 @@ import torch
 from .core.base import SaliencyMethod
 from .core.errors import InputError
 from .core.guard import frozen_eval
+from .core.targets import label_target
 from .data.items import Item
 from .images import load_image
 from .io import encode_json, write_files_atomically
@@ -93,6 +94,7 @@ def evaluate_items(
     barrier=None,
     run_id: str = "run",
     settings: dict | None = None,
+    target_kind: str = "class",
 ) -> list[dict]:
     """Run every unfinished (image, class, method) item; write results.csv and curves.jsonl; return all rows.
 
@@ -103,12 +105,16 @@ def evaluate_items(
     anything is written. The classes of one image are explained in one batch per method.
     Rank 0 writes ``results.csv`` (one row per item, canonical order) and ``curves.jsonl``
     and returns the rows as read from the CSV (strings); other ranks return [].
+    ``target_kind`` says how each ground-truth class is explained and scored: ``"class"``
+    (its logit, softmax probabilities), ``"sigmoid"`` (multi-label models) or ``"softmax"``.
     """
+    label_target(target_kind)  # a bad kind fails before any work
     full = work_list(items, list(methods))
     keys = [f"{it.name}\t{cls}\t{m}" for it, cls, m in full]
     config = {"model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model),
               "methods": {n: {k: v for k, v in m.options.items() if k != "progress"} for n, m in methods.items()},
-              "metrics": sorted(metrics), "insdel_step": insdel_step, "square": square, **(settings or {})}
+              "metrics": sorted(metrics), "insdel_step": insdel_step, "square": square, "target_kind": target_kind,
+              **(settings or {})}
 
     def work(indices: list[int]):
         item, _, m_name = full[indices[0]]
@@ -116,7 +122,8 @@ def evaluate_items(
         x01 = bundle.prepare(load_image(item.image), square, normalized=False)
         x = bundle.normalize(x01)
         xb = x.expand(len(cls_list), -1, -1, -1)
-        target = torch.tensor(cls_list, device=x.device)
+        ids = torch.tensor(cls_list, device=x.device)
+        target = ids if target_kind == "class" else label_target(target_kind, ids)
         res = methods[m_name](xb, target=target)
         rows = [dict(image=item.name, **{"class": c}, method=m_name, seconds=res.seconds / len(cls_list),
                      kept_scales=" ".join(map(str, res.kept_scales[i])) if res.kept_scales else "")
@@ -158,6 +165,7 @@ def evaluate_dataset(
     square: bool = False,
     progress: bool | None = None,
     run=None,
+    target_kind: str = "class",
 ) -> dict | None:
     """`cameras evaluate`: read the dataset, build the methods, run :func:`evaluate_items`, write the report.
 
@@ -183,7 +191,7 @@ def evaluate_dataset(
     settings = {"data": str(Path(data_dir).resolve()), "format": fmt,
                 "mapping": None if mapping is None else str(Path(mapping).resolve())}
     rows = evaluate_items(items, bundle, built, set(metrics), out_dir, square, insdel_step, batch_size, progress,
-                          settings=settings, **placement(run))
+                          settings=settings, target_kind=target_kind, **placement(run))
     if run is not None and run.rank != 0:
         return None
     return write_report(out_dir, rows, {"data": str(data_dir), "format": fmt, "model": bundle.name,
@@ -193,7 +201,7 @@ def evaluate_dataset(
 
 def _score(rows, item, maps, m_name, target, x01, xb, bundle, metrics, insdel_step, batch_size) -> list[dict | None]:
     """Fill each row's metrics in place; return the per-row insertion/deletion curves (or None)."""
-    cls_list = target.tolist()
+    cls_list = [int(r["class"]) for r in rows]
     curves: list[dict | None] = [None] * len(cls_list)
     if "pointing" in metrics:
         n_classes = len(item.classes())

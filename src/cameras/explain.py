@@ -14,7 +14,7 @@ from tqdm import tqdm
 from .core.base import SaliencyMethod
 from .core.errors import CamerasError
 from .core.ops import resize_maps
-from .core.targets import Target, logits_or_none
+from .core.targets import Target, label_target, logits_or_none
 from .images import load_image
 from .io import encode_json, encode_npy, encode_png, unique_stems, write_files_atomically
 from .models import ModelBundle
@@ -42,6 +42,7 @@ def explain_images(
     alpha: float = 0.5,
     params: dict | None = None,
     progress: bool | None = None,
+    target_kind: str = "class",
 ) -> list[ImageOutcome]:
     """Explain every image file and write ``<stem>.<method>.<class>.{png,npy}`` and ``<stem>.json``.
 
@@ -50,6 +51,8 @@ def explain_images(
     first with the method's automatic target (for CAMERAS: the scale-dropping rule), the
     others as explicit targets. Each image's files are written atomically after all its
     maps exist; a failing image gets an error and no files, and the others go on.
+    ``target_kind`` (``"class"``, ``"sigmoid"`` for multi-label or binary models,
+    ``"softmax"``) says how class ids are explained (see :mod:`cameras.targets`).
 
     Returns:
         One :class:`ImageOutcome` per path, in order.
@@ -72,7 +75,8 @@ def explain_images(
     try:
         for batch in batches:
             try:
-                _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params)
+                _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params,
+                               target_kind)
             except CamerasError as e:
                 for i in batch:
                     outcomes[i].error = f"{outcomes[i].path}: {e}"
@@ -82,12 +86,16 @@ def explain_images(
     return outcomes
 
 
-def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params):
+def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params, kind):
     x = torch.cat([loaded[i][1] for i in batch])
-    fixed = [t if isinstance(t, Target) else torch.full((len(batch),), t, dtype=torch.long, device=x.device)
+
+    def as_kind(ids):  # class ids as the chosen kind of target (ints stay ints for class logits)
+        return ids if kind == "class" else label_target(kind, ids)
+
+    fixed = [t if isinstance(t, Target) else as_kind(torch.full((len(batch),), t, dtype=torch.long, device=x.device))
              for t in targets or []]
     # the first explanation's own forward pass gives the class probabilities (no extra pass)
-    results = [method(x, target=fixed[0] if fixed else None)]
+    results = [method(x, target=fixed[0] if fixed else (None if kind == "class" else label_target(kind)))]
     pre_seconds = 0.0
     logits = results[0].logits
     if logits is None:  # a method that does not report its logits
@@ -102,7 +110,7 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
         top_p = top_i = torch.zeros(len(batch), 0)
     else:
         top_p, top_i = logits.float().softmax(1).topk(max(1, min(topk, logits.shape[1])), dim=1)
-    specs = fixed[1:] if fixed else [top_i[:, r].contiguous() for r in range(1, top_i.shape[1])]
+    specs = fixed[1:] if fixed else [as_kind(top_i[:, r].contiguous()) for r in range(1, top_i.shape[1])]
     results += [method(x, target=s) for s in specs]
     for b, i in enumerate(batch):
         img = loaded[i][0]

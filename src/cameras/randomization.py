@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from .core.errors import InputError
 from .core.ops import resize_maps
 from .core.result import SaliencyResult
+from .core.targets import class_scores
 from .images import load_image
 from .io import encode_json, write_files_atomically
 from .methods import build_method
@@ -155,7 +156,7 @@ def randomize_image(bundle, path: Path, methods: list[str], out_dir: Path, mode:
     x = bundle.prepare(load_image(path), square, normalized=False)
     xn = bundle.normalize(x)
     with torch.no_grad():
-        target = int(bundle.model(xn).argmax(1)[0])
+        target = int(class_scores(bundle.model(xn)).argmax(1)[0])
     def on(m: str):
         return lambda mod: build_method(m, dataclasses.replace(bundle, model=mod))
 

@@ -11,6 +11,7 @@ Example:
 """
 
 from .core.targets import (
+    TARGET_KINDS,
     ClassTarget,
     OutputTarget,
     SigmoidTarget,
@@ -21,11 +22,13 @@ from .core.targets import (
     bind_target,
     class_ids,
     class_scores,
+    label_target,
     logits_or_none,
     model_logits,
 )
 
 __all__ = [
+    "TARGET_KINDS",
     "ClassTarget",
     "OutputTarget",
     "SigmoidTarget",
@@ -36,6 +39,7 @@ __all__ = [
     "bind_target",
     "class_ids",
     "class_scores",
+    "label_target",
     "logits_or_none",
     "model_logits",
 ]

@@ -20,6 +20,8 @@ FORMATS = click.Choice(["imagenet", "voc", "coco"])
 @click.option("--metrics", default="pointing,rho", show_default=True, help="Comma list of pointing, rho, insdel.")
 @click.option("--mapping", default=None, type=click.Path(path_type=Path),
               help="JSON {dataset class: model class id} (VOC and COCO with an ImageNet model).")
+@click.option("--target-kind", default="class", show_default=True, type=click.Choice(["class", "sigmoid", "softmax"]),
+              help="How classes are explained and scored: class logit, sigmoid logit (multi-label models), softmax.")
 @click.option("--limit", default=None, type=click.IntRange(1, None), help="First N images only.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096),
               help="Forward passes per batch in insertion/deletion.")
@@ -29,7 +31,7 @@ FORMATS = click.Choice(["imagenet", "voc", "coco"])
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, limit, batch_size, insdel_step, settings,
+def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, target_kind, limit, batch_size, insdel_step, settings,
              square, device, out_dir, quiet) -> None:
     """Evaluate methods on a dataset: results.csv, summary.json, report.md (resumable).
 
@@ -51,7 +53,7 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, limi
         opts = {k: check_options(k, v) for k, v in parse_option_strings(settings, per_method=True).items()}
         bundle = load_model(model_name, weights, device=run.device)
         summary = evaluate_dataset(data_dir, fmt, bundle, names, opts, wanted, out_dir, mapping, limit, batch_size,
-                                   insdel_step, square, progress_flag(quiet), run)
+                                   insdel_step, square, progress_flag(quiet), run, target_kind)
     if summary is None:
         return
     for m, n in summary["items"].items():

@@ -17,6 +17,8 @@ from .common import fail, main, model_option, progress_flag, torch_device, user_
 @click.option("--method", default="cameras", show_default=True, help="Saliency method (see `cameras methods`).")
 @click.option("--target", "targets", multiple=True,
               help="Class to explain: id, WordNet id or name (repeatable). Default: the top-k classes.")
+@click.option("--target-kind", default="class", show_default=True, type=click.Choice(["class", "sigmoid", "softmax"]),
+              help="How classes are explained: class logit, sigmoid logit (multi-label or binary models), softmax probability.")
 @click.option("--topk", default=1, show_default=True, type=click.IntRange(1, 1000), help="Explain each of the top K classes.")
 @click.option("--layer", default=None, help="Layer name to explain (default: found automatically).")
 @click.option("--scales", default=None, help="CAMERAS sizes, e.g. 224,324,424 or 224:1000:100 (default 224..924 by 100).")
@@ -32,7 +34,7 @@ from .common import fail, main, model_option, progress_flag, torch_device, user_
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Method option, e.g. --set n_masks=6000 for rise or --set area=0.1 for extremal (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def explain(images, model_name, weights, method, targets, topk, layer, scales, steps, max_size, resample, square,
+def explain(images, model_name, weights, method, targets, target_kind, topk, layer, scales, steps, max_size, resample, square,
             device, batch_size, alpha, out_dir, settings, quiet) -> None:
     """Explain IMAGE files (or folders of images) and write overlays, maps and JSON.
 
@@ -63,14 +65,14 @@ def explain(images, model_name, weights, method, targets, topk, layer, scales, s
         m = build_method(name, bundle, **options)
     params = {k: v for k, v in {
         "scales": getattr(m, "scales", None), "resample": getattr(m, "resample", None),
-        "square": square, "batch_size": batch_size, "device": device, **extra,
+        "square": square, "batch_size": batch_size, "device": device, "target_kind": target_kind, **extra,
     }.items() if v is not None}
     params["method_options"] = m.options
     paths = list_images(images)
     if not paths:
         fail("no image files found in the given folders")
     outcomes = explain_images(paths, bundle, m, out_dir, target_ids, topk, batch_size, square, alpha, params,
-                              progress=progress_flag(quiet))
+                              progress=progress_flag(quiet), target_kind=target_kind)
     failed = [o for o in outcomes if o.error]
     for o in failed:
         click.echo(f"error: {o.error}", err=True)

@@ -348,6 +348,20 @@ class OutputTarget(Target):
 
 TargetLike = int | Sequence[int] | Tensor | Target | Callable[[Any], Tensor] | None
 
+TARGET_KINDS: dict[str, type[_LabelTarget]] = {"class": ClassTarget, "sigmoid": SigmoidTarget, "softmax": SoftmaxTarget}
+
+
+def label_target(kind: str, ids: int | Sequence[int] | Tensor | None = None) -> _LabelTarget:
+    """The label target of a kind named on the command line: ``"class"``, ``"sigmoid"`` or ``"softmax"``.
+
+    Example:
+        >>> label_target("sigmoid", [3])
+        SigmoidTarget([3])
+    """
+    if kind not in TARGET_KINDS:
+        raise InputError(f"unknown target kind '{kind}'; choose one of {', '.join(TARGET_KINDS)}")
+    return TARGET_KINDS[kind](ids)
+
 
 def as_target(target: TargetLike, batch: int, device: torch.device) -> Target | None:
     """Turn what a user passes as ``target=`` into a :class:`Target` for a batch (None stays None).
@@ -400,6 +414,7 @@ __all__ = [
     "OutputTarget",
     "SigmoidTarget",
     "SoftmaxTarget",
+    "TARGET_KINDS",
     "Target",
     "TargetLike",
     "as_target",
@@ -407,6 +422,7 @@ __all__ = [
     "check_target_range",
     "class_ids",
     "class_scores",
+    "label_target",
     "logits_or_none",
     "model_logits",
     "resolve_targets",
