@@ -23,7 +23,8 @@ FORMATS = click.Choice(["imagenet", "voc", "coco"])
 @click.option("--limit", default=None, type=click.IntRange(1, None), help="First N images only.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096),
               help="Forward passes per batch in insertion/deletion.")
-@click.option("--insdel-step", default=224, show_default=True, type=click.IntRange(1, None), help="Pixels per insertion/deletion step.")
+@click.option("--insdel-step", default=224, show_default=True, type=click.IntRange(1, None),
+              help="Pixels per insertion/deletion step.")
 @click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE", help="Method option (repeatable).")
 @click.option("--square", is_flag=True)
 @click.option("--device", default="cpu", show_default=True)
@@ -79,7 +80,8 @@ def experiment_options(f):
         click.option("--weights", default=None),
         click.option("--device", default="cpu", show_default=True),
         click.option("--square", is_flag=True),
-        click.option("--out", "out_dir", default="cameras-experiment", show_default=True, type=click.Path(path_type=Path)),
+        click.option("--out", "out_dir", default="cameras-experiment", show_default=True,
+                     type=click.Path(path_type=Path)),
         click.option("--quiet", is_flag=True),
     ]):
         f = opt(f)
@@ -89,7 +91,8 @@ def experiment_options(f):
 @experiment.command("n-sensitivity")
 @experiment_options
 @click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192))
-def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet, max_size):
+def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet,
+                      max_size):
     """Map difference between N = 5..10 scales (ζ_m = --max-size), beside the paper's matrix.
 
     Resumable (a rerun into the same --out skips finished images) and distributed under
