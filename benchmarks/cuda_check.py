@@ -29,7 +29,8 @@ def main():
             gpu_res = cameras.get_method(method, model.to(dev), **opts)(xin.to(dev), target=285)
             assert gpu_res.maps.device.type == "cuda" and gpu_res.targets.device.type == "cuda"
             diff = (gpu_res.maps.cpu() - cpu.maps).abs().max().item()
-            print(f"{name:9s} {method:9s} max|cuda-cpu| = {diff:.2e}  cuda {gpu_res.seconds:.3f} s  cpu {cpu.seconds:.3f} s", flush=True)
+            print(f"{name:9s} {method:9s} max|cuda-cpu| = {diff:.2e}  "
+                  f"cuda {gpu_res.seconds:.3f} s  cpu {cpu.seconds:.3f} s", flush=True)
             model.cpu()
         model.to(dev)
         auto = cameras.CAMERAS(model, layer=layer)(xin.to(dev))
@@ -37,7 +38,8 @@ def main():
         for amp in ("bf16", "fp16"):
             r = cameras.CAMERAS(model, layer=layer, amp=amp, channels_last=True)(xin.to(dev), target=285)
             ref = cameras.CAMERAS(model, layer=layer)(xin.to(dev), target=285)
-            print(f"{name:9s} amp {amp}: max diff {(r.maps - ref.maps).abs().max().item():.3f}, finite {bool(torch.isfinite(r.maps).all())}")
+            print(f"{name:9s} amp {amp}: max diff {(r.maps - ref.maps).abs().max().item():.3f}, "
+                  f"finite {bool(torch.isfinite(r.maps).all())}")
         model.cpu()
 
 

@@ -27,7 +27,8 @@ def main():
             print(f"{name} {amp}: max abs diff {(m - ref).abs().max().item():.4f}, "
                   f"mean {(m - ref).abs().mean().item():.5f}", flush=True)
         seen = {}
-        hook = dict(net.named_modules())[layer].register_forward_hook(lambda m, i, o, seen=seen: seen.__setitem__("a", o))
+        hook = dict(net.named_modules())[layer].register_forward_hook(
+            lambda m, i, o, seen=seen: seen.__setitem__("a", o))
         with torch.no_grad():
             net(x)
             fp32 = seen["a"].abs().max().item()

@@ -33,7 +33,8 @@ def main():
     t = torch.zeros(a.batch, dtype=torch.long, device=dev)
     fwd = median_seconds(lambda: forward_all(bundle.model, [x]), dev, 20)
     meth = median_seconds(lambda: m(x, target=t), dev, 20)
-    print(f"{a.method} on {a.model} b{a.batch} {dev}: forward {1000 * fwd:.2f} ms, method {1000 * meth:.2f} ms, ×{meth / fwd:.2f}")
+    print(f"{a.method} on {a.model} b{a.batch} {dev}: forward {1000 * fwd:.2f} ms, "
+          f"method {1000 * meth:.2f} ms, ×{meth / fwd:.2f}")
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with profile(activities=acts) as prof:
         for _ in range(5):

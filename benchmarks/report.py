@@ -55,7 +55,8 @@ def section(res):
     lines = []
     for r in rows:
         ratio = r["cameras"] / r["floor"]
-        split = ([f"{r['floor_split']:.3f}", f"{r['cameras'] / r['floor_split']:.2f}"] if "floor_split" in r else ["–"] * 2)
+        split = ([f"{r['floor_split']:.3f}", f"{r['cameras'] / r['floor_split']:.2f}"]
+                 if "floor_split" in r else ["–"] * 2)
         naive = ([f"{r['naive']:.2f}", f"{r['naive'] / r['floor']:.2f}", f"{r['naive_max_abs_diff']:.1e}"]
                  if "naive" in r else ["–"] * 3)
         lines.append([r["model"], r["batch"], f"{r['floor']:.3f}", f"{r['cameras']:.3f}", f"{ratio:.2f}", *split,
@@ -76,18 +77,20 @@ def section(res):
     out += table("Per-image time, batch 8 against batch 1 (target: not higher"
                  + ("; timed in one round-robin group)" if same else ")"),
                  ["model", "CAMERAS s/image at 1", "at 8", "met", "floor s/image at 1", "at 8"], lines)
-    out += table("Grad-CAM against one forward pass (target ≤ 1.2×)", ["model", "batch", "forward s", "Grad-CAM s", "×", "met"],
-                 [[r["model"], r["batch"], f"{r['forward']:.4f}", f"{r['gradcam']:.4f}", f"{r['gradcam'] / r['forward']:.2f}",
-                   ok(r["gradcam"] / r["forward"] <= 1.2)] for r in rows])
+    out += table("Grad-CAM against one forward pass (target ≤ 1.2×)",
+                 ["model", "batch", "forward s", "Grad-CAM s", "×", "met"],
+                 [[r["model"], r["batch"], f"{r['forward']:.4f}", f"{r['gradcam']:.4f}",
+                   f"{r['gradcam'] / r['forward']:.2f}", ok(r["gradcam"] / r["forward"] <= 1.2)] for r in rows])
     out += table("Approximate fast mode `fusion=\"grid\"` (opt-in)",
                  ["model", "batch", "exact s", "grid s", "mean abs diff", "max abs diff"],
-                 [[r["model"], r["batch"], f"{r['cameras']:.3f}", f"{r['cameras_grid']:.3f}", f"{r['grid_mean_abs_diff']:.3f}",
-                   f"{r['grid_max_abs_diff']:.3f}"] for r in rows])
+                 [[r["model"], r["batch"], f"{r['cameras']:.3f}", f"{r['cameras_grid']:.3f}",
+                   f"{r['grid_mean_abs_diff']:.3f}", f"{r['grid_max_abs_diff']:.3f}"] for r in rows])
     if any("cameras_bf16" in r for r in rows):
         out += table("Mixed precision (autocast, channels_last, fusion in float32)",
                      ["model", "batch", "fp32 s", "bf16 s", "max abs diff", "fp16 s", "max abs diff"],
-                     [[r["model"], r["batch"], f"{r['cameras']:.4f}", f"{r['cameras_bf16']:.4f}", f"{r['bf16_max_abs_diff']:.3f}",
-                       f"{r['cameras_fp16']:.4f}", f"{r['fp16_max_abs_diff']:.3f}"] for r in rows])
+                     [[r["model"], r["batch"], f"{r['cameras']:.4f}", f"{r['cameras_bf16']:.4f}",
+                       f"{r['bf16_max_abs_diff']:.3f}", f"{r['cameras_fp16']:.4f}", f"{r['fp16_max_abs_diff']:.3f}"]
+                      for r in rows])
     if any("mem_cameras_MB" in r for r in rows):
         out += table("Peak memory (CUDA max allocated above the model; target ≤ 1.5×)",
                      ["model", "batch", "largest forward MB", "CAMERAS MB", "×", "met"],
@@ -101,10 +104,10 @@ def section(res):
             qa = (r["rss_cameras_MB"] - r["rss_base_MB"]) / max(1e-9, r["rss_forward_max_MB"] - r["rss_base_MB"])
             lines.append([r["model"], r["batch"], f"{r['rss_base_MB']:.0f}", f"{r['rss_forward_max_MB']:.0f}",
                           f"{r['rss_cameras_MB']:.0f}", f"{q:.2f}", f"{qa:.2f}", ok(q <= 1.5)])
-        out += table("Peak memory (process RSS high-water mark during one call, one child process each, glibc's default "
-                     "allocator; target ≤ 1.5×)",
-                     ["model", "batch", "RSS before the call MB", "peak, largest forward MB", "peak, CAMERAS MB", "× (RSS)",
-                      "× (above the RSS before)", "met"], lines)
+        out += table("Peak memory (process RSS high-water mark during one call, one child process each, glibc's "
+                     "default allocator; target ≤ 1.5×)",
+                     ["model", "batch", "RSS before the call MB", "peak, largest forward MB", "peak, CAMERAS MB",
+                      "× (RSS)", "× (above the RSS before)", "met"], lines)
     if base:
         out += table("RISE against its masked forward passes (target ≤ 1.1×)",
                      ["model", "RISE s", "its masked forwards s", "×", "met"],
@@ -115,21 +118,24 @@ def section(res):
             if "fwd_bwd_weights" in r:
                 q = r["extremal_per_iter"] / r["fwd_bwd"]
                 own = r.get("extremal_own_per_iter")
-                lines.append([r["model"], f"{r['extremal_per_iter']:.4f}", f"{r['fwd_bwd']:.4f}", f"{q:.2f}", ok(q <= 1.2),
-                              f"{r['fwd_bwd_weights']:.4f}", f"{r['extremal_per_iter'] / r['fwd_bwd_weights']:.2f}",
+                lines.append([r["model"], f"{r['extremal_per_iter']:.4f}", f"{r['fwd_bwd']:.4f}", f"{q:.2f}",
+                              ok(q <= 1.2), f"{r['fwd_bwd_weights']:.4f}",
+                              f"{r['extremal_per_iter'] / r['fwd_bwd_weights']:.2f}",
                               f"{own:.4f}" if own else "–",
                               f"{r['extremal_per_iter'] / (r['fwd_bwd'] + own):.2f}" if own else "–"])
             else:  # an older run: per iteration including the set-up, floor with weight gradients
-                lines.append([r["model"], f"{r['extremal_per_iter']:.4f}", "–", "–", "not measured", f"{r['fwd_bwd']:.4f}",
-                              f"{r['extremal_per_iter'] / r['fwd_bwd']:.2f}", "–", "–"])
-        out += table("Extremal Perturbation: one iteration against one forward and backward (target ≈ 1, read as ≤ 1.2×)",
+                lines.append([r["model"], f"{r['extremal_per_iter']:.4f}", "–", "–", "not measured",
+                              f"{r['fwd_bwd']:.4f}", f"{r['extremal_per_iter'] / r['fwd_bwd']:.2f}", "–", "–"])
+        out += table("Extremal Perturbation: one iteration against one forward and backward "
+                     "(target ≈ 1, read as ≤ 1.2×)",
                      ["model", "s/iteration", "forward+backward to the input s", "×", "met",
                       "forward+backward with weight gradients s", "×", "own work (no network) s",
                       "× (forward+backward + own work)"], lines)
         out += ["", ("An iteration is a 50-iteration call over 50, its set-up (first forward, blur pyramid) included; "
-                     "the floors are 50 calls over 50. The own work is the same call on a model that only averages the image "
-                     "into logits (no network), its set-up included; forward+backward plus own work is what an iteration would cost "
-                     "if nothing overlapped (on a noisy machine the last ratio scatters around 1)."
+                     "the floors are 50 calls over 50. The own work is the same call on a model that only averages "
+                     "the image into logits (no network), its set-up included; forward+backward plus own work is "
+                     "what an iteration would cost if nothing overlapped (on a noisy machine the last ratio scatters "
+                     "around 1)."
                      if any("fwd_bwd_weights" in r for r in base) else
                      "From an older run: an iteration was a 5-iteration call over 5, set-up included, and the floor "
                      "computed weight gradients too; the input-only floor was not measured.")]
@@ -152,7 +158,8 @@ def section(res):
                           p["rise"], ext, p["extremal"]])
         out += table("Beside the paper's Table 1 (seconds per image, batch 1; paper: Titan V)",
                      ["model", "Grad-CAM ours", "Grad-CAM paper", "CAMERAS ours", "CAMERAS paper",
-                      "RISE (64 masks) ours, scaled to 6000", "RISE paper", "Extremal ours per 1000 it.", "Extremal paper"], lines)
+                      "RISE (64 masks) ours, scaled to 6000", "RISE paper", "Extremal ours per 1000 it.",
+                      "Extremal paper"], lines)
     out += ["", "### Reading these tables", ""]
     fails = [r for r in rows if cameras_ratio(r) > 1.3]
     if fails:
@@ -180,7 +187,8 @@ def section(res):
     gc_fail = [r for r in rows if r["gradcam"] / r["forward"] > 1.2]
     if gc_fail:
         out.append("- Grad-CAM above 1.2× one forward: " + ", ".join(f"{r['model']}@{r['batch']} "
-                   f"({r['gradcam'] / r['forward']:.2f}×, {1000 * (r['gradcam'] - r['forward']):.1f} ms more)" for r in gc_fail)
+                   f"({r['gradcam'] / r['forward']:.2f}×, {1000 * (r['gradcam'] - r['forward']):.1f} ms more)"
+                   for r in gc_fail)
                    + ": the backward from the logit to the layer and the upsampling are a few fixed kernels, visible "
                    "when one forward takes milliseconds.")
     if res["device"] == "cuda":
@@ -200,7 +208,8 @@ def section(res):
             q = r["extremal_per_iter"] / r["fwd_bwd"]
             more = 1000 * (r["extremal_per_iter"] - r["fwd_bwd"])
             line = (f"- Extremal Perturbation on {r['model']}: an iteration costs {q:.2f}× a forward and a backward to "
-                    f"the input ({more:.0f} ms more; {r['extremal_per_iter'] / r['fwd_bwd_weights']:.2f}× one that also "
+                    f"the input ({more:.0f} ms more; "
+                    f"{r['extremal_per_iter'] / r['fwd_bwd_weights']:.2f}× one that also "
                     "computes weight gradients).")
             if "extremal_own_per_iter" in r:
                 own = 1000 * r["extremal_own_per_iter"]

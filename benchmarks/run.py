@@ -102,7 +102,8 @@ def time_model(name, batches, device, rounds, naive_batches, extras):
         r["grid_mean_abs_diff"] = float((gmaps - maps).abs().mean())
         r["grid_max_abs_diff"] = float((gmaps - maps).abs().max())
         if b in naive_batches:
-            r["naive"] = median_seconds(lambda: naive_cameras(model, exact.layer, x, SCALES, target), device, max(1, reps - 1))
+            r["naive"] = median_seconds(lambda: naive_cameras(model, exact.layer, x, SCALES, target), device,
+                                        max(1, reps - 1))
             r["naive_max_abs_diff"] = float((naive_cameras(model, exact.layer, x, SCALES, target) - maps).abs().max())
         if device.type == "cuda":
             for amp in ("bf16", "fp16"):
@@ -162,9 +163,11 @@ def time_baselines(name, model, n, device, reps):
     own = cameras.ExtremalPerturbation(_AverageModel().to(device), iterations=its, progress=False)
 
     r = {"model": name, "batch": 1, "kind": "baselines", "rise_masks": n_masks}
-    r.update(interleaved_seconds({"rise": lambda: rise(x, target=t), "rise_floor": lambda: forward_all(model, masked)}, device, reps))
-    e = interleaved_seconds({"extremal": lambda: ep(x, target=t), "fwd_bwd": fwd_bwd, "fwd_bwd_weights": fwd_bwd_weights,
-                             "extremal_own": lambda: own(x, target=t)}, device, reps)
+    r.update(interleaved_seconds({"rise": lambda: rise(x, target=t), "rise_floor": lambda: forward_all(model, masked)},
+                                 device, reps))
+    e = interleaved_seconds({"extremal": lambda: ep(x, target=t), "fwd_bwd": fwd_bwd,
+                             "fwd_bwd_weights": fwd_bwd_weights, "extremal_own": lambda: own(x, target=t)},
+                            device, reps)
     keys = ("extremal", "fwd_bwd", "fwd_bwd_weights", "extremal_own")
     r["extremal_per_iter"], r["fwd_bwd"], r["fwd_bwd_weights"], r["extremal_own_per_iter"] = (e[k] / its for k in keys)
     print(json.dumps(r), flush=True)
@@ -236,9 +239,11 @@ def cpu_allocator_effect():
     out = {}
     for mode in ("default", "tuned"):
         env = {**os.environ, "CAMERAS_CPU_ALLOCATOR": "default" if mode == "default" else ""}
-        res = subprocess.run([sys.executable, __file__, "--alloc-probe", mode], capture_output=True, text=True, check=True, env=env)
+        res = subprocess.run([sys.executable, __file__, "--alloc-probe", mode], capture_output=True, text=True,
+                             check=True, env=env)
         out[mode] = json.loads(res.stdout.strip().splitlines()[-1])
-    return {"kind": "allocator", "rows": [{**d, "s_per_image_tuned": t["s_per_image"]} for d, t in zip(out["default"], out["tuned"])]}
+    return {"kind": "allocator",
+            "rows": [{**d, "s_per_image_tuned": t["s_per_image"]} for d, t in zip(out["default"], out["tuned"])]}
 
 
 def cpu_memory(name, b):

@@ -30,7 +30,8 @@ def main():
             f"<annotation><size><width>{w}</width><height>{h}</height><depth>3</depth></size><object><name>{wnid}</name>"
             f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object></annotation>")
     cmd = [sys.executable, "-m", "cameras", "evaluate", "--data", "data", "--format", "imagenet",
-           "--methods", "cameras,gradcam,gradient,normgrad", "--metrics", "pointing,rho,insdel", "--quiet", "--out", "out"]
+           "--methods", "cameras,gradcam,gradient,normgrad", "--metrics", "pointing,rho,insdel", "--quiet",
+           "--out", "out"]
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 

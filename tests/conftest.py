@@ -98,7 +98,8 @@ def make_voc(root):
     ids = ["000001", "000002"]
     for i, name in enumerate(ids):
         Image.fromarray(rand_image(60, 80, seed=10 + i)).save(root / "JPEGImages" / f"{name}.jpg")
-    (root / "Annotations" / "000001.xml").write_text(voc_xml([("cat", (5, 5, 40, 30), False), ("dog", (50, 30, 70, 50), True)]))
+    (root / "Annotations" / "000001.xml").write_text(voc_xml([("cat", (5, 5, 40, 30), False),
+                                                              ("dog", (50, 30, 70, 50), True)]))
     (root / "Annotations" / "000002.xml").write_text(voc_xml([("cat", (1, 1, 80, 60), False)]))
     (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids) + "\n")
     return root
@@ -117,7 +118,8 @@ def make_coco(root):
         "images": [{"id": 1, "file_name": "a.jpg", "height": 60, "width": 80}],
         "categories": [{"id": 17, "name": "cat"}, {"id": 47, "name": "cup"}],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 17, "iscrowd": 0, "segmentation": [[10, 10, 30, 10, 30, 20, 10, 20]]},
+            {"id": 1, "image_id": 1, "category_id": 17, "iscrowd": 0,
+             "segmentation": [[10, 10, 30, 10, 30, 20, 10, 20]]},
             {"id": 2, "image_id": 1, "category_id": 47, "iscrowd": 0, "segmentation": rle},
         ],
     }

@@ -105,7 +105,8 @@ def test_sanity_score_ideal_flat_and_steps():
 
         def forward(self, x):
             frac = (x[:, 0] > 0.5).float().flatten(1).mean(1)
-            return torch.stack([torch.log(frac.clamp(1e-6, 1 - 1e-6)), torch.log((1 - frac).clamp(1e-6, 1))], 1) * self.w
+            return torch.stack([torch.log(frac.clamp(1e-6, 1 - 1e-6)),
+                                torch.log((1 - frac).clamp(1e-6, 1))], 1) * self.w
 
     net = ProbByPixels()
     x = torch.ones(1, 3, 10, 10)
@@ -179,7 +180,8 @@ def test_attack_sanity_randomize_commands(sample_dir, tmp_path):
     from cameras.cli import main
 
     img = str(sample_dir / "coffee.png")
-    r = CliRunner().invoke(main, ["attack", img, "--steps", "4", "--square", "--out", str(tmp_path / "a")], catch_exceptions=False)
+    r = CliRunner().invoke(main, ["attack", img, "--steps", "4", "--square", "--out", str(tmp_path / "a")],
+                           catch_exceptions=False)
     assert r.exit_code == 0, r.output
     a = json.loads((tmp_path / "a" / "attack.json").read_text())
     rec = a["images"][0]

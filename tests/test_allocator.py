@@ -10,7 +10,7 @@ import pytest
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
 
-PROBE = r"""
+PROBE = (r"""
 import json, re, sys
 from pathlib import Path
 import torch
@@ -24,8 +24,9 @@ x = torch.ones(64, 1024, 1024)  # 256 MiB, touched
 during = rss()
 del x
 after = rss()
-print(json.dumps({"applied": applied, "again": tune_cpu_allocator() if applied else False, "during": during, "after": after}))
-"""
+print(json.dumps({"applied": applied, "again": tune_cpu_allocator() if applied """
+         r"""else False, "during": during, "after": after}))
+""")
 
 
 def run_probe(mode, **env):

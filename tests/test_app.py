@@ -137,7 +137,8 @@ def test_cli_binds_to_loopback_by_default(monkeypatch):
     assert calls[1][1] == "0.0.0.0" and "anyone who can reach this machine" in r.output
     r = CliRunner().invoke(main, ["app", "--model", "nope:net"])
     assert r.exit_code == 2 and "error:" in r.output and len(calls) == 2
-    r = CliRunner().invoke(main, ["app", "--model", "efficientnet_lite0", "--model", "timm:resnet18", "--weights", "random"])
+    r = CliRunner().invoke(main, ["app", "--model", "efficientnet_lite0", "--model", "timm:resnet18",
+                                  "--weights", "random"])
     assert r.exit_code == 2 and "exactly one --model" in r.output and len(calls) == 2
     r = CliRunner().invoke(main, ["app", "--model", "torchvision:resnet18", "--weights", "random"])
     assert r.exit_code == 0 and calls[2][0] == ["torchvision:resnet18"]

@@ -146,7 +146,8 @@ def test_bad_uploads_get_a_message(page, tmp_path):
 
 
 def test_sample_button_loads_a_photo(page):
-    page.locator("#upload button[aria-label=Clear]").click() if page.locator("#upload button[aria-label=Clear]").count() else None
+    (page.locator("#upload button[aria-label=Clear]").click()
+     if page.locator("#upload button[aria-label=Clear]").count() else None)
     page.locator("#use-sample").click()  # the default sample, chelsea
     assert "chelsea.jpg: 451×300; top class 285 · Egyptian cat" in status_has(page, "chelsea.jpg: 451")
     assert page.locator("#classes .token").count() == 1

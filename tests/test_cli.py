@@ -50,7 +50,8 @@ def test_topk_and_named_target(sample_dir, tmp_path):
     a = np.load(out / "coffee.cameras.967.npy")
     b = np.load(out / f"coffee.cameras.{second}.npy")
     assert np.abs(a - b).max() > 0.05
-    r = run(["explain", str(sample_dir / "chelsea.jpg"), "--target", "espresso", "--target", "285", "--out", str(out), *FAST])
+    r = run(["explain", str(sample_dir / "chelsea.jpg"), "--target", "espresso", "--target", "285", "--out", str(out),
+             *FAST])
     assert r.exit_code == 0, r.output
     assert (out / "chelsea.cameras.967.png").exists() and (out / "chelsea.cameras.285.png").exists()
 

@@ -25,7 +25,8 @@ def run(args):
 
 @pytest.mark.parametrize("method", list(FAST_SET))
 def test_explain_every_method(method, sample_dir, tmp_path):
-    r = run(["explain", str(sample_dir / "coffee.png"), "--method", method, "--out", str(tmp_path), "--quiet", *FAST_SET[method]])
+    r = run(["explain", str(sample_dir / "coffee.png"), "--method", method, "--out", str(tmp_path), "--quiet",
+             *FAST_SET[method]])
     assert r.exit_code == 0, r.output
     meta = json.loads((tmp_path / "coffee.json").read_text())
     assert meta["method"] == method and meta["explanations"][0]["target"] == 967

@@ -42,7 +42,8 @@ def kill_one_worker(p, out, pattern, lines):
         if sum(f.read_bytes().count(b"\n") for f in shards) >= lines:
             break
         time.sleep(0.05)
-    workers = subprocess.run(["pgrep", "-f", "-P", str(p.pid), "cameras"], capture_output=True, text=True).stdout.split()
+    workers = subprocess.run(["pgrep", "-f", "-P", str(p.pid), "cameras"], capture_output=True,
+                             text=True).stdout.split()
     assert workers, "no worker processes found"
     os.kill(int(workers[-1]), signal.SIGKILL)
     log, _ = p.communicate(timeout=300)
@@ -119,7 +120,8 @@ OTHERS = {  # command → (arguments, records file, summary file)
     "interpolation": (["experiment", "interpolation", "--format", "imagenet", "--square", "--quiet"],
                       "interpolation.records.jsonl", "interpolation.json"),
     "attack": (ATTACK, "attack.records.jsonl", "attack.json"),
-    "sanity": (["sanity", "--methods", "gradcam,gradient", "--attack-steps", "2", "--steps", "3", "--square", "--quiet"],
+    "sanity": (["sanity", "--methods", "gradcam,gradient", "--attack-steps", "2", "--steps", "3", "--square",
+                "--quiet"],
                "sanity.records.jsonl", "sanity.json"),
 }
 
@@ -135,7 +137,8 @@ def test_experiment_attack_sanity_two_processes_equal_one(name, tmp_path):
     one, two = records(tmp_path / "single" / recs), records(tmp_path / "two" / recs)
     assert len(one) == (5 if name == "interpolation" else 3)  # (image, class) items or images
     assert close(two, one)
-    assert close(json.loads((tmp_path / "two" / summary).read_text()), json.loads((tmp_path / "single" / summary).read_text()))
+    assert close(json.loads((tmp_path / "two" / summary).read_text()),
+                 json.loads((tmp_path / "single" / summary).read_text()))
     assert not list((tmp_path / "two" / "shards").glob("*.jsonl"))  # merged and removed
 
 
@@ -151,7 +154,8 @@ def test_attack_killed_rank_then_three_processes_complete(tmp_path):
     log, _ = p.communicate(timeout=600)
     assert p.returncode == 0, log
     assert close(records(out / "attack.records.jsonl"), records(tmp_path / "single" / "attack.records.jsonl"))
-    assert close(json.loads((out / "attack.json").read_text()), json.loads((tmp_path / "single" / "attack.json").read_text()))
+    assert close(json.loads((out / "attack.json").read_text()),
+                 json.loads((tmp_path / "single" / "attack.json").read_text()))
 
 
 @pytest.mark.parametrize("n", [1, 2])

@@ -27,7 +27,8 @@ def test_imagenet_xml_and_csv(tmp_path, embedded):
     csv_root = tmp_path / "inet_csv"
     csv_root.mkdir()
     Image.fromarray(rand_image(60, 80)).save(csv_root / "img1.JPEG")
-    (csv_root / "LOC_val_solution.csv").write_text(f"ImageId,PredictionString\nimg1,{CAT} 4 4 39 29 {CAT} 50 50 60 55 \n")
+    (csv_root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n"
+                                                   f"img1,{CAT} 4 4 39 29 {CAT} 50 50 60 55 \n")
     items = read_imagenet(csv_root, embedded.wnids)
     assert items[0].size == (60, 80) and len(items[0].objects) == 2 and items[0].region(285)[4, 4]
 
@@ -104,7 +105,8 @@ def test_evaluate_end_to_end(tmp_path):
     assert len(rows) == 3 * 3  # (2 + 1 classes) × 3 methods
     assert {r["method"] for r in rows} == {"cameras", "gradcam", "gradient"}
     for row in rows:
-        assert row["pointing_hit"] in ("0", "1") and float(row["rho_plus"]) >= 0 and 0 <= float(row["insertion_auc"]) <= 1
+        assert (row["pointing_hit"] in ("0", "1") and float(row["rho_plus"]) >= 0
+                and 0 <= float(row["insertion_auc"]) <= 1)
     assert rows[0]["kept_scales"] == "224 256"
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) >= {"pointing_game", "rho_plus", "rho_minus", "insertion_auc", "deletion_auc", "items"}
@@ -125,10 +127,12 @@ def test_other_settings_into_the_same_folder_are_refused(tmp_path):
     run's numbers. Now every setting that changes results is checked, and nothing is touched."""
     root = make_imagenet(tmp_path / "inet", n=2)
     out = tmp_path / "out"
-    args = ["evaluate", "--data", str(root), "--format", "imagenet", "--methods", "gradcam", "--out", str(out), "--quiet"]
+    args = ["evaluate", "--data", str(root), "--format", "imagenet", "--methods", "gradcam", "--out", str(out),
+            "--quiet"]
     assert CliRunner().invoke(main, args).exit_code == 0
     files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    for extra, named in [(["--model", "torchvision:resnet18", "--weights", "random"], "model: 'efficientnet_lite0' before"),
+    for extra, named in [(["--model", "torchvision:resnet18", "--weights", "random"],
+                          "model: 'efficientnet_lite0' before"),
                          (["--square"], "square: False before, True now"),
                          (["--metrics", "pointing"], "metrics:"),
                          (["--insdel-step", "100"], "insdel_step: 224 before, 100 now"),

@@ -30,7 +30,8 @@ def test_state_restored_after_success():
 
 def test_explains_in_eval_mode():
     """A train-mode model with dropout is explained deterministically, in eval mode."""
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Dropout(0.9), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Dropout(0.9), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 3))
     net.train()
     x = torch.randn(1, 3, 16, 16)
     m = cameras.CAMERAS(net, layer="2", scales=[16, 20])

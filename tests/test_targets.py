@@ -179,8 +179,8 @@ def test_rise_reads_the_target_probability():
     a, b = rise(x, target=3), rise(x, target=SoftmaxTarget(3))
     assert torch.allclose(a.extras["raw"], b.extras["raw"], atol=1e-7)  # both read the softmax probability
     c = rise(x, target=SigmoidTarget(3))
-    masks = cameras.methods.rise.rise_masks(*cameras.methods.rise.rise_grids(16, 8, 0.1, (24, 24),
-                                                                             torch.Generator().manual_seed(0)), (24, 24))
+    masks = cameras.methods.rise.rise_masks(
+        *cameras.methods.rise.rise_grids(16, 8, 0.1, (24, 24), torch.Generator().manual_seed(0)), (24, 24))
     with torch.no_grad():
         p = torch.sigmoid(net(x * masks)[:, 3])
     want = (p.view(-1, 1, 1) * masks[:, 0]).sum(0) / (16 * 0.1)

@@ -38,7 +38,8 @@ TOP_K = 5
 MAX_SCALE = 2048  # largest CAMERAS size accepted from the page (the input is resized by ζ_max/ζ_0)
 
 
-def check_upload(path: str | os.PathLike, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def check_upload(path: str | os.PathLike, max_bytes: int = MAX_UPLOAD_BYTES,
+                 max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Read an uploaded file as RGB after checking its size, type and pixel count.
 
     Raises :class:`ImageError` with a message for the page: over ``max_bytes`` bytes, not an
@@ -49,10 +50,13 @@ def check_upload(path: str | os.PathLike, max_bytes: int = MAX_UPLOAD_BYTES, max
         >>> Image.fromarray(data.coffee()).save("/tmp/_up.png")
         >>> check_upload("/tmp/_up.png").size
         (600, 400)
-        >>> check_upload("/tmp/_up.png", max_pixels=1000)
-        Traceback (most recent call last):
-        ...
-        cameras.core.errors.ImageError: _up.png is 600×400 = 240,000 pixels, over this app's limit of 1,000; downscale it or start the app with a larger --max-pixels
+        >>> try:
+        ...     check_upload("/tmp/_up.png", max_pixels=1000)
+        ... except ImageError as e:
+        ...     for part in str(e).split("; "):
+        ...         print(part)
+        _up.png is 600×400 = 240,000 pixels, over this app's limit of 1,000
+        downscale it or start the app with a larger --max-pixels
     """
     p = Path(path)
     name = p.name
@@ -93,7 +97,8 @@ def parse_scale_text(text: str, max_scale: int = MAX_SCALE) -> list[int]:
     if not vals:
         raise InputError("give at least one CAMERAS scale, like 224,324,424")
     if max(vals) > max_scale:
-        raise InputError(f"CAMERAS scales go up to {max_scale} here (got {max(vals)}); larger inputs would not fit in memory")
+        raise InputError(f"CAMERAS scales go up to {max_scale} here (got {max(vals)}); "
+                         "larger inputs would not fit in memory")
     return vals
 
 
@@ -364,8 +369,8 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         upload.change(on_upload, [upload, model], shown, **work_queue)
         model.change(on_upload, [upload, model], shown, **work_queue)
         sample_btn.click(on_sample, [sample], [upload])
-        run_btn.click(on_run, [state, model, methods, classes, scales, alpha], [gallery, details, downloads, status, state],
-                      **work_queue)
+        run_btn.click(on_run, [state, model, methods, classes, scales, alpha],
+                      [gallery, details, downloads, status, state], **work_queue)
         cancel_btn.click(explorer.stop.set, None, None, concurrency_limit=None, concurrency_id="cancel")
         alpha.release(on_alpha, [state, alpha], [gallery, downloads], **work_queue)
     demo.queue(default_concurrency_limit=1)

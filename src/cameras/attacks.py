@@ -48,8 +48,9 @@ class AttackResult:
 
     def item(self, i: int) -> dict:
         """JSON-ready numbers of image i."""
-        return {"target": int(self.targets[i]), "target_prob": float(self.target_prob[i]), "success": bool(self.success[i]),
-                "steps": int(self.steps[i]), "l2": float(self.l2[i]), "linf": float(self.linf[i])}
+        return {"target": int(self.targets[i]), "target_prob": float(self.target_prob[i]),
+                "success": bool(self.success[i]), "steps": int(self.steps[i]), "l2": float(self.l2[i]),
+                "linf": float(self.linf[i])}
 
 
 def _check(x01: Tensor, eps: float, alpha: float, steps: int, threshold: float) -> None:
@@ -252,7 +253,8 @@ def sanity_cleaning(
         clean = true.probability(output)
         curve = torch.empty(B, steps + 1, device=x.device)
         for b in range(B):
-            restored = (rank[b].view(1, 1, H, W) < torch.tensor(counts, device=x.device).view(-1, 1, 1, 1))  # (s+1)×1×H×W
+            # (s+1)×1×H×W
+            restored = (rank[b].view(1, 1, H, W) < torch.tensor(counts, device=x.device).view(-1, 1, 1, 1))
             inp = torch.where(restored, x[b : b + 1], adversarial[b : b + 1])
             rows = true.select(torch.full((steps + 1,), b, dtype=torch.long, device=x.device))
             curve[b] = rows.probability(model(normalize(inp)))

@@ -37,7 +37,8 @@ def median_seconds(fn: Callable[[], object], device: torch.device, reps: int = 3
     return statistics.median(times)
 
 
-def interleaved_seconds(fns: dict[str, Callable[[], object]], device: torch.device, reps: int = 3, warmup: int = 1) -> dict[str, float]:
+def interleaved_seconds(fns: dict[str, Callable[[], object]], device: torch.device, reps: int = 3,
+                        warmup: int = 1) -> dict[str, float]:
     """Median seconds of each function, timed round-robin so that a noisy, drifting machine
     biases none of them (the ratios of these medians are what benchmarks report).
 
@@ -62,7 +63,8 @@ def interleaved_seconds(fns: dict[str, Callable[[], object]], device: torch.devi
 def scaled_inputs(x: torch.Tensor, method: CAMERAS) -> list[torch.Tensor]:
     """The inputs CAMERAS feeds the model, one per scale (for measuring the floor)."""
     sizes = method.scale_sizes(*x.shape[-2:])
-    return [x if t == 0 else F.interpolate(x, size=s, mode=method.resample, align_corners=False) for t, s in enumerate(sizes)]
+    return [x if t == 0 else F.interpolate(x, size=s, mode=method.resample, align_corners=False)
+            for t, s in enumerate(sizes)]
 
 
 def forward_all(model: nn.Module, inputs: list[torch.Tensor]) -> None:

@@ -63,7 +63,8 @@ def compare(
                 target = int(class_scores(bundle.model(x)).argmax(1)[0])
         is_id = not isinstance(target, Target)
         label = bundle.class_name(target) if is_id else target.describe()
-        cells, entry = [], {"model": bundle.name, "target": target if is_id else repr(target), "name": label, "methods": {}}
+        cells, entry = [], {"model": bundle.name, "target": target if is_id else repr(target), "name": label,
+                            "methods": {}}
         for name, m in zip(methods, bundle_methods):
             res = m(x, target=target)
             sal = resize_maps(res.maps, (H, W))[0].clamp(0, 1).cpu().numpy().astype(np.float32)

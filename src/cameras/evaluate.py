@@ -253,7 +253,8 @@ def write_report(out_dir: Path, rows: list[dict], meta: dict) -> dict:
     summary = summarize(rows)
     methods = list(summary["items"])
     files: dict[Path, bytes] = {out_dir / "summary.json": encode_json(summary)}
-    metric_keys = [k for k in ("pointing_game", "pointing_game_difficult", "rho_plus", "rho_minus", "insertion_auc", "deletion_auc")
+    metric_keys = [k for k in ("pointing_game", "pointing_game_difficult", "rho_plus", "rho_minus", "insertion_auc",
+                               "deletion_auc")
                    if any(v is not None for v in summary[k].values())]
     if metric_keys and methods:
         fig, axes = plt.subplots(1, len(metric_keys), figsize=(3.2 * len(metric_keys), 3), squeeze=False)
@@ -295,22 +296,27 @@ def _report_md(summary: dict, meta: dict, bars: bool, curves: bool) -> str:
     def f(v, pct=False):
         return "–" if v is None else (f"{100 * v:.1f}" if pct else f"{v:.4f}")
 
-    lines = ["# Evaluation report", "", f"Data: `{meta.get('data')}` ({meta.get('format')}), model `{meta.get('model')}`, "
+    lines = ["# Evaluation report", "",
+             f"Data: `{meta.get('data')}` ({meta.get('format')}), model `{meta.get('model')}`, "
              f"{meta.get('images')} images, metrics {', '.join(meta.get('metrics', []))}.", "",
              "| method | items | pointing % (all / difficult) | ρ⁺ | ρ⁻ | insertion AUC | deletion AUC |",
              "|---|---|---|---|---|---|---|"]
     for m, n in summary["items"].items():
-        lines.append(f"| {m} | {n} | {f(summary['pointing_game'][m], True)} / {f(summary['pointing_game_difficult'][m], True)} | "
+        lines.append(f"| {m} | {n} | {f(summary['pointing_game'][m], True)} / "
+                     f"{f(summary['pointing_game_difficult'][m], True)} | "
                      f"{f(summary['rho_plus'][m])} | {f(summary['rho_minus'][m])} | {f(summary['insertion_auc'][m])} | "
                      f"{f(summary['deletion_auc'][m])} |")
     lines += ["", "## Published numbers beside ours", "", f"Pointing game: {PAPER['pointing_game']}.", "",
               "| method | ours (all / difficult) | paper |", "|---|---|---|"]
     for m in summary["items"]:
-        lines.append(f"| {m} | {f(summary['pointing_game'][m], True)} / {f(summary['pointing_game_difficult'][m], True)} | "
+        lines.append(f"| {m} | {f(summary['pointing_game'][m], True)} / "
+                     f"{f(summary['pointing_game_difficult'][m], True)} | "
                      f"{PAPER['pointing_rows'].get(m, '–')} |")
-    lines += ["", "Map density, CAMERAS paper Table 2 (ImageNet val, ρ⁺ / ρ⁻):", "", "| method | ours ρ⁺ / ρ⁻ | paper |", "|---|---|---|"]
+    lines += ["", "Map density, CAMERAS paper Table 2 (ImageNet val, ρ⁺ / ρ⁻):", "",
+              "| method | ours ρ⁺ / ρ⁻ | paper |", "|---|---|---|"]
     for m in summary["items"]:
-        lines.append(f"| {m} | {f(summary['rho_plus'][m])} / {f(summary['rho_minus'][m])} | {PAPER['rho'].get(m, '–')} |")
+        lines.append(f"| {m} | {f(summary['rho_plus'][m])} / {f(summary['rho_minus'][m])} | "
+                     f"{PAPER['rho'].get(m, '–')} |")
     lines += ["", f"Insertion/deletion: {PAPER['insdel']}.", "",
               "Differences from the paper come from the model (weights, architecture), the data and",
               "its size, and the device.", ""]

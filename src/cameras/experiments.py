@@ -100,9 +100,11 @@ def n_sensitivity(bundle: ModelBundle, paths: list[Path], out_dir: Path, max_siz
                            maps[None].expand(len(STEPS), -1, -1, -1).flatten(0, 1)).view(len(STEPS), len(STEPS))
         return {"image": str(paths[i]), "matrix": d.cpu().tolist()}
 
-    config = {"experiment": "n-sensitivity", "model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model),
+    config = {"experiment": "n-sensitivity", "model": bundle.name,
+              "weights_fingerprint": model_fingerprint(bundle.model),
               "max_size": max_size, "square": square, "steps": list(STEPS)}
-    recs = run_items([str(Path(p).resolve()) for p in paths], work, out_dir, "n_sensitivity", config, progress=progress, **placement(run))
+    recs = run_items([str(Path(p).resolve()) for p in paths], work, out_dir, "n_sensitivity", config,
+                     progress=progress, **placement(run))
     if recs is None:
         return None
     mats = [np.array(r["matrix"]) for r in recs]
@@ -114,7 +116,8 @@ def n_sensitivity(bundle: ModelBundle, paths: list[Path], out_dir: Path, max_siz
 def _n_sensitivity_files(bundle, recs, mats, mean, max_size, out_dir) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    for ax, mat, title in ((axes[0], mean, f"ours ({bundle.name}, {len(recs)} images)"), (axes[1], PAPER_N, "paper (ResNet-50, 1000 images)")):
+    for ax, mat, title in ((axes[0], mean, f"ours ({bundle.name}, {len(recs)} images)"),
+                           (axes[1], PAPER_N, "paper (ResNet-50, 1000 images)")):
         im = ax.imshow(mat, vmin=0, vmax=max(0.3, float(mean.max())), cmap="viridis")
         ax.set_xticks(range(6), STEPS)
         ax.set_yticks(range(6), STEPS)
@@ -123,11 +126,14 @@ def _n_sensitivity_files(bundle, recs, mats, mean, max_size, out_dir) -> None:
             for j in range(6):
                 ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
     fig.colorbar(im, ax=axes, shrink=0.8)
-    rows = ["N," + ",".join(map(str, STEPS))] + [f"{n}," + ",".join(f"{v:.4f}" for v in row) for n, row in zip(STEPS, mean)]
+    rows = ["N," + ",".join(map(str, STEPS))] + [f"{n}," + ",".join(f"{v:.4f}" for v in row)
+                                                 for n, row in zip(STEPS, mean)]
     write_files_atomically({
         out_dir / "n_sensitivity.json": encode_json({"steps": list(STEPS), "max_size": max_size, "model": bundle.name,
-                                                      "images": [r["image"] for r in recs], "ours": mean.round(4).tolist(),
-                                                      "paper": PAPER_N.tolist(), "per_image": [m.round(4).tolist() for m in mats]}),
+                                                      "images": [r["image"] for r in recs],
+                                                      "ours": mean.round(4).tolist(),
+                                                      "paper": PAPER_N.tolist(),
+                                                      "per_image": [m.round(4).tolist() for m in mats]}),
         out_dir / "n_sensitivity.csv": ("\n".join(rows) + "\n").encode(),
         out_dir / "n_sensitivity.png": figure_png(fig),
     })
@@ -163,7 +169,8 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
         target = a.targets
         b = gc(x, target=target)
         psi = torch.stack([a.maps[0] + g * (b.maps[0] - a.maps[0]) for g in GAMMAS])  # 11×h×w
-        rp, _ = map_density(bundle.model, x01.expand(len(GAMMAS), -1, -1, -1), psi, target.expand(len(GAMMAS)), bundle.normalize)
+        rp, _ = map_density(bundle.model, x01.expand(len(GAMMAS), -1, -1, -1), psi, target.expand(len(GAMMAS)),
+                            bundle.normalize)
         rec = {"image": str(path), "class": int(target), "rho_plus": [float(v) for v in rp], "hits": None}
         if item is not None:
             region = torch.from_numpy(item.region(int(target))).to(x.device)
@@ -171,7 +178,8 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
         return rec
 
     keys = [f"{Path(p).resolve()}#{'top1' if c is None else c}" for p, c, _ in work]
-    config = {"experiment": "interpolation", "model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model),
+    config = {"experiment": "interpolation", "model": bundle.name,
+              "weights_fingerprint": model_fingerprint(bundle.model),
               "square": square, "gamma": list(GAMMAS)}
     recs = run_items(keys, one, out_dir, "interpolation", config, progress=progress, **placement(run))
     if recs is None:
@@ -192,12 +200,14 @@ def _interpolation_files(bundle, summary, out_dir) -> None:
     ax.set_ylabel("ρ⁺")
     if any(v is not None for v in summary["pointing_game"]):
         ax2 = ax.twinx()
-        ax2.plot(GAMMAS, [100 * (v or 0) for v in summary["pointing_game"]], "s--", color="tab:orange", label="pointing %")
+        ax2.plot(GAMMAS, [100 * (v or 0) for v in summary["pointing_game"]], "s--", color="tab:orange",
+                 label="pointing %")
         ax2.set_ylabel("pointing game %")
     ax.set_title(f"{bundle.name}, {summary['items']} items; paper: ρ⁺ falls with γ, pointing flat", fontsize=8)
     fig.tight_layout()
     csv_rows = ["gamma,rho_plus,pointing_game"] + [
-        f"{g},{r:.6f},{'' if p is None else f'{p:.6f}'}" for g, r, p in zip(GAMMAS, summary["rho_plus"], summary["pointing_game"])]
+        f"{g},{r:.6f},{'' if p is None else f'{p:.6f}'}"
+        for g, r, p in zip(GAMMAS, summary["rho_plus"], summary["pointing_game"])]
     write_files_atomically({
         out_dir / "interpolation.json": encode_json(summary),
         out_dir / "interpolation.csv": ("\n".join(csv_rows) + "\n").encode(),

@@ -47,12 +47,12 @@ def explain_images(
     """Explain every image file and write ``<stem>.<method>.<class>.{png,npy}`` and ``<stem>.json``.
 
     Images with the same model-input size are batched (up to ``batch_size``). With
-    ``targets`` each listed class (or :mod:`cameras.targets` target) is explained; otherwise the top ``topk`` classes, the
-    first with the method's automatic target (for CAMERAS: the scale-dropping rule), the
-    others as explicit targets. Each image's files are written atomically after all its
-    maps exist; a failing image gets an error and no files, and the others go on.
-    ``target_kind`` (``"class"``, ``"sigmoid"`` for multi-label or binary models,
-    ``"softmax"``) says how class ids are explained (see :mod:`cameras.targets`).
+    ``targets`` each listed class (or :mod:`cameras.targets` target) is explained; otherwise
+    the top ``topk`` classes, the first with the method's automatic target (for CAMERAS: the
+    scale-dropping rule), the others as explicit targets. Each image's files are written
+    atomically after all its maps exist; a failing image gets an error and no files, and the
+    others go on. ``target_kind`` (``"class"``, ``"sigmoid"`` for multi-label or binary
+    models, ``"softmax"``) says how class ids are explained (see :mod:`cameras.targets`).
 
     Returns:
         One :class:`ImageOutcome` per path, in order.
@@ -71,7 +71,8 @@ def explain_images(
     for i, (_, x) in loaded.items():
         groups[tuple(x.shape)].append(i)
     batches = [idx[j : j + batch_size] for idx in groups.values() for j in range(0, len(idx), batch_size)]
-    bar = tqdm(total=len(loaded), desc=f"explain ({method.name})", unit="img", disable=None if progress is None else not progress)
+    bar = tqdm(total=len(loaded), desc=f"explain ({method.name})", unit="img",
+               disable=None if progress is None else not progress)
     try:
         for batch in batches:
             try:
@@ -126,7 +127,8 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
             "layer": getattr(method, "layer_name", None),
             "parameters": params or {},
             "topk": [
-                {"class": int(c), "name": bundle.class_name(int(c)), "wnid": _wnid(bundle, int(c)), "probability": float(p)}
+                {"class": int(c), "name": bundle.class_name(int(c)), "wnid": _wnid(bundle, int(c)),
+                 "probability": float(p)}
                 for p, c in zip(top_p[b].tolist(), top_i[b].tolist())
             ],
             "explanations": [],

@@ -118,7 +118,8 @@ def resize_image(
     """
     x = image_to_tensor(img).to(device)
     h, w = preprocess_size(x.shape[1], x.shape[2], size, square)
-    mode = InterpolationMode(interpolation) if interpolation in ("bilinear", "bicubic", "nearest") else InterpolationMode.BICUBIC
+    mode = (InterpolationMode(interpolation) if interpolation in ("bilinear", "bicubic", "nearest")
+            else InterpolationMode.BICUBIC)
     return TF.resize(x, [h, w], interpolation=mode, antialias=True).clamp_(0, 1).unsqueeze(0)
 
 

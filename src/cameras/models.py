@@ -208,7 +208,8 @@ def _torchvision(arch: str, weights: str | None) -> ModelBundle:
 
     if arch not in list_models(module=torchvision.models):
         close = difflib.get_close_matches(arch, list_models(module=torchvision.models), n=3)
-        raise ModelError(f"unknown torchvision model '{arch}'" + (f"; did you mean {', '.join(close)}?" if close else ""))
+        raise ModelError(f"unknown torchvision model '{arch}'"
+                         + (f"; did you mean {', '.join(close)}?" if close else ""))
     kwargs = {"aux_logits": False, "init_weights": False} if arch == "inception_v3" else {}
     if arch.startswith("googlenet"):
         kwargs = {"aux_logits": False, "init_weights": False}
@@ -283,7 +284,8 @@ def _timm(name: str, weights: str | None) -> ModelBundle:
     )
 
 
-def load_model(name: str | None = None, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> ModelBundle:
+def load_model(name: str | None = None, weights: str | os.PathLike | None = None,
+               device: str | torch.device = "cpu") -> ModelBundle:
     """Load a classifier with its preprocessing and class names, without any network access.
 
     Args:

@@ -35,7 +35,8 @@ class RecordStore:
 
     def __init__(self, out_dir: Path, name: str, shard: str | None = None) -> None:
         self.dir = Path(out_dir)
-        self.path = self.dir / f"{name}.records.jsonl" if shard is None else self.dir / "shards" / f"{name}-{shard}.jsonl"
+        self.path = (self.dir / f"{name}.records.jsonl" if shard is None
+                     else self.dir / "shards" / f"{name}-{shard}.jsonl")
 
     @classmethod
     def all_stores(cls, out_dir: Path, name: str) -> list["RecordStore"]:
@@ -128,7 +129,8 @@ def run_items(
     Example:
         >>> import tempfile
         >>> d = Path(tempfile.mkdtemp())
-        >>> [r["square"] for r in run_items(["2", "3"], lambda i: {"square": (i + 2) ** 2}, d, "demo", {}, progress=False)]
+        >>> [r["square"] for r in run_items(["2", "3"], lambda i: {"square": (i + 2) ** 2}, d, "demo", {},
+        ...                                 progress=False)]
         [4, 9]
     """
     from tqdm import tqdm

@@ -94,7 +94,8 @@ def comparison_figure(image: np.ndarray, rows: list[dict], alpha: float = 0.5, c
     ncol = 1 + max(len(r["cells"]) for r in rows)
     h, w = image.shape[:2]
     cell = 2.6
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(cell * ncol, cell * h / w * len(rows) + 0.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(cell * ncol, cell * h / w * len(rows) + 0.6 * len(rows)),
+                             squeeze=False)
     for r, row in enumerate(rows):
         axes[r][0].imshow(image)
         axes[r][0].set_title("image", fontsize=9)

@@ -11,7 +11,8 @@ from .common import main, model_option, parse_eps, progress_flag, torch_device, 
 
 @main.command()
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path), help="Folder of images: mean reduction only.")
+@click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path),
+              help="Folder of images: mean reduction only.")
 @model_option
 @click.option("--weights", default=None)
 @click.option("--eps", default="12/255", show_default=True, help="L∞ budget in [0, 1] pixel units.")
@@ -56,7 +57,8 @@ def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, thres
 
 @main.command()
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path), help="Folder of images: mean scores only.")
+@click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path),
+              help="Folder of images: mean scores only.")
 @click.option("--methods", default="cameras,gradcam", show_default=True)
 @model_option
 @click.option("--weights", default=None)
@@ -68,7 +70,8 @@ def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, thres
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", "out_dir", default="cameras-sanity", show_default=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def sanity(images, data_dir, methods, model_name, weights, fraction, steps, eps, attack_steps, square, device, out_dir, quiet):
+def sanity(images, data_dir, methods, model_name, weights, fraction, steps, eps, attack_steps, square, device, out_dir,
+           quiet):
     """Adversarial-cleaning sanity check (supplement A-4): curves and scores per method.
 
     Resumable and distributed under torchrun, like `cameras attack`.

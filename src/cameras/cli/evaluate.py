@@ -25,14 +25,15 @@ FORMATS = click.Choice(["imagenet", "voc", "coco"])
 @click.option("--limit", default=None, type=click.IntRange(1, None), help="First N images only.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096),
               help="Forward passes per batch in insertion/deletion.")
-@click.option("--insdel-step", default=224, show_default=True, type=click.IntRange(1, None), help="Pixels per insertion/deletion step.")
+@click.option("--insdel-step", default=224, show_default=True, type=click.IntRange(1, None),
+              help="Pixels per insertion/deletion step.")
 @click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE", help="Method option (repeatable).")
 @click.option("--square", is_flag=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, target_kind, limit, batch_size, insdel_step, settings,
-             square, device, out_dir, quiet) -> None:
+def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, target_kind, limit, batch_size, insdel_step,
+             settings, square, device, out_dir, quiet) -> None:
     """Evaluate methods on a dataset: results.csv, summary.json, report.md (resumable).
 
     Every (image, ground-truth class, method) item gets one row in OUT/results.csv; a rerun
@@ -81,7 +82,8 @@ def experiment_options(f):
         click.option("--weights", default=None),
         click.option("--device", default="cpu", show_default=True),
         click.option("--square", is_flag=True),
-        click.option("--out", "out_dir", default="cameras-experiment", show_default=True, type=click.Path(path_type=Path)),
+        click.option("--out", "out_dir", default="cameras-experiment", show_default=True,
+                     type=click.Path(path_type=Path)),
         click.option("--quiet", is_flag=True),
     ]):
         f = opt(f)
@@ -91,7 +93,8 @@ def experiment_options(f):
 @experiment.command("n-sensitivity")
 @experiment_options
 @click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192))
-def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet, max_size):
+def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet,
+                      max_size):
     """Map difference between N = 5..10 scales (ζ_m = --max-size), beside the paper's matrix.
 
     Resumable (a rerun into the same --out skips finished images) and distributed under

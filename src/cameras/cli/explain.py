@@ -18,24 +18,32 @@ from .common import fail, main, model_option, progress_flag, torch_device, user_
 @click.option("--target", "targets", multiple=True,
               help="Class to explain: id, WordNet id or name (repeatable). Default: the top-k classes.")
 @click.option("--target-kind", default="class", show_default=True, type=click.Choice(["class", "sigmoid", "softmax"]),
-              help="How classes are explained: class logit, sigmoid logit (multi-label or binary models), softmax probability.")
-@click.option("--topk", default=1, show_default=True, type=click.IntRange(1, 1000), help="Explain each of the top K classes.")
+              help="How classes are explained: class logit, sigmoid logit (multi-label or binary models), "
+                   "softmax probability.")
+@click.option("--topk", default=1, show_default=True, type=click.IntRange(1, 1000),
+              help="Explain each of the top K classes.")
 @click.option("--layer", default=None, help="Layer name to explain (default: found automatically).")
-@click.option("--scales", default=None, help="CAMERAS sizes, e.g. 224,324,424 or 224:1000:100 (default 224..924 by 100).")
-@click.option("--steps", default=None, type=click.IntRange(1, 100), help="CAMERAS: N sizes from the model's input size to --max-size.")
-@click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192), help="CAMERAS: largest size with --steps.")
+@click.option("--scales", default=None,
+              help="CAMERAS sizes, e.g. 224,324,424 or 224:1000:100 (default 224..924 by 100).")
+@click.option("--steps", default=None, type=click.IntRange(1, 100),
+              help="CAMERAS: N sizes from the model's input size to --max-size.")
+@click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192),
+              help="CAMERAS: largest size with --steps.")
 @click.option("--resample", default="bicubic", show_default=True, type=click.Choice(["bicubic", "bilinear"]),
               help="CAMERAS: image resampling between scales.")
 @click.option("--square", is_flag=True, help="Resize images to a square instead of keeping the aspect ratio.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
-@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 4096), help="Images per batch (same-size images are batched).")
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity of the map.")
-@click.option("--out", "out_dir", default="cameras-out", show_default=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 4096),
+              help="Images per batch (same-size images are batched).")
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Overlay opacity of the map.")
+@click.option("--out", "out_dir", default="cameras-out", show_default=True, type=click.Path(path_type=Path),
+              help="Output folder.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Method option, e.g. --set n_masks=6000 for rise or --set area=0.1 for extremal (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def explain(images, model_name, weights, method, targets, target_kind, topk, layer, scales, steps, max_size, resample, square,
-            device, batch_size, alpha, out_dir, settings, quiet) -> None:
+def explain(images, model_name, weights, method, targets, target_kind, topk, layer, scales, steps, max_size, resample,
+            square, device, batch_size, alpha, out_dir, settings, quiet) -> None:
     """Explain IMAGE files (or folders of images) and write overlays, maps and JSON.
 
     For each image and class: OUT/<stem>.<method>.<class>.png (map over the image, same
@@ -84,7 +92,8 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
 @main.command()
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--methods", default="all", show_default=True, help="'all' or a comma list, e.g. cameras,gradcam,rise.")
-@click.option("--model", "models", default=None, help="Comma list of models; one figure row per model (default: the embedded one).")
+@click.option("--model", "models", default=None,
+              help="Comma list of models; one figure row per model (default: the embedded one).")
 @click.option("--weights", default=None, help="Weights file (or 'random') for a single torchvision:/timm: model.")
 @click.option("--target", default=None, help="Class id, WordNet id or name (default: the first model's top-1).")
 @click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE",
@@ -110,7 +119,8 @@ def compare(image, methods, models, weights, target, settings, square, device, a
         if out_png.suffix.lower() != ".png":
             raise click.BadParameter(f"--out must name a .png file, got {out_png}")
         model_names = [m.strip() for m in (models or DEFAULT_MODEL).split(",") if m.strip()]
-        bundles = [load_model(n, weights if len(model_names) == 1 else None, device=torch_device(device)) for n in model_names]
+        bundles = [load_model(n, weights if len(model_names) == 1 else None, device=torch_device(device))
+                   for n in model_names]
         tid = bundles[0].class_index(target) if target is not None else None
         record = run_compare(image, bundles, names, out_png, tid, opts, square, alpha)
     for entry in record["models"]:

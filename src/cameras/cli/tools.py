@@ -35,16 +35,19 @@ def bench(model_name, weights, batches, size, scales, device, reps) -> None:
         scale_list = parse_scales(scales)
     n = size or bundle.input_size
     click.echo(f"{bundle.name} on {device}, input {n}×{n}, median of {reps}")
-    click.echo(f"{'batch':>5} {'floor s':>9} {'CAMERAS s':>10} {'×floor':>7} {'grid-mode s':>12} {'forward s':>10} {'Grad-CAM s':>11} {'×fwd':>6}")
+    click.echo(f"{'batch':>5} {'floor s':>9} {'CAMERAS s':>10} {'×floor':>7} {'grid-mode s':>12} "
+               f"{'forward s':>10} {'Grad-CAM s':>11} {'×fwd':>6}")
     for b in sizes:
         x = torch.randn(b, 3, n, n, generator=torch.Generator().manual_seed(0)).to(device)
         r = bench_cameras(bundle.model, x, 0, bundle.layer, scale_list, reps)
-        click.echo(f"{b:>5} {r['floor']:>9.3f} {r['cameras']:>10.3f} {r['cameras/floor']:>7.2f} {r['cameras_grid']:>12.3f} "
-                   f"{r['forward']:>10.3f} {r['gradcam']:>11.3f} {r['gradcam/forward']:>6.2f}")
+        click.echo(f"{b:>5} {r['floor']:>9.3f} {r['cameras']:>10.3f} {r['cameras/floor']:>7.2f} "
+                   f"{r['cameras_grid']:>12.3f} {r['forward']:>10.3f} {r['gradcam']:>11.3f} "
+                   f"{r['gradcam/forward']:>6.2f}")
 
 
 @main.command("app")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes the app to the network.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; 0.0.0.0 exposes the app to the network.")
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--model", "models", multiple=True, default=[DEFAULT_MODEL], show_default=True,
               help="Model(s) offered in the page (repeatable), e.g. --model efficientnet_lite0 --model timm:resnet18.")

@@ -70,15 +70,19 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
                 row[0].imshow(x[0].permute(1, 2, 0).cpu().numpy())
                 row[0].set_title("image", fontsize=9)
                 row[1].imshow(np.clip(p / (2 * eps) + 0.5, 0, 1))
-                row[1].set_title(f"{name}: perturbation (amplified)\nL2 {float(r.l2[0]):.2f}, L∞ {255 * float(r.linf[0]):.1f}/255", fontsize=8)
+                row[1].set_title(f"{name}: perturbation (amplified)\n"
+                                 f"L2 {float(r.l2[0]):.2f}, L∞ {255 * float(r.linf[0]):.1f}/255", fontsize=8)
                 row[2].imshow(r.adversarial[0].permute(1, 2, 0).cpu().numpy())
-                row[2].set_title(f"{bundle.class_name(int(r.targets[0]))}: {float(r.target_prob[0]):.4f}, {int(r.steps[0])} steps", fontsize=8)
+                row[2].set_title(f"{bundle.class_name(int(r.targets[0]))}: {float(r.target_prob[0]):.4f}, "
+                                 f"{int(r.steps[0])} steps", fontsize=8)
                 for ax in row:
                     ax.axis("off")
             if bool(van.success[0]) and bool(enh.success[0]):
-                head = f"L2 {red:.1f}% lower with enhanced PGD at {threshold:.2%} confidence (paper: {PAPER_REDUCTION}% on average)"
+                head = (f"L2 {red:.1f}% lower with enhanced PGD at {threshold:.2%} confidence "
+                        f"(paper: {PAPER_REDUCTION}% on average)")
             else:
-                head = f"not comparable: {'enhanced' if not bool(enh.success[0]) else 'plain'} PGD stayed below {threshold:.2%} within {steps} steps"
+                head = (f"not comparable: {'enhanced' if not bool(enh.success[0]) else 'plain'} PGD stayed below "
+                        f"{threshold:.2%} within {steps} steps")
             fig.suptitle(f"{path.name}, β = {beta:g}, ε = {255 * eps:.0f}/255: {head}", fontsize=9)
             fig.tight_layout()
             write_files_atomically({out_dir / f"{stems[i]}.attack.png": figure_png(fig)})
@@ -86,7 +90,8 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
 
     config = {"model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model), "eps": eps, "alpha": alpha,
               "steps": steps, "beta": beta, "threshold": threshold, "square": square}
-    records = run_items([str(Path(p).resolve()) for p in paths], work, out_dir, "attack", config, progress=progress, **placement(run))
+    records = run_items([str(Path(p).resolve()) for p in paths], work, out_dir, "attack", config, progress=progress,
+                        **placement(run))
     if records is None:
         return None
     records = [{k: v for k, v in r.items() if k != "key"} for r in records]
@@ -97,9 +102,9 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
     return summary
 
 
-def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], out_dir: Path, fraction: float, steps: int,
-                  eps: float, alpha: float, attack_steps: int, beta: float, square: bool, figures: bool = True,
-                  progress: bool | None = None, run=None) -> dict | None:
+def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], out_dir: Path, fraction: float,
+                  steps: int, eps: float, alpha: float, attack_steps: int, beta: float, square: bool,
+                  figures: bool = True, progress: bool | None = None, run=None) -> dict | None:
     """Attack each image once (enhanced PGD with the CAMERAS map), then clean it in each method's order.
 
     Resumable and distributed like :func:`attack_images` (records in
@@ -144,7 +149,8 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
     config = {"model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model), "methods": list(methods),
               "fraction": fraction, "steps": steps, "eps": eps, "alpha": alpha, "attack_steps": attack_steps,
               "beta": beta, "square": square}
-    records = run_items([str(Path(p).resolve()) for p in paths], work, out_dir, "sanity", config, progress=progress, **placement(run))
+    records = run_items([str(Path(p).resolve()) for p in paths], work, out_dir, "sanity", config, progress=progress,
+                        **placement(run))
     if records is None:
         return None
     records = [{k: v for k, v in r.items() if k != "key"} for r in records]

@@ -40,7 +40,8 @@ class LayerCapture:
         ((1, 4, 6, 6), True)
     """
 
-    def __init__(self, layer: nn.Module, name: str = "layer", to_spatial: Callable[[Tensor], Tensor] | None = None) -> None:
+    def __init__(self, layer: nn.Module, name: str = "layer",
+                 to_spatial: Callable[[Tensor], Tensor] | None = None) -> None:
         self.layer = layer
         self.name = name
         self.to_spatial = to_spatial
@@ -101,7 +102,8 @@ class LayerCapture:
         """``t`` (the captured activation or its gradient) as a B×K×h×w map, through ``to_spatial``.
 
         Example:
-            >>> cap = LayerCapture(torch.nn.Identity(), "tokens", to_spatial=lambda t: t.transpose(1, 2).reshape(1, 2, 2, 3))
+            >>> cap = LayerCapture(torch.nn.Identity(), "tokens",
+            ...                    to_spatial=lambda t: t.transpose(1, 2).reshape(1, 2, 2, 3))
             >>> tuple(cap.spatial(torch.zeros(1, 6, 2)).shape)
             (1, 2, 2, 3)
         """

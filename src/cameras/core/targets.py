@@ -125,7 +125,8 @@ def class_ids(target: int | Sequence[int] | Tensor, batch: int | None = None, de
         t = torch.tensor(int(target), dtype=torch.long)
     elif isinstance(target, Sequence) and not isinstance(target, str):
         vals = list(target)
-        if not all(isinstance(v, int) or hasattr(v, "__index__") for v in vals) or any(isinstance(v, bool) for v in vals):
+        if (not all(isinstance(v, int) or hasattr(v, "__index__") for v in vals)
+                or any(isinstance(v, bool) for v in vals)):
             raise InputError(f"target list must hold integer class ids, got {vals!r}")
         t = torch.tensor([int(v) for v in vals], dtype=torch.long)
     else:

@@ -114,7 +114,8 @@ def read_voc(root: str | Path, mapping: dict[str, int] | None, split: str = "tes
     root = Path(root)
     ids_file = root / "ImageSets" / "Main" / f"{split}.txt"
     if not ids_file.is_file():
-        raise DatasetError(f"{ids_file}: split file not found (expected VOC layout: JPEGImages, Annotations, ImageSets/Main)")
+        raise DatasetError(f"{ids_file}: split file not found "
+                           "(expected VOC layout: JPEGImages, Annotations, ImageSets/Main)")
     lookup = mapping if mapping is not None else {c: i for i, c in enumerate(VOC_CLASSES)}
     items = []
     for line in ids_file.read_text().split():

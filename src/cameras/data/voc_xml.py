@@ -15,7 +15,8 @@ def parse_xml(path: Path) -> tuple[tuple[int, int], list[dict]]:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.xml"
         >>> _ = p.write_text("<annotation><size><width>4</width><height>3</height></size><object><name>cat</name>"
-        ...                  "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax><ymax>3</ymax></bndbox></object></annotation>")
+        ...                  "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax><ymax>3</ymax></bndbox>"
+        ...                  "</object></annotation>")
         >>> parse_xml(p)
         ((3, 4), [{'name': 'cat', 'box': (0.0, 0.0, 2.0, 3.0), 'difficult': False}])
     """

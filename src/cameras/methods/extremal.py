@@ -82,7 +82,8 @@ class SmoothMask(nn.Module):
     def __init__(self, size: tuple[int, int], step: int = 7, sigma: float = 21.0, temperature: float = 20.0):
         super().__init__()
         if int(step) != step or step < 1 or sigma <= 0 or temperature <= 0:
-            raise InputError(f"step must be a positive integer and sigma, temperature positive; got {step}, {sigma}, {temperature}")
+            raise InputError(f"step must be a positive integer and sigma, temperature positive; "
+                             f"got {step}, {sigma}, {temperature}")
         self.size, self.step, self.sigma, self.temperature = size, int(step), float(sigma), float(temperature)
         step = self.step
         margin = self.sigma
@@ -130,7 +131,8 @@ class SmoothMask(nn.Module):
         cy, cx = p.shape[2:]
         p = p.permute(0, 2, 3, 1).reshape(B * cy * cx, k * k)  # one row of K neighbours per cell
         k2, t = k * k, self.temperature
-        shift = not (bounded and params.dtype in (torch.float32, torch.float64) and k2 * t * math.exp(min(t, 80.0)) < 1e30)
+        shift = not (bounded and params.dtype in (torch.float32, torch.float64)
+                     and k2 * t * math.exp(min(t, 80.0)) < 1e30)
         m = _SmoothMax.apply(p, self.weight(params.dtype, params.device), t, shift)  # (B·cells)×(s·s)
         m = m.view(B, cy, cx, s, s).transpose(2, 3).reshape(B, cy * s, cx * s)
         (oy, ox), (H, W) = self.crop, self.size
@@ -213,7 +215,8 @@ class ExtremalPerturbation(SaliencyMethod):
             raise InputError("step, sigma, max_blur and lr must be positive")
         self.area, self.iterations, self.step, self.sigma = float(area), iterations, int(step), float(sigma)
         self.levels, self.max_blur, self.lr = levels, float(max_blur), float(lr)
-        self.lambda_start, self.lambda_growth, self.jitter, self.progress = lambda_start, lambda_growth, jitter, progress
+        self.lambda_start, self.lambda_growth, self.jitter, self.progress = (
+            lambda_start, lambda_growth, jitter, progress)
         if not 0.0 <= float(init) <= 1.0:
             raise InputError(f"init must lie in [0, 1], got {init!r}")
         self.init = float(init)

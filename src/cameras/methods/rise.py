@@ -100,7 +100,8 @@ class RISE(SaliencyMethod):
             output = self.model(x)
             target = bind_target(target, output)
             probs = target.probability(output)
-            cells, dy, dx = rise_grids(self.n_masks, self.grid, self.p, (H, W), torch.Generator().manual_seed(self.seed))
+            cells, dy, dx = rise_grids(self.n_masks, self.grid, self.p, (H, W),
+                                       torch.Generator().manual_seed(self.seed))
             sal = torch.zeros(B, H, W, device=x.device, dtype=torch.float32)
             per = max(1, self.batch_size // B)
             with progress_bar(self.n_masks, "RISE masks", self.progress, self.stop) as bar:
