@@ -109,9 +109,12 @@ def test_options_record_every_argument_with_defaults():
     cam = cameras.build_method("cameras", net, scales=[64, 96])
     opts = cam.options
     assert opts["scales"] == [64, 96] and opts["resample"] == "bicubic" and opts["fusion"] == "exact"
-    assert opts["layer"] is None  # found at the first call
+    assert opts["layer"] is None  # found at the first call, as self.layer_name; options stay as given
     cam(torch.randn(1, 3, 64, 64))
-    assert cam.options["layer"] == "layer4"
+    assert cam.options["layer"] is None and cam.layer_name == "layer4"
+    assert cameras.build_method("cameras", net, scales="64,96").options["scales"] == [64, 96]
+    assert "batch_pixels" in cam.options and "batch_pixels" not in cam.result_options()
+    assert cameras.NormGrad(net, layer=[net.layer3, "layer4"]).options["layer"] == ["layer3", "layer4"]
     assert cameras.RISE(net, n_masks=8).options == {"n_masks": 8, "grid": 8, "p": 0.1, "batch_size": 32, "seed": 0,
                                                     "progress": None}
 
@@ -135,3 +138,35 @@ def test_bundle_prepare_equals_preprocess(embedded):
     assert torch.equal(x, cameras.preprocess(img, embedded.input_size, embedded.mean, embedded.std))
     x01 = embedded.prepare(img, square=True, normalized=False)
     assert x01.shape == (1, 3, 224, 224) and float(x01.min()) >= 0 and float(x01.max()) <= 1
+
+
+def test_cameras_stays_float32_inside_a_callers_autocast():
+    net, x = TinyNet(), torch.randn(1, 3, 32, 32)
+    cam = cameras.CAMERAS(net, layer="features", scales=[32, 48])
+    want = cam(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = cam(x)
+    assert torch.equal(got.maps, want.maps) and torch.equal(got.probs, want.probs)
+
+
+def test_to_spatial_that_does_not_fit_a_layer_is_named():
+    twin = TokenNet(TinyNet())
+    x = torch.randn(1, 3, 16, 16)
+    with pytest.raises(LayerError, match=r"to_spatial failed on layer 'tokens', whose output has shape \(1, 65, 6\)"):
+        cameras.NormGrad(twin, layer=["tokens"], to_spatial=lambda t: t.permute(0, 3, 1, 2))(x)
+
+
+def test_a_target_class_instead_of_an_instance_is_refused():
+    with pytest.raises(InputError, match="is a class; pass an instance, e.g. SigmoidTarget"):
+        cameras.GradCAM(TinyNet(), layer="features")(torch.randn(1, 3, 16, 16), target=cameras.SigmoidTarget)
+
+
+def test_sanity_cleaning_takes_one_class_for_a_batch():
+    from cameras.attacks import sanity_cleaning
+
+    net, x = TinyNet(), torch.rand(2, 3, 16, 16)
+    adv = (x + 0.1).clamp(0, 1)
+    maps = torch.rand(2, 16, 16)
+    a = sanity_cleaning(net, x, maps, adv, torch.tensor([3]), steps=2)
+    b = sanity_cleaning(net, x, maps, adv, torch.tensor([3, 3]), steps=2)
+    assert torch.equal(a["curve"], b["curve"])

@@ -1,6 +1,7 @@
 """Dataset readers on fixture datasets written here, and `cameras evaluate` end to end."""
 
 import csv
+import io
 import json
 import os
 import signal
@@ -136,8 +137,8 @@ def test_other_settings_into_the_same_folder_are_refused(tmp_path):
                          (["--square"], "square: False before, True now"),
                          (["--metrics", "pointing"], "metrics:"),
                          (["--insdel-step", "100"], "insdel_step: 224 before, 100 now"),
-                         (["--set", "gradcam.layer=blocks"], "methods:"),
-                         (["--methods", "gradcam,gradient"], "methods:")]:
+                         (["--set", "gradcam.layer=blocks"], "methods.gradcam: {'layer': 'bn2'"),
+                         (["--target-kind", "softmax"], "target_kind: 'class' before, 'softmax' now")]:
         r = CliRunner().invoke(main, [*args, *extra])
         assert r.exit_code != 0 and "holds a run of evaluate with other settings" in r.output and named in r.output, (
             extra, r.output)
@@ -148,6 +149,31 @@ def test_other_settings_into_the_same_folder_are_refused(tmp_path):
     # the same settings resume (here: nothing left to do) and give the same results
     assert CliRunner().invoke(main, args).exit_code == 0
     assert (out / "results.csv").read_bytes() == files["results.csv"]
+    # options that do not change maps may differ, and a rerun may add a method
+    more = [*args[:6], "gradcam,gradient", *args[7:]]
+    r = CliRunner().invoke(main, more)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["method"] for r in rows].count("gradient") == 3 and [r["method"] for r in rows].count("gradcam") == 3
+    assert [r for r in rows if r["method"] == "gradcam"] == list(csv.DictReader(io.StringIO(files["results.csv"].decode())))
+    config = json.loads((out / "evaluate.config.json").read_text())
+    assert set(config["methods"]) == {"gradcam", "gradient"}
+
+
+def test_options_that_do_not_change_maps_may_differ(embedded, tmp_path):
+    from cameras import InputError, build_method
+    from cameras.evaluate import evaluate_items
+
+    items = read_imagenet(make_imagenet(tmp_path / "inet", n=1), embedded.wnids)
+    out = tmp_path / "o"
+
+    def run(**opts):
+        return evaluate_items(items, embedded, {"cameras": build_method("cameras", embedded, **opts)}, {"pointing"}, out)
+
+    first = run(scales=[224, 256], batch_pixels=None)
+    assert strip_seconds(run(scales="224,256", batch_pixels=1000, chunk_elements=4096)) == strip_seconds(first)
+    with pytest.raises(InputError, match=r"methods.cameras: \{.*'scales': \[224, 256\]"):
+        run(scales=[224, 288])
 
 
 def test_evaluate_bad_options(tmp_path):

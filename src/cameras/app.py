@@ -24,12 +24,12 @@ from .core.errors import CamerasError, Cancelled, ImageError, InputError
 from .core.ops import resize_maps
 from .core.targets import Target, class_scores
 from .images import load_image
-from .io import encode_npy, encode_png, write_files_atomically
+from .io import encode_npy, write_files_atomically
 from .methods import available_methods, build_method, method_class
 from .methods.cameras import DEFAULT_SCALES as CAMERAS_SCALES
 from .methods.cameras import parse_scales
 from .models import ModelBundle, load_model
-from .viz import overlay
+from .viz import encode_png, overlay
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000

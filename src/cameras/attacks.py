@@ -249,6 +249,8 @@ def sanity_cleaning(
     rank.scatter_(1, order, torch.arange(H * W, device=x.device).expand(B, -1))
     with frozen_eval(model), torch.no_grad():
         output = model(normalize(x))
+        if isinstance(true_class, Tensor) and true_class.numel() == 1:
+            true_class = true_class.reshape(())  # one class for the whole batch
         true = bind_target(as_target(true_class, B, x.device), output)
         clean = true.probability(output)
         curve = torch.empty(B, steps + 1, device=x.device)

@@ -101,9 +101,9 @@ def evaluate_items(
     Resumable and distributed through :func:`cameras.runs.run_items` (records in
     ``evaluate.records.jsonl``, shards under torchrun): a rerun into the same folder skips
     finished items, and one with other settings (model, weights, method options, metrics,
-    ``insdel_step``, ``square``, and ``settings`` such as the dataset) is refused before
-    anything is written. The classes of one image are explained in one batch per method.
-    Rank 0 writes ``results.csv`` (one row per item, canonical order) and ``curves.jsonl``
+    ``insdel_step``, ``square``, ``target_kind``, and ``settings`` such as the dataset) is
+    refused before anything is written; a rerun may add methods. The classes of one image
+    are explained in one batch per method. Rank 0 writes ``results.csv`` (one row per item, canonical order) and ``curves.jsonl``
     and returns the rows as read from the CSV (strings); other ranks return [].
     ``target_kind`` says how each ground-truth class is explained and scored: ``"class"``
     (its logit, softmax probabilities), ``"sigmoid"`` (multi-label models) or ``"softmax"``.
@@ -112,7 +112,7 @@ def evaluate_items(
     full = work_list(items, list(methods))
     keys = [f"{it.name}\t{cls}\t{m}" for it, cls, m in full]
     config = {"model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model),
-              "methods": {n: {k: v for k, v in m.options.items() if k != "progress"} for n, m in methods.items()},
+              "methods": {n: m.result_options() for n, m in methods.items()},
               "metrics": sorted(metrics), "insdel_step": insdel_step, "square": square, "target_kind": target_kind,
               **(settings or {})}
 
@@ -129,12 +129,14 @@ def evaluate_items(
                      kept_scales=" ".join(map(str, res.kept_scales[i])) if res.kept_scales else "")
                 for i, c in enumerate(cls_list)]
         with frozen_eval(bundle.model):  # metrics see the model in eval mode, restored after
-            curves = _score(rows, item, res.maps, m_name, target, x01, xb, bundle, metrics, insdel_step, batch_size)
+            # insertion/deletion score the clean top-1 for class logits (the RISE protocol), else the target
+            curves = _score(rows, item, res.maps, m_name, target, None if target_kind == "class" else target,
+                            x01, xb, bundle, metrics, insdel_step, batch_size)
         for i, row, cur in zip(indices, rows, curves):
             yield i, {"row": {c: _fmt(row.get(c)) for c in COLUMNS}, "curves": cur}
 
     records = run_items(keys, work, out_dir, "evaluate", config, rank, world, barrier, run_id, progress,
-                        group=lambda i: (full[i][0].name, full[i][2]))
+                        group=lambda i: (full[i][0].name, full[i][2]), extendable=("methods",))
     if records is None:
         return []
     buf = io.StringIO()
@@ -199,7 +201,8 @@ def evaluate_dataset(
                                         "processes": 1 if run is None else run.world})
 
 
-def _score(rows, item, maps, m_name, target, x01, xb, bundle, metrics, insdel_step, batch_size) -> list[dict | None]:
+def _score(rows, item, maps, m_name, target, insdel_target, x01, xb, bundle, metrics, insdel_step,
+           batch_size) -> list[dict | None]:
     """Fill each row's metrics in place; return the per-row insertion/deletion curves (or None)."""
     cls_list = [int(r["class"]) for r in rows]
     curves: list[dict | None] = [None] * len(cls_list)
@@ -214,7 +217,7 @@ def _score(rows, item, maps, m_name, target, x01, xb, bundle, metrics, insdel_st
         for i in range(len(cls_list)):
             rows[i]["rho_plus"], rows[i]["rho_minus"] = float(rp[i]), float(rm[i])
     if "insdel" in metrics:
-        r = insertion_deletion(bundle.model, xb, maps, step=insdel_step, batch_size=batch_size)
+        r = insertion_deletion(bundle.model, xb, maps, step=insdel_step, batch_size=batch_size, target=insdel_target)
         for i, c in enumerate(cls_list):
             rows[i]["insertion_auc"] = float(r["insertion_auc"][i])
             rows[i]["deletion_auc"] = float(r["deletion_auc"][i])

@@ -16,9 +16,9 @@ from .core.errors import CamerasError
 from .core.ops import resize_maps
 from .core.targets import Target, label_target, logits_or_none
 from .images import load_image
-from .io import encode_json, encode_npy, encode_png, unique_stems, write_files_atomically
+from .io import encode_json, encode_npy, unique_stems, write_files_atomically
 from .models import ModelBundle
-from .viz import overlay
+from .viz import encode_png, overlay
 
 
 @dataclass

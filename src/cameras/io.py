@@ -11,7 +11,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 
 def _umask() -> int:
@@ -25,13 +24,6 @@ def _tmp_for(path: Path) -> str:
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
     return tmp
-
-
-def encode_png(rgb: np.ndarray) -> bytes:
-    """H×W×3 uint8 → PNG bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def encode_npy(arr: np.ndarray) -> bytes:

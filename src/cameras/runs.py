@@ -76,20 +76,34 @@ class RecordStore:
             os.close(fd)
 
 
-def _check_config(out_dir: Path, name: str, config: dict) -> None:
+def _check_config(out_dir: Path, name: str, config: dict, extendable: tuple[str, ...] = ()) -> dict:
+    """Refuse a folder holding a run with other settings; return the settings to record.
+
+    Keys in ``extendable`` hold dicts (e.g. methods → their options) to which a rerun may
+    add entries; entries both runs have must be equal. The result is the union.
+    """
+    want = json.loads(json.dumps(config))
     path = Path(out_dir) / f"{name}.config.json"
     if not path.exists():
-        return
+        return want
     try:
         old = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        return
-    want = json.loads(json.dumps(config))
-    diff = sorted(k for k in set(old) | set(want) if old.get(k) != want.get(k))
+        return want
+    diff, merged = [], dict(want)
+    for k in sorted(set(old) | set(want)):
+        a, b = old.get(k), want.get(k)
+        if k in extendable and isinstance(a, dict) and isinstance(b, dict):
+            changed = sorted(i for i in set(a) & set(b) if a[i] != b[i])
+            diff += [(f"{k}.{i}", a[i], b[i]) for i in changed]
+            merged[k] = {**a, **b}
+        elif a != b:
+            diff.append((k, a, b))
     if diff:
-        shown = ", ".join(f"{k}: {old.get(k)!r} before, {want.get(k)!r} now" for k in diff)
+        shown = ", ".join(f"{k}: {a!r} before, {b!r} now" for k, a, b in diff)
         raise InputError(f"{out_dir} holds a run of {name} with other settings ({shown}); "
                          "use another --out folder, or delete this one to start over")
+    return merged
 
 
 def run_items(
@@ -104,6 +118,7 @@ def run_items(
     run_id: str = "run",
     progress: bool | None = None,
     group: Callable[[int], Hashable] | None = None,
+    extendable: tuple[str, ...] = (),
 ) -> list[dict] | None:
     """Run ``work`` for every unfinished item ``keys[i]``; return all records in key order.
 
@@ -122,6 +137,8 @@ def run_items(
         progress: tqdm bar on rank 0 (None: on a terminal only).
         group: items with equal ``group(i)`` are computed together (e.g. every class of one
             image, batched); ranks split the work by groups.
+        extendable: keys of ``config`` holding dicts that a rerun may extend (evaluate's
+            methods: a rerun may add a method, but not change one's options).
 
     Returns:
         On rank 0 the records of every item that has one, in ``keys`` order; None elsewhere.
@@ -139,7 +156,7 @@ def run_items(
         raise InputError(f"{name}: the items are not unique (an image listed twice?)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_config(out_dir, name, config)
+    config = _check_config(out_dir, name, config, extendable)
     done: set[str] = set()
     for st in RecordStore.all_stores(out_dir, name):
         done.update(st.load())

@@ -24,6 +24,18 @@ def pyplot():
     return plt
 
 
+def encode_png(rgb: np.ndarray) -> bytes:
+    """An H×W×3 uint8 image (e.g. an :func:`overlay`) as PNG bytes.
+
+    Example:
+        >>> encode_png(np.zeros((2, 3, 3), np.uint8))[:4]
+        b'\\x89PNG'
+    """
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def figure_png(fig, dpi: int = 100) -> bytes:
     """Render a matplotlib figure to PNG bytes and close it (files are written by :mod:`cameras.io`).
 

@@ -96,13 +96,15 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
               help="Comma list of models; one figure row per model (default: the embedded one).")
 @click.option("--weights", default=None, help="Weights file (or 'random') for a single torchvision:/timm: model.")
 @click.option("--target", default=None, help="Class id, WordNet id or name (default: the first model's top-1).")
+@click.option("--target-kind", default="class", show_default=True, type=click.Choice(["class", "sigmoid", "softmax"]),
+              help="How the class is explained: class logit, sigmoid logit (multi-label models), softmax probability.")
 @click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE",
               help="Method option, e.g. --set rise.n_masks=6000 --set extremal.iterations=1000 (repeatable).")
 @click.option("--square", is_flag=True, help="Resize to a square instead of keeping the aspect ratio.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--out", "out_png", required=True, type=click.Path(path_type=Path), help="Figure file (.png).")
-def compare(image, methods, models, weights, target, settings, square, device, alpha, out_png) -> None:
+def compare(image, methods, models, weights, target, target_kind, settings, square, device, alpha, out_png) -> None:
     """Compare methods (and models) on one IMAGE: a figure like the paper's Figures 4-6.
 
     Writes OUT (the image, then each method's overlay titled with its seconds; one row per
@@ -110,6 +112,7 @@ def compare(image, methods, models, weights, target, settings, square, device, a
     for every map, and OUT's stem + .json.
     """
     from ..compare import compare as run_compare
+    from ..core.targets import label_target
     from ..methods import check_options, method_names, parse_option_strings
     from ..models import DEFAULT_MODEL, load_model
 
@@ -122,6 +125,8 @@ def compare(image, methods, models, weights, target, settings, square, device, a
         bundles = [load_model(n, weights if len(model_names) == 1 else None, device=torch_device(device))
                    for n in model_names]
         tid = bundles[0].class_index(target) if target is not None else None
+        if target_kind != "class":  # the class as a target of that kind (default: the top-1 of that kind)
+            tid = label_target(target_kind, tid)
         record = run_compare(image, bundles, names, out_png, tid, opts, square, alpha)
     for entry in record["models"]:
         times = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in entry["methods"].items())

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .capture import LayerCapture
 from .errors import Cancelled, InputError
 from .guard import frozen_eval, unwrap_model
-from .layers import resolve_layer
+from .layers import module_name, resolve_layer
 from .ops import check_batch
 from .result import SaliencyResult
 from .targets import Target, TargetLike, as_target
@@ -83,7 +83,10 @@ class SaliencyMethod(abc.ABC):
 
     @property
     def options(self) -> dict[str, Any]:
-        """Every constructor argument (defaults included) as JSON-ready values; the layer by name.
+        """Every constructor argument (defaults included) as JSON-ready values, as given.
+
+        A layer given as a module is recorded by its name (None stays None: the layer found
+        at the first call is ``self.layer_name``).
 
         Example:
             >>> import torchvision
@@ -93,10 +96,27 @@ class SaliencyMethod(abc.ABC):
         """
         out = {}
         for k, v in getattr(self, "_options", {}).items():
-            if k == "layer" and self.layer_name is not None:
-                v = self.layer_name
+            if k == "layer" and isinstance(v, nn.Module):
+                v = module_name(self.model, v)
+            elif k == "layer" and isinstance(v, (list, tuple)):
+                v = [module_name(self.model, i) if isinstance(i, nn.Module) else i for i in v]
             out[k] = _jsonable(v)
         return out
+
+    #: options that do not change the maps (speed, memory, progress display): left out of
+    #: the settings a resumed run must share
+    neutral_options: ClassVar[tuple[str, ...]] = ("progress",)
+
+    def result_options(self) -> dict[str, Any]:
+        """:attr:`options` without :attr:`neutral_options`: the settings that determine the maps.
+
+        Example:
+            >>> import torchvision
+            >>> from cameras.methods import RISE
+            >>> RISE(torchvision.models.resnet18(), n_masks=8).result_options()
+            {'n_masks': 8, 'grid': 8, 'p': 0.1, 'seed': 0}
+        """
+        return {k: v for k, v in self.options.items() if k not in self.neutral_options}
 
     def check_stop(self) -> None:
         """Raise :class:`Cancelled` if ``self.stop`` is set (called between steps)."""

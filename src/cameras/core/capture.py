@@ -107,7 +107,15 @@ class LayerCapture:
             >>> tuple(cap.spatial(torch.zeros(1, 6, 2)).shape)
             (1, 2, 2, 3)
         """
-        out = t if self.to_spatial is None else self.to_spatial(t)
+        if self.to_spatial is None:
+            out = t
+        else:
+            try:
+                out = self.to_spatial(t)
+            except (ValueError, RuntimeError, IndexError, TypeError) as e:
+                raise LayerError(f"to_spatial failed on layer '{self.name}', whose output has shape {tuple(t.shape)}: "
+                                 f"{e}; give a to_spatial that fits this layer (NormGrad applies one to every "
+                                 "listed layer)") from e
         if not isinstance(out, Tensor) or out.dim() != 4:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             fix = "its to_spatial function must return" if self.to_spatial is not None else \

@@ -39,15 +39,17 @@ def layer_gradients(
     x: Tensor,
     captures: list[LayerCapture],
     target: Target | None,
-    autocast_dtype: torch.dtype | None = None,
+    autocast_dtype: torch.dtype | bool | None = None,
     score_scale: float = 1.0,
 ) -> LayerGradients:
     """Forward ``x``, bind ``target`` (None: each image's top-1), and backpropagate its score to each capture.
 
     The forward runs under ``torch.no_grad()``; each capture's hook switches recording on at
     its layer, so the backward goes from the score down to the lowest captured layer only.
-    Run it inside the captures' ``with`` blocks. ``autocast_dtype`` runs the forward under
-    autocast; ``score_scale`` multiplies the score before the backward (fp16 underflow).
+    Run it inside the captures' ``with`` blocks. ``autocast_dtype``: a dtype runs the forward
+    under autocast in it, ``False`` with autocast switched off (float32 even inside a
+    caller's autocast block), None as the caller's context has it. ``score_scale``
+    multiplies the score before the backward (fp16 underflow).
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.Flatten(), torch.nn.Linear(32, 3))
@@ -58,7 +60,12 @@ def layer_gradients(
     """
     for cap in captures:
         cap.reset()
-    amp = contextlib.nullcontext() if autocast_dtype is None else torch.autocast(x.device.type, dtype=autocast_dtype)
+    if autocast_dtype is None:
+        amp = contextlib.nullcontext()
+    elif autocast_dtype is False:
+        amp = torch.autocast(x.device.type, enabled=False)
+    else:
+        amp = torch.autocast(x.device.type, dtype=autocast_dtype)
     with torch.no_grad(), amp:
         output = model(x)
     leaves = [cap.get() for cap in captures]

@@ -380,6 +380,8 @@ def as_target(target: TargetLike, batch: int, device: torch.device) -> Target | 
         return None
     if isinstance(target, Target):
         return target.for_batch(batch, device)
+    if isinstance(target, type):
+        raise InputError(f"target={target.__name__} is a class; pass an instance, e.g. {target.__name__}(3)")
     if callable(target) and not isinstance(target, Tensor):
         return OutputTarget(target)
     return ClassTarget(class_ids(target, batch, device))

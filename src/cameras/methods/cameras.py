@@ -23,7 +23,7 @@ DEFAULT_SCALES: tuple[int, ...] = tuple(range(224, 1000, 100))  # 224, 324, ...,
 # than passes over about two 324×324 images (see BENCHMARKS.md); on a GPU the whole batch
 # runs at once.
 AUTO_BATCH_PIXELS: dict[str, int | None] = {"cpu": 2 * 324 * 324}
-_AMP = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_AMP = {None: False, "bf16": torch.bfloat16, "fp16": torch.float16}  # None: float32 even in an autocast block
 _FP16_GRAD_SCALE = 1024.0
 
 
@@ -133,6 +133,14 @@ class CAMERAS(SaliencyMethod):
     """
 
     name = "cameras"
+    neutral_options = ("batch_pixels", "chunk_elements", "channels_last")
+
+    @property
+    def options(self) -> dict:
+        """Every constructor argument (see :class:`SaliencyMethod`), with ``scales`` as the sizes in use."""
+        out = super().options
+        out["scales"] = list(self.scales)
+        return out
 
     def __init__(
         self,
@@ -232,6 +240,11 @@ class CAMERAS(SaliencyMethod):
         )
 
     def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
+        # float32 throughout, also inside a caller's autocast block; `amp` enables it for the passes only
+        with torch.autocast(x.device.type, enabled=False):
+            return self._explain(x, target)
+
+    def _explain(self, x: Tensor, target: Target | None) -> SaliencyResult:
         B, _, H, W = x.shape
         sizes = self.scale_sizes(H, W)
         # The scale-dropping rule is defined for the top-1 class only: with a given target

@@ -70,6 +70,7 @@ class RISE(SaliencyMethod):
     """
 
     name = "rise"
+    neutral_options = ("progress", "batch_size")
     uses_layer = False
 
     def __init__(
