@@ -155,7 +155,8 @@ def test_other_settings_into_the_same_folder_are_refused(tmp_path):
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [r["method"] for r in rows].count("gradient") == 3 and [r["method"] for r in rows].count("gradcam") == 3
-    assert [r for r in rows if r["method"] == "gradcam"] == list(csv.DictReader(io.StringIO(files["results.csv"].decode())))
+    before = list(csv.DictReader(io.StringIO(files["results.csv"].decode())))
+    assert [r for r in rows if r["method"] == "gradcam"] == before
     config = json.loads((out / "evaluate.config.json").read_text())
     assert set(config["methods"]) == {"gradcam", "gradient"}
 
@@ -168,7 +169,8 @@ def test_options_that_do_not_change_maps_may_differ(embedded, tmp_path):
     out = tmp_path / "o"
 
     def run(**opts):
-        return evaluate_items(items, embedded, {"cameras": build_method("cameras", embedded, **opts)}, {"pointing"}, out)
+        methods = {"cameras": build_method("cameras", embedded, **opts)}
+        return evaluate_items(items, embedded, methods, {"pointing"}, out)
 
     first = run(scales=[224, 256], batch_pixels=None)
     assert strip_seconds(run(scales="224,256", batch_pixels=1000, chunk_elements=4096)) == strip_seconds(first)

@@ -103,8 +103,9 @@ def evaluate_items(
     finished items, and one with other settings (model, weights, method options, metrics,
     ``insdel_step``, ``square``, ``target_kind``, and ``settings`` such as the dataset) is
     refused before anything is written; a rerun may add methods. The classes of one image
-    are explained in one batch per method. Rank 0 writes ``results.csv`` (one row per item, canonical order) and ``curves.jsonl``
-    and returns the rows as read from the CSV (strings); other ranks return [].
+    are explained in one batch per method. Rank 0 writes ``results.csv`` (one row per item,
+    canonical order) and ``curves.jsonl`` and returns the rows as read from the CSV
+    (strings); other ranks return [].
     ``target_kind`` says how each ground-truth class is explained and scored: ``"class"``
     (its logit, softmax probabilities), ``"sigmoid"`` (multi-label models) or ``"softmax"``.
     """
