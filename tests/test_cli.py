@@ -1,6 +1,7 @@
 """The command line: outputs for good images, clear errors for bad ones."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -174,3 +175,36 @@ def test_topk_runs_no_extra_forward(tmp_path):
     top = probs.topk(3)
     assert [t["class"] for t in meta["topk"]] == top.indices.tolist()
     assert np.allclose([t["probability"] for t in meta["topk"]], top.values.tolist(), atol=1e-6)
+
+
+def test_out_threads_recursive_topk_and_layers(sample_dir, tmp_path):
+    img = str(sample_dir / "coffee.png")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for args, msg in [(["explain", img, "--out", str(afile)], f"--out {afile} is a file, not a folder"),
+                      (["explain", img, "--out", str(afile / "sub")], "is a file, so the output cannot be created"),
+                      (["compare", img, "--out", str(afile / "c.png")], "is a file, so the output cannot be created"),
+                      (["evaluate", "--data", str(tmp_path), "--format", "voc", "--out", str(afile)], "is a file"),
+                      (["explain", img, "--device", "gpu", "--out", str(tmp_path / "o")], "did you mean cuda?"),
+                      (["explain", img, "--target", "cat", "--out", str(tmp_path / "o")], "282 tiger cat")]:
+        r = run(args)
+        assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, (args, r.output)
+    if not __import__("torch").cuda.is_available():
+        r = run(["explain", img, "--device", "cuda", "--out", str(tmp_path / "o")])
+        assert r.exit_code == 2 and "no CUDA GPU is available" in r.output
+    # folders: subfolders only with --recursive, said without it
+    top = tmp_path / "photos"
+    (top / "more").mkdir(parents=True)
+    shutil.copy(img, top / "more" / "coffee.png")
+    r = run(["explain", str(top), "--out", str(tmp_path / "o"), "--method", "gradcam", "--quiet"])
+    assert r.exit_code == 2 and "skipped 1 subfolder(s) with images" in r.output and "--recursive" in r.output
+    r = run(["explain", str(top), "--recursive", "--threads", "1", "--target", "espresso", "--topk", "3",
+             "--out", str(tmp_path / "o"), "--method", "gradcam", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "--topk 3 is ignored with --target" in r.output and "explained 1 of 1" in r.output
+    assert (tmp_path / "o" / "coffee.gradcam.967.npy").exists()
+    r = run(["layers"])
+    assert r.exit_code == 0 and "* bn2" in r.output and "1×1280×7×7" in r.output
+    assert "blocks.6" in r.output and "global_pool" not in r.output  # spatial maps only, without --all
+    r = run(["layers", "torchvision:resnet18", "--weights", "random", "--size", "64", "--all"])
+    assert r.exit_code == 0 and "* layer4" in r.output and "1×512×2×2" in r.output and "runs 2×" in r.output

@@ -31,6 +31,14 @@ def test_class_lookup(embedded):
         embedded.class_index("crane")
     with pytest.raises(ModelError, match="did you mean 'espresso'"):
         embedded.class_index("expresso")
+    with pytest.raises(ModelError, match="did you mean 'espresso'"):
+        embedded.class_index("espressso")
+    # parts of names: whole words first, then substrings; one match is that class, several are listed
+    with pytest.raises(ModelError, match=r"'cat' is part of 7 class names: 281 tabby; 282 tiger cat; 283 Persian cat"):
+        embedded.class_index("cat")
+    with pytest.raises(ModelError, match="550 espresso maker; 967 espresso"):
+        embedded.class_index("espress")
+    assert embedded.class_index("lynx") == 287 and embedded.class_index("siamese") == 284
 
 
 def test_torchvision_and_timm_loading(tmp_path, monkeypatch):

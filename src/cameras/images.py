@@ -146,13 +146,43 @@ def preprocess(
     return TF.normalize(x, list(mean), list(std))
 
 
-def list_images(paths) -> list[Path]:
-    """Expand the given paths: files stay, directories give their image files (sorted)."""
+def list_images(paths, recursive: bool = False) -> list[Path]:
+    """Expand the given paths: files stay, directories give their image files (sorted).
+
+    With ``recursive``, images in subfolders at any depth are included (sorted by path);
+    without, subfolders are skipped (see :func:`skipped_subfolders`).
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp()); (d / "sub").mkdir()
+        >>> _ = (d / "a.jpg").write_bytes(b""), (d / "sub" / "b.png").write_bytes(b"")
+        >>> [p.name for p in list_images([d])], [p.name for p in list_images([d], recursive=True)]
+        (['a.jpg'], ['a.jpg', 'b.png'])
+    """
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
+            found = p.rglob("*") if recursive else p.iterdir()
+            out.extend(sorted(q for q in found if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
         else:
             out.append(p)
+    return out
+
+
+def skipped_subfolders(paths) -> list[Path]:
+    """Subfolders of the given folders that hold images but are skipped without ``recursive``.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp()); (d / "sub").mkdir()
+        >>> _ = (d / "sub" / "b.png").write_bytes(b"")
+        >>> [p.name for p in skipped_subfolders([d])]
+        ['sub']
+    """
+    out = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            out += [q for q in sorted(p.iterdir()) if q.is_dir() and list_images([q], recursive=True)]
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -109,8 +110,10 @@ class ModelBundle:
     def class_index(self, spec: str | int) -> int:
         """Class id from an id (``"285"``), a WordNet id (``"n02124075"``) or a name.
 
-        Names match any synonym case-insensitively (``"egyptian cat"``); an unknown or
-        ambiguous name raises ModelError with suggestions.
+        Names match any synonym case-insensitively (``"egyptian cat"``); a part of a name
+        matching one class gives that class, and one matching several raises ModelError
+        listing them (``"cat"``); an unknown name raises ModelError with near misses
+        (``"espressso"`` → espresso).
 
         Example:
             >>> load_model().class_index("espresso")
@@ -132,6 +135,18 @@ class ModelBundle:
             return hits[0]
         if len(hits) > 1:
             raise ModelError(f"class name '{text}' is ambiguous (ids {', '.join(map(str, hits))}); give the id")
+        # a part of a name (whole words first, e.g. "cat" in "tiger cat", then any substring): one
+        # class containing it is that class; several are listed to choose from
+        word = re.compile(rf"\b{re.escape(key)}\b")
+        part = sorted({i for i, names in enumerate(syn) if any(word.search(s) for s in names)}) or \
+            sorted({i for i, names in enumerate(syn) if any(key in s for s in names)})
+        if len(part) == 1:
+            return part[0]
+        if part:
+            shown = "; ".join(f"{i} {self.class_name(i)}" for i in part[:12])
+            more = f" and {len(part) - 12} more" if len(part) > 12 else ""
+            raise ModelError(f"'{text}' is part of {len(part)} class names: {shown}{more}; "
+                             "give the id or the full name")
         flat = sorted({s for names in syn for s in names})
         close = difflib.get_close_matches(key, flat, n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""

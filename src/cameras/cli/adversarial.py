@@ -6,7 +6,17 @@ from pathlib import Path
 
 import click
 
-from .common import main, model_option, parse_eps, progress_flag, torch_device, user_errors
+from .common import (
+    check_out,
+    main,
+    model_option,
+    parse_eps,
+    progress_flag,
+    set_threads,
+    threads_option,
+    torch_device,
+    user_errors,
+)
 
 
 @main.command()
@@ -24,7 +34,9 @@ from .common import main, model_option, parse_eps, progress_flag, torch_device, 
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", "out_dir", default="cameras-attack", show_default=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, threshold, square, device, out_dir, quiet):
+@threads_option
+def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, threshold, square, device, out_dir, quiet,
+           threads):
     """Plain vs saliency-enhanced PGD to the least-likely class (paper §6): figures and JSON.
 
     Resumable (a rerun into the same --out skips finished images) and distributed under
@@ -34,7 +46,10 @@ def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, thres
     from ..distributed import launch
     from ..models import load_model
 
+    with user_errors():
+        check_out(out_dir)
     with user_errors(), launch(device) as run:
+        set_threads(threads)
         e, a = parse_eps(eps), parse_eps(alpha)
         if e < 0:
             raise click.BadParameter(f"--eps must be ≥ 0, got {eps}")
@@ -70,8 +85,9 @@ def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, thres
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", "out_dir", default="cameras-sanity", show_default=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@threads_option
 def sanity(images, data_dir, methods, model_name, weights, fraction, steps, eps, attack_steps, square, device, out_dir,
-           quiet):
+           quiet, threads):
     """Adversarial-cleaning sanity check (supplement A-4): curves and scores per method.
 
     Resumable and distributed under torchrun, like `cameras attack`.
@@ -81,7 +97,10 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, eps,
     from ..methods import method_names
     from ..models import load_model
 
+    with user_errors():
+        check_out(out_dir)
     with user_errors(), launch(device) as run:
+        set_threads(threads)
         names = method_names(methods)
         e = parse_eps(eps)
         if e < 0:
@@ -107,7 +126,8 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, eps,
 @click.option("--square", is_flag=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", "out_dir", default="cameras-randomize", show_default=True, type=click.Path(path_type=Path))
-def randomize(image, methods, mode, seed, model_name, weights, square, device, out_dir):
+@threads_option
+def randomize(image, methods, mode, seed, model_name, weights, square, device, out_dir, threads):
     """Model-randomisation sanity check: grid of maps per re-initialised block and similarity curves."""
     from ..commands.attack import image_paths
     from ..methods import method_names
@@ -115,6 +135,8 @@ def randomize(image, methods, mode, seed, model_name, weights, square, device, o
     from ..randomization import randomize_image
 
     with user_errors():
+        check_out(out_dir)
+        set_threads(threads)
         names = method_names(methods)
         paths = image_paths([image], None)
         bundle = load_model(model_name, weights, device=torch_device(device))

@@ -29,18 +29,63 @@ def user_errors():
 
 
 def torch_device(text: str):
-    """``"cuda:1"`` → torch.device, with a clear error for a bad name.
+    """``"cuda:1"`` → torch.device, with a clear error for a bad name or a missing GPU.
 
     Example:
         >>> torch_device("cpu").type
         'cpu'
+        >>> torch_device("gpu")
+        Traceback (most recent call last):
+        ...
+        click.exceptions.BadParameter: unknown device 'gpu'; did you mean cuda? Use cpu, cuda or cuda:N
     """
     import torch
 
     try:
-        return torch.device(text)
+        dev = torch.device(text)
     except RuntimeError:
-        raise click.BadParameter(f"unknown device '{text}'; use cpu, cuda or cuda:N") from None
+        hint = " did you mean cuda?" if text.strip().lower() in ("gpu", "nvidia", "cuda0") else ""
+        raise click.BadParameter(f"unknown device '{text}';{hint} Use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise click.BadParameter(f"--device {text}: no CUDA GPU is available to PyTorch on this machine; "
+                                     "use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise click.BadParameter(f"--device {text}: this machine has {torch.cuda.device_count()} GPU(s), "
+                                     f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    return dev
+
+
+def check_out(path, kind: str = "folder") -> None:
+    """Check an output path before any work: a ``folder`` must not be a file, a ``file``'s folder
+    must not be one, and the nearest existing folder must be writable.
+
+    Example:
+        >>> check_out("/")  # an existing, writable folder
+    """
+    import os
+    from pathlib import Path
+
+    p = Path(path)
+    if kind == "folder" and p.exists() and not p.is_dir():
+        raise click.BadParameter(f"--out {p} is a file, not a folder; give a folder (it is created if missing)")
+    if kind == "file" and p.is_dir():
+        raise click.BadParameter(f"--out {p} is a folder; give a file name")
+    probe = p if kind == "folder" else p.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise click.BadParameter(f"--out {p}: {probe} is a file, so the output cannot be created under it")
+    if not os.access(probe, os.W_OK):
+        raise click.BadParameter(f"--out {p}: {probe} is not writable")
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads N``: PyTorch's CPU threads for this run (None: PyTorch's default, every core)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def parse_eps(text: str) -> float:
@@ -63,6 +108,12 @@ def model_option(f):
     """``--model`` with the default model, shared by every subcommand that loads one."""
     return click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
                         help=f"{DEFAULT_MODEL} (embedded), torchvision:<arch> or timm:<name>.")(f)
+
+
+def threads_option(f):
+    """``--threads N``, shared by every subcommand that runs a model (see :func:`set_threads`)."""
+    return click.option("--threads", default=None, type=click.IntRange(1, 1024),
+                        help="CPU threads for PyTorch (default: all cores; on a shared machine, fewer).")(f)
 
 
 def progress_flag(quiet: bool) -> bool | None:

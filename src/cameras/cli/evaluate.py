@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import main, model_option, progress_flag, user_errors
+from .common import check_out, main, model_option, progress_flag, set_threads, threads_option, user_errors
 
 FORMATS = click.Choice(["imagenet", "voc", "coco"])
 
@@ -32,8 +32,9 @@ FORMATS = click.Choice(["imagenet", "voc", "coco"])
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@threads_option
 def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, target_kind, limit, batch_size, insdel_step,
-             settings, square, device, out_dir, quiet) -> None:
+             settings, square, device, out_dir, quiet, threads) -> None:
     """Evaluate methods on a dataset: results.csv, summary.json, report.md (resumable).
 
     Every (image, ground-truth class, method) item gets one row in OUT/results.csv; a rerun
@@ -48,7 +49,10 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
     from ..methods import check_options, method_names, parse_option_strings
     from ..models import load_model
 
+    with user_errors():
+        check_out(out_dir)
     with user_errors(), launch(device) as run:
+        set_threads(threads)
         names = method_names(methods)
         wanted = {m.strip() for m in metrics.split(",") if m.strip()}
         opts = {k: check_options(k, v) for k, v in parse_option_strings(settings, per_method=True).items()}
@@ -85,6 +89,7 @@ def experiment_options(f):
         click.option("--out", "out_dir", default="cameras-experiment", show_default=True,
                      type=click.Path(path_type=Path)),
         click.option("--quiet", is_flag=True),
+        threads_option,
     ]):
         f = opt(f)
     return f
@@ -94,7 +99,7 @@ def experiment_options(f):
 @experiment_options
 @click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192))
 def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet,
-                      max_size):
+                      threads, max_size):
     """Map difference between N = 5..10 scales (ζ_m = --max-size), beside the paper's matrix.
 
     Resumable (a rerun into the same --out skips finished images) and distributed under
@@ -104,7 +109,10 @@ def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights
     from ..experiments import PAPER_N, STEPS, experiment_inputs, n_sensitivity
     from ..models import load_model
 
+    with user_errors():
+        check_out(out_dir)
     with user_errors(), launch(device) as run:
+        set_threads(threads)
         bundle = load_model(model_name, weights, device=run.device)
         work = experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
         paths = list(dict.fromkeys(p for p, _, _ in work))
@@ -119,7 +127,8 @@ def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights
 
 @experiment.command("interpolation")
 @experiment_options
-def interpolation_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet):
+def interpolation_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet,
+                      threads):
     """ρ⁺ and pointing game of CAMERAS blended into Grad-CAM, γ = 0, 0.1, ..., 1.
 
     Resumable and distributed under torchrun, like n-sensitivity.
@@ -128,7 +137,10 @@ def interpolation_cmd(images, data_dir, fmt, mapping, limit, model_name, weights
     from ..experiments import experiment_inputs, interpolation
     from ..models import load_model
 
+    with user_errors():
+        check_out(out_dir)
     with user_errors(), launch(device) as run:
+        set_threads(threads)
         bundle = load_model(model_name, weights, device=run.device)
         work = experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
         s = interpolation(bundle, work, out_dir, square, progress=progress_flag(quiet), run=run)

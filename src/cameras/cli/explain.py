@@ -7,7 +7,17 @@ from pathlib import Path
 
 import click
 
-from .common import fail, main, model_option, progress_flag, torch_device, user_errors
+from .common import (
+    check_out,
+    fail,
+    main,
+    model_option,
+    progress_flag,
+    set_threads,
+    threads_option,
+    torch_device,
+    user_errors,
+)
 
 
 @main.command()
@@ -41,9 +51,11 @@ from .common import fail, main, model_option, progress_flag, torch_device, user_
               help="Output folder.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Method option, e.g. --set n_masks=6000 for rise or --set area=0.1 for extremal (repeatable).")
+@click.option("--recursive", is_flag=True, help="Include images in subfolders of the given folders.")
+@threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def explain(images, model_name, weights, method, targets, target_kind, topk, layer, scales, steps, max_size, resample,
-            square, device, batch_size, alpha, out_dir, settings, quiet) -> None:
+            square, device, batch_size, alpha, out_dir, settings, recursive, threads, quiet) -> None:
     """Explain IMAGE files (or folders of images) and write overlays, maps and JSON.
 
     For each image and class: OUT/<stem>.<method>.<class>.png (map over the image, same
@@ -51,11 +63,13 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
     H×W), and OUT/<stem>.json (top-k predictions, targets, kept scales, timings).
     """
     from ..explain import explain_images
-    from ..images import list_images
+    from ..images import list_images, skipped_subfolders
     from ..methods import build_method, method_class, method_option_names, parse_option_strings
     from ..models import load_model
 
     with user_errors():
+        check_out(out_dir)
+        set_threads(threads)
         name = method_class(method).name
         extra = parse_option_strings(settings)
         takes = method_option_names(name)
@@ -76,9 +90,16 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
         "square": square, "batch_size": batch_size, "device": device, "target_kind": target_kind, **extra,
     }.items() if v is not None}
     params["method_options"] = m.options
-    paths = list_images(images)
+    paths = list_images(images, recursive)
+    skipped = [] if recursive else skipped_subfolders(images)
+    if skipped:
+        click.echo(f"note: skipped {len(skipped)} subfolder(s) with images ({', '.join(map(str, skipped[:3]))}"
+                   f"{', …' if len(skipped) > 3 else ''}); add --recursive to include them", err=True)
     if not paths:
-        fail("no image files found in the given folders")
+        fail("no image files found in the given folders" + ("" if recursive else " (subfolders need --recursive)"))
+    if targets and topk > 1:
+        click.echo(f"note: --topk {topk} is ignored with --target: the {len(targets)} given class(es) are explained",
+                   err=True)
     outcomes = explain_images(paths, bundle, m, out_dir, target_ids, topk, batch_size, square, alpha, params,
                               progress=progress_flag(quiet), target_kind=target_kind)
     failed = [o for o in outcomes if o.error]
@@ -104,7 +125,9 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--out", "out_png", required=True, type=click.Path(path_type=Path), help="Figure file (.png).")
-def compare(image, methods, models, weights, target, target_kind, settings, square, device, alpha, out_png) -> None:
+@threads_option
+def compare(image, methods, models, weights, target, target_kind, settings, square, device, alpha, out_png,
+            threads) -> None:
     """Compare methods (and models) on one IMAGE: a figure like the paper's Figures 4-6.
 
     Writes OUT (the image, then each method's overlay titled with its seconds; one row per
@@ -121,6 +144,8 @@ def compare(image, methods, models, weights, target, target_kind, settings, squa
         opts = {k: check_options(k, v) for k, v in parse_option_strings(settings, per_method=True).items()}
         if out_png.suffix.lower() != ".png":
             raise click.BadParameter(f"--out must name a .png file, got {out_png}")
+        check_out(out_png, "file")
+        set_threads(threads)
         model_names = [m.strip() for m in (models or DEFAULT_MODEL).split(",") if m.strip()]
         bundles = [load_model(n, weights if len(model_names) == 1 else None, device=torch_device(device))
                    for n in model_names]

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..models import DEFAULT_MODEL
-from .common import fail, main, model_option, torch_device, user_errors
+from .common import fail, main, model_option, set_threads, threads_option, torch_device, user_errors
 
 
 @main.command()
@@ -18,7 +18,8 @@ from .common import fail, main, model_option, torch_device, user_errors
 @click.option("--scales", default=None, help="CAMERAS sizes (default 224..924 by 100).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--reps", default=3, show_default=True, type=click.IntRange(1, 100))
-def bench(model_name, weights, batches, size, scales, device, reps) -> None:
+@threads_option
+def bench(model_name, weights, batches, size, scales, device, reps, threads) -> None:
     """Time CAMERAS against its floor (the forward passes at its scales) and Grad-CAM on your model."""
     import torch
 
@@ -27,6 +28,7 @@ def bench(model_name, weights, batches, size, scales, device, reps) -> None:
     from ..models import load_model
 
     with user_errors():
+        set_threads(threads)
         bundle = load_model(model_name, weights, device=torch_device(device))
         try:
             sizes = [int(b) for b in batches.split(",")]
@@ -107,3 +109,34 @@ def list_models() -> None:
     click.echo(f"{DEFAULT_MODEL:<22} embedded ImageNet EfficientNet-Lite0 (default, offline)")
     click.echo("torchvision:<arch>     e.g. torchvision:resnet50 (weights: --weights FILE or torch hub cache)")
     click.echo("timm:<name>            e.g. timm:resnet18 (weights: --weights FILE or Hugging Face cache)")
+
+
+@main.command("layers")
+@click.argument("model_name", metavar="MODEL", default=DEFAULT_MODEL)
+@click.option("--weights", default=None, help="Weights file (or 'random') for torchvision:/timm: models.")
+@click.option("--size", default=None, type=click.IntRange(8, 4096),
+              help="Input size of the dummy pass (default: the model's).")
+@click.option("--all", "show_all", is_flag=True, help="Every module, not only those with a spatial B×K×h×w output.")
+def list_layers(model_name, weights, size, show_all) -> None:
+    """List MODEL's layers with their output shapes (one dummy forward pass), for --layer.
+
+    Layers whose output is a spatial B×K×h×w map can be explained; the one used when no
+    --layer is given is marked with *.
+    """
+    from ..core.layers import resolve_layer, trace_layers
+    from ..models import load_model
+
+    with user_errors():
+        bundle = load_model(model_name, weights)
+        n = size or bundle.input_size
+        rows = trace_layers(bundle.model, (3, n, n))
+        default = bundle.layer or resolve_layer(bundle.model, None, (3, n, n))[0]
+    shown = [r for r in rows if show_all or (r["spatial"] and r["calls"] == 1)]
+    width = max([len(r["name"]) for r in shown] + [5])
+    click.echo(f"  {'layer':<{width}}  {'type':<24} output for a 1×3×{n}×{n} input")
+    for r in shown:
+        shape = "×".join(map(str, r["shape"])) if r["shape"] is not None else "(not a tensor)"
+        runs = "" if r["calls"] == 1 else f"  (runs {r['calls']}× per pass: not explainable)"
+        mark = "*" if r["name"] == default else " "
+        click.echo(f"{mark} {r['name']:<{width}}  {r['type']:<24} {shape}{runs}")
+    click.echo(f"* the layer used without --layer: {default}")

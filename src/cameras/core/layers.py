@@ -57,7 +57,8 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise LayerError(
         f"unknown layer '{name}' for {type(model).__name__}.{hint} "
-        "List names with [n for n, _ in model.named_modules()]."
+        "`cameras layers MODEL` lists the layers with their output shapes "
+        "(in Python: cameras.core.layers.trace_layers(model))."
     )
 
 
@@ -73,6 +74,51 @@ def known_layer(model: nn.Module) -> str | None:
     return name
 
 
+def trace_layers(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224)) -> list[dict]:
+    """Every named submodule that runs in one dummy forward pass, in the order it finishes.
+
+    Returns one dict per module: ``name``, ``type`` (class name), ``shape`` (its output's
+    shape for a 1×``input_shape`` input, None when the output is not a tensor), ``calls``
+    (how often it ran) and ``spatial`` (a 4-D map with h·w > 1 that could be explained).
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
+        >>> [(r["name"], r["shape"], r["spatial"]) for r in trace_layers(net, (3, 8, 8))]
+        [('0', (1, 4, 6, 6), True), ('1', (1, 4, 1, 1), False)]
+    """
+    rows: dict[str, dict] = {}
+    order: list[str] = []
+    handles = []
+
+    def make(name: str, mod: nn.Module):
+        def hook(_m, _i, out):
+            is_t = isinstance(out, torch.Tensor)
+            row = rows.setdefault(name, {"name": name, "type": type(mod).__name__, "calls": 0})
+            row["calls"] += 1
+            row["shape"] = tuple(out.shape) if is_t else None
+            row["spatial"] = is_t and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1
+            if name in order:
+                order.remove(name)
+            order.append(name)
+
+        return hook
+
+    for name, mod in model.named_modules():
+        if name:
+            handles.append(mod.register_forward_hook(make(name, mod)))
+    try:
+        param = next(iter(model.parameters()), None)
+        device = param.device if param is not None else torch.device("cpu")
+        dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+        with frozen_eval(model), torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=device, dtype=dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    return [rows[n] for n in order]
+
+
 def probe_layer(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224)) -> str:
     """Find the last module whose output is a spatial 4-D map, by one dummy forward pass.
 
@@ -86,35 +132,9 @@ def probe_layer(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 2
         >>> probe_layer(net, (3, 16, 16))
         '1'
     """
-    order: list[str] = []
-    calls: dict[str, int] = {}
-    spatial: dict[str, bool] = {}
-    handles = []
-
-    def make(name: str):
-        def hook(_m, _i, out):
-            calls[name] = calls.get(name, 0) + 1
-            ok = isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1
-            spatial[name] = ok
-            order.append(name)
-
-        return hook
-
-    for name, mod in model.named_modules():
-        if name:
-            handles.append(mod.register_forward_hook(make(name)))
-    try:
-        param = next(iter(model.parameters()), None)
-        device = param.device if param is not None else torch.device("cpu")
-        dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-        with frozen_eval(model), torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=device, dtype=dtype))
-    finally:
-        for h in handles:
-            h.remove()
-    for name in reversed(order):
-        if calls[name] == 1 and spatial[name]:
-            return name
+    for row in reversed(trace_layers(model, input_shape)):
+        if row["calls"] == 1 and row["spatial"]:
+            return row["name"]
     raise LayerError(
         f"no module of {type(model).__name__} outputs a spatial B×K×h×w map for a "
         f"{input_shape} input; pass layer= explicitly"
