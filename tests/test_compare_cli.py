@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from cameras.cli import main
+from cameras.methods import method_option_names
 from cameras.methods import parse_option_strings as parse_settings
 
 FAST_SET = {
@@ -30,6 +31,7 @@ def test_explain_every_method(method, sample_dir, tmp_path):
     assert r.exit_code == 0, r.output
     meta = json.loads((tmp_path / "coffee.json").read_text())
     assert meta["method"] == method and meta["explanations"][0]["target"] == 967
+    assert list(meta["parameters"]["method_options"]) == method_option_names(method)  # every option, with defaults
     sal = np.load(tmp_path / f"coffee.{method}.967.npy")
     assert sal.shape == (400, 600) and np.isfinite(sal).all() and sal.max() <= 1
 
@@ -44,6 +46,10 @@ def test_compare_writes_figure_maps_json(sample_dir, tmp_path):
     assert row["target"] == 285 and 0 < row["probability"] < 1
     assert list(row["methods"]) == ["gradcam", "rise", "cameras"]
     assert row["methods"]["cameras"]["kept_scales"] == [224, 256]
+    # every option of every method, defaults included
+    assert row["methods"]["rise"]["options"] == {"n_masks": 8, "grid": 8, "p": 0.1, "batch_size": 32, "seed": 0,
+                                                 "progress": None}
+    assert row["methods"]["cameras"]["options"]["scales"] == [224, 256]
     for m in ("gradcam", "rise", "cameras"):
         assert np.load(out.parent / f"fig.efficientnet_lite0.{m}.npy").shape == (300, 451)
     from PIL import Image

@@ -72,7 +72,8 @@ def compare(
             files[npy] = encode_npy(sal)
             entry["probability"] = float(res.probs[0])
             entry["methods"][name] = {"seconds": res.seconds, "layer": res.layer, "npy": npy.name,
-                                      **({"kept_scales": res.kept_scales[0]} if res.kept_scales else {})}
+                                      **({"kept_scales": res.kept_scales[0]} if res.kept_scales else {}),
+                                      "options": m.options}
             cells.append((f"{name}  {res.seconds:.2f} s", sal))
         rows.append({"label": f"{bundle.name}\n{label}: {entry['probability']:.2f}", "cells": cells})
         record["models"].append(entry)
