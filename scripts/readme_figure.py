@@ -14,6 +14,7 @@ from PIL import Image  # noqa: E402
 from skimage import data  # noqa: E402
 
 import cameras  # noqa: E402
+from cameras.viz import DEFAULT_FADE  # noqa: E402
 
 bundle = cameras.load_model()
 method = cameras.CAMERAS(bundle.model, layer=bundle.layer)
@@ -25,7 +26,7 @@ for row, name in zip(axes, ("chelsea", "coffee")):
     cls = int(res.targets[0])
     row[0].imshow(img)
     row[0].set_title(f"{name}.jpg")
-    row[1].imshow(cameras.overlay(np.asarray(img), sal))
+    row[1].imshow(cameras.overlay(np.asarray(img), sal, fade=DEFAULT_FADE))
     row[1].set_title(f"CAMERAS: {bundle.class_name(cls)} ({float(res.probs[0]):.2f}), {res.seconds:.1f} s")
     for ax in row:
         ax.axis("off")

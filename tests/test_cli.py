@@ -29,14 +29,16 @@ def test_explain_outputs(sample_dir, tmp_path):
     meta = json.loads((out / "chelsea.json").read_text())
     assert meta["topk"][0]["class"] == 285 and meta["topk"][0]["name"] == "Egyptian cat"
     exp = meta["explanations"][0]
-    assert exp["target"] == 285 and exp["kept_scales"][0] == 224 and exp["png"] == "chelsea.cameras.285.png"
+    assert exp["target"] == 285 and exp["kept_scales"][0] == 224
+    assert exp["png"] == "chelsea.cameras.285-egyptian_cat.png"
     assert meta["model"] == "efficientnet_lite0" and meta["layer"] == "bn2"
     assert meta["parameters"]["scales"] == [224, 288]
-    sal = np.load(out / "chelsea.cameras.285.npy")
+    sal = np.load(out / "chelsea.cameras.285-egyptian_cat.npy")
     assert sal.shape == (300, 451) and sal.dtype == np.float32 and 0 <= sal.min() and sal.max() <= 1
-    png = Image.open(out / "chelsea.cameras.285.png")
-    assert png.size == (451, 300)
-    assert (out / "coffee.cameras.967.png").exists()
+    png = Image.open(out / "chelsea.cameras.285-egyptian_cat.png")  # with a title and a colour bar
+    assert png.size[0] > 451 + 50 and png.size[1] > 300 + 20
+    assert (out / "coffee.cameras.967-espresso.png").exists()
+    assert meta["parameters"]["cmap"] == "jet" and meta["parameters"]["fade"] == 0.15
     assert not list(out.glob("*.part"))
 
 
@@ -47,14 +49,16 @@ def test_topk_and_named_target(sample_dir, tmp_path):
     meta = json.loads((out / "coffee.json").read_text())
     assert len(meta["topk"]) == 2 and len(meta["explanations"]) == 2
     second = meta["topk"][1]["class"]
-    assert (out / f"coffee.cameras.{second}.npy").exists()
-    a = np.load(out / "coffee.cameras.967.npy")
-    b = np.load(out / f"coffee.cameras.{second}.npy")
+    second_npy = meta["explanations"][1]["npy"]
+    assert second_npy.startswith(f"coffee.cameras.{second}-") and (out / second_npy).exists()
+    a = np.load(out / "coffee.cameras.967-espresso.npy")
+    b = np.load(out / second_npy)
     assert np.abs(a - b).max() > 0.05
     r = run(["explain", str(sample_dir / "chelsea.jpg"), "--target", "espresso", "--target", "285", "--out", str(out),
              *FAST])
     assert r.exit_code == 0, r.output
-    assert (out / "chelsea.cameras.967.png").exists() and (out / "chelsea.cameras.285.png").exists()
+    assert (out / "chelsea.cameras.967-espresso.png").exists()
+    assert (out / "chelsea.cameras.285-egyptian_cat.png").exists()
 
 
 def test_bad_inputs_each_fail_clearly(sample_dir, tmp_path):
@@ -202,9 +206,29 @@ def test_out_threads_recursive_topk_and_layers(sample_dir, tmp_path):
              "--out", str(tmp_path / "o"), "--method", "gradcam", "--quiet"])
     assert r.exit_code == 0, r.output
     assert "--topk 3 is ignored with --target" in r.output and "explained 1 of 1" in r.output
-    assert (tmp_path / "o" / "coffee.gradcam.967.npy").exists()
+    assert (tmp_path / "o" / "coffee.gradcam.967-espresso.npy").exists()
     r = run(["layers"])
     assert r.exit_code == 0 and "* bn2" in r.output and "1×1280×7×7" in r.output
     assert "blocks.6" in r.output and "global_pool" not in r.output  # spatial maps only, without --all
     r = run(["layers", "torchvision:resnet18", "--weights", "random", "--size", "64", "--all"])
     assert r.exit_code == 0 and "* layer4" in r.output and "1×512×2×2" in r.output and "runs 2×" in r.output
+
+
+def test_plain_overlay_cmap_and_fade(sample_dir, tmp_path):
+    img = str(sample_dir / "coffee.png")
+    r = run(["explain", img, "--method", "gradcam", "--plain", "--cmap", "inferno", "--alpha", "0.6", "--out",
+             str(tmp_path / "p"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    png = np.asarray(Image.open(tmp_path / "p" / "coffee.gradcam.967-espresso.png"))
+    sal = np.load(tmp_path / "p" / "coffee.gradcam.967-espresso.npy")
+    assert png.shape == (400, 600, 3)
+    from cameras.viz import overlay
+
+    photo = np.asarray(Image.open(img).convert("RGB"))
+    assert np.array_equal(png, overlay(photo, sal, 0.6, "inferno", 0.15))
+    low = sal < 1e-3  # (near-)zero saliency leaves the photo as it is: weight ≤ 0.6 · 0.001 / 0.15
+    assert low.sum() > 500 and np.abs(png[low].astype(int) - photo[low]).max() <= 1
+    high = sal > 0.5
+    assert np.abs(png[high].astype(int) - photo[high]).mean() > 20  # and tints where the map is high
+    r = run(["explain", img, "--cmap", "nope", "--out", str(tmp_path / "q")])
+    assert r.exit_code == 2 and "unknown colour map 'nope'" in r.output

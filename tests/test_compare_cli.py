@@ -32,7 +32,7 @@ def test_explain_every_method(method, sample_dir, tmp_path):
     meta = json.loads((tmp_path / "coffee.json").read_text())
     assert meta["method"] == method and meta["explanations"][0]["target"] == 967
     assert list(meta["parameters"]["method_options"]) == method_option_names(method)  # every option, with defaults
-    sal = np.load(tmp_path / f"coffee.{method}.967.npy")
+    sal = np.load(tmp_path / f"coffee.{method}.967-espresso.npy")
     assert sal.shape == (400, 600) and np.isfinite(sal).all() and sal.max() <= 1
 
 

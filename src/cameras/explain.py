@@ -18,7 +18,7 @@ from .core.targets import Target, label_target, logits_or_none
 from .images import load_image
 from .io import encode_json, encode_npy, unique_stems, write_files_atomically
 from .models import ModelBundle
-from .viz import encode_png, overlay
+from .viz import DEFAULT_FADE, encode_png, explanation_figure, figure_png, file_label, overlay
 
 
 @dataclass
@@ -43,6 +43,9 @@ def explain_images(
     params: dict | None = None,
     progress: bool | None = None,
     target_kind: str = "class",
+    plain: bool = False,
+    cmap: str = "jet",
+    fade: float = DEFAULT_FADE,
 ) -> list[ImageOutcome]:
     """Explain every image file and write ``<stem>.<method>.<class>.{png,npy}`` and ``<stem>.json``.
 
@@ -77,7 +80,7 @@ def explain_images(
         for batch in batches:
             try:
                 _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params,
-                               target_kind)
+                               target_kind, (plain, cmap, fade))
             except CamerasError as e:
                 for i in batch:
                     outcomes[i].error = f"{outcomes[i].path}: {e}"
@@ -87,7 +90,7 @@ def explain_images(
     return outcomes
 
 
-def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params, kind):
+def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params, kind, look):
     x = torch.cat([loaded[i][1] for i in batch])
 
     def as_kind(ids):  # class ids as the chosen kind of target (ints stay ints for class logits)
@@ -138,19 +141,33 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
             cls = int(res.targets[b])
             full = resize_maps(res.maps[b : b + 1], (H, W))[0].clamp(0, 1)
             sal = full.detach().cpu().numpy().astype(np.float32)
-            base = f"{stem}.{method.name}.{cls if cls >= 0 else f'target{j}'}"
+            name = bundle.class_name(cls) if cls >= 0 else res.target.describe()
+            label = file_label(name) if cls >= 0 and name != str(cls) else ""
+            base = f"{stem}.{method.name}.{cls if cls >= 0 else f'target{j}'}{'-' + label if label else ''}"
             if out_dir / f"{base}.npy" in files:  # two targets on one label (e.g. both sides of a binary model)
                 base = f"{base}-{j}"
-            files[out_dir / f"{base}.png"] = encode_png(overlay(np.asarray(img), sal, alpha))
+            files[out_dir / f"{base}.png"] = _picture(np.asarray(img), sal, res, b, name, cls, method.name, alpha, look)
             files[out_dir / f"{base}.npy"] = encode_npy(sal)
             entry = res.item(b)
-            name = bundle.class_name(cls) if cls >= 0 else res.target.describe()
             entry.update(name=name, wnid=_wnid(bundle, cls), png=f"{base}.png", npy=f"{base}.npy")
             record["explanations"].append(entry)
             record["seconds"] += entry["seconds"]
         files[out_dir / f"{stem}.json"] = encode_json(record)
         write_files_atomically(files)
         outcomes[i].files = list(files)
+
+
+def _picture(rgb, sal, res, b, name, cls, method, alpha, look) -> bytes:
+    """The PNG of one map: the bare overlay, or with a title and a colour bar."""
+    plain, cmap, fade = look
+    if plain:
+        return encode_png(overlay(rgb, sal, alpha, cmap, fade))
+    what = f"{name} ({cls})" if cls >= 0 else name
+    title = f"{what} · p = {float(res.probs[b]):.2f} · {method}"
+    if res.kept_scales is not None:
+        total = len(res.extras.get("scales", res.kept_scales[b]))
+        title += f" · {len(res.kept_scales[b])} of {total} scales"
+    return figure_png(explanation_figure(rgb, sal, title, alpha, cmap, fade))
 
 
 def _wnid(bundle: ModelBundle, idx: int) -> str | None:

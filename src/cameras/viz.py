@@ -63,13 +63,21 @@ def colorize(saliency: np.ndarray, cmap: str = "jet") -> np.ndarray:
     return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
 
 
-def overlay(image: np.ndarray | Image.Image, saliency: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+DEFAULT_FADE = 0.15  # saliency below this fades into the photo in `cameras explain`'s overlays
+
+
+def overlay(image: np.ndarray | Image.Image, saliency: np.ndarray, alpha: float = 0.5, cmap: str = "jet",
+            fade: float = 0.0) -> np.ndarray:
     """Blend a colour-mapped saliency map over an RGB image of the same H×W.
 
     Args:
         image: H×W×3 uint8 array or RGB PIL image.
         saliency: H×W float map in [0, 1] (resize it to the image first).
         alpha: weight of the heat map, 0 (image only) to 1 (map only).
+        cmap: a matplotlib colour map name.
+        fade: with ``fade`` > 0, a pixel's weight is ``alpha · min(1, s / fade)``, so zero
+            saliency leaves the photo untinted and the colour comes in up to ``fade``; 0 gives
+            every pixel the weight ``alpha``.
 
     Returns:
         H×W×3 uint8 array.
@@ -77,14 +85,76 @@ def overlay(image: np.ndarray | Image.Image, saliency: np.ndarray, alpha: float 
     Example:
         >>> overlay(np.zeros((4, 5, 3), np.uint8), np.ones((4, 5))).shape
         (4, 5, 3)
+        >>> int(overlay(np.full((1, 1, 3), 200, np.uint8), np.zeros((1, 1)), fade=0.2).max())  # untinted
+        200
     """
     img = np.asarray(image, dtype=np.float32)
     if img.shape[:2] != saliency.shape:
         raise ValueError(f"image {img.shape[:2]} and map {saliency.shape} differ in size; resize the map first")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    if not 0.0 <= fade < 1.0:
+        raise ValueError(f"fade must lie in [0, 1), got {fade}")
     heat = colorize(saliency, cmap).astype(np.float32)
-    return np.clip((1 - alpha) * img + alpha * heat + 0.5, 0, 255).astype(np.uint8)
+    a = alpha if fade == 0 else alpha * np.clip(np.nan_to_num(saliency) / fade, 0.0, 1.0)[..., None]
+    return np.clip((1 - a) * img + a * heat + 0.5, 0, 255).astype(np.uint8)
+
+
+def check_cmap(name: str) -> str:
+    """``name`` if matplotlib knows the colour map, else a ValueError listing a few.
+
+    Example:
+        >>> check_cmap("viridis")
+        'viridis'
+    """
+    import matplotlib
+
+    if name not in matplotlib.colormaps:
+        raise ValueError(f"unknown colour map '{name}'; e.g. jet, turbo, inferno, viridis, magma")
+    return name
+
+
+def explanation_figure(image: np.ndarray, saliency: np.ndarray, title: str, alpha: float = 0.5, cmap: str = "jet",
+                       fade: float = DEFAULT_FADE, dpi: int = 100):
+    """One explained image for a person: the overlay at about the image's pixel size, a title and a colour bar.
+
+    Args:
+        image: H×W×3 uint8 RGB image. saliency: H×W map in [0, 1]. title: e.g. class,
+            probability, method and scales. alpha, cmap, fade: as :func:`overlay`.
+
+    Returns:
+        A matplotlib Figure (render it with :func:`figure_png`).
+
+    Example:
+        >>> fig = explanation_figure(np.zeros((40, 60, 3), np.uint8), np.zeros((40, 60)), "cat")
+        >>> len(fig.axes)  # the image and its colour bar
+        2
+    """
+    import matplotlib
+
+    plt = pyplot()
+    h, w = image.shape[:2]
+    fig = plt.figure(figsize=(w / dpi + 1.1, h / dpi + 0.55), dpi=dpi)
+    ax = fig.add_axes((0.02, 0.02, w / dpi / (w / dpi + 1.1), h / dpi / (h / dpi + 0.55)))
+    ax.imshow(overlay(image, saliency, alpha, cmap, fade))
+    ax.set_axis_off()
+    fig.suptitle(title, fontsize=9, y=1 - 0.12 / (h / dpi + 0.55))
+    sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=cmap)
+    cax = fig.add_axes((0.04 + w / dpi / (w / dpi + 1.1), 0.1, 0.15 / (w / dpi + 1.1), 0.7))
+    fig.colorbar(sm, cax=cax, label="saliency")
+    return fig
+
+
+def file_label(name: str) -> str:
+    """A class name as a file-name part: lower case, words joined by ``_``.
+
+    Example:
+        >>> file_label("Egyptian cat")
+        'egyptian_cat'
+    """
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
 def comparison_figure(image: np.ndarray, rows: list[dict], alpha: float = 0.5, cmap: str = "jet"):

@@ -47,6 +47,10 @@ from .common import (
               help="Images per batch (same-size images are batched).")
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Overlay opacity of the map.")
+@click.option("--cmap", default="jet", show_default=True, help="Matplotlib colour map of the overlay.")
+@click.option("--fade", default=0.15, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Saliency below this fades into the photo (0: the same opacity everywhere).")
+@click.option("--plain", is_flag=True, help="Bare overlay at the image's size, without title and colour bar.")
 @click.option("--out", "out_dir", default="cameras-out", show_default=True, type=click.Path(path_type=Path),
               help="Output folder.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
@@ -55,21 +59,28 @@ from .common import (
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def explain(images, model_name, weights, method, targets, target_kind, topk, layer, scales, steps, max_size, resample,
-            square, device, batch_size, alpha, out_dir, settings, recursive, threads, quiet) -> None:
+            square, device, batch_size, alpha, cmap, fade, plain, out_dir, settings, recursive, threads, quiet) -> None:
     """Explain IMAGE files (or folders of images) and write overlays, maps and JSON.
 
-    For each image and class: OUT/<stem>.<method>.<class>.png (map over the image, same
-    size as the original), OUT/<stem>.<method>.<class>.npy (float32 map at the original
-    H×W), and OUT/<stem>.json (top-k predictions, targets, kept scales, timings).
+    For each image and class: OUT/<stem>.<method>.<id>-<name>.png (the map over the image,
+    titled with class, probability, method and scales kept, with a colour bar; --plain: the
+    bare overlay at the original size), OUT/<stem>.<method>.<id>-<name>.npy (float32 map at
+    the original H×W), and OUT/<stem>.json (top-k predictions, targets, kept scales,
+    timings, every option).
     """
     from ..explain import explain_images
     from ..images import list_images, skipped_subfolders
     from ..methods import build_method, method_class, method_option_names, parse_option_strings
     from ..models import load_model
+    from ..viz import check_cmap
 
     with user_errors():
         check_out(out_dir)
         set_threads(threads)
+        try:
+            check_cmap(cmap)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
         name = method_class(method).name
         extra = parse_option_strings(settings)
         takes = method_option_names(name)
@@ -87,7 +98,8 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
         m = build_method(name, bundle, **options)
     params = {k: v for k, v in {
         "scales": getattr(m, "scales", None), "resample": getattr(m, "resample", None),
-        "square": square, "batch_size": batch_size, "device": device, "target_kind": target_kind, **extra,
+        "square": square, "batch_size": batch_size, "device": device, "target_kind": target_kind,
+        "alpha": alpha, "cmap": cmap, "fade": fade, "plain": plain, **extra,
     }.items() if v is not None}
     params["method_options"] = m.options
     paths = list_images(images, recursive)
@@ -101,7 +113,7 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
         click.echo(f"note: --topk {topk} is ignored with --target: the {len(targets)} given class(es) are explained",
                    err=True)
     outcomes = explain_images(paths, bundle, m, out_dir, target_ids, topk, batch_size, square, alpha, params,
-                              progress=progress_flag(quiet), target_kind=target_kind)
+                              progress=progress_flag(quiet), target_kind=target_kind, plain=plain, cmap=cmap, fade=fade)
     failed = [o for o in outcomes if o.error]
     for o in failed:
         click.echo(f"error: {o.error}", err=True)
