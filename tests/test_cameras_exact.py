@@ -314,3 +314,26 @@ def test_batch_pixels_defaults_and_checks(resnet):
             cameras.CAMERAS(resnet, batch_pixels=bad)
     with pytest.raises(cameras.InputError, match="out of range"):
         cameras.CAMERAS(resnet, scales=[64, 96], batch_pixels=64 * 64)(torch.randn(2, 3, 64, 64), target=[1, 99])
+
+
+def test_scale_rules(resnet):
+    """paper: keep a scale when its top-1 is the class; top5: while the class is in its top 5; all: every scale
+    (then the map equals the map of the top-1 given as the target)."""
+    scales = [64, 96, 128, 160]
+    x, want, kept = flipping_input(resnet, scales)
+    paper = cameras.CAMERAS(resnet, scales=scales)(x)
+    assert paper.kept_scales == kept and paper.extras["scale_rule"] == "paper"
+    cls = int(paper.targets[0])
+    with torch.no_grad():
+        top5 = [cls in resnet(F.interpolate(x, size=(s, s), mode="bicubic", align_corners=False) if s != 64 else x)
+                .topk(5, 1).indices[0].tolist() for s in scales]
+    got = cameras.CAMERAS(resnet, scales=scales, scale_rule="top5")(x)
+    assert got.kept_scales == [[s for s, k in zip(scales, top5) if k]] and got.extras["scale_rule"] == "top5"
+    assert len(got.kept_scales[0]) >= len(kept[0])  # tolerant: never fewer than the paper's rule
+    every = cameras.CAMERAS(resnet, scales=scales, scale_rule="all")(x)
+    assert every.kept_scales == [scales]
+    assert torch.allclose(every.maps, cameras.CAMERAS(resnet, scales=scales)(x, target=cls).maps, atol=1e-6)
+    # with a given target, every rule keeps every scale
+    assert cameras.CAMERAS(resnet, scales=scales, scale_rule="top5")(x, target=cls).kept_scales == [scales]
+    with pytest.raises(cameras.InputError, match="scale_rule must be one of paper, top5, all"):
+        cameras.CAMERAS(resnet, scale_rule="most")

@@ -232,3 +232,34 @@ def test_plain_overlay_cmap_and_fade(sample_dir, tmp_path):
     assert np.abs(png[high].astype(int) - photo[high]).mean() > 20  # and tints where the map is high
     r = run(["explain", img, "--cmap", "nope", "--out", str(tmp_path / "q")])
     assert r.exit_code == 2 and "unknown colour map 'nope'" in r.output
+
+
+def test_few_scales_are_reported_and_app_and_cli_agree(embedded, tmp_path):
+    """The astronaut keeps one of eight scales under the paper's rule: a warning, a JSON flag, the remedy; the
+    app, compare and explain give the same map of the top-1."""
+    from skimage import data
+
+    from cameras.app import Explorer, details_markdown
+
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    r = run(["explain", str(path), "--out", str(tmp_path / "a"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "a" / "astronaut.json").read_text())
+    (exp,) = meta["explanations"]
+    assert len(exp["kept_scales"]) < 4 and exp["few_scales"] is True
+    assert f"used {len(exp['kept_scales'])} of 8 scales" in r.output and "--scale-rule top5 or all" in r.output
+    r = run(["explain", str(path), "--scale-rule", "all", "--out", str(tmp_path / "b"), "--quiet"])
+    exp_all = json.loads((tmp_path / "b" / "astronaut.json").read_text())["explanations"][0]
+    assert len(exp_all["kept_scales"]) == 8 and "few_scales" not in exp_all and "warning" not in r.output
+    cli_map = np.load(tmp_path / "a" / exp["npy"])
+    app = list(Explorer([embedded.name]).explain(Image.open(path).convert("RGB"), embedded.name, ["cameras"],
+                                                 [exp["target"]]))[0]
+    assert app.kept_scales == exp["kept_scales"] and app.few_scales
+    assert np.abs(app.saliency - cli_map).max() < 1e-5
+    assert f"used {len(exp['kept_scales'])} of 8 scales" in details_markdown([app])
+    r = run(["compare", str(path), "--methods", "cameras", "--out", str(tmp_path / "c.png")])
+    entry = json.loads((tmp_path / "c.json").read_text())["models"][0]["methods"]["cameras"]
+    assert entry["kept_scales"] == exp["kept_scales"] and entry["few_scales"] is True
+    assert "warning:" in r.output
+    assert np.abs(np.load(tmp_path / entry["npy"]) - cli_map).max() < 1e-5

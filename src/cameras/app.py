@@ -113,6 +113,13 @@ class Explanation:
     seconds: float
     kept_scales: list[int] | None
     saliency: np.ndarray  # H×W float32 in [0, 1], the image's size
+    total_scales: int | None = None  # CAMERAS: how many scales were tried
+
+    @property
+    def few_scales(self) -> bool:
+        """CAMERAS used fewer than half of its scales (the map is close to a single-scale one)."""
+        return self.kept_scales is not None and self.total_scales is not None and \
+            2 * len(self.kept_scales) < self.total_scales
 
     @property
     def label(self) -> str:
@@ -186,17 +193,22 @@ class Explorer:
             if not isinstance(c, Target) and not 0 <= int(c) < b.num_classes:
                 raise InputError(f"class {c} does not exist; {model} has classes 0..{b.num_classes - 1}")
         x = b.prepare(img)
+        with torch.no_grad():
+            top1 = int(class_scores(b.model(x)).argmax(1)[0])
         H, W = img.height, img.width
         for m in methods:
             method = build_method(m, b, **({"scales": scales} if method_class(m).name == "cameras" and scales else {}))
             method.stop = self.stop
             for c in classes:
-                res = method(x, target=c if isinstance(c, Target) else int(c))
+                # the image's own top-1 is explained as `cameras explain` does (target None: the
+                # scale rule applies), so the app and the command line give the same map
+                res = method(x, target=c if isinstance(c, Target) else (None if int(c) == top1 else int(c)))
                 sal = resize_maps(res.maps[:1], (H, W))[0].clamp(0, 1).cpu().numpy().astype(np.float32)
                 cls = int(res.targets[0])
                 name = b.class_name(cls) if cls >= 0 else res.target.describe()
                 yield Explanation(m, cls, name, float(res.probs[0]), res.seconds,
-                                  res.kept_scales[0] if res.kept_scales else None, sal)
+                                  res.kept_scales[0] if res.kept_scales else None, sal,
+                                  len(res.extras["scales"]) if res.kept_scales else None)
 
 
 def render(img: Image.Image, explanations: list[Explanation], alpha: float) -> list[tuple[Image.Image, str]]:
@@ -213,6 +225,11 @@ def details_markdown(explanations: list[Explanation]) -> str:
     for e in explanations:
         kept = ", ".join(map(str, e.kept_scales)) if e.kept_scales is not None else "–"
         rows.append(f"| {e.method} | {e.cls} · {e.name} | {100 * e.probability:.1f}% | {kept} | {e.seconds:.2f} |")
+    for e in explanations:
+        if e.few_scales:
+            rows.append(f"\n**Note:** {e.method} used {len(e.kept_scales)} of {e.total_scales} scales for "
+                        f"{e.name}: the prediction changes at the others, so this map is close to a single-scale "
+                        "one. Choose another class, or run `cameras explain --scale-rule top5` (or `all`).")
     return "\n".join(rows)
 
 

@@ -58,15 +58,17 @@ def compare(
     built = [[build_method(n, b, **(options or {}).get(n, {})) for n in methods] for b in bundles]
     for bundle, bundle_methods in zip(bundles, built):
         x = bundle.prepare(img, square)
+        with torch.no_grad():
+            top1 = int(class_scores(bundle.model(x)).argmax(1)[0])
         if target is None:
-            with torch.no_grad():
-                target = int(class_scores(bundle.model(x)).argmax(1)[0])
+            target = top1
         is_id = not isinstance(target, Target)
         label = bundle.class_name(target) if is_id else target.describe()
         cells, entry = [], {"model": bundle.name, "target": target if is_id else repr(target), "name": label,
                             "methods": {}}
         for name, m in zip(methods, bundle_methods):
-            res = m(x, target=target)
+            # the model's own top-1 is explained as `cameras explain` does (the scale rule applies)
+            res = m(x, target=None if is_id and target == top1 else target)
             sal = resize_maps(res.maps, (H, W))[0].clamp(0, 1).cpu().numpy().astype(np.float32)
             npy = out_png.with_name(f"{out_png.stem}.{slug(bundle.name)}.{name}.npy")
             files[npy] = encode_npy(sal)
@@ -74,6 +76,8 @@ def compare(
             entry["methods"][name] = {"seconds": res.seconds, "layer": res.layer, "npy": npy.name,
                                       **({"kept_scales": res.kept_scales[0]} if res.kept_scales else {}),
                                       "options": m.options}
+            if res.kept_scales and 2 * len(res.kept_scales[0]) < len(res.extras["scales"]):
+                entry["methods"][name]["few_scales"] = True
             cells.append((f"{name}  {res.seconds:.2f} s", sal))
         rows.append({"label": f"{bundle.name}\n{label}: {entry['probability']:.2f}", "cells": cells})
         record["models"].append(entry)

@@ -28,6 +28,7 @@ class ImageOutcome:
     path: Path
     files: list[Path] = field(default_factory=list)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def explain_images(
@@ -149,6 +150,12 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
             files[out_dir / f"{base}.png"] = _picture(np.asarray(img), sal, res, b, name, cls, method.name, alpha, look)
             files[out_dir / f"{base}.npy"] = encode_npy(sal)
             entry = res.item(b)
+            if res.kept_scales is not None and 2 * len(res.kept_scales[b]) < len(res.extras["scales"]):
+                entry["few_scales"] = True
+                outcomes[i].warnings.append(
+                    f"{outcomes[i].path}: {method.name} used {len(res.kept_scales[b])} of {len(res.extras['scales'])} "
+                    f"scales for {name} (its prediction changes at the others), so the map is close to a "
+                    "single-scale one; --scale-rule top5 or all keeps more scales")
             entry.update(name=name, wnid=_wnid(bundle, cls), png=f"{base}.png", npy=f"{base}.npy")
             record["explanations"].append(entry)
             record["seconds"] += entry["seconds"]

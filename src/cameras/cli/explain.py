@@ -39,6 +39,8 @@ from .common import (
               help="CAMERAS: N sizes from the model's input size to --max-size.")
 @click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192),
               help="CAMERAS: largest size with --steps.")
+@click.option("--scale-rule", default="paper", show_default=True, type=click.Choice(["paper", "top5", "all"]),
+              help="CAMERAS: which scales a map of the top-1 uses: top-1 agrees (paper), class in the top 5, all.")
 @click.option("--resample", default="bicubic", show_default=True, type=click.Choice(["bicubic", "bilinear"]),
               help="CAMERAS: image resampling between scales.")
 @click.option("--square", is_flag=True, help="Resize images to a square instead of keeping the aspect ratio.")
@@ -58,8 +60,9 @@ from .common import (
 @click.option("--recursive", is_flag=True, help="Include images in subfolders of the given folders.")
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def explain(images, model_name, weights, method, targets, target_kind, topk, layer, scales, steps, max_size, resample,
-            square, device, batch_size, alpha, cmap, fade, plain, out_dir, settings, recursive, threads, quiet) -> None:
+def explain(images, model_name, weights, method, targets, target_kind, topk, layer, scales, steps, max_size, scale_rule,
+            resample, square, device, batch_size, alpha, cmap, fade, plain, out_dir, settings, recursive, threads,
+            quiet) -> None:
     """Explain IMAGE files (or folders of images) and write overlays, maps and JSON.
 
     For each image and class: OUT/<stem>.<method>.<id>-<name>.png (the map over the image,
@@ -92,6 +95,7 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
                 raise click.BadParameter("give --scales or --steps, not both")
             options.update(dict(steps=steps, max_size=max_size) if steps is not None else dict(scales=scales))
             options["resample"] = resample
+            options["scale_rule"] = scale_rule
         options.update(extra)
         bundle = load_model(model_name, weights, device=torch_device(device))
         target_ids = [bundle.class_index(t) for t in targets] or None
@@ -114,6 +118,9 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
                    err=True)
     outcomes = explain_images(paths, bundle, m, out_dir, target_ids, topk, batch_size, square, alpha, params,
                               progress=progress_flag(quiet), target_kind=target_kind, plain=plain, cmap=cmap, fade=fade)
+    for o in outcomes:
+        for w in o.warnings:
+            click.echo(f"warning: {w}", err=True)
     failed = [o for o in outcomes if o.error]
     for o in failed:
         click.echo(f"error: {o.error}", err=True)
@@ -166,6 +173,11 @@ def compare(image, methods, models, weights, target, target_kind, settings, squa
             tid = label_target(target_kind, tid)
         record = run_compare(image, bundles, names, out_png, tid, opts, square, alpha)
     for entry in record["models"]:
+        for k, v in entry["methods"].items():
+            if v.get("few_scales"):
+                click.echo(f"warning: {entry['model']}: {k} used {len(v['kept_scales'])} scales of "
+                           f"{len(v['options']['scales'])} for {entry['name']} (its prediction changes at the others); "
+                           "--set cameras.scale_rule=top5 or all keeps more", err=True)
         times = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in entry["methods"].items())
         click.echo(f"{entry['model']}: {entry['name']} ({entry['probability']:.2f}): {times}")
     click.echo(f"wrote {out_png}")

@@ -25,6 +25,12 @@ DEFAULT_SCALES: tuple[int, ...] = tuple(range(224, 1000, 100))  # 224, 324, ...,
 AUTO_BATCH_PIXELS: dict[str, int | None] = {"cpu": 2 * 324 * 324}
 _AMP = {None: False, "bf16": torch.bfloat16, "fp16": torch.float16}  # None: float32 even in an autocast block
 _FP16_GRAD_SCALE = 1024.0
+# which scales a map of the image's own top-1 class uses (with a given target, every scale)
+SCALE_RULES: dict[str, str] = {
+    "paper": "a scale is kept when its top-1 is the class (the paper's sanity-preserving rule)",
+    "top5": "a scale is kept while the class stays in its top 5",
+    "all": "every scale is kept, with the class as the target at each",
+}
 
 
 def scale_schedule(steps: int, max_size: int, base: int = 224) -> list[int]:
@@ -119,6 +125,10 @@ class CAMERAS(SaliencyMethod):
             per image, and the whole batch on a GPU; None: always the whole batch.
         to_spatial: for a layer whose output is not B×K×h×w, a function rearranging it
             into that layout (see :class:`~cameras.core.capture.LayerCapture`).
+        scale_rule: which scales a map of the image's own top-1 (``target=None``) uses:
+            ``"paper"`` (default) keeps a scale when its top-1 is that class, ``"top5"`` while
+            the class stays in the scale's top 5, ``"all"`` every scale. With a given target
+            every scale is kept whatever the rule.
 
     Call: ``CAMERAS(model)(x, target=None)`` with x of shape B×C×H×W returns a
     :class:`~cameras.SaliencyResult` whose ``maps`` are B×H×W in [0, 1] and
@@ -157,8 +167,12 @@ class CAMERAS(SaliencyMethod):
         channels_last: bool = False,
         batch_pixels: int | str | None = "auto",
         to_spatial: Callable[[Tensor], Tensor] | None = None,
+        scale_rule: str = "paper",
     ) -> None:
         super().__init__(model, layer, to_spatial)
+        if scale_rule not in SCALE_RULES:
+            raise InputError(f"scale_rule must be one of {', '.join(SCALE_RULES)}, got {scale_rule!r}")
+        self.scale_rule = scale_rule
         if scales is not None and steps is not None:
             raise InputError("give either scales or steps (with max_size), not both")
         if steps is not None:
@@ -260,8 +274,11 @@ class CAMERAS(SaliencyMethod):
                     target = g.target  # checked, or each image's top-1
                     probs, logits0 = g.probs, g.logits
                     kept = torch.ones(B, dtype=torch.bool, device=x.device)
-                elif auto:
+                elif auto and self.scale_rule == "paper":
                     kept = g.logits.argmax(1) == target.ids
+                elif auto and self.scale_rule == "top5":
+                    top = g.logits.topk(min(5, g.logits.shape[1]), dim=1).indices
+                    kept = (top == target.ids[:, None]).any(1)
                 else:
                     kept = torch.ones_like(keep[0])
                 acts.append(g.activations[0])
@@ -277,7 +294,7 @@ class CAMERAS(SaliencyMethod):
         maps = normalize_maps(fused)
         kept_list = keep_bt.cpu().tolist()
         kept_scales = [[z for z, k in zip(self.scales, row) if k] for row in kept_list]
-        rule = "top-1 agreement" if auto else ("all (given class)" if target.is_class else "all (non-class target)")
+        rule = self.scale_rule if auto else ("all (given class)" if target.is_class else "all (non-class target)")
         return self.result(
             maps, target, probs, logits0,
             kept_scales=kept_scales,
