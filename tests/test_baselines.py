@@ -344,3 +344,12 @@ def test_gradcam_agrees_with_pytorch_grad_cam(which, embedded, resnet):
     with PeerGradCAM(model=net, target_layers=[mod]) as cam:
         theirs = cam(input_tensor=x, targets=[ClassifierOutputTarget(t)])[0]
     assert pearson(ours, torch.from_numpy(theirs)) >= 0.999
+
+
+def test_convergence_warnings():
+    net = TinyNet()
+    assert cameras.ExtremalPerturbation(net, iterations=50).convergence_warning().startswith(
+        "extremal: 50 iterations are too few for the mask to converge")
+    assert cameras.ExtremalPerturbation(net).convergence_warning() is None
+    assert cameras.RISE(net, n_masks=100).convergence_warning().startswith("rise: 100 masks give a noisy map")
+    assert cameras.RISE(net).convergence_warning() is None and cameras.GradCAM(net).convergence_warning() is None

@@ -196,6 +196,9 @@ def test_out_threads_recursive_topk_and_layers(sample_dir, tmp_path):
     if not __import__("torch").cuda.is_available():
         r = run(["explain", img, "--device", "cuda", "--out", str(tmp_path / "o")])
         assert r.exit_code == 2 and "no CUDA GPU is available" in r.output
+    import torch
+
+    threads_before = torch.get_num_threads()
     # folders: subfolders only with --recursive, said without it
     top = tmp_path / "photos"
     (top / "more").mkdir(parents=True)
@@ -207,6 +210,9 @@ def test_out_threads_recursive_topk_and_layers(sample_dir, tmp_path):
     assert r.exit_code == 0, r.output
     assert "--topk 3 is ignored with --target" in r.output and "explained 1 of 1" in r.output
     assert (tmp_path / "o" / "coffee.gradcam.967-espresso.npy").exists()
+    import torch
+
+    assert torch.get_num_threads() == threads_before  # --threads lasts for its command only
     r = run(["layers"])
     assert r.exit_code == 0 and "* bn2" in r.output and "1×1280×7×7" in r.output
     assert "blocks.6" in r.output and "global_pool" not in r.output  # spatial maps only, without --all
@@ -263,3 +269,24 @@ def test_few_scales_are_reported_and_app_and_cli_agree(embedded, tmp_path):
     assert entry["kept_scales"] == exp["kept_scales"] and entry["few_scales"] is True
     assert "warning:" in r.output
     assert np.abs(np.load(tmp_path / entry["npy"]) - cli_map).max() < 1e-5
+
+
+@pytest.mark.parametrize("args", [["--help"], ["methods"], ["models"], ["explain", "--help"]])
+def test_help_methods_models_do_not_load_torch(args):
+    code = ("import sys\nfrom cameras.cli import main\n"
+            f"sys.argv = ['cameras', *{args!r}]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip().endswith("NO-TORCH"), r.stdout + r.stderr
+    if args == ["methods"]:
+        assert r.stdout.split()[:6] == ["cameras", "gradcam", "gradient", "normgrad", "rise", "extremal"]
+
+
+def test_lazy_package_names():
+    import cameras
+
+    assert cameras.CAMERAS.name == "cameras" and cameras.methods.method_class("rise").__name__ == "RISE"
+    assert "build_method" in dir(cameras) and cameras.metrics.map_density.__name__ == "map_density"
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        cameras.nothing  # noqa: B018

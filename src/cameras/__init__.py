@@ -8,42 +8,47 @@ Example:
     >>> result.maps.shape, result.targets, result.kept_scales    # doctest: +SKIP
 """
 
-from .core import (
-    CamerasError,
-    Cancelled,
-    ClassTarget,
-    ImageError,
-    InputError,
-    LayerCapture,
-    LayerError,
-    ModelError,
-    OutputTarget,
-    SaliencyMethod,
-    SaliencyResult,
-    SigmoidTarget,
-    SoftmaxTarget,
-    Target,
-    normalize_maps,
-    resize_maps,
-    resolve_layer,
-)
-from .images import load_image, preprocess
-from .methods import (
-    CAMERAS,
-    RISE,
-    ExtremalPerturbation,
-    GradCAM,
-    Gradient,
-    NormGrad,
-    available_methods,
-    build_method,
-    get_method,
-)
-from .methods.cameras import DEFAULT_SCALES, scale_schedule
-from .models import ModelBundle, load_model
-from .viz import overlay
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
+
+# every public name, imported on first use: `import cameras` and `cameras --help` stay fast
+_EXPORTS = {
+    "CAMERAS": ".methods",
+    "DEFAULT_SCALES": ".methods.cameras",
+    "RISE": ".methods",
+    "ExtremalPerturbation": ".methods",
+    "GradCAM": ".methods",
+    "Gradient": ".methods",
+    "NormGrad": ".methods",
+    "CamerasError": ".core",
+    "Cancelled": ".core",
+    "ClassTarget": ".core",
+    "ImageError": ".core",
+    "InputError": ".core",
+    "LayerCapture": ".core",
+    "LayerError": ".core",
+    "ModelBundle": ".models",
+    "ModelError": ".core",
+    "OutputTarget": ".core",
+    "SaliencyMethod": ".core",
+    "SaliencyResult": ".core",
+    "SigmoidTarget": ".core",
+    "SoftmaxTarget": ".core",
+    "Target": ".core",
+    "available_methods": ".methods",
+    "build_method": ".methods",
+    "get_method": ".methods",
+    "load_image": ".images",
+    "load_model": ".models",
+    "normalize_maps": ".core",
+    "overlay": ".viz",
+    "preprocess": ".images",
+    "resize_maps": ".core",
+    "resolve_layer": ".core",
+    "scale_schedule": ".methods.cameras",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "CAMERAS",

@@ -56,6 +56,7 @@ def compare(
     rows = []
     # build every method first, so that a bad option fails before any slow work
     built = [[build_method(n, b, **(options or {}).get(n, {})) for n in methods] for b in bundles]
+    record["warnings"] = list(dict.fromkeys(w for m in built[0] if (w := m.convergence_warning())))
     for bundle, bundle_methods in zip(bundles, built):
         x = bundle.prepare(img, square)
         with torch.no_grad():

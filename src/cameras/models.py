@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from .core.errors import ModelError
+from .names import DEFAULT_MODEL
 
-DEFAULT_MODEL = "efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -175,7 +175,7 @@ def comparison_figure(image: np.ndarray, rows: list[dict], alpha: float = 0.5, c
     plt = pyplot()
     ncol = 1 + max(len(r["cells"]) for r in rows)
     h, w = image.shape[:2]
-    cell = 2.6
+    cell = 4.2  # inches at the 100 dpi figures are saved with: every panel at least 420 px wide
     fig, axes = plt.subplots(len(rows), ncol, figsize=(cell * ncol, cell * h / w * len(rows) + 0.6 * len(rows)),
                              squeeze=False)
     for r, row in enumerate(rows):

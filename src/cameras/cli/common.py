@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..core.errors import CamerasError
-from ..models import DEFAULT_MODEL
+from ..names import DEFAULT_MODEL
 
 
 def fail(msg: str, code: int = 2) -> None:
@@ -81,11 +81,19 @@ def check_out(path, kind: str = "folder") -> None:
 
 
 def set_threads(threads: int | None) -> None:
-    """``--threads N``: PyTorch's CPU threads for this run (None: PyTorch's default, every core)."""
+    """``--threads N``: PyTorch's CPU threads for this command (None: PyTorch's default, every core).
+
+    The previous setting comes back when the command ends, so a command run in-process
+    (e.g. through click's test runner) leaves the caller's setting alone.
+    """
     if threads is not None:
         import torch
 
+        before = torch.get_num_threads()
         torch.set_num_threads(threads)
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:
+            ctx.call_on_close(lambda: torch.set_num_threads(before))
 
 
 def parse_eps(text: str) -> float:

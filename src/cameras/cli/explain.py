@@ -100,6 +100,8 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
         bundle = load_model(model_name, weights, device=torch_device(device))
         target_ids = [bundle.class_index(t) for t in targets] or None
         m = build_method(name, bundle, **options)
+    if m.convergence_warning():
+        click.echo(f"warning: {m.convergence_warning()}", err=True)
     params = {k: v for k, v in {
         "scales": getattr(m, "scales", None), "resample": getattr(m, "resample", None),
         "square": square, "batch_size": batch_size, "device": device, "target_kind": target_kind,
@@ -172,6 +174,8 @@ def compare(image, methods, models, weights, target, target_kind, settings, squa
         if target_kind != "class":  # the class as a target of that kind (default: the top-1 of that kind)
             tid = label_target(target_kind, tid)
         record = run_compare(image, bundles, names, out_png, tid, opts, square, alpha)
+    for w in record["warnings"]:
+        click.echo(f"warning: {w}", err=True)
     for entry in record["models"]:
         for k, v in entry["methods"].items():
             if v.get("few_scales"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..models import DEFAULT_MODEL
+from ..names import DEFAULT_MODEL
 from .common import fail, main, model_option, set_threads, threads_option, torch_device, user_errors
 
 

@@ -1,25 +1,42 @@
-"""The core: safe capture of activations and gradients, shared result type, shared ops."""
+"""The core: safe capture of activations and gradients, shared result type, shared ops.
 
-from .base import SaliencyMethod, sync
-from .capture import LayerCapture
-from .errors import CamerasError, Cancelled, ImageError, InputError, LayerError, ModelError
-from .fusion import fuse_multiscale
-from .gradients import LayerGradients, layer_gradients
-from .guard import frozen_eval, unwrap_model
-from .layers import resolve_layer
-from .ops import interp_matrix, normalize_maps, resize_maps
-from .result import SaliencyResult
-from .targets import (
-    ClassTarget,
-    OutputTarget,
-    SigmoidTarget,
-    SoftmaxTarget,
-    Target,
-    as_target,
-    bind_target,
-    model_logits,
-    resolve_targets,
-)
+Names are imported on first use (see :mod:`cameras.lazy`), so importing a submodule such as
+``cameras.core.errors`` does not load torch.
+"""
+
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    "CamerasError": ".errors",
+    "Cancelled": ".errors",
+    "ClassTarget": ".targets",
+    "ImageError": ".errors",
+    "InputError": ".errors",
+    "LayerCapture": ".capture",
+    "LayerError": ".errors",
+    "LayerGradients": ".gradients",
+    "ModelError": ".errors",
+    "OutputTarget": ".targets",
+    "SaliencyMethod": ".base",
+    "SaliencyResult": ".result",
+    "SigmoidTarget": ".targets",
+    "SoftmaxTarget": ".targets",
+    "Target": ".targets",
+    "as_target": ".targets",
+    "bind_target": ".targets",
+    "frozen_eval": ".guard",
+    "fuse_multiscale": ".fusion",
+    "interp_matrix": ".ops",
+    "layer_gradients": ".gradients",
+    "model_logits": ".targets",
+    "normalize_maps": ".ops",
+    "resize_maps": ".ops",
+    "resolve_layer": ".layers",
+    "resolve_targets": ".targets",
+    "sync": ".base",
+    "unwrap_model": ".guard",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "CamerasError",

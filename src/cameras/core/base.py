@@ -118,6 +118,17 @@ class SaliencyMethod(abc.ABC):
         """
         return {k: v for k, v in self.options.items() if k not in self.neutral_options}
 
+    def convergence_warning(self) -> str | None:
+        """A warning when the settings are too small for the method to give a meaningful map, else None.
+
+        Example:
+            >>> import torchvision
+            >>> from cameras.methods import ExtremalPerturbation
+            >>> ExtremalPerturbation(torchvision.models.resnet18(), iterations=50).convergence_warning()[:40]
+            'extremal: 50 iterations are too few for'
+        """
+        return None
+
     def check_stop(self) -> None:
         """Raise :class:`Cancelled` if ``self.stop`` is set (called between steps)."""
         if self.stop is not None and self.stop.is_set():

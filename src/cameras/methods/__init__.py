@@ -1,32 +1,34 @@
-"""Registry of saliency methods (one line per method) and the one factory that builds them."""
+"""Registry of saliency methods (one line per method) and the one factory that builds them.
+
+The registry names each method's module and class; a class is imported when it is first
+used, so listing the methods (``cameras methods``) does not load torch.
+"""
 
 from __future__ import annotations
 
 import ast
 import difflib
+import importlib
 import inspect
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from ..core.base import SaliencyMethod
 from ..core.errors import InputError
-from .cameras import CAMERAS
-from .extremal import ExtremalPerturbation
-from .gradcam import GradCAM
-from .gradient import Gradient
-from .normgrad import NormGrad
-from .rise import RISE
+from ..lazy import lazy_exports
 
-_REGISTRY: dict[str, type[SaliencyMethod]] = {
-    "cameras": CAMERAS,
-    "gradcam": GradCAM,
-    "gradient": Gradient,
-    "normgrad": NormGrad,
-    "rise": RISE,
-    "extremal": ExtremalPerturbation,
+if TYPE_CHECKING:
+    from ..core.base import SaliencyMethod
+
+_REGISTRY: dict[str, str] = {  # name → "module:Class" in this package
+    "cameras": "cameras:CAMERAS",
+    "gradcam": "gradcam:GradCAM",
+    "gradient": "gradient:Gradient",
+    "normgrad": "normgrad:NormGrad",
+    "rise": "rise:RISE",
+    "extremal": "extremal:ExtremalPerturbation",
 }
+_CLASSES = {cls: f".{mod}" for mod, cls in (v.split(":") for v in _REGISTRY.values())}
+__getattr__, __dir__ = lazy_exports(__name__, _CLASSES)
 
 
 def available_methods() -> list[str]:
@@ -51,7 +53,8 @@ def method_class(name: str) -> type[SaliencyMethod]:
         close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
         hint = f" Did you mean {close[0]}?" if close else ""
         raise InputError(f"unknown method '{name}'.{hint} Available: {', '.join(_REGISTRY)}")
-    return _REGISTRY[key]
+    module, cls = _REGISTRY[key].split(":")
+    return getattr(importlib.import_module(f".{module}", __name__), cls)
 
 
 def method_names(spec: str | Iterable[str]) -> list[str]:
@@ -147,6 +150,8 @@ def build_method(name: str, model: Any, **options) -> SaliencyMethod:
         >>> build_method("cameras", torchvision.models.resnet18(), scales="224,324").scales
         [224, 324]
     """
+    from torch import nn
+
     cls = method_class(name)
     check_options(cls.name, options)
     opts: dict[str, Any] = {}

@@ -15,6 +15,10 @@ from ..core.ops import gaussian_blur
 from ..core.result import SaliencyResult
 from ..core.targets import Target, bind_target, logits_or_none
 
+# The mask's range (max − min) on chelsea with the embedded model: 0.20 after 50 iterations (nearly
+# flat, area 0.87 for 0.3 asked), 0.38 after 100, 0.65 after 200, 0.85 after 300 (the default)
+MIN_ITERATIONS = 200
+
 
 def _flat_top(d: Tensor, sigma: float) -> Tensor:
     """Radial kernel of the distance d: 1 for d ≤ σ/2, then a Gaussian fall-off."""
@@ -242,6 +246,12 @@ class ExtremalPerturbation(SaliencyMethod):
         a = pyr.gather(0, lo_i)[0]
         b = pyr.gather(0, lo_i + 1)[0]
         return a + (b - a) * frac
+
+    def convergence_warning(self) -> str | None:
+        if self.iterations < MIN_ITERATIONS:
+            return (f"extremal: {self.iterations} iterations are too few for the mask to converge (its map stays "
+                    f"nearly flat); use iterations ≥ {MIN_ITERATIONS} (300 by default, 800 in the method's paper)")
+        return None
 
     def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
         B, _, H, W = x.shape

@@ -51,6 +51,9 @@ def rise_masks(cells: Tensor, dy: Tensor, dx: Tensor, size: tuple[int, int], dev
     return up[:, 0][n, rows, cols].unsqueeze(1)  # every crop in one gather
 
 
+MIN_MASKS = 500  # with fewer, the Monte-Carlo average is visibly noisy at 224 px
+
+
 class RISE(SaliencyMethod):
     """S = Σ_i P(I ⊙ M_i) · M_i / (N·p), P the target's probability (softmax for class ids).
 
@@ -94,6 +97,12 @@ class RISE(SaliencyMethod):
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.n_masks, self.grid, self.p = n_masks, grid, float(p)
         self.batch_size, self.seed, self.progress = batch_size, int(seed), progress
+
+    def convergence_warning(self) -> str | None:
+        if self.n_masks < MIN_MASKS:
+            return (f"rise: {self.n_masks} masks give a noisy map; use n_masks ≥ {MIN_MASKS} "
+                    "(1000 by default, 6000 in the paper)")
+        return None
 
     def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
         B, C, H, W = x.shape
