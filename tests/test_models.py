@@ -1,5 +1,8 @@
 """The embedded model and the model loaders (no downloads)."""
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
@@ -63,3 +66,18 @@ def test_torchvision_and_timm_loading(tmp_path, monkeypatch):
         cameras.load_model("torchvision:resnet1", weights="random")
     with pytest.raises(ModelError, match="unknown model"):
         cameras.load_model("alexnet")
+
+
+def test_unreadable_weights_say_why(tmp_path):
+    from cameras.models import _load_state
+
+    (tmp_path / "text.pth").write_text("not weights")
+
+    torch.save({"w": torch.zeros(2), "obj": Path("x")}, tmp_path / "objects.pth")  # a non-tensor object
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "objects.pth").read_bytes()[:50])
+    for name, why in [("text.pth", "not a PyTorch checkpoint (neither a zip archive nor a pickle)"),
+                      ("objects.pth", "holds Python objects besides tensors"),
+                      ("cut.pth", "not a PyTorch checkpoint or is truncated"),
+                      ("missing.pth", "weights file not found")]:
+        with pytest.raises(ModelError, match=re.escape(why)):
+            _load_state(tmp_path / name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -200,7 +201,18 @@ def _load_state(path: str | os.PathLike) -> dict:
         else:
             state = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ModelError(f"cannot read weights file {p}: {e}") from e
+        text = str(e)
+        first = text.strip().splitlines()[0][:160] if text.strip() else type(e).__name__
+        if "Unsupported operand" in text or "invalid load key" in text:
+            why = "it is not a PyTorch checkpoint (neither a zip archive nor a pickle)"
+        elif "Weights only load failed" in text:
+            why = ("it holds Python objects besides tensors, which torch.load(weights_only=True) refuses for "
+                   "safety; save the weights alone with torch.save(model.state_dict(), path)")
+        elif isinstance(e, (pickle.UnpicklingError, EOFError, RuntimeError, ValueError)):
+            why = f"it is not a PyTorch checkpoint or is truncated ({first})"
+        else:
+            why = first
+        raise ModelError(f"cannot read weights file {p}: {why}") from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
