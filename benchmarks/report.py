@@ -77,6 +77,13 @@ def section(res):
     out += table("Per-image time, batch 8 against batch 1 (target: not higher"
                  + ("; timed in one round-robin group)" if same else ")"),
                  ["model", "CAMERAS s/image at 1", "at 8", "met", "floor s/image at 1", "at 8"], lines)
+    top = [r for r in rows if "cameras_top5" in r]
+    if top:
+        out += table("Top-5 classes of one image against its top-1 (one forward pass per scale, a backward per "
+                     "class; target ≤ 1.5×)", ["model", "batch", "top-1 s", "top-5 s", "×", "met"],
+                     [[r["model"], r["batch"], f"{r['cameras_top1']:.3f}", f"{r['cameras_top5']:.3f}",
+                       f"{r['cameras_top5'] / r['cameras_top1']:.2f}",
+                       ok(r["cameras_top5"] <= 1.5 * r["cameras_top1"])] for r in top])
     out += table("Grad-CAM against one forward pass (target ≤ 1.2×)",
                  ["model", "batch", "forward s", "Grad-CAM s", "×", "met"],
                  [[r["model"], r["batch"], f"{r['forward']:.4f}", f"{r['gradcam']:.4f}",

@@ -337,3 +337,30 @@ def test_scale_rules(resnet):
     assert cameras.CAMERAS(resnet, scales=scales, scale_rule="top5")(x, target=cls).kept_scales == [scales]
     with pytest.raises(cameras.InputError, match="scale_rule must be one of paper, top5, all"):
         cameras.CAMERAS(resnet, scale_rule="most")
+
+
+@pytest.mark.parametrize("batch_pixels", [None, 64 * 64])
+def test_explain_targets_share_passes_and_equal_separate_calls(resnet, batch_pixels):
+    """[top-1 with the rule, the class at rank 1, a given class]: one forward pass per scale, the same maps."""
+    scales = [64, 96, 128, 160]
+    x, _, kept = flipping_input(resnet, scales)
+    x = torch.cat([x, torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))])
+    cam = cameras.CAMERAS(resnet, scales=scales, batch_pixels=batch_pixels)
+    calls = []
+    hook = resnet.conv1.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        many = cam.explain_targets(x, [None, cameras.RankTarget(1), 3])
+        shared = len(calls)
+        calls.clear()
+        one = [cam(x), cam(x, target=cameras.RankTarget(1)), cam(x, target=3)]
+    finally:
+        hook.remove()
+    assert shared * 3 == len(calls)  # a third of the forward passes
+    for a, b in zip(many, one):
+        assert torch.allclose(a.maps, b.maps, atol=1e-6)
+        assert a.kept_scales == b.kept_scales and torch.equal(a.targets, b.targets)
+        assert torch.allclose(a.probs, b.probs)
+    assert many[0].kept_scales[0] == kept[0]  # the top-1 keeps the paper's rule
+    with torch.no_grad():
+        assert many[1].targets.tolist() == resnet(x).topk(2, 1).indices[:, 1].tolist()
+    assert many[1].kept_scales == [scales, scales] and many[2].targets.tolist() == [3, 3]

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from .core.base import SaliencyMethod
 from .core.errors import CamerasError
 from .core.ops import resize_maps
-from .core.targets import Target, label_target, logits_or_none
+from .core.targets import RankTarget, Target, label_target, logits_or_none
 from .images import load_image
 from .io import encode_json, encode_npy, unique_stems, write_files_atomically
 from .models import ModelBundle
@@ -99,8 +99,14 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
 
     fixed = [t if isinstance(t, Target) else as_kind(torch.full((len(batch),), t, dtype=torch.long, device=x.device))
              for t in targets or []]
-    # the first explanation's own forward pass gives the class probabilities (no extra pass)
-    results = [method(x, target=fixed[0] if fixed else (None if kind == "class" else label_target(kind)))]
+    if kind == "class":
+        # every class from one call: CAMERAS shares its forward passes among them (one per scale);
+        # without targets, the top-1 (the method's own rule) and the classes at ranks 1 … K-1
+        k = max(1, min(topk, bundle.num_classes or topk))
+        results = method.explain_targets(x, fixed or [None, *(RankTarget(r) for r in range(1, k))])
+    else:
+        # the first explanation's own forward pass gives the class probabilities (no extra pass)
+        results = [method(x, target=fixed[0] if fixed else label_target(kind))]
     pre_seconds = 0.0
     logits = results[0].logits
     if logits is None:  # a method that does not report its logits
@@ -115,8 +121,9 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
         top_p = top_i = torch.zeros(len(batch), 0)
     else:
         top_p, top_i = logits.float().softmax(1).topk(max(1, min(topk, logits.shape[1])), dim=1)
-    specs = fixed[1:] if fixed else [as_kind(top_i[:, r].contiguous()) for r in range(1, top_i.shape[1])]
-    results += [method(x, target=s) for s in specs]
+    if kind != "class":
+        specs = fixed[1:] if fixed else [as_kind(top_i[:, r].contiguous()) for r in range(1, top_i.shape[1])]
+        results += [method(x, target=s) for s in specs]
     for b, i in enumerate(batch):
         img = loaded[i][0]
         H, W = img.height, img.width

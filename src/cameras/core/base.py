@@ -7,7 +7,7 @@ import functools
 import inspect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -156,6 +156,40 @@ class SaliencyMethod(abc.ABC):
         sync(x.device)
         result.seconds = time.perf_counter() - start
         return result
+
+    @torch.inference_mode(False)
+    def explain_targets(self, x: Tensor, targets: Sequence[TargetLike]) -> list[SaliencyResult]:
+        """One result per target for the same batch, e.g. the top-1 (None) and other classes.
+
+        Methods that can share work among the targets do (CAMERAS: one forward pass per
+        scale, one backward per target); the maps equal separate calls ``method(x, t)``.
+        Each result's ``seconds`` is the call's time divided by the number of targets.
+
+        Example:
+            >>> import torch, torchvision
+            >>> from cameras.methods import CAMERAS
+            >>> cam = CAMERAS(torchvision.models.resnet18(num_classes=5), scales=[64, 96])
+            >>> [r.targets.tolist() for r in cam.explain_targets(torch.randn(1, 3, 64, 64), [2, 4])]
+            [[2], [4]]
+        """
+        x = check_batch(x).detach()
+        if x.is_inference():
+            x = x.clone()
+        if not targets:
+            raise InputError("explain_targets needs at least one target (None: each image's top-1)")
+        self._ensure_layer(x)
+        self.check_stop()
+        start = time.perf_counter()
+        with frozen_eval(self.model), torch.enable_grad():
+            results = self.explain_batch_many(x, [as_target(t, x.shape[0], x.device) for t in targets])
+        sync(x.device)
+        for r in results:
+            r.seconds = (time.perf_counter() - start) / len(results)
+        return results
+
+    def explain_batch_many(self, x: Tensor, targets: list[Target | None]) -> list[SaliencyResult]:
+        """:meth:`explain_batch` for each target; methods that can share work override it."""
+        return [self.explain_batch(x, t) for t in targets]
 
     def result(self, maps: Tensor, target: Target, probs: Tensor, logits: Tensor | None, **fields) -> SaliencyResult:
         """The :class:`SaliencyResult` of a bound ``target``: labels, probabilities, method and layer filled in."""

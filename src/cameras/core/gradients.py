@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,6 +24,8 @@ class LayerGradients:
         probs: B float32 target probabilities (``target.probability``).
         activations: per capture, the B×K×h×w activation (detached, through ``to_spatial``).
         gradients: per capture, the gradient of the summed target score, same shape.
+        more: for each further target of the same forward pass, (bound target, probs,
+            gradients per capture).
     """
 
     output: Any
@@ -32,6 +34,7 @@ class LayerGradients:
     probs: Tensor
     activations: list[Tensor]
     gradients: list[Tensor]
+    more: list[tuple[Target, Tensor, list[Tensor]]] = field(default_factory=list)
 
 
 def layer_gradients(
@@ -41,6 +44,7 @@ def layer_gradients(
     target: Target | None,
     autocast_dtype: torch.dtype | bool | None = None,
     score_scale: float = 1.0,
+    more_targets: list[Target | None] = (),
 ) -> LayerGradients:
     """Forward ``x``, bind ``target`` (None: each image's top-1), and backpropagate its score to each capture.
 
@@ -49,7 +53,8 @@ def layer_gradients(
     Run it inside the captures' ``with`` blocks. ``autocast_dtype``: a dtype runs the forward
     under autocast in it, ``False`` with autocast switched off (float32 even inside a
     caller's autocast block), None as the caller's context has it. ``score_scale``
-    multiplies the score before the backward (fp16 underflow).
+    multiplies the score before the backward (fp16 underflow). ``more_targets`` are explained
+    from the same forward pass, one backward each (``result.more``).
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.Flatten(), torch.nn.Linear(32, 3))
@@ -70,16 +75,21 @@ def layer_gradients(
         output = model(x)
     leaves = [cap.get() for cap in captures]
     acts = [cap.spatial(a) for cap, a in zip(captures, leaves)]  # checks the layout before the backward
-    target = bind_target(target, output)
-    score = target.score(output).sum()
-    if score_scale != 1.0:
-        score = score * score_scale
-    grads = torch.autograd.grad(score, leaves)
+    bound, grads = [], []
+    for i, t in enumerate([target, *more_targets]):
+        t = bind_target(t, output)
+        score = t.score(output).sum()
+        if score_scale != 1.0:
+            score = score * score_scale
+        g = torch.autograd.grad(score, leaves, retain_graph=i < len(more_targets))
+        bound.append(t)
+        grads.append([cap.spatial(gi) for cap, gi in zip(captures, g)])
     return LayerGradients(
         output=output,
-        target=target,
+        target=bound[0],
         logits=logits_or_none(output),
-        probs=target.probability(output),
+        probs=bound[0].probability(output),
         activations=[a.detach() for a in acts],
-        gradients=[cap.spatial(g) for cap, g in zip(captures, grads)],
+        gradients=grads[0],
+        more=[(t, t.probability(output), g) for t, g in zip(bound[1:], grads[1:])],
     )

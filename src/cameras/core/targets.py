@@ -263,6 +263,41 @@ class ClassTarget(_LabelTarget):
         return "class logit"
 
 
+class RankTarget(Target):
+    """The class at a rank of each image's own scores: 0 is the top-1, 1 the second, …
+
+    It binds to a :class:`ClassTarget` (the class logit) on the output it first sees, so
+    ``explain_targets(x, [None, RankTarget(1), RankTarget(2)])`` explains each image's top 3
+    from one forward pass per scale.
+
+    Example:
+        >>> RankTarget(1).bind(torch.tensor([[0.1, 0.7, 0.2]]))
+        ClassTarget([2])
+    """
+
+    is_class = True
+
+    def __init__(self, rank: int) -> None:
+        if not isinstance(rank, int) or rank < 0:
+            raise InputError(f"rank must be a non-negative integer, got {rank!r}")
+        self.rank = rank
+
+    def bind(self, output: Any) -> "ClassTarget":
+        logits = class_scores(output)
+        if self.rank >= logits.shape[1]:
+            raise InputError(f"rank {self.rank} is out of range for a model with {logits.shape[1]} classes")
+        return ClassTarget(logits.topk(self.rank + 1, dim=1).indices[:, self.rank]).bind(output)
+
+    def score(self, output: Any) -> Tensor:
+        return self.bind(output).score(output)
+
+    def describe(self) -> str:
+        return f"class at rank {self.rank}"
+
+    def __repr__(self) -> str:
+        return f"RankTarget({self.rank})"
+
+
 class SigmoidTarget(_LabelTarget):
     """Multi-label or binary models: the logit of a label, scored independently (sigmoid).
 
@@ -415,6 +450,7 @@ def resolve_targets(target, batch: int, num_classes: int | None, device: torch.d
 __all__ = [
     "ClassTarget",
     "OutputTarget",
+    "RankTarget",
     "SigmoidTarget",
     "SoftmaxTarget",
     "TARGET_KINDS",

@@ -230,20 +230,29 @@ class CAMERAS(SaliencyMethod):
             bounds.append(bounds[-1] + q + (i < r))
         return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
-    def _passes(self, x: Tensor, size: tuple[int, int], first: bool, target: Target | None, cap) -> LayerGradients:
-        """Forward and backward passes at one scale, sub-batched under the pixel budget, joined."""
+    def _passes(self, x: Tensor, size: tuple[int, int], first: bool, targets: list[Target | None],
+                cap) -> LayerGradients:
+        """Forward and backward passes at one scale, sub-batched under the pixel budget, joined.
+
+        One forward pass per sub-batch serves every target (one backward each).
+        """
         parts = []
         for sl in self.sub_batches(x.shape[0], size, x.device):
             self.check_stop()
             xt = x[sl] if first else F.interpolate(x[sl], size=size, mode=self.resample, align_corners=False)
             if self.channels_last:
                 xt = xt.contiguous(memory_format=torch.channels_last)
+            rows = [None if t is None else t.select(sl) for t in targets]
             # fp16 gradients underflow: scale the score (the normalised map is invariant to it)
-            parts.append(layer_gradients(self.model, xt, [cap], None if target is None else target.select(sl),
-                                         _AMP[self.amp], _FP16_GRAD_SCALE if self.amp == "fp16" else 1.0))
+            parts.append(layer_gradients(self.model, xt, [cap], rows[0], _AMP[self.amp],
+                                         _FP16_GRAD_SCALE if self.amp == "fp16" else 1.0, rows[1:]))
         if len(parts) == 1:
             return parts[0]
         cat = torch.cat
+        more = []
+        for k in range(len(targets) - 1):
+            ts = [p.more[k][0] for p in parts]
+            more.append((ts[0].join(ts), cat([p.more[k][1] for p in parts]), [cat([p.more[k][2][0] for p in parts])]))
         return LayerGradients(
             output=None,
             target=parts[0].target.join([p.target for p in parts]),
@@ -251,53 +260,64 @@ class CAMERAS(SaliencyMethod):
             probs=cat([p.probs for p in parts]),
             activations=[cat([p.activations[0] for p in parts])],
             gradients=[cat([p.gradients[0] for p in parts])],
+            more=more,
         )
 
     def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
+        return self.explain_batch_many(x, [target])[0]
+
+    def explain_batch_many(self, x: Tensor, targets: list[Target | None]) -> list[SaliencyResult]:
         # float32 throughout, also inside a caller's autocast block; `amp` enables it for the passes only
         with torch.autocast(x.device.type, enabled=False):
-            return self._explain(x, target)
+            return self._explain(x, list(targets))
 
-    def _explain(self, x: Tensor, target: Target | None) -> SaliencyResult:
+    def _explain(self, x: Tensor, targets: list[Target | None]) -> list[SaliencyResult]:
         B, _, H, W = x.shape
         sizes = self.scale_sizes(H, W)
         # The scale-dropping rule is defined for the top-1 class only: with a given target
         # (class ids or any other target) every scale is kept.
-        auto = target is None
+        auto = [t is None for t in targets]
         acts: list[Tensor] = []
-        grads: list[Tensor] = []
-        keep: list[Tensor] = []
+        grads: list[list[Tensor]] = [[] for _ in targets]
+        keep: list[list[Tensor]] = [[] for _ in targets]
         with self.capture() as cap:
             for t, size in enumerate(sizes):
-                g = self._passes(x, size, t == 0, target, cap)
+                g = self._passes(x, size, t == 0, targets, cap)
+                found = [(g.target, g.probs, g.gradients), *g.more]
                 if t == 0:
-                    target = g.target  # checked, or each image's top-1
-                    probs, logits0 = g.probs, g.logits
-                    kept = torch.ones(B, dtype=torch.bool, device=x.device)
-                elif auto and self.scale_rule == "paper":
-                    kept = g.logits.argmax(1) == target.ids
-                elif auto and self.scale_rule == "top5":
-                    top = g.logits.topk(min(5, g.logits.shape[1]), dim=1).indices
-                    kept = (top == target.ids[:, None]).any(1)
-                else:
-                    kept = torch.ones_like(keep[0])
+                    targets = [f[0] for f in found]  # checked, or each image's top-1
+                    probs, logits0 = [f[1] for f in found], g.logits
                 acts.append(g.activations[0])
-                grads.append(g.gradients[0])
-                keep.append(kept)
-                del g
-        keep_bt = torch.stack(keep, 1)  # B×T
-        weights = keep_bt.float() / keep_bt.sum(1, keepdim=True).float()
-        if self.fusion == "exact":
-            fused = fuse_multiscale(acts, grads, weights, (H, W), self.chunk_elements)
-        else:
-            fused = fuse_on_grid(acts, grads, weights, (H, W))
-        maps = normalize_maps(fused)
-        kept_list = keep_bt.cpu().tolist()
-        kept_scales = [[z for z, k in zip(self.scales, row) if k] for row in kept_list]
-        rule = self.scale_rule if auto else ("all (given class)" if target.is_class else "all (non-class target)")
-        return self.result(
-            maps, target, probs, logits0,
-            kept_scales=kept_scales,
-            extras={"scales": list(self.scales), "sizes": sizes, "resample": self.resample, "fusion": self.fusion,
-                    "scale_rule": rule},
-        )
+                for k, (target, (_, _, grad)) in enumerate(zip(targets, found)):
+                    if t == 0 or not auto[k] or self.scale_rule == "all":
+                        kept = torch.ones(B, dtype=torch.bool, device=x.device)
+                    elif self.scale_rule == "paper":
+                        kept = g.logits.argmax(1) == target.ids
+                    else:  # top5
+                        top = g.logits.topk(min(5, g.logits.shape[1]), dim=1).indices
+                        kept = (top == target.ids[:, None]).any(1)
+                    grads[k].append(grad[0])
+                    keep[k].append(kept)
+                del g, found
+        results = []
+        for k, target in enumerate(targets):
+            keep_bt = torch.stack(keep[k], 1)  # B×T
+            weights = keep_bt.float() / keep_bt.sum(1, keepdim=True).float()
+            if self.fusion == "exact":
+                fused = fuse_multiscale(acts, grads[k], weights, (H, W), self.chunk_elements)
+            else:
+                fused = fuse_on_grid(acts, grads[k], weights, (H, W))
+            grads[k] = None  # free this target's gradients before the next fusion
+            kept_list = keep_bt.cpu().tolist()
+            kept_scales = [[z for z, kk in zip(self.scales, row) if kk] for row in kept_list]
+            if auto[k]:
+                rule = self.scale_rule
+            else:
+                rule = "all (given class)" if target.is_class else "all (non-class target)"
+            results.append(self.result(
+                normalize_maps(fused), target, probs[k], logits0,
+                kept_scales=kept_scales,
+                extras={"scales": list(self.scales), "sizes": sizes, "resample": self.resample, "fusion": self.fusion,
+                        "scale_rule": rule},
+            ))
+        return results
