@@ -20,8 +20,8 @@ def main() -> None:
         ranks = [None, *(cameras.RankTarget(i) for i in range(1, 5))]
         t = interleaved_seconds({
             "top1": lambda x=x, cam=cam: cam.explain_targets(x, [None]),
-            "top5_shared": lambda x=x, cam=cam: cam.explain_targets(x, ranks),
-            "top5_separate": lambda x=x, cam=cam: [cam(x, target=r) for r in ranks],
+            "top5_shared": lambda x=x, cam=cam, ranks=ranks: cam.explain_targets(x, ranks),
+            "top5_separate": lambda x=x, cam=cam, ranks=ranks: [cam(x, target=r) for r in ranks],
         }, torch.device("cpu"), 3)
         print(f"{name}: top-1 {t['top1']:.2f} s, top-5 shared {t['top5_shared']:.2f} s "
               f"({t['top5_shared'] / t['top1']:.2f}×), separate {t['top5_separate']:.2f} s "

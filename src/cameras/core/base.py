@@ -124,7 +124,7 @@ class SaliencyMethod(abc.ABC):
         Example:
             >>> import torchvision
             >>> from cameras.methods import ExtremalPerturbation
-            >>> ExtremalPerturbation(torchvision.models.resnet18(), iterations=50).convergence_warning()[:40]
+            >>> ExtremalPerturbation(torchvision.models.resnet18(), iterations=50).convergence_warning()[:39]
             'extremal: 50 iterations are too few for'
         """
         return None
