@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -95,6 +96,25 @@ def experiment_options(f):
     return f
 
 
+@contextlib.contextmanager
+def experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, device, out_dir, threads):
+    """What every experiment does first: check --out, join torchrun, load the model, list the work.
+
+    Yields (the torchrun placement, the model bundle, the experiment's work items); bad input
+    inside the block becomes one error line.
+    """
+    from ..distributed import launch
+    from ..experiments import experiment_inputs
+    from ..models import load_model
+
+    with user_errors():
+        check_out(out_dir)
+    with user_errors(), launch(device) as run:
+        set_threads(threads)
+        bundle = load_model(model_name, weights, device=run.device)
+        yield run, bundle, experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
+
+
 @experiment.command("n-sensitivity")
 @experiment_options
 @click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192))
@@ -105,16 +125,10 @@ def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights
     Resumable (a rerun into the same --out skips finished images) and distributed under
     torchrun (`torchrun --nproc-per-node K -m cameras experiment n-sensitivity --data ...`).
     """
-    from ..distributed import launch
-    from ..experiments import PAPER_N, STEPS, experiment_inputs, n_sensitivity
-    from ..models import load_model
+    from ..experiments import PAPER_N, STEPS, n_sensitivity
 
-    with user_errors():
-        check_out(out_dir)
-    with user_errors(), launch(device) as run:
-        set_threads(threads)
-        bundle = load_model(model_name, weights, device=run.device)
-        work = experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
+    with experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, device, out_dir,
+                        threads) as (run, bundle, work):
         paths = list(dict.fromkeys(p for p, _, _ in work))
         mean = n_sensitivity(bundle, paths, out_dir, max_size, square, progress=progress_flag(quiet), run=run)
     if mean is None:
@@ -133,16 +147,10 @@ def interpolation_cmd(images, data_dir, fmt, mapping, limit, model_name, weights
 
     Resumable and distributed under torchrun, like n-sensitivity.
     """
-    from ..distributed import launch
-    from ..experiments import experiment_inputs, interpolation
-    from ..models import load_model
+    from ..experiments import interpolation
 
-    with user_errors():
-        check_out(out_dir)
-    with user_errors(), launch(device) as run:
-        set_threads(threads)
-        bundle = load_model(model_name, weights, device=run.device)
-        work = experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
+    with experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, device, out_dir,
+                        threads) as (run, bundle, work):
         s = interpolation(bundle, work, out_dir, square, progress=progress_flag(quiet), run=run)
     if s is None:
         return
