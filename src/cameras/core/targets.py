@@ -22,6 +22,7 @@ copies), and give the target the matching rows (:meth:`Target.select`).
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -140,7 +141,7 @@ def class_ids(target: int | Sequence[int] | Tensor, batch: int | None = None, de
     return t if device is None else t.to(device)
 
 
-class Target:
+class Target(abc.ABC):
     """A score per image, computed from the model's output.
 
     Subclasses implement :meth:`score` (differentiable, B) and may override
@@ -152,9 +153,9 @@ class Target:
 
     is_class: ClassVar[bool] = False
 
+    @abc.abstractmethod
     def score(self, output: Any) -> Tensor:
         """B scores of the target on ``output`` (differentiable)."""
-        raise NotImplementedError
 
     def __call__(self, output: Any) -> Tensor:
         return self.score(output)

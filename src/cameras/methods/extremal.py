@@ -16,7 +16,8 @@ from ..core.result import SaliencyResult
 from ..core.targets import Target, bind_target, logits_or_none
 
 # The mask's range (max − min) on chelsea with the embedded model: 0.20 after 50 iterations (nearly
-# flat, area 0.87 for 0.3 asked), 0.38 after 100, 0.65 after 200, 0.85 after 300 (the default)
+# flat, area 0.87 for 0.3 asked), 0.38 after 100, 0.65 after 200, 0.85 after 300 (the default);
+# scripts/extremal_convergence.py measures it
 MIN_ITERATIONS = 200
 
 
