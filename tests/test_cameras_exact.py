@@ -364,3 +364,32 @@ def test_explain_targets_share_passes_and_equal_separate_calls(resnet, batch_pix
     with torch.no_grad():
         assert many[1].targets.tolist() == resnet(x).topk(2, 1).indices[:, 1].tolist()
     assert many[1].kept_scales == [scales, scales] and many[2].targets.tolist() == [3, 3]
+
+
+def test_border_pad_is_the_reference_on_the_mirrored_input_cropped_back(resnet):
+    """border_pad: reflect-pad, explain the padded input, crop to the input, renormalise; the class of
+    target=None and the probabilities are those of the input as given."""
+    torch.manual_seed(5)
+    x = torch.randn(1, 3, 64, 80)
+    scales = [64, 96, 128]
+    cam = cameras.CAMERAS(resnet, scales=scales, border_pad=0.125, scale_rule="all")
+    p = cam.pad_pixels(64, 80)
+    assert p == 8
+    with torch.no_grad():
+        logits = resnet(x)
+    top1 = int(logits.argmax(1))
+    feats, head = resnet_split(resnet)
+    padded = F.pad(x, (p, p, p, p), mode="reflect")
+    want, _, _ = reference_cameras(feats, head, padded, scales, torch.tensor([top1]))
+    want = want[:, p:p + 64, p:p + 80]
+    want = (want - want.amin()) / (want.amax() - want.amin())
+    res = cam(x)
+    assert res.maps.shape == (1, 64, 80) and res.targets.tolist() == [top1]
+    assert (res.maps - want).abs().max().item() < 1e-5
+    assert torch.allclose(res.probs, logits.softmax(1)[0, top1:top1 + 1], atol=1e-6)
+    assert res.extras["border_pad_pixels"] == 8 and res.extras["sizes"][0] == (80, 96)
+    # it changes the map near the border only where zero padding mattered: not a no-op
+    assert (res.maps - cameras.CAMERAS(resnet, scales=scales, scale_rule="all")(x).maps).abs().max() > 1e-3
+    for bad in (-0.1, 0.6, "0.1"):
+        with pytest.raises(cameras.InputError, match="border_pad must be a fraction"):
+            cameras.CAMERAS(resnet, border_pad=bad)

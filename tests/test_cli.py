@@ -291,3 +291,21 @@ def test_lazy_package_names():
     assert "build_method" in dir(cameras) and cameras.metrics.map_density.__name__ == "map_density"
     with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
         cameras.nothing  # noqa: B018
+
+
+def test_border_pad_option(sample_dir, tmp_path):
+    """--border-pad reaches CAMERAS (recorded in the JSON, a different map); out of range is a usage error."""
+    img = str(sample_dir / "chelsea.jpg")
+    maps = {}
+    for pad in ("0", "0.1"):
+        out = tmp_path / pad
+        r = run(["explain", img, "--scales", "224,324", "--scale-rule", "all", "--border-pad", pad, "--out", str(out),
+                 "--quiet"])
+        assert r.exit_code == 0, r.output
+        (exp,) = json.loads((out / "chelsea.json").read_text())["explanations"]
+        assert json.loads((out / "chelsea.json").read_text())["parameters"]["method_options"]["border_pad"] == float(pad)
+        maps[pad] = np.load(out / exp["npy"])
+    assert maps["0"].shape == maps["0.1"].shape == (300, 451)
+    assert np.abs(maps["0"] - maps["0.1"]).max() > 0.05
+    r = run(["explain", img, "--border-pad", "0.7", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "0.7 is not in the range 0<=x<=0.5" in r.output

@@ -41,6 +41,9 @@ from .common import (
               help="CAMERAS: largest size with --steps.")
 @click.option("--scale-rule", default="paper", show_default=True, type=click.Choice(["paper", "top5", "all"]),
               help="CAMERAS: which scales a map of the top-1 uses: top-1 agrees (paper), class in the top 5, all.")
+@click.option("--border-pad", default=0.0, show_default=True, type=click.FloatRange(0, 0.5),
+              help="CAMERAS: mirror this fraction of the shorter side around the image and crop the map back "
+                   "(removes the dark band along the border at large scales; costs more pixels).")
 @click.option("--resample", default="bicubic", show_default=True, type=click.Choice(["bicubic", "bilinear"]),
               help="CAMERAS: image resampling between scales.")
 @click.option("--square", is_flag=True, help="Resize images to a square instead of keeping the aspect ratio.")
@@ -61,7 +64,7 @@ from .common import (
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def explain(images, model_name, weights, method, targets, target_kind, topk, layer, scales, steps, max_size, scale_rule,
-            resample, square, device, batch_size, alpha, cmap, fade, plain, out_dir, settings, recursive, threads,
+            border_pad, resample, square, device, batch_size, alpha, cmap, fade, plain, out_dir, settings, recursive, threads,
             quiet) -> None:
     """Explain IMAGE files (or folders of images) and write overlays, maps and JSON.
 
@@ -96,6 +99,7 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
             options.update(dict(steps=steps, max_size=max_size) if steps is not None else dict(scales=scales))
             options["resample"] = resample
             options["scale_rule"] = scale_rule
+            options["border_pad"] = border_pad
         options.update(extra)
         bundle = load_model(model_name, weights, device=torch_device(device))
         target_ids = [bundle.class_index(t) for t in targets] or None

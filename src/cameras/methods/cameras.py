@@ -16,7 +16,7 @@ from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale, fuse_on_grid
 from ..core.gradients import LayerGradients, layer_gradients
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
-from ..core.targets import Target
+from ..core.targets import Target, bind_target, logits_or_none
 
 DEFAULT_SCALES: tuple[int, ...] = tuple(range(224, 1000, 100))  # 224, 324, ..., 924
 # batch_pixels="auto": on a CPU, one forward pass over a large batch ran slower per image
@@ -129,6 +129,14 @@ class CAMERAS(SaliencyMethod):
             ``"paper"`` (default) keeps a scale when its top-1 is that class, ``"top5"`` while
             the class stays in the scale's top 5, ``"all"`` every scale. With a given target
             every scale is kept whatever the rule.
+        border_pad: 0 (default) or a fraction in (0, 0.5] of the input's shorter side: the
+            input is first extended on every side by that many pixels, mirrored (reflect
+            padding), explained as a whole at every scale (the scale rule also looks at the
+            padded image; the class of ``target=None`` and the reported probabilities come
+            from the input as given), and the map is cropped back to the input and min-max
+            normalised again. At large scales the layer's zero padding darkens a band a few pixels wide
+            along the image border; mirroring moves that band outside the cropped map. It costs
+            (1 + 2·border_pad)² the pixels.
 
     Call: ``CAMERAS(model)(x, target=None)`` with x of shape B×C×H×W returns a
     :class:`~cameras.SaliencyResult` whose ``maps`` are B×H×W in [0, 1] and
@@ -168,8 +176,12 @@ class CAMERAS(SaliencyMethod):
         batch_pixels: int | str | None = "auto",
         to_spatial: Callable[[Tensor], Tensor] | None = None,
         scale_rule: str = "paper",
+        border_pad: float = 0.0,
     ) -> None:
         super().__init__(model, layer, to_spatial)
+        if not (isinstance(border_pad, (int, float)) and 0 <= border_pad <= 0.5):
+            raise InputError(f"border_pad must be a fraction of the shorter side in [0, 0.5], got {border_pad!r}")
+        self.border_pad = float(border_pad)
         if scale_rule not in SCALE_RULES:
             raise InputError(f"scale_rule must be one of {', '.join(SCALE_RULES)}, got {scale_rule!r}")
         self.scale_rule = scale_rule
@@ -271,12 +283,39 @@ class CAMERAS(SaliencyMethod):
         with torch.autocast(x.device.type, enabled=False):
             return self._explain(x, list(targets))
 
+    def pad_pixels(self, height: int, width: int) -> int:
+        """Pixels of mirrored border added on every side of an H×W input (``border_pad``).
+
+        Example:
+            >>> import torchvision
+            >>> CAMERAS(torchvision.models.resnet18(), border_pad=0.1).pad_pixels(224, 300)
+            22
+        """
+        return min(round(self.border_pad * min(height, width)), height - 1, width - 1)
+
     def _explain(self, x: Tensor, targets: list[Target | None]) -> list[SaliencyResult]:
+        H, W = x.shape[2:]
+        p = self.pad_pixels(H, W)
+        if p == 0:
+            return self._explain_padded(x, targets, 0)
+        # the class (top-1 without a target) and its probability come from the image as given
+        with torch.no_grad():
+            out = self.model(x)
+        bound = [bind_target(t, out) for t in targets]
+        results = self._explain_padded(F.pad(x, (p, p, p, p), mode="reflect"), bound, p, [t is None for t in targets])
+        for r, t in zip(results, bound):
+            r.maps = normalize_maps(r.maps[:, p:p + H, p:p + W].contiguous())
+            r.probs, r.logits = t.probability(out).detach().float(), logits_or_none(out)
+        return results
+
+    def _explain_padded(self, x: Tensor, targets: list[Target | None], pad: int,
+                        auto: list[bool] | None = None) -> list[SaliencyResult]:
         B, _, H, W = x.shape
         sizes = self.scale_sizes(H, W)
         # The scale-dropping rule is defined for the top-1 class only: with a given target
         # (class ids or any other target) every scale is kept.
-        auto = [t is None for t in targets]
+        if auto is None:
+            auto = [t is None for t in targets]
         acts: list[Tensor] = []
         grads: list[list[Tensor]] = [[] for _ in targets]
         keep: list[list[Tensor]] = [[] for _ in targets]
@@ -318,6 +357,6 @@ class CAMERAS(SaliencyMethod):
                 normalize_maps(fused), target, probs[k], logits0,
                 kept_scales=kept_scales,
                 extras={"scales": list(self.scales), "sizes": sizes, "resample": self.resample, "fusion": self.fusion,
-                        "scale_rule": rule},
+                        "scale_rule": rule, "border_pad_pixels": pad},
             ))
         return results
