@@ -56,18 +56,36 @@ def test_explain_two_classes_matches_the_library(explorer, sample_dir):
     assert first == "285" and len(choices) == 1000 and choices[0][0].startswith("285 · Egyptian cat (")
     assert len({v for _, v in choices}) == 1000
     exps = list(explorer.explain(img, "efficientnet_lite0", ["cameras", "gradcam"], [285, 281], [224, 288]))
-    assert [(e.method, e.cls) for e in exps] == [("cameras", 285), ("cameras", 281), ("gradcam", 285), ("gradcam", 281)]
-    assert exps[0].kept_scales == [224, 288] and exps[2].kept_scales is None
+    # methods outermost, fastest first
+    assert [(e.method, e.cls) for e in exps] == [("gradcam", 285), ("gradcam", 281), ("cameras", 285), ("cameras", 281)]
+    assert exps[2].kept_scales == [224, 288] and exps[0].kept_scales is None
     assert all(e.saliency.shape == (300, 451) and e.saliency.dtype == np.float32 for e in exps)
-    assert np.abs(exps[0].saliency - exps[1].saliency).max() > 0.1  # two classes, two maps
+    assert np.abs(exps[2].saliency - exps[3].saliency).max() > 0.1  # two classes, two maps
     b = explorer.bundle("efficientnet_lite0")
     x = cameras.preprocess(img, b.input_size, b.mean, b.std)
     want = cameras.CAMERAS(b.model, layer=b.layer, scales=[224, 288])(x, target=285).maps
     want = cameras.resize_maps(want, (300, 451))[0].clamp(0, 1).numpy()
-    assert np.abs(exps[0].saliency - want).max() < 1e-5
+    assert np.abs(exps[2].saliency - want).max() < 1e-5
     shown = render(img, exps, 0.3)
-    assert len(shown) == 4 and shown[1][1] == "cameras · tabby (281)" and shown[0][0].size == (451, 300)
+    assert len(shown) == 4 and shown[3][1] == "cameras · tabby (281)" and shown[0][0].size == (451, 300)
+    # as `cameras explain` draws them: saliency near zero leaves the photo untinted
+    zero = exps[2].saliency < 1e-3
+    assert zero.any() and np.array_equal(np.asarray(shown[2][0])[zero], np.asarray(img)[zero])
+    assert not np.array_equal(np.asarray(shown[2][0])[~zero], np.asarray(img)[~zero])
     assert "224, 288" in details_markdown(exps) and "| gradcam | 281 · tabby |" in details_markdown(exps)
+
+
+def test_class_search_finds_names_parts_and_near_misses(explorer):
+    ids, msg = explorer.find_classes("efficientnet_lite0", "espressso")
+    assert ids[0] == 967 and msg.startswith("no class is called 'espressso'; closest: 967 · espresso")
+    ids, msg = explorer.find_classes("efficientnet_lite0", "Egyptian cat")
+    assert ids == [285] and msg == "1 class match 'Egyptian cat': 285 · Egyptian cat"
+    ids, msg = explorer.find_classes("efficientnet_lite0", "cat")  # a whole word in several names
+    assert {281, 282, 285} <= set(ids) and msg.startswith(f"{len(ids)} classes match 'cat': ")
+    ids, _ = explorer.find_classes("efficientnet_lite0", "spress")  # any substring
+    assert 967 in ids and 550 in ids
+    assert explorer.find_classes("efficientnet_lite0", "zzzzqqq") == ([], "no class name resembles 'zzzzqqq'")
+    assert explorer.find_classes("efficientnet_lite0", "967") == ([967], "class 967 is espresso")
 
 
 def test_downloads_are_the_maps(explorer, sample_dir, tmp_path):

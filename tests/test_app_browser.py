@@ -84,11 +84,23 @@ def upload(page, path):
     page.locator("#upload input[type=file]").set_input_files(str(path))
 
 
+def choose_methods(page, names):
+    """Tick exactly these methods."""
+    for label in page.locator("#methods label").all():
+        if label.locator("input").is_checked() != (label.inner_text().strip() in names):
+            label.click()
+
+
+def image_bytes(page, i):
+    return page.request.get(page.locator("#overlays img").nth(i).get_attribute("src")).body()
+
+
 def test_two_classes_give_two_different_overlays(page, sample_dir):
     upload(page, sample_dir / "chelsea.jpg")
     assert "top class 285 · Egyptian cat" in status_has(page, "top class")
+    assert page.locator("#preview img").count() == 1 and page.locator("#upload img").count() == 0  # one preview
     page.locator("#classes input").click()
-    page.keyboard.type("tabby")  # search by name
+    page.keyboard.type("tabby")  # filter by name
     page.locator("[role=option]", has_text="281 · tabby").first.click()
     page.keyboard.press("Escape")
     page.locator("#scales textarea, #scales input").first.fill("224,324,424,524")
@@ -96,8 +108,7 @@ def test_two_classes_give_two_different_overlays(page, sample_dir):
     assert "Done: 2 maps" in status_has(page, "Done")
     imgs = page.locator("#overlays img")
     assert imgs.count() == 2
-    pics = [np.asarray(Image.open(io.BytesIO(page.request.get(imgs.nth(i).get_attribute("src")).body())).convert("RGB"))
-            for i in range(2)]
+    pics = [np.asarray(Image.open(io.BytesIO(image_bytes(page, i))).convert("RGB")) for i in range(2)]
     assert pics[0].shape == pics[1].shape == (300, 451, 3)
     assert np.abs(pics[0].astype(int) - pics[1].astype(int)).mean() > 3  # the two classes' maps differ
     details = page.locator("#details").inner_text()
@@ -108,27 +119,74 @@ def test_two_classes_give_two_different_overlays(page, sample_dir):
     shot = page.screenshot(full_page=True)
     if os.environ.get("CAMERAS_APP_SCREENSHOT"):
         Path(os.environ["CAMERAS_APP_SCREENSHOT"]).write_bytes(shot)
-    # the opacity slider re-draws the same maps without recomputing them
-    before = page.request.get(imgs.nth(0).get_attribute("src")).body()
+    # the opacity slider re-draws the same maps without recomputing them: by dragging…
+    before = imgs.nth(0).get_attribute("src")
     box = page.locator("#alpha input[type=range]").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.95, box["y"] + box["height"] / 2)
-    page.wait_for_function("(b) => document.querySelector('#overlays img').src !== b",
-                           arg=imgs.nth(0).get_attribute("src"))
-    after = page.request.get(page.locator("#overlays img").nth(0).get_attribute("src")).body()
-    assert before != after and "Done: 2 maps" in page.locator("#status").inner_text()
+    page.wait_for_function("(b) => document.querySelector('#overlays img').src !== b", arg=before)
+    assert "Done: 2 maps" in page.locator("#status").inner_text()
+    # …or by typing a value and pressing Enter
+    before, before_px = imgs.nth(0).get_attribute("src"), image_bytes(page, 0)
+    number = page.locator("#alpha input[type=number]")
+    number.fill("0.2")
+    number.press("Enter")
+    page.wait_for_function("(b) => document.querySelector('#overlays img').src !== b", arg=before)
+    assert image_bytes(page, 0) != before_px and "Done: 2 maps" in page.locator("#status").inner_text()
+
+
+def test_grid_of_methods_by_classes_whole_images_captions_and_bad_values(page, sample_dir):
+    """Rows are methods (fastest first), columns classes; every image whole, inside the page, captioned; a bad
+    value gives a red error and keeps the maps; the class search adds near misses."""
+    upload(page, sample_dir / "coffee.png")
+    status_has(page, "top class 967")
+    page.locator("#class-search textarea, #class-search input").first.fill("cupp")
+    page.keyboard.press("Enter")
+    assert "Added 968 · cup (no class is called 'cupp'" in status_has(page, "Added")
+    assert page.locator("#classes .token").count() == 2
+    choose_methods(page, ["cameras", "gradcam"])
+    page.locator("#scales textarea, #scales input").first.fill("224,324")
+    page.locator("#run").click()
+    assert "Done: 4 maps" in status_has(page, "Done")
+    layout = page.evaluate("""() => {
+        const wrap = document.querySelector('#overlays .grid-wrap').getBoundingClientRect();
+        return [...document.querySelectorAll('#overlays .thumbnail-item')].map(t => {
+            const img = t.querySelector('img'), b = img.getBoundingClientRect();
+            const cap = t.querySelector('.caption-label'), c = cap.getBoundingClientRect();
+            return {caption: cap.innerText, ratio: img.naturalWidth / img.naturalHeight, shown: b.width / b.height,
+                    left: b.left, top: b.top, inside: b.top >= wrap.top - 1 && b.bottom <= wrap.bottom + 1,
+                    captionBelow: c.top >= b.bottom - 1 && c.height > 0};
+        });
+    }""")
+    assert [t["caption"] for t in layout] == ["gradcam · espresso (967)", "gradcam · cup (968)",
+                                             "cameras · espresso (967)", "cameras · cup (968)"]
+    assert all(abs(t["shown"] - 1.5) < 0.02 and abs(t["ratio"] - 1.5) < 1e-6 for t in layout)  # 600×400, uncropped
+    assert all(t["inside"] and t["captionBelow"] for t in layout)
+    assert layout[0]["top"] == layout[1]["top"] < layout[2]["top"] == layout[3]["top"]  # 2 rows
+    assert layout[0]["left"] == layout[2]["left"] < layout[1]["left"] == layout[3]["left"]  # 2 columns
+    shown = [image_bytes(page, i) for i in range(4)]
+    page.locator("#scales textarea, #scales input").first.fill("900,224")
+    page.locator("#run").click()
+    text = status_has(page, "Error")
+    assert "scales must be strictly increasing, got [900, 224] (the maps below are from the previous run)" in text
+    color = page.evaluate("getComputedStyle(document.querySelector('#status .cameras-error')).backgroundColor")
+    assert color == "rgb(253, 236, 234)"  # a red box, unlike the plain status line
+    assert [image_bytes(page, i) for i in range(4)] == shown  # the same overlays
+    assert page.locator("#details tr").count() == 5  # the table of the previous run is still there
 
 
 def test_slow_method_shows_progress_and_cancels(page, sample_dir):
     upload(page, sample_dir / "coffee.png")
     status_has(page, "top class 967")
-    for name in ("cameras", "rise"):  # cameras off, rise on
-        page.locator("#methods label", has_text=name).click()
+    choose_methods(page, ["rise"])
     page.locator("#run").click()
     page.wait_for_function("document.querySelector('#overlays').innerText.includes('RISE masks')")
+    # one progress display, on the overlays
+    trackers = page.evaluate("""() => [...document.querySelectorAll('[data-testid=status-tracker]')]
+        .filter(t => !t.classList.contains('hide') && t.innerText.trim()).map(t => t.closest('[id]').id)""")
+    assert trackers == ["overlays"]
     page.locator("#cancel").click()
     assert "Cancelled after 0 of 1 maps" in status_has(page, "Cancelled")
-    page.locator("#methods label", has_text="rise").click()
-    page.locator("#methods label", has_text="gradcam").click()
+    choose_methods(page, ["gradcam"])
     page.locator("#run").click()  # the app is free again at once
     assert "Done: 1 map in" in status_has(page, "Done")
 
@@ -145,14 +203,15 @@ def test_bad_uploads_get_a_message(page, tmp_path):
     assert page.locator("#classes .token").count() == 0  # nothing left from the bad upload
 
 
-def test_sample_button_loads_a_photo(page):
-    (page.locator("#upload button[aria-label=Clear]").click()
-     if page.locator("#upload button[aria-label=Clear]").count() else None)
-    page.locator("#use-sample").click()  # the default sample, chelsea
+def test_picking_a_sample_loads_it_at_once(page):
+    page.locator("#sample input").click()
+    page.locator("[role=option]", has_text="coffee").first.click()
+    assert "coffee.jpg: 600×400; top class 967 · espresso" in status_has(page, "coffee.jpg: 600")
+    page.locator("#sample input").click()
+    page.locator("[role=option]", has_text="chelsea").first.click()
     assert "chelsea.jpg: 451×300; top class 285 · Egyptian cat" in status_has(page, "chelsea.jpg: 451")
     assert page.locator("#classes .token").count() == 1
-    if not page.locator("#methods label", has_text="cameras").locator("input").is_checked():
-        page.locator("#methods label", has_text="cameras").click()
+    choose_methods(page, ["cameras"])
     page.locator("#scales textarea, #scales input").first.fill("224,5000")
     page.locator("#run").click()
     assert "CAMERAS scales go up to 2048 here (got 5000)" in status_has(page, "Error")

@@ -7,6 +7,7 @@ own); :func:`build_app` lays the page out over it. Gradio is an optional extra:
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import tempfile
@@ -25,11 +26,11 @@ from .core.ops import resize_maps
 from .core.targets import Target, class_scores
 from .images import load_image
 from .io import encode_npy, write_files_atomically
-from .methods import available_methods, build_method, method_class
+from .methods import available_methods, build_method, fastest_first, method_class
 from .methods.cameras import DEFAULT_SCALES as CAMERAS_SCALES
-from .methods.cameras import parse_scales
+from .methods.cameras import check_scales, parse_scales
 from .models import ModelBundle, load_model
-from .viz import encode_png, overlay
+from .viz import DEFAULT_FADE, encode_png, overlay
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
@@ -87,7 +88,7 @@ def _size(n: int) -> str:
 
 
 def parse_scale_text(text: str, max_scale: int = MAX_SCALE) -> list[int]:
-    """``"224, 324,424"`` → [224, 324, 424], or a clear error (sizes up to ``max_scale``).
+    """``"224, 324,424"`` → [224, 324, 424], or a clear error (increasing sizes from 8 up to ``max_scale``).
 
     Example:
         >>> parse_scale_text("224, 448")
@@ -96,6 +97,7 @@ def parse_scale_text(text: str, max_scale: int = MAX_SCALE) -> list[int]:
     vals = parse_scales(str(text))
     if not vals:
         raise InputError("give at least one CAMERAS scale, like 224,324,424")
+    vals = check_scales(vals)
     if max(vals) > max_scale:
         raise InputError(f"CAMERAS scales go up to {max_scale} here (got {max(vals)}); "
                          "larger inputs would not fit in memory")
@@ -174,9 +176,33 @@ class Explorer:
         choices += [(f"{c} · {b.class_name(c)}", str(c)) for c in range(b.num_classes) if c not in seen]
         return choices, str(top[0][0])
 
+    def find_classes(self, model: str, query: str) -> tuple[list[int], str]:
+        """Class ids matching ``query`` (best first) and a sentence saying how they matched.
+
+        Exact names and synonyms first, then names containing it, then near misses in spelling.
+
+        Example:
+            >>> Explorer(["efficientnet_lite0"]).find_classes("efficientnet_lite0", "espressso")[1]
+            "no class is called 'espressso'; closest: 967 · espresso, 894 · wardrobe, 550 · espresso maker"
+        """
+        b = self.bundle(model)
+        text = str(query).strip()
+        if not text:
+            return [], "type part of a class name, e.g. espresso"
+        if text.isdigit() and int(text) < b.num_classes:
+            return [int(text)], f"class {text} is {b.class_name(int(text))}"
+        kind, ids = b.match_classes(text)
+        named = ", ".join(f"{i} · {b.class_name(i)}" for i in ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8
+                                                                        else "")
+        if kind == "none":
+            return [], f"no class name resembles '{text}'"
+        if kind == "near":
+            return ids, f"no class is called '{text}'; closest: {named}"
+        return ids, f"{len(ids)} class{'es' if len(ids) > 1 else ''} match '{text}': {named}"
+
     def explain(self, img: Image.Image, model: str, methods: list[str], classes: list[int | Target],
                 scales: list[int] | None = None) -> Iterator[Explanation]:
-        """Yield one :class:`Explanation` per (method, class), methods outermost.
+        """Yield one :class:`Explanation` per (method, class): methods outermost, fastest first.
 
         ``classes`` holds class ids or targets of :mod:`cameras.targets` (e.g. a
         ``SigmoidTarget`` for a multi-label model).
@@ -196,7 +222,7 @@ class Explorer:
         with torch.no_grad():
             top1 = int(class_scores(b.model(x)).argmax(1)[0])
         H, W = img.height, img.width
-        for m in methods:
+        for m in fastest_first(list(methods)):
             method = build_method(m, b, **({"scales": scales} if method_class(m).name == "cameras" and scales else {}))
             method.stop = self.stop
             for c in classes:
@@ -214,7 +240,7 @@ class Explorer:
 def render(img: Image.Image, explanations: list[Explanation], alpha: float) -> list[tuple[Image.Image, str]]:
     """Overlays (PIL images with captions) for a gallery, at opacity ``alpha`` in [0, 1]."""
     rgb = np.asarray(img)
-    return [(Image.fromarray(overlay(rgb, e.saliency, float(alpha))), e.label) for e in explanations]
+    return [(Image.fromarray(overlay(rgb, e.saliency, float(alpha), fade=DEFAULT_FADE)), e.label) for e in explanations]
 
 
 def details_markdown(explanations: list[Explanation]) -> str:
@@ -242,13 +268,37 @@ def write_downloads(out_dir: Path, stem: str, img: Image.Image, explanations: li
     for e in explanations:
         if maps:
             files[out_dir / f"{stem}.{e.stem}.npy"] = encode_npy(e.saliency)
-        files[out_dir / f"{stem}.{e.stem}.png"] = encode_png(overlay(rgb, e.saliency, float(alpha)))
+        files[out_dir / f"{stem}.{e.stem}.png"] = encode_png(overlay(rgb, e.saliency, float(alpha), fade=DEFAULT_FADE))
     write_files_atomically(files)
     return [str(p) for p in files]
 
 
-def _status(text: str, error: bool = False) -> str:
-    return f"**Error:** {text}" if error else text
+ERROR_STYLE = ("color:#7f0000;background:#fdecea;border:1px solid #e57373;border-left:6px solid #c62828;"
+               "padding:8px 12px;border-radius:6px;font-weight:600")
+# the overlays grid grows with its rows (no inner scrolling), cells keep each image's aspect ratio and
+# captions sit below the image, not over it
+PAGE_CSS = """
+#overlays .grid-wrap { height: auto !important; max-height: none !important; overflow: visible !important; }
+#overlays .thumbnail-item { aspect-ratio: auto !important; height: auto !important; flex-direction: column; }
+#overlays .thumbnail-item img { height: auto !important; width: 100% !important; object-fit: contain; }
+#overlays .caption-label { position: static !important; max-width: 100% !important; white-space: normal; }
+"""
+SAMPLES = ("chelsea", "coffee", "astronaut", "rocket")  # scikit-image's bundled photos offered on the page
+
+
+def status_html(text: str, error: bool = False) -> str:
+    """The page's status line as HTML: plain text, or an error in a red box that stands out.
+
+    Example:
+        >>> status_html("224 < 324")
+        '<div class="cameras-status">224 &lt; 324</div>'
+        >>> status_html("bad", error=True).count("Error:")
+        1
+    """
+    body = html.escape(str(text))
+    if error:
+        return f'<div class="cameras-status cameras-error" role="alert" style="{ERROR_STYLE}">Error: {body}</div>'
+    return f'<div class="cameras-status">{body}</div>'
 
 
 def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS,
@@ -269,33 +319,51 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
     from skimage import data
 
     sample_files = {}
-    for name in ("chelsea", "coffee"):
+    for name in SAMPLES:
         sample_files[name] = samples / f"{name}.jpg"
         if not sample_files[name].exists():
             Image.fromarray(getattr(data, name)()).save(sample_files[name], quality=95)
+    keep = gr.update()  # an output left as it is
 
     def on_upload(path, model):
         """New file: check it, show it, list its classes; results of the previous image go."""
         cleared = ([], "", None)
+        no_classes = gr.update(choices=[], value=[])
         if not path:
-            return None, gr.update(choices=[], value=[]), _status("Upload an image or pick a sample."), None, *cleared
+            return None, no_classes, status_html("Upload an image or pick a sample."), None, *cleared
         try:
             img = check_upload(path, max_bytes, max_pixels)
             choices, top = explorer.class_choices(img, model)
         except (CamerasError, RuntimeError) as e:
-            return None, gr.update(choices=[], value=[]), _status(str(e), error=True), None, *cleared
+            return None, no_classes, status_html(str(e), error=True), None, *cleared
         state = {"path": str(path), "stem": Path(path).stem, "explanations": []}
         return (img, gr.update(choices=choices, value=[top]),
-                _status(f"{Path(path).name}: {img.width}×{img.height}; top class {choices[0][0]}. "
-                        "Choose methods and classes, then Explain."),
+                status_html(f"{Path(path).name}: {img.width}×{img.height}; top class {choices[0][0]}. "
+                            "Choose methods and classes, then Explain."),
                 state, *cleared)
 
     def on_sample(name):
+        """Picking a sample loads it at once (a fresh copy, so the upload box changes)."""
+        if not name:
+            return keep
         src = sample_files[name]
         dst = work / f"upload-{time.time_ns()}" / src.name
         dst.parent.mkdir()
         shutil.copyfile(src, dst)
         return str(dst)
+
+    def on_find(state, model, query, chosen):
+        """Add the best match of a class search to the chosen classes; say what else matched."""
+        if not state:
+            return keep, status_html("Upload an image or pick a sample first.", error=True)
+        ids, message = explorer.find_classes(model, query)
+        if not ids:
+            return keep, status_html(message, error=True)
+        chosen = [str(c) for c in chosen or []]
+        if str(ids[0]) not in chosen:
+            chosen.append(str(ids[0]))
+        name = explorer.bundle(model).class_name(ids[0])
+        return gr.update(value=chosen), status_html(f"Added {ids[0]} · {name} ({message}).")
 
     def downloads_for(state, img, done, alpha):
         """Download paths: the .npy maps of this run (written once, kept in ``state["npy"]``) and
@@ -313,41 +381,49 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
     # Gradio finds its progress tracker by this default argument, so the call in the default is required
     def on_run(state, model, methods, classes, scales_text, alpha, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         if not state:
-            yield gr.update(), "", None, _status("Upload an image or pick a sample first.", error=True), state
+            yield keep, keep, keep, status_html("Upload an image or pick a sample first.", error=True), state
+            return
+        # every input is checked before anything is cleared: a bad value keeps the previous maps
+        try:
+            img = check_upload(state["path"], max_bytes, max_pixels)
+            methods = fastest_first(list(methods or []))
+            ids = [int(c) for c in classes or []]
+            if not methods:
+                raise InputError("choose at least one method")
+            if not ids:
+                raise InputError("choose at least one class")
+            scales = parse_scale_text(scales_text) if "cameras" in methods else None
+        except (CamerasError, RuntimeError) as e:
+            kept = " (the maps below are from the previous run)" if state.get("explanations") else ""
+            yield keep, keep, keep, status_html(f"{e}{kept}", error=True), state
             return
         explorer.stop.clear()
         done: list[Explanation] = []
-        total = 0
-        img = None
+        total = len(methods) * len(ids)
         error = False
+        progress((0, total), desc="starting")
+        # one row per method (fastest first), one column per class
+        yield (gr.update(value=[], columns=min(len(ids), TOP_K)), "", None,
+               status_html(f"Explaining: 0 of {total} maps…"), dict(state, explanations=[]))
         try:
-            img = check_upload(state["path"], max_bytes, max_pixels)
-            scales = parse_scale_text(scales_text) if "cameras" in (methods or []) else None
-            ids = [int(c) for c in classes or []]
-            total = len(methods or []) * len(ids)
-            progress((0, max(total, 1)), desc="starting")
-            yield [], "", None, _status(f"Explaining: 0 of {total} maps…"), dict(state, explanations=[])
-            for e in explorer.explain(img, model, list(methods or []), ids, scales):
+            for e in explorer.explain(img, model, methods, ids, scales):
                 done.append(e)
                 progress((len(done), total), desc=f"{e.label} done")
                 yield (render(img, done, alpha), details_markdown(done), None,
-                       _status(f"Explaining: {len(done)} of {total} maps…"), dict(state, explanations=done))
+                       status_html(f"Explaining: {len(done)} of {total} maps…"), dict(state, explanations=done))
             message = f"Done: {len(done)} map{'s' if len(done) != 1 else ''} in {sum(e.seconds for e in done):.1f} s."
         except Cancelled:
             message = f"Cancelled after {len(done)} of {total} maps."
-        except (CamerasError, RuntimeError) as e:  # bad input, or e.g. out of memory: say so, keep what is done
+        except (CamerasError, RuntimeError) as e:  # e.g. out of memory: say so, keep what is done
             message, error = str(e), True
         state = dict(state, explanations=done, npy=[])
-        if img is None:
-            yield gr.update(), gr.update(), None, _status(message, error=True), state
-            return
         files, state["npy"] = downloads_for(state, img, done, alpha)
-        yield render(img, done, alpha), details_markdown(done), files, _status(message, error=error), state
+        yield render(img, done, alpha), details_markdown(done), files, status_html(message, error=error), state
 
     def on_alpha(state, alpha):
         """Redraw the overlays (and their .png downloads) at another opacity; maps are not recomputed."""
         if not state or not state.get("explanations"):
-            return gr.update(), gr.update()
+            return keep, keep
         img = check_upload(state["path"], max_bytes, max_pixels)
         done = state["explanations"]
         return render(img, done, alpha), downloads_for(state, img, done, alpha)[0]
@@ -355,41 +431,48 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
     with gr.Blocks(title="cameras: saliency maps") as demo:
         gr.Markdown("## cameras — high-resolution saliency maps\nUpload an image (or pick a sample), choose "
                     "methods and classes, and compare the maps. Everything runs on this machine.")
+        gr.HTML(f"<style>{PAGE_CSS}</style>", elem_id="page-style", padding=False)
         state = gr.State(None)
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label=f"Image (≤ {_size(max_bytes)}, ≤ {max_pixels / 1e6:g} MP)",
                                  type="filepath", elem_id="upload")
-                with gr.Row():
-                    sample = gr.Dropdown(list(sample_files), value="chelsea", label="Sample", elem_id="sample")
-                    sample_btn = gr.Button("Use sample", elem_id="use-sample")
-                preview = gr.Image(label="Image", interactive=False, elem_id="preview", height=220)
+                sample = gr.Dropdown(list(sample_files), value=None, label="…or pick a sample photo",
+                                     elem_id="sample")
+                preview = gr.Image(label="Image", interactive=False, elem_id="preview", height=220,
+                                   buttons=[])
             with gr.Column(scale=1):
                 model = gr.Dropdown(list(models), value=models[0], label="Model", elem_id="model")
-                methods = gr.CheckboxGroup(available_methods(), value=["cameras"], label="Methods", elem_id="methods")
-                classes = gr.Dropdown([], multiselect=True, label="Classes (top 5 first; type to search by name)",
+                methods = gr.CheckboxGroup(fastest_first(available_methods()), value=["cameras"],
+                                           label="Methods (run fastest first)", elem_id="methods")
+                classes = gr.Dropdown([], multiselect=True, label="Classes (top 5 first; type to filter by name)",
                                       elem_id="classes", filterable=True)
+                find = gr.Textbox(label="Find a class (Enter adds the best match; near misses too)",
+                                  placeholder="e.g. espresso", elem_id="class-search")
                 scales = gr.Textbox(DEFAULT_SCALES, label="CAMERAS scales (sizes ζ₀ < ζ₁ < …)", elem_id="scales")
                 with gr.Row():
                     run_btn = gr.Button("Explain", variant="primary", elem_id="run")
                     cancel_btn = gr.Button("Cancel", elem_id="cancel")
-        status = gr.Markdown("Upload an image or pick a sample.", elem_id="status")
-        alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity", elem_id="alpha")
-        gallery = gr.Gallery(label="Overlays", columns=3, height="auto", format="png", object_fit="contain",
-                             elem_id="overlays")
+        status = gr.HTML(status_html("Upload an image or pick a sample."), elem_id="status")
+        alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity (drag, or type and press Enter)",
+                          elem_id="alpha")
+        gallery = gr.Gallery(label="Overlays: one row per method, one column per class", columns=TOP_K,
+                             format="png", object_fit="contain", allow_preview=True, elem_id="overlays")
         details = gr.Markdown("", elem_id="details")
         downloads = gr.File(label="Maps (.npy float32, .png overlay)", file_count="multiple", elem_id="downloads")
 
         # everything that runs the model shares one queue slot: one at a time, in order
         work_queue = {"concurrency_limit": 1, "concurrency_id": "model"}
         shown = [preview, classes, status, state, gallery, details, downloads]
-        upload.change(on_upload, [upload, model], shown, **work_queue)
-        model.change(on_upload, [upload, model], shown, **work_queue)
-        sample_btn.click(on_sample, [sample], [upload])
+        upload.change(on_upload, [upload, model], shown, show_progress_on=[preview], **work_queue)
+        model.change(on_upload, [upload, model], shown, show_progress_on=[preview], **work_queue)
+        sample.input(on_sample, [sample], [upload], show_progress="hidden")
+        find.submit(on_find, [state, model, find, classes], [classes, status], show_progress="hidden", **work_queue)
         run_btn.click(on_run, [state, model, methods, classes, scales, alpha],
-                      [gallery, details, downloads, status, state], **work_queue)
+                      [gallery, details, downloads, status, state], show_progress_on=[gallery], **work_queue)
         cancel_btn.click(explorer.stop.set, None, None, concurrency_limit=None, concurrency_id="cancel")
-        alpha.release(on_alpha, [state, alpha], [gallery, downloads], **work_queue)
+        alpha.change(on_alpha, [state, alpha], [gallery, downloads], show_progress="hidden",
+                     trigger_mode="always_last", **work_queue)
     demo.queue(default_concurrency_limit=1)
     demo.cameras_work_dir = work
     return demo

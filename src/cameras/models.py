@@ -129,29 +129,58 @@ class ModelBundle:
             return idx
         if text in self.wnids:
             return self.wnids.index(text)
-        key = text.lower()
-        syn = _imagenet_synonyms() if n == 1000 and self.wnids else [[c.lower()] for c in self.class_names]
-        hits = [i for i, names in enumerate(syn) if key in names]
-        if len(hits) == 1:
+        kind, hits = self.match_classes(text)
+        if kind == "name" and len(hits) == 1 or kind == "part" and len(hits) == 1:
             return hits[0]
-        if len(hits) > 1:
+        if kind == "name":
             raise ModelError(f"class name '{text}' is ambiguous (ids {', '.join(map(str, hits))}); give the id")
-        # a part of a name (whole words first, e.g. "cat" in "tiger cat", then any substring): one
-        # class containing it is that class; several are listed to choose from
+        if kind == "part":
+            shown = "; ".join(f"{i} {self.class_name(i)}" for i in hits[:12])
+            more = f" and {len(hits) - 12} more" if len(hits) > 12 else ""
+            raise ModelError(f"'{text}' is part of {len(hits)} class names: {shown}{more}; "
+                             "give the id or the full name")
+        close = [self.class_name(i).lower() for i in hits[:3]]
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ModelError(f"unknown class '{text}' for {self.name}{hint} (give a name, WordNet id or 0..{n - 1})")
+
+    def match_classes(self, text: str) -> tuple[str, list[int]]:
+        """Classes whose names match ``text``, best first, and how they matched.
+
+        Returns ("name", ids) when a name or synonym equals ``text`` (case-insensitive);
+        else ("part", ids) for names holding it as a whole word, or failing that as any
+        substring; else ("near", ids) for near misses in spelling (difflib, best first, up
+        to 5); else ("none", []).
+
+        Example:
+            >>> b = load_model()
+            >>> kind, ids = b.match_classes("espressso")
+            >>> kind, [b.class_name(i) for i in ids]
+            ('near', ['espresso', 'wardrobe', 'espresso maker'])
+            >>> kind, ids = b.match_classes("cat")
+            >>> kind, 285 in ids, 281 in ids
+            ('part', True, True)
+        """
+        key = str(text).strip().lower()
+        syn = _imagenet_synonyms() if self.num_classes == 1000 and self.wnids else \
+            [[c.lower()] for c in self.class_names]
+        hits = [i for i, names in enumerate(syn) if key in names]
+        if hits:
+            return "name", hits
+        # a part of a name: whole words first (e.g. "cat" in "tiger cat"), then any substring
         word = re.compile(rf"\b{re.escape(key)}\b")
         part = sorted({i for i, names in enumerate(syn) if any(word.search(s) for s in names)}) or \
             sorted({i for i, names in enumerate(syn) if any(key in s for s in names)})
-        if len(part) == 1:
-            return part[0]
         if part:
-            shown = "; ".join(f"{i} {self.class_name(i)}" for i in part[:12])
-            more = f" and {len(part) - 12} more" if len(part) > 12 else ""
-            raise ModelError(f"'{text}' is part of {len(part)} class names: {shown}{more}; "
-                             "give the id or the full name")
-        flat = sorted({s for names in syn for s in names})
-        close = difflib.get_close_matches(key, flat, n=3)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ModelError(f"unknown class '{text}' for {self.name}{hint} (give a name, WordNet id or 0..{n - 1})")
+            return "part", part
+        owner: dict[str, int] = {}
+        for i, names in enumerate(syn):
+            for s_ in names:
+                owner.setdefault(s_, i)
+        near = []
+        for s_ in difflib.get_close_matches(key, list(owner), n=5):
+            if owner[s_] not in near:
+                near.append(owner[s_])
+        return ("near", near) if near else ("none", [])
 
     def class_name(self, idx: int) -> str:
         """Display name of class ``idx`` (its id as text when the model has no names)."""

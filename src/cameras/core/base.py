@@ -51,6 +51,9 @@ class SaliencyMethod(abc.ABC):
 
     name: ClassVar[str] = ""
     uses_layer: ClassVar[bool] = True
+    # about how many forward (+ backward) passes one image costs at default settings; orders
+    # methods fastest first where several run (the app)
+    passes: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

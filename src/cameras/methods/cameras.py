@@ -151,6 +151,7 @@ class CAMERAS(SaliencyMethod):
     """
 
     name = "cameras"
+    passes = 8
     neutral_options = ("batch_pixels", "chunk_elements", "channels_last")
 
     @property

@@ -191,6 +191,7 @@ class ExtremalPerturbation(SaliencyMethod):
     """
 
     name = "extremal"
+    passes = 300
     uses_layer = False
 
     def __init__(

@@ -73,6 +73,7 @@ class RISE(SaliencyMethod):
     """
 
     name = "rise"
+    passes = 1000
     neutral_options = ("progress", "batch_size")
     uses_layer = False
 
