@@ -242,34 +242,43 @@ def test_plain_overlay_cmap_and_fade(sample_dir, tmp_path):
 
 
 def test_few_scales_are_reported_and_app_and_cli_agree(embedded, tmp_path):
-    """The astronaut keeps one of eight scales under the paper's rule: a warning, a JSON flag, the remedy; the
-    app, compare and explain give the same map of the top-1."""
+    """Under the paper's rule the astronaut keeps one of eight scales: a warning, a JSON flag, the remedy; by
+    default (rule "all") every scale is kept; the app, compare and explain give the same map of the top-1."""
     from skimage import data
 
     from cameras.app import Explorer, details_markdown
 
     path = tmp_path / "astronaut.png"
     Image.fromarray(data.astronaut()).save(path)
-    r = run(["explain", str(path), "--out", str(tmp_path / "a"), "--quiet"])
+    r = run(["explain", str(path), "--scale-rule", "paper", "--out", str(tmp_path / "a"), "--quiet"])
     assert r.exit_code == 0, r.output
     meta = json.loads((tmp_path / "a" / "astronaut.json").read_text())
     (exp,) = meta["explanations"]
     assert len(exp["kept_scales"]) < 4 and exp["few_scales"] is True
-    assert f"used {len(exp['kept_scales'])} of 8 scales" in r.output and "--scale-rule top5 or all" in r.output
-    r = run(["explain", str(path), "--scale-rule", "all", "--out", str(tmp_path / "b"), "--quiet"])
-    exp_all = json.loads((tmp_path / "b" / "astronaut.json").read_text())["explanations"][0]
+    assert f"used {len(exp['kept_scales'])} of 8 scales" in r.output and "--scale-rule all (the default)" in r.output
+    r = run(["explain", str(path), "--out", str(tmp_path / "b"), "--quiet"])
+    meta_all = json.loads((tmp_path / "b" / "astronaut.json").read_text())
+    exp_all = meta_all["explanations"][0]
+    assert meta_all["parameters"]["method_options"]["scale_rule"] == "all"
     assert len(exp_all["kept_scales"]) == 8 and "few_scales" not in exp_all and "warning" not in r.output
-    cli_map = np.load(tmp_path / "a" / exp["npy"])
-    app = list(Explorer([embedded.name]).explain(Image.open(path).convert("RGB"), embedded.name, ["cameras"],
-                                                 [exp["target"]]))[0]
-    assert app.kept_scales == exp["kept_scales"] and app.few_scales
-    assert np.abs(app.saliency - cli_map).max() < 1e-5
-    assert f"used {len(exp['kept_scales'])} of 8 scales" in details_markdown([app])
-    r = run(["compare", str(path), "--methods", "cameras", "--out", str(tmp_path / "c.png")])
+    img = Image.open(path).convert("RGB")
+    for rule, e, out in (("paper", exp, "a"), (None, exp_all, "b")):
+        cli_map = np.load(tmp_path / out / e["npy"])
+        app = list(Explorer([embedded.name]).explain(img, embedded.name, ["cameras"], [e["target"]], None, rule))[0]
+        assert app.kept_scales == e["kept_scales"] and app.few_scales == (rule == "paper")
+        assert np.abs(app.saliency - cli_map).max() < 1e-5
+    assert f"used {len(exp['kept_scales'])} of 8 scales" in details_markdown(
+        list(Explorer([embedded.name]).explain(img, embedded.name, ["cameras"], [exp["target"]], None, "paper")))
+    r = run(["compare", str(path), "--methods", "cameras", "--set", "cameras.scale_rule=paper",
+             "--out", str(tmp_path / "c.png")])
     entry = json.loads((tmp_path / "c.json").read_text())["models"][0]["methods"]["cameras"]
     assert entry["kept_scales"] == exp["kept_scales"] and entry["few_scales"] is True
-    assert "warning:" in r.output
-    assert np.abs(np.load(tmp_path / entry["npy"]) - cli_map).max() < 1e-5
+    assert "warning:" in r.output and "cameras.scale_rule=all (the default)" in r.output
+    assert np.abs(np.load(tmp_path / entry["npy"]) - np.load(tmp_path / "a" / exp["npy"])).max() < 1e-5
+    r = run(["compare", str(path), "--methods", "cameras", "--out", str(tmp_path / "d.png")])
+    entry = json.loads((tmp_path / "d.json").read_text())["models"][0]["methods"]["cameras"]
+    assert len(entry["kept_scales"]) == 8 and "warning:" not in r.output
+    assert np.abs(np.load(tmp_path / entry["npy"]) - np.load(tmp_path / "b" / exp_all["npy"])).max() < 1e-5
 
 
 @pytest.mark.parametrize("args", [["--help"], ["methods"], ["models"], ["explain", "--help"]])
@@ -302,8 +311,9 @@ def test_border_pad_option(sample_dir, tmp_path):
         r = run(["explain", img, "--scales", "224,324", "--scale-rule", "all", "--border-pad", pad, "--out", str(out),
                  "--quiet"])
         assert r.exit_code == 0, r.output
-        (exp,) = json.loads((out / "chelsea.json").read_text())["explanations"]
-        assert json.loads((out / "chelsea.json").read_text())["parameters"]["method_options"]["border_pad"] == float(pad)
+        meta = json.loads((out / "chelsea.json").read_text())
+        (exp,) = meta["explanations"]
+        assert meta["parameters"]["method_options"]["border_pad"] == float(pad)
         maps[pad] = np.load(out / exp["npy"])
     assert maps["0"].shape == maps["0.1"].shape == (300, 451)
     assert np.abs(maps["0"] - maps["0.1"]).max() > 0.05

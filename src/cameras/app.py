@@ -28,8 +28,9 @@ from .images import load_image
 from .io import encode_npy, write_files_atomically
 from .methods import available_methods, build_method, fastest_first, method_class
 from .methods.cameras import DEFAULT_SCALES as CAMERAS_SCALES
-from .methods.cameras import check_scales, parse_scales
+from .methods.cameras import SCALE_RULES, check_scales, parse_scales
 from .models import ModelBundle, load_model
+from .names import DEFAULT_SCALE_RULE
 from .viz import DEFAULT_FADE, encode_png, overlay
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -201,11 +202,12 @@ class Explorer:
         return ids, f"{len(ids)} class{'es' if len(ids) > 1 else ''} match '{text}': {named}"
 
     def explain(self, img: Image.Image, model: str, methods: list[str], classes: list[int | Target],
-                scales: list[int] | None = None) -> Iterator[Explanation]:
+                scales: list[int] | None = None, scale_rule: str | None = None) -> Iterator[Explanation]:
         """Yield one :class:`Explanation` per (method, class): methods outermost, fastest first.
 
         ``classes`` holds class ids or targets of :mod:`cameras.targets` (e.g. a
-        ``SigmoidTarget`` for a multi-label model).
+        ``SigmoidTarget`` for a multi-label model). ``scales`` and ``scale_rule`` set CAMERAS's
+        options (None: its defaults).
 
         Setting ``self.stop`` from another thread raises :class:`Cancelled` at the running
         method's next step; explanations already yielded stay valid.
@@ -223,7 +225,10 @@ class Explorer:
             top1 = int(class_scores(b.model(x)).argmax(1)[0])
         H, W = img.height, img.width
         for m in fastest_first(list(methods)):
-            method = build_method(m, b, **({"scales": scales} if method_class(m).name == "cameras" and scales else {}))
+            opts = {}
+            if method_class(m).name == "cameras":
+                opts = {k: v for k, v in (("scales", scales), ("scale_rule", scale_rule)) if v}
+            method = build_method(m, b, **opts)
             method.stop = self.stop
             for c in classes:
                 # the image's own top-1 is explained as `cameras explain` does (target None: the
@@ -255,7 +260,7 @@ def details_markdown(explanations: list[Explanation]) -> str:
         if e.few_scales:
             rows.append(f"\n**Note:** {e.method} used {len(e.kept_scales)} of {e.total_scales} scales for "
                         f"{e.name}: the prediction changes at the others, so this map is close to a single-scale "
-                        "one. Choose another class, or run `cameras explain --scale-rule top5` (or `all`).")
+                        "one. Choose the scale rule `all` (the default) to keep every scale.")
     return "\n".join(rows)
 
 
@@ -379,7 +384,8 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         return files, files[0::2]
 
     # Gradio finds its progress tracker by this default argument, so the call in the default is required
-    def on_run(state, model, methods, classes, scales_text, alpha, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+    def on_run(state, model, methods, classes, scales_text, rule, alpha,
+               progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         if not state:
             yield keep, keep, keep, status_html("Upload an image or pick a sample first.", error=True), state
             return
@@ -406,7 +412,7 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         yield (gr.update(value=[], columns=min(len(ids), TOP_K)), "", None,
                status_html(f"Explaining: 0 of {total} maps…"), dict(state, explanations=[]))
         try:
-            for e in explorer.explain(img, model, methods, ids, scales):
+            for e in explorer.explain(img, model, methods, ids, scales, rule):
                 done.append(e)
                 progress((len(done), total), desc=f"{e.label} done")
                 yield (render(img, done, alpha), details_markdown(done), None,
@@ -449,7 +455,11 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
                                       elem_id="classes", filterable=True)
                 find = gr.Textbox(label="Find a class (Enter adds the best match; near misses too)",
                                   placeholder="e.g. espresso", elem_id="class-search")
-                scales = gr.Textbox(DEFAULT_SCALES, label="CAMERAS scales (sizes ζ₀ < ζ₁ < …)", elem_id="scales")
+                with gr.Row():
+                    scales = gr.Textbox(DEFAULT_SCALES, label="CAMERAS scales (sizes ζ₀ < ζ₁ < …)", elem_id="scales",
+                                        scale=3)
+                    rule = gr.Dropdown(list(SCALE_RULES), value=DEFAULT_SCALE_RULE, elem_id="scale-rule", scale=1,
+                                       label="CAMERAS scale rule (top-1)")
                 with gr.Row():
                     run_btn = gr.Button("Explain", variant="primary", elem_id="run")
                     cancel_btn = gr.Button("Cancel", elem_id="cancel")
@@ -468,7 +478,7 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         model.change(on_upload, [upload, model], shown, show_progress_on=[preview], **work_queue)
         sample.input(on_sample, [sample], [upload], show_progress="hidden")
         find.submit(on_find, [state, model, find, classes], [classes, status], show_progress="hidden", **work_queue)
-        run_btn.click(on_run, [state, model, methods, classes, scales, alpha],
+        run_btn.click(on_run, [state, model, methods, classes, scales, rule, alpha],
                       [gallery, details, downloads, status, state], show_progress_on=[gallery], **work_queue)
         cancel_btn.click(explorer.stop.set, None, None, concurrency_limit=None, concurrency_id="cancel")
         alpha.change(on_alpha, [state, alpha], [gallery, downloads], show_progress="hidden",

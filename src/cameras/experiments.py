@@ -91,7 +91,8 @@ def n_sensitivity(bundle: ModelBundle, paths: list[Path], out_dir: Path, max_siz
         >>> m.shape, float(m[0, 0])
         ((6, 6), 0.0)
     """
-    methods = [build_method("cameras", bundle, steps=n, max_size=max_size) for n in STEPS]
+    # the paper's figure: the paper's scale rule
+    methods = [build_method("cameras", bundle, steps=n, max_size=max_size, scale_rule="paper") for n in STEPS]
 
     def work(i: int) -> dict:
         x, _ = _inputs(bundle, paths[i], square)

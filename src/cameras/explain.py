@@ -162,7 +162,7 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
                 outcomes[i].warnings.append(
                     f"{outcomes[i].path}: {method.name} used {len(res.kept_scales[b])} of {len(res.extras['scales'])} "
                     f"scales for {name} (its prediction changes at the others), so the map is close to a "
-                    "single-scale one; --scale-rule top5 or all keeps more scales")
+                    "single-scale one; --scale-rule all (the default) keeps every scale")
             entry.update(name=name, wnid=_wnid(bundle, cls), png=f"{base}.png", npy=f"{base}.npy")
             record["explanations"].append(entry)
             record["seconds"] += entry["seconds"]

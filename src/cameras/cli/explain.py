@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..names import DEFAULT_SCALE_RULE
 from .common import (
     check_out,
     fail,
@@ -39,8 +40,10 @@ from .common import (
               help="CAMERAS: N sizes from the model's input size to --max-size.")
 @click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192),
               help="CAMERAS: largest size with --steps.")
-@click.option("--scale-rule", default="paper", show_default=True, type=click.Choice(["paper", "top5", "all"]),
-              help="CAMERAS: which scales a map of the top-1 uses: top-1 agrees (paper), class in the top 5, all.")
+@click.option("--scale-rule", default=DEFAULT_SCALE_RULE, show_default=True,
+              type=click.Choice(["all", "paper", "top5"]),
+              help="CAMERAS: which scales a map of the top-1 uses: all, where the top-1 agrees (the paper's rule), "
+                   "where the class stays in the top 5.")
 @click.option("--border-pad", default=0.0, show_default=True, type=click.FloatRange(0, 0.5),
               help="CAMERAS: mirror this fraction of the shorter side around the image and crop the map back "
                    "(removes the dark band along the border at large scales; costs more pixels).")
@@ -64,8 +67,8 @@ from .common import (
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def explain(images, model_name, weights, method, targets, target_kind, topk, layer, scales, steps, max_size, scale_rule,
-            border_pad, resample, square, device, batch_size, alpha, cmap, fade, plain, out_dir, settings, recursive, threads,
-            quiet) -> None:
+            border_pad, resample, square, device, batch_size, alpha, cmap, fade, plain, out_dir, settings, recursive,
+            threads, quiet) -> None:
     """Explain IMAGE files (or folders of images) and write overlays, maps and JSON.
 
     For each image and class: OUT/<stem>.<method>.<id>-<name>.png (the map over the image,
@@ -185,7 +188,7 @@ def compare(image, methods, models, weights, target, target_kind, settings, squa
             if v.get("few_scales"):
                 click.echo(f"warning: {entry['model']}: {k} used {len(v['kept_scales'])} scales of "
                            f"{len(v['options']['scales'])} for {entry['name']} (its prediction changes at the others); "
-                           "--set cameras.scale_rule=top5 or all keeps more", err=True)
+                           "--set cameras.scale_rule=all (the default) keeps every scale", err=True)
         times = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in entry["methods"].items())
         click.echo(f"{entry['model']}: {entry['name']} ({entry['probability']:.2f}): {times}")
     click.echo(f"wrote {out_png}")

@@ -50,7 +50,7 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
     done; rank 0 writes ``attack.json`` and returns the summary (other ranks return None).
     """
     plt = pyplot()
-    cam = build_method("cameras", bundle)
+    cam = build_method("cameras", bundle, scale_rule="paper")  # the paper's attack: the paper's scale rule
     stems = unique_stems(paths)
 
     def work(i: int) -> dict:
@@ -114,7 +114,7 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
     plt = pyplot()
     if not methods:
         raise InputError("sanity_images needs at least one method, e.g. ['cameras', 'gradcam']")
-    cam = build_method("cameras", bundle)
+    cam = build_method("cameras", bundle, scale_rule="paper")  # the paper's experiment: the paper's scale rule
     built = {m: build_method(m, bundle) for m in methods}
     stems = unique_stems(paths)
 

@@ -17,6 +17,7 @@ from ..core.gradients import LayerGradients, layer_gradients
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
 from ..core.targets import Target, bind_target, logits_or_none
+from ..names import DEFAULT_SCALE_RULE
 
 DEFAULT_SCALES: tuple[int, ...] = tuple(range(224, 1000, 100))  # 224, 324, ..., 924
 # batch_pixels="auto": on a CPU, one forward pass over a large batch ran slower per image
@@ -98,10 +99,11 @@ class CAMERAS(SaliencyMethod):
     captured, both are resized
     bilinearly to the input size and averaged over the kept scales separately, and the map
     is ReLU(Σ_k W̄_k ⊙ Ā_k), min-max normalised per image (an all-zero map stays zero).
-    Without a target, the target is each image's top-1 at scale 0 and a scale is kept for
-    an image only if its own top-1 agrees ("sanity preserving" rule); with a target (class
-    ids or any :class:`~cameras.targets.Target`) every scale is kept, and
-    ``result.extras["scale_rule"]`` says which rule applied. Gradients flow from the score
+    Without a target, the target is each image's top-1 at scale 0, and ``scale_rule``
+    says which scales its map uses: by default all of them; with ``scale_rule="paper"`` a
+    scale is kept for an image only if its own top-1 agrees (the paper's "sanity
+    preserving" rule). With a target (class ids or any :class:`~cameras.targets.Target`)
+    every scale is kept, and ``result.extras["scale_rule"]`` says which rule applied. Gradients flow from the score
     to the layer only.
 
     Args:
@@ -126,9 +128,9 @@ class CAMERAS(SaliencyMethod):
         to_spatial: for a layer whose output is not B×K×h×w, a function rearranging it
             into that layout (see :class:`~cameras.core.capture.LayerCapture`).
         scale_rule: which scales a map of the image's own top-1 (``target=None``) uses:
-            ``"paper"`` (default) keeps a scale when its top-1 is that class, ``"top5"`` while
-            the class stays in the scale's top 5, ``"all"`` every scale. With a given target
-            every scale is kept whatever the rule.
+            ``"all"`` (default) every scale, ``"paper"`` (the paper's rule) a scale where its
+            top-1 is that class, ``"top5"`` while the class stays in the scale's top 5. With a
+            given target every scale is kept whatever the rule.
         border_pad: 0 (default) or a fraction in (0, 0.5] of the input's shorter side: the
             input is first extended on every side by that many pixels, mirrored (reflect
             padding), explained as a whole at every scale (the scale rule also looks at the
@@ -176,7 +178,7 @@ class CAMERAS(SaliencyMethod):
         channels_last: bool = False,
         batch_pixels: int | str | None = "auto",
         to_spatial: Callable[[Tensor], Tensor] | None = None,
-        scale_rule: str = "paper",
+        scale_rule: str = DEFAULT_SCALE_RULE,
         border_pad: float = 0.0,
     ) -> None:
         super().__init__(model, layer, to_spatial)
