@@ -234,6 +234,17 @@ def section(res):
     return out
 
 
+def topk_section(res):
+    """Top-5 of one image against its top-1 (benchmarks/topk_check.py: real photos, every scale)."""
+    return table(f"{res['device']} ({res['machine']}, {res['threads']} threads, torch {res['torch']}): the top-5 "
+                 f"classes of one photo against its top-1, CAMERAS at {len(res['scales'])} scales "
+                 "(`benchmarks/topk_check.py`; target ≤ 1.5×)",
+                 ["photo", "input", "top-1 s", "top-5, shared passes s", "×", "met", "top-5, five calls s", "×"],
+                 [[r["photo"], "×".join(map(str, r["size"])), f"{r['top1']:.2f}", f"{r['top5_shared']:.2f}",
+                   f"{r['top5_shared'] / r['top1']:.2f}", ok(r["top5_shared"] <= 1.5 * r["top1"]),
+                   f"{r['top5_separate']:.2f}", f"{r['top5_separate'] / r['top1']:.2f}"] for r in res["rows"]]) + [""]
+
+
 def main():
     lines = ["# Benchmarks", "",
              "Regenerate with `make bench` (this device) — it runs `benchmarks/run.py`, writes",
@@ -243,6 +254,8 @@ def main():
              "scale), whose maps are compared with the library's (max abs diff).", ""]
     for f in sorted((HERE / "results").glob("*.json")):
         lines += section(json.loads(f.read_text()))
+    for f in sorted((HERE / "results" / "topk").glob("*.json")):
+        lines += topk_section(json.loads(f.read_text()))
     (HERE.parent / "BENCHMARKS.md").write_text("\n".join(lines))
     print("wrote BENCHMARKS.md")
 
