@@ -78,11 +78,23 @@ def test_layer_gradients_through_to_spatial_by_hand():
     assert torch.equal(got.target.ids, ref.target.ids)
 
 
+@pytest.mark.parametrize("layout", ["tokens", "channels_last"])
+def test_token_and_channels_last_layers_are_read_without_to_spatial(layout):
+    """A class token before h·w patch tokens, or a B×h×w×C map: read from the input's size, equal to the
+    hand-written to_spatial, for square and non-square inputs."""
+    twin = TokenNet(TinyNet(), layout)
+    for x in (torch.randn(2, 3, 16, 16), torch.randn(1, 3, 16, 24)):
+        for name, opts in (("gradcam", {}), ("cameras", {"scales": [16, 24, 32]})):
+            auto = cameras.build_method(name, twin, layer="tokens", **opts)(x, target=1)
+            hand = cameras.build_method(name, twin, layer="tokens", to_spatial=twin.to_spatial, **opts)(x, target=1)
+            assert torch.allclose(auto.maps, hand.maps, atol=1e-6) and auto.maps.std() > 0.01
+
+
 def test_layouts_that_are_not_maps_are_refused_clearly():
     twin = TokenNet(TinyNet())
     x = torch.randn(1, 3, 16, 16)
     with pytest.raises(LayerError, match="pass to_spatial="):
-        cameras.GradCAM(twin, layer="tokens")(x)
+        cameras.GradCAM(twin, layer="fc")(x)
     with pytest.raises(LayerError, match="its to_spatial function must return"):
         cameras.GradCAM(twin, layer="tokens", to_spatial=lambda t: t[:, 1:])(x)
     with pytest.raises(InputError, match="to_spatial must be a function"):

@@ -85,18 +85,23 @@ def image_to_tensor(img: Image.Image) -> Tensor:
     return TF.pil_to_tensor(img).float().div_(255.0)
 
 
-def preprocess_size(height: int, width: int, size: int, square: bool = False) -> tuple[int, int]:
-    """Model-input (h, w): shorter side to ``size`` keeping the aspect ratio, or size×size.
+def preprocess_size(height: int, width: int, size: int, square: bool = False, multiple: int = 1) -> tuple[int, int]:
+    """Model-input (h, w): shorter side to ``size`` keeping the aspect ratio, or size×size;
+    with ``multiple`` > 1 (a transformer's patch size) the longer side is rounded to a multiple of it.
 
     Example:
-        >>> preprocess_size(300, 451, 224)
-        (224, 337)
+        >>> preprocess_size(300, 451, 224), preprocess_size(300, 451, 224, multiple=16)
+        ((224, 337), (224, 336))
     """
     if square:
         return size, size
+
+    def fit(v: float) -> int:
+        return max(multiple, round(v / multiple) * multiple) if multiple > 1 else max(1, round(v))
+
     if height <= width:
-        return size, max(1, round(width * size / height))
-    return max(1, round(height * size / width)), size
+        return size, fit(width * size / height)
+    return fit(height * size / width), size
 
 
 def resize_image(
@@ -105,8 +110,11 @@ def resize_image(
     square: bool = False,
     interpolation: str = "bicubic",
     device: str | torch.device = "cpu",
+    multiple: int = 1,
 ) -> Tensor:
     """Resize (antialiased) an RGB image to model size: a 1×3×h×w tensor in [0, 1], not normalised.
+
+    ``multiple``: round the longer side to a multiple of it (see :func:`preprocess_size`).
 
     The same pixels :func:`preprocess` feeds the model, before normalisation (for metrics
     and attacks that work in [0, 1] space).
@@ -117,7 +125,7 @@ def resize_image(
         torch.Size([1, 3, 224, 337])
     """
     x = image_to_tensor(img).to(device)
-    h, w = preprocess_size(x.shape[1], x.shape[2], size, square)
+    h, w = preprocess_size(x.shape[1], x.shape[2], size, square, multiple)
     mode = (InterpolationMode(interpolation) if interpolation in ("bilinear", "bicubic", "nearest")
             else InterpolationMode.BICUBIC)
     return TF.resize(x, [h, w], interpolation=mode, antialias=True).clamp_(0, 1).unsqueeze(0)

@@ -84,7 +84,8 @@ class ModelBundle:
         """An RGB PIL image as this model's 1×3×h×w input on the model's device.
 
         The shorter side is resized (antialiased, the model's interpolation) to
-        ``input_size`` keeping the aspect ratio, or to a square with ``square=True``; then
+        ``input_size`` keeping the aspect ratio, or to a square with ``square=True`` (for a
+        transformer the longer side is rounded to a multiple of its patch size); then
         normalised with ``mean``/``std``. ``normalized=False`` returns the same pixels in
         [0, 1] (what metrics and attacks perturb).
 
@@ -94,9 +95,10 @@ class ModelBundle:
             >>> b.prepare(Image.new("RGB", (451, 300))).shape
             torch.Size([1, 3, 224, 337])
         """
+        from .core.layouts import patch_size
         from .images import resize_image
 
-        x01 = resize_image(img, self.input_size, square, self.interpolation, self.device)
+        x01 = resize_image(img, self.input_size, square, self.interpolation, self.device, patch_size(self.model) or 1)
         return self.normalize(x01) if normalized else x01
 
     def to(self, device: str | torch.device) -> "ModelBundle":
@@ -300,7 +302,10 @@ def _timm(name: str, weights: str | None) -> ModelBundle:
     if not timm.list_models(name) and name not in timm.list_pretrained():
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
         raise ModelError(f"unknown timm model '{name}'" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    model = timm.create_model(name, pretrained=False)
+    try:  # transformers that can take any input size (position embeddings resampled as timm does)
+        model = timm.create_model(name, pretrained=False, dynamic_img_size=True)
+    except TypeError:  # convolutional networks take any size already
+        model = timm.create_model(name, pretrained=False)
     cfg = model.pretrained_cfg
     if weights == "random":
         pass

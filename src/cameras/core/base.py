@@ -17,6 +17,7 @@ from .capture import LayerCapture
 from .errors import Cancelled, InputError
 from .guard import frozen_eval, unwrap_model
 from .layers import module_name, resolve_layer
+from .layouts import Layout, any_input_size, model_size_errors, patch_size
 from .ops import check_batch
 from .result import SaliencyResult
 from .targets import Target, TargetLike, as_target
@@ -81,6 +82,7 @@ class SaliencyMethod(abc.ABC):
         if to_spatial is not None and not callable(to_spatial):
             raise InputError(f"to_spatial must be a function of the layer's output, got {type(to_spatial).__name__}")
         self.to_spatial = to_spatial
+        self.layout = Layout.of(self.model)  # how token and channels-last layers become maps
         if self.uses_layer and layer is not None:
             self.layer_name, self.layer = resolve_layer(self.model, layer)
 
@@ -138,23 +140,28 @@ class SaliencyMethod(abc.ABC):
             raise Cancelled(f"{self.name} was cancelled")
 
     def _ensure_layer(self, x: Tensor) -> None:
+        self.layout.input_hw = (int(x.shape[2]), int(x.shape[3]))
         if self.uses_layer and self.layer is None:
-            self.layer_name, self.layer = resolve_layer(self.model, None, (x.shape[1], 224, 224))
+            m = patch_size(self.model) or 1  # probed at the input's size (a multiple of a transformer's patch)
+            size = (int(x.shape[1]), *(max(m, round(int(v) / m) * m) for v in x.shape[2:]))
+            self.layer_name, self.layer = resolve_layer(self.model, None, size)
 
     def capture(self, layer: nn.Module | None = None, name: str | None = None) -> LayerCapture:
         """A :class:`LayerCapture` of the method's layer (or ``layer``) with its ``to_spatial``."""
         return LayerCapture(self.layer if layer is None else layer, self.layer_name if name is None else name,
-                            self.to_spatial)
+                            self.to_spatial, self.layout)
 
     @torch.inference_mode(False)
     def __call__(self, x: Tensor, target: TargetLike = None) -> SaliencyResult:
         x = check_batch(x).detach()
         if x.is_inference():
             x = x.clone()
-        self._ensure_layer(x)
+        with model_size_errors(self.model, x):
+            self._ensure_layer(x)
         self.check_stop()
         start = time.perf_counter()
-        with frozen_eval(self.model), torch.enable_grad():
+        with frozen_eval(self.model), any_input_size(self.model), model_size_errors(self.model, x), \
+                torch.enable_grad():
             result = self.explain_batch(x, as_target(target, x.shape[0], x.device))
         sync(x.device)
         result.seconds = time.perf_counter() - start
@@ -180,10 +187,12 @@ class SaliencyMethod(abc.ABC):
             x = x.clone()
         if not targets:
             raise InputError("explain_targets needs at least one target (None: each image's top-1)")
-        self._ensure_layer(x)
+        with model_size_errors(self.model, x):
+            self._ensure_layer(x)
         self.check_stop()
         start = time.perf_counter()
-        with frozen_eval(self.model), torch.enable_grad():
+        with frozen_eval(self.model), any_input_size(self.model), model_size_errors(self.model, x), \
+                torch.enable_grad():
             results = self.explain_batch_many(x, [as_target(t, x.shape[0], x.device) for t in targets])
         sync(x.device)
         for r in results:

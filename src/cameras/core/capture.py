@@ -29,7 +29,9 @@ class LayerCapture:
     B×K×h×w by reshaping, permuting and selecting entries (e.g. dropping a class token).
     :meth:`spatial` applies it to the captured activation and to its gradient alike, so the
     gradient of each spatial entry is the gradient of the output entry it came from. It
-    must not compute new values (no arithmetic); identity for 4-D maps.
+    must not compute new values (no arithmetic). Without it, ``layout`` (a
+    :class:`~cameras.core.layouts.Layout`) reads token sequences and channels-last maps
+    by the model's own description; B×K×h×w maps pass unchanged.
 
     Example:
         >>> import torch
@@ -41,10 +43,11 @@ class LayerCapture:
     """
 
     def __init__(self, layer: nn.Module, name: str = "layer",
-                 to_spatial: Callable[[Tensor], Tensor] | None = None) -> None:
+                 to_spatial: Callable[[Tensor], Tensor] | None = None, layout=None) -> None:
         self.layer = layer
         self.name = name
         self.to_spatial = to_spatial
+        self.layout = layout
         self.activation: Tensor | None = None
         self.calls = 0
         self._handle = None
@@ -108,7 +111,7 @@ class LayerCapture:
             (1, 2, 2, 3)
         """
         if self.to_spatial is None:
-            out = t
+            out = t if self.layout is None else self.layout.to_map(t)
         else:
             try:
                 out = self.to_spatial(t)

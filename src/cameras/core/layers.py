@@ -9,6 +9,8 @@ from torch import nn
 
 from .errors import LayerError
 from .guard import frozen_eval
+from .layouts import Layout, any_input_size
+from .targets import model_logits
 
 
 def _vgg_layer(model: nn.Module) -> str | None:
@@ -74,12 +76,16 @@ def known_layer(model: nn.Module) -> str | None:
     return name
 
 
-def trace_layers(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224)) -> list[dict]:
+def trace_layers(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224),
+                 layout: Layout | None = None) -> list[dict]:
     """Every named submodule that runs in one dummy forward pass, in the order it finishes.
 
     Returns one dict per module: ``name``, ``type`` (class name), ``shape`` (its output's
     shape for a 1×``input_shape`` input, None when the output is not a tensor), ``calls``
-    (how often it ran) and ``spatial`` (a 4-D map with h·w > 1 that could be explained).
+    (how often it ran), ``layout`` (``"nchw"``, ``"nhwc"``, ``"tokens"`` or None, see
+    :class:`~cameras.core.layouts.Layout`; by default the model's own) and ``spatial`` (a
+    map with h·w > 1 could be made of it: a B×K×h×w map, channels-last map or token sequence).
+    Transformers run at the given size through :func:`~cameras.core.layouts.any_input_size`.
 
     Example:
         >>> import torch
@@ -87,6 +93,8 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 
         >>> [(r["name"], r["shape"], r["spatial"]) for r in trace_layers(net, (3, 8, 8))]
         [('0', (1, 4, 6, 6), True), ('1', (1, 4, 1, 1), False)]
     """
+    layout = layout or Layout.of(model)
+    layout = Layout(layout.prefix, layout.channels_last, (int(input_shape[1]), int(input_shape[2])))
     rows: dict[str, dict] = {}
     order: list[str] = []
     handles = []
@@ -97,7 +105,12 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 
             row = rows.setdefault(name, {"name": name, "type": type(mod).__name__, "calls": 0})
             row["calls"] += 1
             row["shape"] = tuple(out.shape) if is_t else None
-            row["spatial"] = is_t and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1
+            kind = layout.kind(tuple(out.shape)) if is_t else None
+            row["layout"] = kind
+            if is_t and out.dim() == 4 and kind != "nhwc":  # feature maps, as always: any 4-D map with h·w > 1
+                row["spatial"] = out.shape[-1] * out.shape[-2] > 1
+            else:
+                row["spatial"] = kind in ("nhwc", "tokens") and layout.spatial_size(tuple(out.shape)) > 1
             if name in order:
                 order.remove(name)
             order.append(name)
@@ -108,22 +121,81 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 
         if name:
             handles.append(mod.register_forward_hook(make(name, mod)))
     try:
-        param = next(iter(model.parameters()), None)
-        device = param.device if param is not None else torch.device("cpu")
-        dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-        with frozen_eval(model), torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=device, dtype=dtype))
+        x = _dummy(model, input_shape)
+        with frozen_eval(model), any_input_size(model), torch.no_grad():
+            model(torch.zeros_like(x))
     finally:
         for h in handles:
             h.remove()
     return [rows[n] for n in order]
 
 
-def probe_layer(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224)) -> str:
-    """Find the last module whose output is a spatial 4-D map, by one dummy forward pass.
+def _dummy(model: nn.Module, input_shape: tuple[int, int, int]) -> torch.Tensor:
+    """A seeded random 1×input_shape input on the model's device and dtype."""
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(1, *input_shape, generator=g).to(device=device, dtype=dtype)
 
-    Among the modules that run exactly once, the one that finishes last with a
-    B×K×h×w output where h·w > 1 (i.e. before global pooling) is chosen.
+
+def inside_attention(model: nn.Module, name: str) -> bool:
+    """Whether module ``name`` is an attention module or lies inside one (``attn``, ``attention``,
+    or a class named ``*Attention*``): its output is not a token map to explain.
+
+    Example:
+        >>> import timm
+        >>> vit = timm.create_model("vit_tiny_patch16_224", pretrained=False)
+        >>> inside_attention(vit, "blocks.11.attn.k_norm"), inside_attention(vit, "blocks.11.norm1")
+        (True, False)
+    """
+    mods = dict(model.named_modules())
+    parts = name.split(".")
+    for i in range(1, len(parts) + 1):
+        mod = mods.get(".".join(parts[:i]))
+        if parts[i - 1] in ("attn", "attention", "self_attn"):
+            return True
+        if mod is not None and "Attention" in type(mod).__name__:
+            return True
+    return False
+
+
+def _last_with_gradient(model: nn.Module, names: list[str], input_shape: tuple[int, int, int],
+                        layout: Layout) -> str | None:
+    """The last of ``names`` whose spatial positions receive a non-zero gradient of the top-1 logit
+    (one forward and backward pass with a seeded random input), or None."""
+    mods = dict(model.named_modules())
+    outs: dict[str, torch.Tensor] = {}
+    handles = [mods[n].register_forward_hook(lambda _m, _i, o, n=n: outs.__setitem__(n, o)) for n in names]
+    layout = Layout(layout.prefix, layout.channels_last, (int(input_shape[1]), int(input_shape[2])))
+    try:
+        x = _dummy(model, input_shape).requires_grad_(True)
+        with frozen_eval(model), any_input_size(model), torch.enable_grad():
+            score = model_logits(model(x))[0].max()
+            got = [n for n in names if n in outs and outs[n].requires_grad]
+            grads = torch.autograd.grad(score, [outs[n] for n in got], allow_unused=True)
+    except RuntimeError:
+        return None
+    finally:
+        for h in handles:
+            h.remove()
+    for n, g in reversed(list(zip(got, grads))):
+        if g is not None and bool(layout.to_map(g).abs().sum() > 0) and layout.kind(tuple(g.shape)) is not None:
+            return n
+    return None
+
+
+def probe_layer(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224)) -> str:
+    """Find the layer to explain by a dummy forward pass at the input's size.
+
+    Among the modules that run exactly once, the one that finishes last with a spatial output
+    is chosen: for convolutional networks a B×K×h×w map with h·w > 1 (before global pooling).
+    When that last output is a token sequence or a channels-last map (transformers), modules
+    inside attention are skipped and the last one whose spatial positions receive a gradient
+    of the top-1 logit is chosen (one backward pass): after the final norm of a class-token
+    ViT only the class token reaches the head, so the patch tokens' gradients there are zero,
+    and the choice falls on the last block's first norm (the input of its attention, through
+    which the class token reads the patches).
 
     Example:
         >>> import torch
@@ -131,13 +203,22 @@ def probe_layer(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 2
         ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
         >>> probe_layer(net, (3, 16, 16))
         '1'
+        >>> import timm
+        >>> probe_layer(timm.create_model("vit_tiny_patch16_224", pretrained=False), (3, 224, 224))
+        'blocks.11.norm1'
     """
-    for row in reversed(trace_layers(model, input_shape)):
-        if row["calls"] == 1 and row["spatial"]:
-            return row["name"]
+    layout = Layout.of(model)
+    rows = [r for r in trace_layers(model, input_shape, layout) if r["calls"] == 1 and r["spatial"]]
+    if rows and rows[-1]["layout"] not in ("nhwc", "tokens"):
+        return rows[-1]["name"]
+    names = [r["name"] for r in rows if not inside_attention(model, r["name"])]
+    found = _last_with_gradient(model, names, input_shape, layout) if names else None
+    if found is not None:
+        return found
     raise LayerError(
-        f"no module of {type(model).__name__} outputs a spatial B×K×h×w map for a "
-        f"{input_shape} input; pass layer= explicitly"
+        f"no module of {type(model).__name__} outputs a spatial map (B×K×h×w, B×h×w×C or tokens) that the "
+        f"top-1 logit depends on, for a {input_shape} input; pass layer= explicitly "
+        "(`cameras layers MODEL` lists the layers with their output shapes)"
     )
 
 

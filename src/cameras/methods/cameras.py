@@ -14,6 +14,7 @@ from ..core.base import SaliencyMethod
 from ..core.errors import InputError
 from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale, fuse_on_grid
 from ..core.gradients import LayerGradients, layer_gradients
+from ..core.layouts import patch_size
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
 from ..core.targets import Target, bind_target, logits_or_none
@@ -213,15 +214,20 @@ class CAMERAS(SaliencyMethod):
     def scale_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Input sizes (h, w) of every scale for an H×W input, aspect ratio kept.
 
+        For a transformer whose inputs must be multiples of its patch size, each size is
+        rounded to the nearest multiple (the input itself too; it is then resized).
+
         Example:
             >>> import torchvision
             >>> CAMERAS(torchvision.models.resnet18(), scales=[224, 448]).scale_sizes(224, 300)
             [(224, 300), (448, 600)]
         """
-        z0 = self.scales[0]
-        return [(height, width)] + [
-            (max(1, round(height * z / z0)), max(1, round(width * z / z0))) for z in self.scales[1:]
-        ]
+        z0, m = self.scales[0], patch_size(self.model) or 1
+
+        def fit(v: float) -> int:  # a multiple of the model's patch size (1 for convolutional networks)
+            return max(m, round(v / m) * m)
+
+        return [(fit(height), fit(width))] + [(fit(height * z / z0), fit(width * z / z0)) for z in self.scales[1:]]
 
     def sub_batches(self, batch: int, size: tuple[int, int], device: torch.device) -> list[slice]:
         """How one scale's forward passes split a batch: near-equal slices under the pixel budget.
@@ -324,7 +330,7 @@ class CAMERAS(SaliencyMethod):
         keep: list[list[Tensor]] = [[] for _ in targets]
         with self.capture() as cap:
             for t, size in enumerate(sizes):
-                g = self._passes(x, size, t == 0, targets, cap)
+                g = self._passes(x, size, t == 0 and size == (H, W), targets, cap)
                 found = [(g.target, g.probs, g.gradients), *g.more]
                 if t == 0:
                     targets = [f[0] for f in found]  # checked, or each image's top-1

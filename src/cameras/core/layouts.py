@@ -1,0 +1,289 @@
+"""Layer layouts (feature maps, channels-last maps, token sequences) and models that take other sizes.
+
+A layer's output is explained as a B×K×h×w map. Convolutional layers give one; transformers
+give token sequences B×N×C (N = prefix tokens + h·w patch tokens: class, distillation and
+register tokens come first) or channels-last maps B×h×w×C (Swin). :class:`Layout` turns
+each into B×K×h×w by reshaping, permuting and dropping prefix tokens only, so an
+activation and its gradient are rearranged alike. What it needs from the model is read from
+the model: timm's ``num_prefix_tokens`` and ``output_fmt``, a Hugging Face config's model
+type; the grid comes from the input's size.
+
+:func:`any_input_size` lets a transformer take inputs of other sizes for the duration of a
+call: timm ViT-family models switch on their dynamic image size (position embeddings
+resampled as timm does), Hugging Face models get ``interpolate_pos_encoding=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from .errors import InputError
+
+# Hugging Face model types → prefix tokens before the patch tokens (read from the config)
+_HF_PREFIX = {"vit": 1, "deit": 2, "beit": 1, "data2vec-vision": 1, "vit_msn": 1, "vit_mae": 1, "swin": 0,
+              "swinv2": 0, "dinov2": 1, "dinov2_with_registers": None}
+_ASPECT_TOLERANCE = 0.2  # |log(stride_h / stride_w)| allowed for a grid to match the input
+
+
+def _hf_config(model: nn.Module):
+    cfg = getattr(model, "config", None)
+    return cfg if cfg is not None and hasattr(cfg, "model_type") else None
+
+
+def prefix_tokens(model: nn.Module) -> int | None:
+    """How many tokens precede the patch tokens in the model's token layers, if the model says.
+
+    timm models give ``num_prefix_tokens``; Hugging Face models are read from their config
+    (ViT 1, DeiT 2, Swin 0, DINOv2 1 + its register tokens). None: the model does not say.
+
+    Example:
+        >>> import timm
+        >>> prefix_tokens(timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False))
+        2
+    """
+    n = getattr(model, "num_prefix_tokens", None)
+    if isinstance(n, int):
+        return n
+    cfg = _hf_config(model)
+    if cfg is not None:
+        if cfg.model_type == "dinov2_with_registers":
+            return 1 + int(getattr(cfg, "num_register_tokens", 0))
+        return _HF_PREFIX.get(cfg.model_type)
+    return None
+
+
+def patch_size(model: nn.Module) -> int | None:
+    """The side (pixels) that token-model inputs must be a multiple of, or None (any size).
+
+    Example:
+        >>> import timm
+        >>> patch_size(timm.create_model("vit_tiny_patch16_224", pretrained=False))
+        16
+    """
+    pe = getattr(model, "patch_embed", None)
+    if pe is not None and hasattr(pe, "patch_size"):
+        if getattr(pe, "dynamic_img_pad", False):
+            return None
+        ps = pe.patch_size
+        ps = int(max(ps)) if isinstance(ps, (tuple, list)) else int(ps)
+        if _timm_swin(model):  # each stage after the first halves the grid
+            ps *= 2 ** (len(getattr(model, "layers", [])) - 1)
+        return ps
+    cfg = _hf_config(model)
+    if cfg is not None and getattr(cfg, "patch_size", None):
+        ps = cfg.patch_size
+        return int(max(ps)) if isinstance(ps, (tuple, list)) else int(ps)
+    return None
+
+
+def _matches(h: int, w: int, input_hw: tuple[int, int]) -> float | None:
+    """How far an h×w grid is from covering the input with square cells (|log ratio|), None if too far."""
+    if h < 1 or w < 1:
+        return None
+    err = abs(math.log((input_hw[0] / h) / (input_hw[1] / w)))
+    return err if err <= _ASPECT_TOLERANCE else None
+
+
+def token_grid(count: int, input_hw: tuple[int, int]) -> tuple[int, int] | None:
+    """The h×w grid of ``count`` patch tokens for an input of ``input_hw``: the factor pair
+    whose cells are closest to square, or None when none is close.
+
+    Example:
+        >>> token_grid(14 * 21, (224, 336))
+        (14, 21)
+    """
+    best = None
+    for h in range(1, int(math.isqrt(count)) + 1):
+        if count % h:
+            continue
+        for gh, gw in ((h, count // h), (count // h, h)):
+            err = _matches(gh, gw, input_hw)
+            if err is not None and (best is None or err < best[0]):
+                best = (err, (gh, gw))
+    return None if best is None else best[1]
+
+
+@dataclass
+class Layout:
+    """Reads a layer output as a B×K×h×w map.
+
+    Attributes:
+        prefix: tokens before the patch tokens (None: the model does not say; then the
+            smallest count from 0 to 8 that leaves a grid matching the input is used).
+        channels_last: the model's 4-D feature maps are B×h×w×C (timm ``output_fmt="NHWC"``).
+        input_hw: the size (H, W) of the current call's input; grids are matched to its
+            aspect ratio (every CAMERAS scale keeps it).
+
+    Example:
+        >>> import torch
+        >>> lay = Layout(prefix=1, input_hw=(32, 48))
+        >>> tuple(lay.to_map(torch.zeros(2, 1 + 2 * 3, 5)).shape)  # class token + 2×3 patches, 5 channels
+        (2, 5, 2, 3)
+        >>> lay.kind((2, 7, 5))
+        'tokens'
+    """
+
+    prefix: int | None = None
+    channels_last: bool = False
+    input_hw: tuple[int, int] | None = None
+
+    @classmethod
+    def of(cls, model: nn.Module) -> Layout:
+        """The layout a model declares (prefix tokens, channels-last maps)."""
+        fmt = str(getattr(model, "output_fmt", "")).upper()
+        return cls(prefix_tokens(model), fmt.endswith("NHWC"))
+
+    def _prefix_and_grid(self, n: int) -> tuple[int, tuple[int, int]] | None:
+        if self.input_hw is None:
+            return None
+        for p in ([self.prefix] if self.prefix is not None else range(0, 9)):
+            if n - p >= 1:
+                grid = token_grid(n - p, self.input_hw)
+                if grid is not None:
+                    return p, grid
+        return None
+
+    def kind(self, shape: tuple[int, ...]) -> str | None:
+        """``"nchw"``, ``"nhwc"``, ``"tokens"`` or None (not a spatial layout) for an output shape."""
+        if len(shape) == 4 and self.input_hw is not None:
+            nchw = _matches(shape[2], shape[3], self.input_hw) is not None
+            nhwc = _matches(shape[1], shape[2], self.input_hw) is not None
+            if nhwc and (self.channels_last or not nchw):
+                return "nhwc"
+            return "nchw" if nchw else None
+        if len(shape) == 4:
+            return "nhwc" if self.channels_last else "nchw"
+        if len(shape) == 3 and self._prefix_and_grid(shape[1]) is not None:
+            return "tokens"
+        return None
+
+    def spatial_size(self, shape: tuple[int, ...]) -> int:
+        """h·w of the map the output becomes (0 when it is not spatial)."""
+        kind = self.kind(shape)
+        if kind == "nchw":
+            return shape[2] * shape[3]
+        if kind == "nhwc":
+            return shape[1] * shape[2]
+        if kind == "tokens":
+            gh, gw = self._prefix_and_grid(shape[1])[1]
+            return gh * gw
+        return 0
+
+    def to_map(self, t: Tensor) -> Tensor:
+        """``t`` as B×K×h×w (unchanged when it is already one or is not a known layout)."""
+        kind = self.kind(tuple(t.shape))
+        if kind == "nhwc":
+            return t.permute(0, 3, 1, 2)
+        if kind == "tokens":
+            p, (gh, gw) = self._prefix_and_grid(t.shape[1])
+            return t[:, p:].transpose(1, 2).reshape(t.shape[0], t.shape[2], gh, gw)
+        return t
+
+
+def _timm_swin(model: nn.Module) -> bool:
+    pe = getattr(model, "patch_embed", None)
+    return pe is not None and hasattr(pe, "strict_img_size") and \
+        any(hasattr(m, "dynamic_mask") for m in model.modules())
+
+
+def _timm_dynamic(model: nn.Module) -> bool:
+    pe = getattr(model, "patch_embed", None)
+    return hasattr(model, "dynamic_img_size") and pe is not None and hasattr(pe, "strict_img_size") \
+        and hasattr(pe, "output_fmt") and hasattr(model, "_pos_embed")
+
+
+def _accepts_interpolation(model: nn.Module) -> bool:
+    try:
+        return "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def any_input_size(model: nn.Module) -> Iterator[None]:
+    """Let a transformer take inputs of other sizes inside the block; everything is restored after.
+
+    timm ViT-family models (``dynamic_img_size``) resample their position embeddings to the
+    input's grid, as timm does when built with ``dynamic_img_size=True``; timm Swin models
+    stop checking the size and build their attention masks for each input; Hugging Face
+    models whose forward takes ``interpolate_pos_encoding`` get it set. Other models are
+    left as they are. At the model's own size the outputs are unchanged.
+
+    Example:
+        >>> import timm, torch
+        >>> vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3).eval()
+        >>> with any_input_size(vit):
+        ...     tuple(vit(torch.zeros(1, 3, 96, 160)).shape)
+        (1, 3)
+        >>> vit.dynamic_img_size
+        False
+    """
+    restore = []
+    handle = None
+    try:
+        if _timm_dynamic(model) and not model.dynamic_img_size:
+            from timm.layers import Format
+
+            pe = model.patch_embed
+            restore = [(model, "dynamic_img_size", model.dynamic_img_size),
+                       (pe, "strict_img_size", pe.strict_img_size), (pe, "flatten", pe.flatten),
+                       (pe, "output_fmt", pe.output_fmt)]
+            model.dynamic_img_size = True
+            pe.strict_img_size, pe.flatten, pe.output_fmt = False, False, Format.NHWC
+        elif _timm_swin(model) and model.patch_embed.strict_img_size:
+            # Swin: any size the patch merging divides; attention masks made for each input's windows
+            restore = [(model.patch_embed, "strict_img_size", True)]
+            restore += [(m, "dynamic_mask", m.dynamic_mask) for m in model.modules() if hasattr(m, "dynamic_mask")]
+            model.patch_embed.strict_img_size = False
+            for m in model.modules():
+                if hasattr(m, "dynamic_mask"):
+                    m.dynamic_mask = True
+        elif _hf_config(model) is not None and _accepts_interpolation(model):
+            def add_interpolation(_m, args, kwargs):
+                kwargs.setdefault("interpolate_pos_encoding", True)
+                return args, kwargs
+
+            handle = model.register_forward_pre_hook(add_interpolation, with_kwargs=True)
+        yield
+    finally:
+        for obj, name, value in reversed(restore):
+            setattr(obj, name, value)
+        if handle is not None:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def model_size_errors(model: nn.Module, x: Tensor) -> Iterator[None]:
+    """Turn a model's own assertion about its input size into an :class:`InputError` saying what to do.
+
+    Example:
+        >>> import timm, torch
+        >>> swin = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False).eval()
+        >>> try:
+        ...     with model_size_errors(swin, torch.zeros(1, 3, 224, 224)):
+        ...         swin(torch.zeros(1, 3, 320, 320))
+        ... except InputError as e:
+        ...     print(str(e)[:60])
+        SwinTransformer refused an input size (Input height (320) do
+    """
+    try:
+        yield
+    except AssertionError as e:
+        p = patch_size(model)
+        H, W = int(x.shape[-2]), int(x.shape[-1])
+        if p and (H % p or W % p):
+            fit = [max(p, round(v / p) * p) for v in (H, W)]
+            raise InputError(
+                f"{type(model).__name__} refused a {H}×{W} input ({e}): its input sides must be multiples of {p} px; "
+                f"resize it (e.g. to {fit[0]}×{fit[1]}); models loaded by cameras.load_model are prepared so "
+                "(bundle.prepare)") from None
+        raise InputError(
+            f"{type(model).__name__} refused an input size ({e}). It may take only the size it was built for: give "
+            f"inputs of that size, and for CAMERAS pass scales=[{H}] (the input's own size only), or build the "
+            "model to take any size (timm: dynamic_img_size=True)") from None
