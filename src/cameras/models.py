@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import pickle
 import re
@@ -345,13 +346,51 @@ def _timm(name: str, weights: str | None) -> ModelBundle:
     )
 
 
+def _hf(folder: str) -> ModelBundle:
+    try:
+        import transformers
+    except ImportError:
+        raise ModelError("hf: models need the transformers package: pip install 'cameras[hf]'") from None
+    path = Path(folder).expanduser()
+    if not (path / "config.json").is_file():
+        raise ModelError(f"hf:{folder}: no config.json there; give a folder written by save_pretrained "
+                         "(config.json and model.safetensors); models are never downloaded")
+    try:
+        model = transformers.AutoModelForImageClassification.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelError(f"hf:{folder} is not a loadable image classifier: {e}") from None
+    model.eval()
+    # the bundle's model returns the logits tensor, as every other bundle's does (layer names unchanged)
+    model.register_forward_hook(lambda _m, _i, out: out.logits if hasattr(out, "logits") else out)
+    cfg = model.config
+    size, mean, std, interp = int(getattr(cfg, "image_size", 224) or 224), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear"
+    if (path / "preprocessor_config.json").is_file():
+        proc = json.loads((path / "preprocessor_config.json").read_text())
+        sz = proc.get("size", size)
+        if isinstance(sz, dict):
+            sz = sz.get("shortest_edge") or sz.get("height") or size
+        size = int(sz)
+        mean = tuple(float(v) for v in proc.get("image_mean", mean))
+        std = tuple(float(v) for v in proc.get("image_std", std))
+        interp = {2: "bilinear", 3: "bicubic"}.get(proc.get("resample"), "bilinear")
+    n = int(cfg.num_labels)
+    labels = {int(k): str(v) for k, v in (getattr(cfg, "id2label", None) or {}).items()}
+    names = [labels.get(i, str(i)) for i in range(n)]
+    return ModelBundle(model, f"hf:{folder}", size, mean, std, interp, names, [], None)
+
+
 def load_model(name: str | None = None, weights: str | os.PathLike | None = None,
                device: str | torch.device = "cpu") -> ModelBundle:
     """Load a classifier with its preprocessing and class names, without any network access.
 
     Args:
         name: ``None`` or ``"efficientnet_lite0"`` for the embedded ImageNet EfficientNet-Lite0;
-            ``"torchvision:<arch>"`` (e.g. ``torchvision:resnet50``) or ``"timm:<name>"``.
+            ``"torchvision:<arch>"`` (e.g. ``torchvision:resnet50``), ``"timm:<name>"``, or
+            ``"hf:<folder>"``: a Hugging Face ``transformers`` image classifier saved with
+            ``save_pretrained`` (config.json and weights; read offline, never downloaded), with
+            class names from its ``id2label`` and size, mean and std from the image processor
+            saved beside it (``preprocessor_config.json``); the loaded model returns its
+            logits tensor. Needs ``pip install 'cameras[hf]'``.
         weights: for torchvision/timm, a local state_dict file (``.pth``/``.pt``/
             ``.safetensors``), ``"random"`` for random initialisation, or None to use the
             standard cache (``torch.hub`` checkpoints dir / Hugging Face cache).
@@ -374,10 +413,15 @@ def load_model(name: str | None = None, weights: str | os.PathLike | None = None
         bundle = _torchvision(key.split(":", 1)[1], None if weights is None else str(weights))
     elif key.startswith("timm:"):
         bundle = _timm(key.split(":", 1)[1], None if weights is None else str(weights))
+    elif key.startswith("hf:"):
+        if weights is not None:
+            raise ModelError("hf: folders hold their own weights; drop --weights")
+        bundle = _hf(key.split(":", 1)[1])
     else:
         raise ModelError(
             f"unknown model '{name}': use '{DEFAULT_MODEL}' (embedded), 'torchvision:<arch>' "
-            "(e.g. torchvision:resnet50) or 'timm:<name>' (e.g. timm:resnet18)"
+            "(e.g. torchvision:resnet50), 'timm:<name>' (e.g. timm:resnet18) or 'hf:<folder>' "
+            "(a Hugging Face image classifier saved with save_pretrained)"
         )
     try:
         return bundle.to(device)

@@ -115,7 +115,7 @@ def parse_eps(text: str) -> float:
 def model_option(f):
     """``--model`` with the default model, shared by every subcommand that loads one."""
     return click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
-                        help=f"{DEFAULT_MODEL} (embedded), torchvision:<arch> or timm:<name>.")(f)
+                        help=f"{DEFAULT_MODEL} (embedded), torchvision:<arch>, timm:<name> or hf:<folder>.")(f)
 
 
 def threads_option(f):

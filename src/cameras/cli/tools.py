@@ -108,7 +108,10 @@ def list_models() -> None:
     """Show how to name models."""
     click.echo(f"{DEFAULT_MODEL:<22} embedded ImageNet EfficientNet-Lite0 (default, offline)")
     click.echo("torchvision:<arch>     e.g. torchvision:resnet50 (weights: --weights FILE or torch hub cache)")
-    click.echo("timm:<name>            e.g. timm:resnet18 (weights: --weights FILE or Hugging Face cache)")
+    click.echo("timm:<name>            e.g. timm:resnet18, timm:vit_base_patch16_224 (weights: --weights FILE or "
+               "Hugging Face cache)")
+    click.echo("hf:<folder>            a Hugging Face transformers image classifier saved with save_pretrained "
+               "(offline; pip install 'cameras[hf]')")
 
 
 @main.command("layers")

@@ -1,0 +1,197 @@
+"""Transformers (timm ViT, DeiT, Swin; Hugging Face ViT) with random weights: the layer found, and every
+method's map against an independent straightforward implementation (tokens reshaped by hand, per scale)."""
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+import cameras
+from cameras.core.layers import inside_attention
+from cameras.core.layouts import any_input_size
+
+transformers = pytest.importorskip("transformers", reason="the hf extra is not installed: pip install 'cameras[hf]'")
+
+
+def tiny_timm(name, **kw):
+    torch.manual_seed(0)
+    return timm.create_model(name, pretrained=False, num_classes=7, **kw).eval()
+
+
+VIT = dict(img_size=64, depth=2, embed_dim=48, num_heads=2)
+SWIN = dict(img_size=128, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), window_size=4)
+
+
+def tiny_hf_vit():
+    torch.manual_seed(0)
+    cfg = transformers.ViTConfig(image_size=64, patch_size=16, hidden_size=48, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=96, num_labels=7)
+    return transformers.ViTForImageClassification(cfg).eval()
+
+
+def reference(model, layer, x, sizes, target, prefix, patch, kwargs=None, channels_last=False):
+    """Straightforward CAMERAS (or Grad-CAM with one size): for each size, resize the input, hook the layer,
+    backpropagate the target logit, drop the prefix tokens and reshape the rest to the patch grid by hand,
+    resize both to the input bilinearly, average over sizes, ReLU of the channel sum, min-max."""
+    H, W = x.shape[2:]
+    acts, grads = [], []
+    store = {}
+    h = layer.register_forward_hook(lambda _m, _i, o: store.__setitem__("a", o))
+    try:
+        for size in sizes:
+            xt = x if tuple(size) == (H, W) else F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+            out = model(xt, **(kwargs or {}))
+            logits = out.logits if hasattr(out, "logits") else out
+            a = store["a"]
+            (g,) = torch.autograd.grad(logits[0, target], a)
+            gh, gw = size[0] // patch, size[1] // patch
+            if channels_last:  # B×h×w×C
+                a, g = a.permute(0, 3, 1, 2), g.permute(0, 3, 1, 2)
+            else:  # B×N×C, N = prefix + gh·gw
+                a = a[:, prefix:].transpose(1, 2).reshape(1, -1, gh, gw)
+                g = g[:, prefix:].transpose(1, 2).reshape(1, -1, gh, gw)
+            acts.append(F.interpolate(a.detach(), size=(H, W), mode="bilinear", align_corners=False))
+            grads.append(F.interpolate(g, size=(H, W), mode="bilinear", align_corners=False))
+    finally:
+        h.remove()
+    m = torch.relu((torch.stack(grads).mean(0) * torch.stack(acts).mean(0)).sum(1))
+    return (m - m.amin()) / (m.amax() - m.amin())
+
+
+CASES = {
+    # name: (model factory, expected automatic layer, prefix tokens, patch, reference model factory, kwargs)
+    "timm_vit": (lambda: tiny_timm("vit_tiny_patch16_224", **VIT), "blocks.1.norm1", 1, 16,
+                 lambda: tiny_timm("vit_tiny_patch16_224", dynamic_img_size=True, **VIT), None),
+    "timm_deit_distilled": (lambda: tiny_timm("deit_tiny_distilled_patch16_224", **VIT), "blocks.1.norm1", 2, 16,
+                            lambda: tiny_timm("deit_tiny_distilled_patch16_224", dynamic_img_size=True, **VIT), None),
+    "hf_vit": (tiny_hf_vit, None, 1, 16, tiny_hf_vit, {"interpolate_pos_encoding": True}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("hw", [(64, 64), (64, 96)])
+def test_token_models_match_the_straightforward_reference(case, hw):
+    make, layer_name, prefix, patch, make_ref, kwargs = CASES[case]
+    model, ref_model = make(), make_ref()
+    ref_model.load_state_dict(model.state_dict())
+    x = torch.randn(1, 3, *hw)
+    cam = cameras.CAMERAS(model, scales=[64, 96, 128])
+    res = cam(x, target=3)
+    if layer_name is not None:
+        assert res.layer == layer_name
+    assert not inside_attention(model, res.layer)
+    H, W = hw
+    sizes = [(round(H * z / 64 / patch) * patch, round(W * z / 64 / patch) * patch) for z in (64, 96, 128)]
+    assert res.extras["sizes"] == sizes and res.maps.shape == (1, H, W)
+    ref_layer = dict(ref_model.named_modules())[res.layer]
+    want = reference(ref_model, ref_layer, x, sizes, 3, prefix, patch, kwargs)
+    assert (res.maps - want).abs().max().item() < 1e-5
+    assert res.maps.std() > 0.05  # a real map
+    # one scale: CAMERAS's fusion at the input's own size, by hand too
+    one = cameras.CAMERAS(model, scales=[64])(x, target=3)
+    assert (one.maps - reference(ref_model, ref_layer, x, [sizes[0]], 3, prefix, patch, kwargs)).abs().max() < 1e-5
+    assert cameras.GradCAM(model)(x, target=3).layer == res.layer
+    # the user's model is left as it was
+    if hasattr(model, "dynamic_img_size"):
+        assert model.dynamic_img_size is False and model.patch_embed.strict_img_size is True
+
+
+def test_swin_channels_last_matches_the_reference():
+    model = tiny_timm("swin_tiny_patch4_window7_224", **SWIN)
+    ref_model = tiny_timm("swin_tiny_patch4_window7_224", dynamic_img_size=True, **SWIN)
+    ref_model.load_state_dict(model.state_dict())
+    x = torch.randn(1, 3, 128, 160)
+    res = cameras.CAMERAS(model, scales=[128, 192])(x, target=2)
+    assert res.layer == "norm" and res.extras["sizes"] == [(128, 160), (192, 256)]
+    want = reference(ref_model, ref_model.norm, x, res.extras["sizes"], 2, 0, 32, channels_last=True)
+    assert (res.maps - want).abs().max().item() < 1e-5 and res.maps.std() > 0.05
+    assert model.patch_embed.strict_img_size is True
+
+
+def test_gradcam_on_tokens_equals_its_definition():
+    """Grad-CAM on a ViT: ReLU(Σ_k mean_positions(∂y/∂A_k) · A_k) over the patch tokens, by hand."""
+    model = tiny_timm("vit_tiny_patch16_224", **VIT)
+    x = torch.randn(1, 3, 64, 96)
+    res = cameras.GradCAM(model)(x, target=4)
+    store = {}
+    layer = dict(model.named_modules())[res.layer]
+    h = layer.register_forward_hook(lambda _m, _i, o: store.__setitem__("a", o))
+    with any_input_size(model):
+        out = model(x)
+    h.remove()
+    (g,) = torch.autograd.grad(out[0, 4], store["a"])
+    a = store["a"][:, 1:].detach().transpose(1, 2).reshape(1, -1, 4, 6)
+    g = g[:, 1:].transpose(1, 2).reshape(1, -1, 4, 6)
+    m = torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True))
+    m = F.interpolate(m, size=(64, 96), mode="bilinear", align_corners=False)[:, 0]
+    m = (m - m.amin()) / (m.amax() - m.amin())
+    assert (res.maps - m).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("method", ["gradient", "normgrad", "rise", "extremal"])
+def test_every_method_runs_on_a_vit_at_a_non_square_size(method):
+    model = tiny_timm("vit_tiny_patch16_224", **VIT)
+    opts = {"rise": {"n_masks": 16, "batch_size": 8}, "extremal": {"iterations": 3}}.get(method, {})
+    res = cameras.build_method(method, model, **opts)(torch.randn(1, 3, 64, 96), target=1)
+    assert res.maps.shape == (1, 64, 96) and torch.isfinite(res.maps).all()
+
+
+def test_the_probe_runs_at_the_input_size_and_models_of_one_size_get_a_clear_error():
+    vit112 = tiny_timm("vit_tiny_patch16_224", img_size=112, depth=2, embed_dim=48, num_heads=2)
+    assert cameras.GradCAM(vit112)(torch.randn(1, 3, 112, 112)).layer == "blocks.1.norm1"
+    with pytest.raises(cameras.InputError, match=r"refused a 112×100 input .* multiples of 16 px; resize it "
+                                                 r"\(e.g. to 112×96\)"):
+        cameras.GradCAM(vit112)(torch.randn(1, 3, 112, 100))
+
+
+def save_hf_folder(folder):
+    model = tiny_hf_vit()
+    model.config.id2label = {i: f"shape{i}" for i in range(7)}
+    model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    model.save_pretrained(folder)
+    transformers.ViTImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.4, 0.4, 0.4],
+                                   image_std=[0.3, 0.3, 0.3]).save_pretrained(folder)
+    return model
+
+
+def test_hf_folder_loads_offline_with_names_and_preprocessing(tmp_path):
+    model = save_hf_folder(tmp_path / "vit")
+    b = cameras.load_model(f"hf:{tmp_path / 'vit'}")
+    assert b.input_size == 64 and b.mean == (0.4, 0.4, 0.4) and b.std == (0.3, 0.3, 0.3)
+    assert b.class_names[3] == "shape3" and b.num_classes == 7
+    x = torch.randn(1, 3, 64, 96)
+    with any_input_size(b.model):
+        logits = b.model(x)
+    assert isinstance(logits, torch.Tensor) and logits.shape == (1, 7)
+    with torch.no_grad():
+        assert torch.allclose(logits, model(x, interpolate_pos_encoding=True).logits, atol=1e-6)
+    from PIL import Image
+
+    assert tuple(b.prepare(Image.new("RGB", (100, 70))).shape) == (1, 3, 64, 96)  # sides: multiples of 16
+    with pytest.raises(cameras.ModelError, match="no config.json there"):
+        cameras.load_model(f"hf:{tmp_path / 'missing'}")
+
+
+def test_commands_run_on_transformers(tmp_path, sample_dir):
+    """explain on a Hugging Face folder and compare on a timm ViT (random weights), non-square photos."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cameras.cli import main
+
+    save_hf_folder(tmp_path / "vit")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["explain", str(sample_dir / "chelsea.jpg"), "--model", f"hf:{tmp_path / 'vit'}",
+                                  "--scales", "64,96,128", "--out", str(out), "--quiet"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "chelsea.json").read_text())
+    (exp,) = meta["explanations"]
+    assert exp["name"].startswith("shape") and exp["png"].startswith("chelsea.cameras.")
+    assert cameras.load_image(out / exp["png"]).size[0] > 0
+    r = CliRunner().invoke(main, ["compare", str(sample_dir / "coffee.png"), "--model", "timm:vit_tiny_patch16_224",
+                                  "--weights", "random", "--methods", "gradcam,cameras", "--set",
+                                  "cameras.scales=224,320", "--out", str(tmp_path / "c.png")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    entry = json.loads((tmp_path / "c.json").read_text())["models"][0]["methods"]
+    assert entry["cameras"]["layer"] == entry["gradcam"]["layer"] == "blocks.11.norm1"
