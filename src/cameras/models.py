@@ -346,6 +346,45 @@ def _timm(name: str, weights: str | None) -> ModelBundle:
     )
 
 
+SYNTHETIC_WEIGHTS = Path(__file__).parent / "weights"
+
+
+def synthetic_architecture(kind: str) -> nn.Module:
+    """The untrained network of ``synthetic:<kind>``: ``"vit"`` (a 4-block ViT, 8-px patches, 64-px
+    input, class token) or ``"cnn"`` (four conv blocks to an 8×8 map, global average pooling).
+
+    Example:
+        >>> sum(p.numel() for p in synthetic_architecture("vit").parameters()) < 500_000
+        True
+    """
+    from .data.synthetic import CLASSES
+
+    if kind == "vit":
+        from timm.models.vision_transformer import VisionTransformer
+
+        return VisionTransformer(img_size=64, patch_size=8, num_classes=len(CLASSES), embed_dim=96, depth=4,
+                                 num_heads=3, mlp_ratio=2.0, dynamic_img_size=True)
+    if kind == "cnn":
+        def block(i, o, stride):
+            return [nn.Conv2d(i, o, 3, stride, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
+
+        return nn.Sequential(nn.Sequential(*block(3, 32, 1), *block(32, 48, 2), *block(48, 64, 2), *block(64, 96, 2)),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(96, len(CLASSES)))
+    raise ModelError(f"unknown synthetic model '{kind}': use synthetic:vit or synthetic:cnn")
+
+
+def _synthetic(kind: str) -> ModelBundle:
+    from .data.synthetic import CLASSES
+
+    model = synthetic_architecture(kind)
+    path = SYNTHETIC_WEIGHTS / f"synthetic_{kind}.pt"
+    if not path.is_file():
+        raise ModelError(f"{path} is missing: run scripts/train_synthetic.py to make it")
+    model.load_state_dict({k: v.float() for k, v in torch.load(path, map_location="cpu").items()})
+    return ModelBundle(model.eval(), f"synthetic:{kind}", 64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "bilinear",
+                       list(CLASSES), list(CLASSES), "0" if kind == "cnn" else None)
+
+
 def _hf(folder: str) -> ModelBundle:
     try:
         import transformers
@@ -413,6 +452,10 @@ def load_model(name: str | None = None, weights: str | os.PathLike | None = None
         bundle = _torchvision(key.split(":", 1)[1], None if weights is None else str(weights))
     elif key.startswith("timm:"):
         bundle = _timm(key.split(":", 1)[1], None if weights is None else str(weights))
+    elif key.startswith("synthetic:"):
+        if weights is not None:
+            raise ModelError("synthetic: models have their own weights; drop --weights")
+        bundle = _synthetic(key.split(":", 1)[1])
     elif key.startswith("hf:"):
         if weights is not None:
             raise ModelError("hf: folders hold their own weights; drop --weights")

@@ -94,6 +94,28 @@ def samples(out_dir: Path) -> None:
         click.echo(str(out_dir / f"{name}.jpg"))
 
 
+@main.command("synthetic")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder to write.")
+@click.option("-n", "--count", default=200, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Images to write.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Random seed (the models were trained on "
+              "seeds 100 and 200; 300 is the README's held-out set).")
+def synthetic(out_dir: Path, count: int, seed: int) -> None:
+    """Write a synthetic localisation set: one coloured shape per image, its box exact.
+
+    An ImageNet-style folder (PNG images, LOC_val_solution.csv, classes.txt) that
+    `cameras evaluate --format imagenet --model synthetic:vit` (or synthetic:cnn, or your own
+    model with those class names) scores with the pointing game and the other metrics.
+    """
+    from ..data.synthetic import write_synthetic
+
+    with user_errors():
+        if out_dir.exists() and not out_dir.is_dir():
+            raise click.BadParameter(f"{out_dir} exists and is not a folder", param_hint="--out")
+        write_synthetic(out_dir, count, seed)
+    click.echo(f"wrote {count} images to {out_dir}")
+
+
 @main.command("methods")
 def list_methods() -> None:
     """List the saliency methods."""
@@ -119,14 +141,16 @@ def list_models() -> None:
 @click.option("--weights", default=None, help="Weights file (or 'random') for torchvision:/timm: models.")
 @click.option("--size", default=None, type=click.IntRange(8, 4096),
               help="Input size of the dummy pass (default: the model's).")
-@click.option("--all", "show_all", is_flag=True, help="Every module, not only those with a spatial B×K×h×w output.")
+@click.option("--all", "show_all", is_flag=True,
+              help="Every module, not only those with a spatial output (a map, channels-last map or tokens).")
 def list_layers(model_name, weights, size, show_all) -> None:
     """List MODEL's layers with their output shapes (one dummy forward pass), for --layer.
 
-    Layers whose output is a spatial B×K×h×w map can be explained; the one used when no
-    --layer is given is marked with *.
+    Layers whose output is a spatial map (B×K×h×w, channels-last B×h×w×C, or tokens B×N×C
+    with the patch grid) can be explained; the layout column says which. The one used when
+    no --layer is given is marked with *; modules inside attention are never chosen.
     """
-    from ..core.layers import resolve_layer, trace_layers
+    from ..core.layers import inside_attention, resolve_layer, trace_layers
     from ..models import load_model
 
     with user_errors():
@@ -139,7 +163,11 @@ def list_layers(model_name, weights, size, show_all) -> None:
     click.echo(f"  {'layer':<{width}}  {'type':<24} output for a 1×3×{n}×{n} input")
     for r in shown:
         shape = "×".join(map(str, r["shape"])) if r["shape"] is not None else "(not a tensor)"
+        if r["spatial"] and r.get("layout") in ("nhwc", "tokens"):
+            shape += " (channels last)" if r["layout"] == "nhwc" else " (tokens)"
         runs = "" if r["calls"] == 1 else f"  (runs {r['calls']}× per pass: not explainable)"
+        if r["spatial"] and inside_attention(bundle.model, r["name"]):
+            runs += "  (inside attention)"
         mark = "*" if r["name"] == default else " "
         click.echo(f"{mark} {r['name']:<{width}}  {r['type']:<24} {shape}{runs}")
     click.echo(f"* the layer used without --layer: {default}")

@@ -1,0 +1,117 @@
+"""A synthetic localisation task with known object positions: one coloured shape on clutter.
+
+Each image holds one object whose class is its colour *and* shape (a red square, a green
+disc, a blue triangle or a yellow cross), pasted at a random place and size on a random
+background of smooth colour noise with grey distractor shapes. The object's box is exact,
+so a saliency map can be scored against it (pointing game, energy inside the box) with no
+human annotation. :func:`write_synthetic` writes a set as an ImageNet-style folder that
+``cameras evaluate --format imagenet`` reads with the models ``synthetic:vit`` and
+``synthetic:cnn`` (trained on this task; see ``scripts/train_synthetic.py``).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+CLASSES: tuple[str, ...] = ("red_square", "green_disc", "blue_triangle", "yellow_cross")
+_COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "yellow": (235, 215, 40)}
+
+
+def _shape_mask(kind: str, s: int) -> np.ndarray:
+    """s×s bool mask of a shape filling its box."""
+    yy, xx = np.mgrid[:s, :s] + 0.5
+    c = s / 2
+    if kind == "square":
+        return np.ones((s, s), bool)
+    if kind == "disc":
+        return (yy - c) ** 2 + (xx - c) ** 2 <= c * c
+    if kind == "triangle":  # apex at the top, base at the bottom
+        return np.abs(xx - c) <= yy / 2
+    bar = max(1, s // 3)  # cross
+    return (np.abs(yy - c) <= bar / 2) | (np.abs(xx - c) <= bar / 2)
+
+
+def synthetic_image(rng: np.random.Generator, size: int = 64, label: int | None = None,
+                    min_frac: float = 0.2, max_frac: float = 0.35) -> tuple[np.ndarray, int, tuple[int, int, int, int]]:
+    """One image: (size×size×3 uint8 RGB, class id, box (x0, y0, x1, y1) in pixels, x1/y1 exclusive).
+
+    The object's side is ``min_frac``–``max_frac`` of the image; two grey distractor shapes
+    of random kinds may overlap the background but are drawn under the object.
+
+    Example:
+        >>> img, label, box = synthetic_image(np.random.default_rng(0), 64, label=1)
+        >>> img.shape, CLASSES[label], box[2] - box[0] == box[3] - box[1]
+        ((64, 64, 3), 'green_disc', True)
+    """
+    if label is None:
+        label = int(rng.integers(len(CLASSES)))
+    # background: smooth colour noise (a coarse random grid, upsampled) around a random mid tone
+    grid = rng.uniform(60, 190, size=(4, 4, 3))
+    ys = np.linspace(0, 3, size)
+    xs = np.linspace(0, 3, size)
+    y0i, x0i = np.floor(ys).astype(int).clip(0, 2), np.floor(xs).astype(int).clip(0, 2)
+    fy, fx = (ys - y0i)[:, None, None], (xs - x0i)[None, :, None]
+    g = grid
+    img = ((1 - fy) * (1 - fx) * g[y0i][:, x0i] + (1 - fy) * fx * g[y0i][:, x0i + 1]
+           + fy * (1 - fx) * g[y0i + 1][:, x0i] + fy * fx * g[y0i + 1][:, x0i + 1])
+    img = img + rng.normal(0, 8, size=img.shape)
+    kinds = ("square", "disc", "triangle", "cross")
+    for _ in range(2):  # grey distractors
+        s = int(rng.integers(max(3, int(size * min_frac * 0.7)), max(4, int(size * max_frac)) + 1))
+        x, y = (int(v) for v in rng.integers(0, size - s + 1, size=2))
+        m = _shape_mask(kinds[int(rng.integers(4))], s)
+        img[y:y + s, x:x + s][m] = rng.uniform(70, 180)
+    colour, kind = CLASSES[label].split("_")
+    s = int(rng.integers(int(size * min_frac), int(size * max_frac) + 1))
+    x, y = (int(v) for v in rng.integers(0, size - s + 1, size=2))
+    m = _shape_mask(kind, s)
+    shade = np.array(_COLOURS[colour], float) * rng.uniform(0.85, 1.1)
+    img[y:y + s, x:x + s][m] = shade
+    return np.clip(img, 0, 255).astype(np.uint8), label, (x, y, x + s, y + s)
+
+
+def synthetic_batch(n: int, seed: int = 0, size: int = 64):
+    """``n`` images as arrays: (n×size×size×3 uint8, n labels, n×4 boxes), balanced over the classes.
+
+    Example:
+        >>> imgs, labels, boxes = synthetic_batch(8, seed=1)
+        >>> imgs.shape, sorted(set(labels.tolist()))
+        ((8, 64, 64, 3), [0, 1, 2, 3])
+    """
+    rng = np.random.default_rng(seed)
+    out = [synthetic_image(rng, size, label=i % len(CLASSES)) for i in range(n)]
+    return (np.stack([o[0] for o in out]), np.array([o[1] for o in out]), np.array([o[2] for o in out]))
+
+
+def write_synthetic(out_dir: str | Path, n: int = 200, seed: int = 1, size: int = 64) -> Path:
+    """Write ``n`` images as an ImageNet-style localisation folder and return it.
+
+    ``out_dir`` gets ``<class>_<i>.png`` files, ``LOC_val_solution.csv`` (``ImageId,
+    PredictionString`` with ``class x0 y0 x1 y1``, x1/y1 inclusive, as ImageNet's) and
+    ``classes.txt``. Files already there are overwritten; nothing else is touched.
+
+    Example:
+        >>> import tempfile
+        >>> d = write_synthetic(tempfile.mkdtemp(), n=4)
+        >>> sorted(p.name for p in d.iterdir())[:2]
+        ['LOC_val_solution.csv', 'blue_triangle_0002.png']
+    """
+    from PIL import Image
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    imgs, labels, boxes = synthetic_batch(n, seed, size)
+    rows = []
+    for i, (img, label, (x0, y0, x1, y1)) in enumerate(zip(imgs, labels, boxes)):
+        stem = f"{CLASSES[label]}_{i:04d}"
+        Image.fromarray(img).save(out / f"{stem}.png")
+        rows.append((stem, f"{CLASSES[label]} {x0} {y0} {x1 - 1} {y1 - 1}"))
+    with open(out / "LOC_val_solution.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["ImageId", "PredictionString"])
+        w.writerows(rows)
+    (out / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    return out
