@@ -391,6 +391,14 @@ def test_border_pad_is_the_reference_on_the_mirrored_input_cropped_back(resnet):
     assert res.extras["border_pad_pixels"] == 8 and res.extras["sizes"][0] == (80, 96)
     # it changes the map near the border only where zero padding mattered: not a no-op
     assert (res.maps - cameras.CAMERAS(resnet, scales=scales, scale_rule="all")(x).maps).abs().max() > 1e-3
+    # the paper's rule with padding: a scale is kept where the padded image's top-1 is the input's top-1
+    paper = cameras.CAMERAS(resnet, scales=scales, border_pad=0.125, scale_rule="paper")(x)
+    with torch.no_grad():
+        tops = [int(resnet(padded if z == 64 else F.interpolate(padded, size=size, mode="bicubic",
+                                                                 align_corners=False)).argmax(1))
+                for z, size in zip(scales, paper.extras["sizes"])]
+    assert paper.kept_scales == [[z for z, t in zip(scales, tops) if t == top1 or z == 64]]
+    assert paper.targets.tolist() == [top1] and paper.extras["scale_rule"] == "paper"
     for bad in (-0.1, 0.6, "0.1"):
         with pytest.raises(cameras.InputError, match="border_pad must be a fraction"):
             cameras.CAMERAS(resnet, border_pad=bad)

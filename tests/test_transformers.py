@@ -1,5 +1,6 @@
-"""Transformers (timm ViT, DeiT, Swin; Hugging Face ViT) with random weights: the layer found, and every
-method's map against an independent straightforward implementation (tokens reshaped by hand, per scale)."""
+"""Transformers (timm ViT, DeiT, Swin, EVA; Hugging Face ViT) with random weights: the layer found; CAMERAS and
+Grad-CAM against independent straightforward implementations (tokens reshaped by hand, per scale); the other
+methods, the commands and the app run; the user's model is restored."""
 
 import pytest
 import timm
@@ -79,6 +80,8 @@ def test_token_models_match_the_straightforward_reference(case, hw):
     res = cam(x, target=3)
     if layer_name is not None:
         assert res.layer == layer_name
+    else:  # Hugging Face: the last block's first norm (transformers 5 names, or 4.x's encoder.layer)
+        assert res.layer.endswith(("layers.1.layernorm_before", "layer.1.layernorm_before"))
     assert not inside_attention(model, res.layer)
     H, W = hw
     sizes = [(round(H * z / 64 / patch) * patch, round(W * z / 64 / patch) * patch) for z in (64, 96, 128)]
@@ -94,6 +97,7 @@ def test_token_models_match_the_straightforward_reference(case, hw):
     # the user's model is left as it was
     if hasattr(model, "dynamic_img_size"):
         assert model.dynamic_img_size is False and model.patch_embed.strict_img_size is True
+    assert not model._forward_pre_hooks and not model._forward_hooks  # every hook removed
 
 
 def test_swin_channels_last_matches_the_reference():
@@ -195,3 +199,32 @@ def test_commands_run_on_transformers(tmp_path, sample_dir):
     assert r.exit_code == 0, r.output
     entry = json.loads((tmp_path / "c.json").read_text())["models"][0]["methods"]
     assert entry["cameras"]["layer"] == entry["gradcam"]["layer"] == "blocks.11.norm1"
+
+
+def test_the_app_explains_a_timm_vit(sample_dir):
+    from cameras.app import Explorer, check_upload
+
+    name = "timm:vit_tiny_patch16_224"
+    ex = Explorer([name], weights={name: "random"})
+    img = check_upload(sample_dir / "chelsea.jpg")
+    top = ex.top_classes(img, name, 2)
+    exps = list(ex.explain(img, name, ["cameras", "gradcam"], [top[0][0]], [224, 320]))
+    assert [e.method for e in exps] == ["gradcam", "cameras"]
+    assert all(e.saliency.shape == (300, 451) and e.saliency.std() > 0.01 for e in exps)
+    # the app's map is the library's, on the bundle's input (224×336: sides rounded to multiples of 16)
+    b = ex.bundle(name)
+    x = b.prepare(img)
+    assert tuple(x.shape[2:]) == (224, 336)
+    want = cameras.CAMERAS(b.model, scales=[224, 320])(x).maps
+    want = cameras.resize_maps(want, (300, 451))[0].clamp(0, 1).numpy()
+    assert abs(exps[1].saliency - want).max() < 1e-5
+
+
+def test_rope_models_of_one_size_get_a_clear_error_and_work_when_dynamic():
+    fixed = tiny_timm("eva02_tiny_patch14_224")
+    x = torch.randn(1, 3, 224, 224)
+    with pytest.raises(cameras.InputError, match="Eva cannot take this input size .* scales=\\[224\\]"):
+        cameras.CAMERAS(fixed, scales=[224, 320])(x, target=1)
+    dynamic = tiny_timm("eva02_tiny_patch14_224", dynamic_img_size=True)
+    res = cameras.CAMERAS(dynamic, scales=[224, 320])(x, target=1)
+    assert res.extras["sizes"] == [(224, 224), (322, 322)] and res.maps.std() > 0.01

@@ -409,7 +409,7 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         error = False
         progress((0, total), desc="starting")
         # one row per method (fastest first), one column per class
-        yield (gr.update(value=[], columns=min(len(ids), TOP_K)), "", None,
+        yield (gr.update(value=[], columns=len(ids)), "", None,
                status_html(f"Explaining: 0 of {total} maps…"), dict(state, explanations=[]))
         try:
             for e in explorer.explain(img, model, methods, ids, scales, rule):

@@ -171,8 +171,10 @@ class ModelBundle:
             return "name", hits
         # a part of a name: whole words first (e.g. "cat" in "tiger cat"), then any substring
         word = re.compile(rf"\b{re.escape(key)}\b")
-        part = sorted({i for i, names in enumerate(syn) if any(word.search(s) for s in names)}) or \
-            sorted({i for i, names in enumerate(syn) if any(key in s for s in names)})
+        part = [i for i, names in enumerate(syn) if any(word.search(s) for s in names)] or \
+            [i for i, names in enumerate(syn) if any(key in s for s in names)]
+        # best first: the shortest name holding it (the closest to the text), then the id
+        part.sort(key=lambda i: (min(len(s) for s in syn[i] if key in s), i))
         if part:
             return "part", part
         owner: dict[str, int] = {}
@@ -380,7 +382,7 @@ def _synthetic(kind: str) -> ModelBundle:
     path = SYNTHETIC_WEIGHTS / f"synthetic_{kind}.pt"
     if not path.is_file():
         raise ModelError(f"{path} is missing: run scripts/train_synthetic.py to make it")
-    model.load_state_dict({k: v.float() for k, v in torch.load(path, map_location="cpu").items()})
+    model.load_state_dict({k: v.float() for k, v in torch.load(path, map_location="cpu", weights_only=True).items()})
     return ModelBundle(model.eval(), f"synthetic:{kind}", 64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "bilinear",
                        list(CLASSES), list(CLASSES), "0" if kind == "cnn" else None)
 
@@ -402,7 +404,9 @@ def _hf(folder: str) -> ModelBundle:
     # the bundle's model returns the logits tensor, as every other bundle's does (layer names unchanged)
     model.register_forward_hook(lambda _m, _i, out: out.logits if hasattr(out, "logits") else out)
     cfg = model.config
-    size, mean, std, interp = int(getattr(cfg, "image_size", 224) or 224), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear"
+    size = getattr(cfg, "image_size", 224) or 224
+    size = int(min(size)) if isinstance(size, (list, tuple)) else int(size)
+    mean, std, interp = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear"
     if (path / "preprocessor_config.json").is_file():
         proc = json.loads((path / "preprocessor_config.json").read_text())
         sz = proc.get("size", size)

@@ -148,7 +148,8 @@ def list_layers(model_name, weights, size, show_all) -> None:
 
     Layers whose output is a spatial map (B×K×h×w, channels-last B×h×w×C, or tokens B×N×C
     with the patch grid) can be explained; the layout column says which. The one used when
-    no --layer is given is marked with *; modules inside attention are never chosen.
+    no --layer is given is marked with *; for transformers, modules inside attention are never
+    chosen.
     """
     from ..core.layers import inside_attention, resolve_layer, trace_layers
     from ..models import load_model

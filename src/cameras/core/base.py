@@ -14,10 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from .capture import LayerCapture
-from .errors import Cancelled, InputError
+from .errors import Cancelled, InputError, LayerError
 from .guard import frozen_eval, unwrap_model
 from .layers import module_name, resolve_layer
-from .layouts import Layout, any_input_size, model_size_errors, patch_size
+from .layouts import Layout, any_input_size, model_size_errors, patch_size, track_input_size
 from .ops import check_batch
 from .result import SaliencyResult
 from .targets import Target, TargetLike, as_target
@@ -142,9 +142,15 @@ class SaliencyMethod(abc.ABC):
     def _ensure_layer(self, x: Tensor) -> None:
         self.layout.input_hw = (int(x.shape[2]), int(x.shape[3]))
         if self.uses_layer and self.layer is None:
-            m = patch_size(self.model) or 1  # probed at the input's size (a multiple of a transformer's patch)
-            size = (int(x.shape[1]), *(max(m, round(int(v) / m) * m) for v in x.shape[2:]))
-            self.layer_name, self.layer = resolve_layer(self.model, None, size)
+            m = patch_size(self.model)
+            if m is not None:  # a transformer: probed at the input's size, rounded to its patch multiple
+                size = (int(x.shape[1]), *(max(m, round(int(v) / m) * m) for v in x.shape[2:]))
+                self.layer_name, self.layer = resolve_layer(self.model, None, size)
+                return
+            try:  # other models at 224×224, as always; at the input's size if they cannot take that
+                self.layer_name, self.layer = resolve_layer(self.model, None, (int(x.shape[1]), 224, 224))
+            except (AssertionError, RuntimeError, LayerError):
+                self.layer_name, self.layer = resolve_layer(self.model, None, tuple(int(v) for v in x.shape[1:]))
 
     def capture(self, layer: nn.Module | None = None, name: str | None = None) -> LayerCapture:
         """A :class:`LayerCapture` of the method's layer (or ``layer``) with its ``to_spatial``."""
@@ -161,7 +167,7 @@ class SaliencyMethod(abc.ABC):
         self.check_stop()
         start = time.perf_counter()
         with frozen_eval(self.model), any_input_size(self.model), model_size_errors(self.model, x), \
-                torch.enable_grad():
+                track_input_size(self.model, self.layout), torch.enable_grad():
             result = self.explain_batch(x, as_target(target, x.shape[0], x.device))
         sync(x.device)
         result.seconds = time.perf_counter() - start
@@ -192,7 +198,7 @@ class SaliencyMethod(abc.ABC):
         self.check_stop()
         start = time.perf_counter()
         with frozen_eval(self.model), any_input_size(self.model), model_size_errors(self.model, x), \
-                torch.enable_grad():
+                track_input_size(self.model, self.layout), torch.enable_grad():
             results = self.explain_batch_many(x, [as_target(t, x.shape[0], x.device) for t in targets])
         sync(x.device)
         for r in results:

@@ -174,7 +174,9 @@ def _last_with_gradient(model: nn.Module, names: list[str], input_shape: tuple[i
             score = model_logits(model(x))[0].max()
             got = [n for n in names if n in outs and outs[n].requires_grad]
             grads = torch.autograd.grad(score, [outs[n] for n in got], allow_unused=True)
-    except RuntimeError:
+    except RuntimeError as e:  # e.g. an in-place operation after a candidate: no gradient probe possible
+        if "inplace" not in str(e):
+            raise
         return None
     finally:
         for h in handles:

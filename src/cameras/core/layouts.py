@@ -98,6 +98,12 @@ def token_grid(count: int, input_hw: tuple[int, int]) -> tuple[int, int] | None:
         >>> token_grid(14 * 21, (224, 336))
         (14, 21)
     """
+    found = _token_grid(count, input_hw)
+    return None if found is None else found[1]
+
+
+def _token_grid(count: int, input_hw: tuple[int, int]) -> tuple[float, tuple[int, int]] | None:
+    """(error, grid) of the best factor pair, see :func:`token_grid`."""
     best = None
     for h in range(1, int(math.isqrt(count)) + 1):
         if count % h:
@@ -106,7 +112,7 @@ def token_grid(count: int, input_hw: tuple[int, int]) -> tuple[int, int] | None:
             err = _matches(gh, gw, input_hw)
             if err is not None and (best is None or err < best[0]):
                 best = (err, (gh, gw))
-    return None if best is None else best[1]
+    return best
 
 
 @dataclass
@@ -117,8 +123,8 @@ class Layout:
         prefix: tokens before the patch tokens (None: the model does not say; then the
             smallest count from 0 to 8 that leaves a grid matching the input is used).
         channels_last: the model's 4-D feature maps are B×h×w×C (timm ``output_fmt="NHWC"``).
-        input_hw: the size (H, W) of the current call's input; grids are matched to its
-            aspect ratio (every CAMERAS scale keeps it).
+        input_hw: the size (H, W) of the model's current input (set before every forward pass
+            by :func:`track_input_size`); grids are matched to it.
 
     Example:
         >>> import torch
@@ -142,19 +148,23 @@ class Layout:
     def _prefix_and_grid(self, n: int) -> tuple[int, tuple[int, int]] | None:
         if self.input_hw is None:
             return None
+        # the model's own prefix count; otherwise the count (0–8) whose grid fits the input best
+        best = None
         for p in ([self.prefix] if self.prefix is not None else range(0, 9)):
             if n - p >= 1:
-                grid = token_grid(n - p, self.input_hw)
-                if grid is not None:
-                    return p, grid
-        return None
+                found = _token_grid(n - p, self.input_hw)
+                if found is not None and (best is None or found[0] < best[0] - 1e-9):
+                    best = (found[0], p, found[1])
+        return None if best is None else (best[1], best[2])
 
     def kind(self, shape: tuple[int, ...]) -> str | None:
         """``"nchw"``, ``"nhwc"``, ``"tokens"`` or None (not a spatial layout) for an output shape."""
         if len(shape) == 4 and self.input_hw is not None:
             nchw = _matches(shape[2], shape[3], self.input_hw) is not None
             nhwc = _matches(shape[1], shape[2], self.input_hw) is not None
-            if nhwc and (self.channels_last or not nchw):
+            # channels-last when the model says so, or when only that reading fits and the last
+            # dimension is the largest (channels), so a small convolutional map is never permuted
+            if nhwc and (self.channels_last or (not nchw and shape[3] > max(shape[1], shape[2]))):
                 return "nhwc"
             return "nchw" if nchw else None
         if len(shape) == 4:
@@ -259,6 +269,34 @@ def any_input_size(model: nn.Module) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def track_input_size(model: nn.Module, layout: Layout) -> Iterator[None]:
+    """Inside the block, every forward pass of ``model`` first records its input's (H, W) in ``layout``.
+
+    Example:
+        >>> import torch
+        >>> lay, net = Layout(), torch.nn.Conv2d(3, 2, 3)
+        >>> with track_input_size(net, lay):
+        ...     _ = net(torch.zeros(1, 3, 20, 30))
+        >>> lay.input_hw
+        (20, 30)
+    """
+    def record(_m, args, kwargs):
+        for v in (*args, *kwargs.values()):
+            if isinstance(v, Tensor) and v.dim() == 4:
+                layout.input_hw = (int(v.shape[2]), int(v.shape[3]))
+                break
+
+    handle = model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+_SIZE_WORDS = ("size", "height", "width", "divisible", "match", "shape")
+
+
+@contextlib.contextmanager
 def model_size_errors(model: nn.Module, x: Tensor) -> Iterator[None]:
     """Turn a model's own assertion about its input size into an :class:`InputError` saying what to do.
 
@@ -274,7 +312,16 @@ def model_size_errors(model: nn.Module, x: Tensor) -> Iterator[None]:
     """
     try:
         yield
+    except RuntimeError as e:  # e.g. a position table of one grid added to tokens of another
+        if getattr(model, "patch_embed", None) is None or "must match the size" not in str(e):
+            raise
+        raise InputError(
+            f"{type(model).__name__} cannot take this input size ({e}). It may take only the size it was built "
+            f"for: give inputs of that size, and for CAMERAS pass scales=[{int(x.shape[-2])}] (the input's own "
+            "size only), or build the model to take any size (timm: dynamic_img_size=True)") from None
     except AssertionError as e:
+        if not any(w in str(e).lower() for w in _SIZE_WORDS):
+            raise
         p = patch_size(model)
         H, W = int(x.shape[-2]), int(x.shape[-1])
         if p and (H % p or W % p):
