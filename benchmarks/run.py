@@ -1,6 +1,6 @@
 """`make bench`: time every method against its floor on the current device; write results and BENCHMARKS.md.
 
-Usage: python benchmarks/run.py [--device cpu|cuda] [--quick]
+Usage: python benchmarks/run.py [--device cpu|cuda] [--quick] [--models timm:vit_small_patch16_224,...] [--out FILE]
 Each number is a median of repeated calls after a warm-up, device synchronised, measured in
 one process (memory: one child process per measurement on CPU, max_memory_allocated on CUDA).
 """
@@ -28,9 +28,14 @@ HERE = Path(__file__).parent
 SCALES = list(range(224, 1000, 100))
 
 
+VIT = "timm:vit_small_patch16_224"  # the transformer row: CAMERAS on 16-px tokens, sizes rounded to 16
+
+
 def load(name, device):
     if name == "efficientnet_lite0":
         b = cameras.load_model()
+    elif name.startswith("timm:"):
+        b = cameras.load_model(name, weights="random")
     else:
         b = cameras.load_model(f"torchvision:{name}", weights="random")
     return b.to(device)
@@ -274,6 +279,8 @@ def main():
     ap.add_argument("--default-allocator", action="store_true",
                     help="leave glibc's allocator as it is (the benchmark tunes it, as the `cameras` command does)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--models", default=None,
+                    help=f"comma list to time only these (e.g. {VIT}); default: every model of this device")
     a = ap.parse_args()
     if a.alloc_probe:
         alloc_probe(a.alloc_probe)
@@ -286,15 +293,20 @@ def main():
         return
     device = torch.device(a.device)
     cuda = device.type == "cuda"
-    models = ["efficientnet_lite0", "resnet50"] + (["densenet121", "inception_v3"] if cuda else [])
+    models = ["efficientnet_lite0", "resnet50"] + (["densenet121", "inception_v3"] if cuda else []) + [VIT]
+    if a.models:
+        models = a.models.split(",")
     batches = [1] if a.quick else [1, 8]
     rounds = rounds_for(a.quick, cuda)
     t0 = time.time()
     rows = []
-    if not cuda and not a.quick:
+    if not cuda and not a.quick and not a.models:
         rows.append(cpu_allocator_effect())
         print(json.dumps(rows[-1]), flush=True)
     for name in models:
+        if name.startswith("timm:"):  # a transformer: batch 1 on a CPU; the straightforward reference is for maps
+            rows += time_model(name, batches if cuda else [1], device, rounds, naive_batches=[], extras=False)
+            continue
         rows += time_model(name, batches, device, rounds, naive_batches=[1] if not cuda else batches,
                            extras=name in ("efficientnet_lite0", "resnet50") or cuda)
         if not cuda:

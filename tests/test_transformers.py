@@ -228,3 +228,45 @@ def test_rope_models_of_one_size_get_a_clear_error_and_work_when_dynamic():
     dynamic = tiny_timm("eva02_tiny_patch14_224", dynamic_img_size=True)
     res = cameras.CAMERAS(dynamic, scales=[224, 320])(x, target=1)
     assert res.extras["sizes"] == [(224, 224), (322, 322)] and res.maps.std() > 0.01
+
+
+def hf_models():
+    torch.manual_seed(0)
+    deit = transformers.DeiTForImageClassificationWithTeacher(transformers.DeiTConfig(
+        image_size=64, patch_size=16, hidden_size=48, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=96, num_labels=7)).eval()
+    swin = transformers.SwinForImageClassification(transformers.SwinConfig(
+        image_size=64, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 1], window_size=4, num_labels=7)).eval()
+    return {"deit": (deit, 2, 16), "swin": (swin, 0, 8)}
+
+
+@pytest.mark.parametrize("name", ["deit", "swin"])
+def test_hugging_face_deit_and_swin_match_the_reference(name):
+    """DeiT: class and distillation tokens (2); Swin: patch tokens only, grid 1/8 of the input after 2 stages."""
+    model, prefix, patch = hf_models()[name]
+    x = torch.randn(1, 3, 64, 96)
+    res = cameras.CAMERAS(model, scales=[64, 96, 128])(x, target=5)
+    assert not inside_attention(model, res.layer)
+    assert res.layer.endswith("layernorm_before" if name == "deit" else "layernorm")
+    want = reference(model, dict(model.named_modules())[res.layer], x, res.extras["sizes"], 5, prefix, patch,
+                     {"interpolate_pos_encoding": True} if name == "deit" else None)
+    assert (res.maps - want).abs().max().item() < 1e-5 and res.maps.std() > 0.05
+    assert not model._forward_pre_hooks
+
+
+def test_hugging_face_convnext_is_a_feature_map_model():
+    torch.manual_seed(0)
+    model = transformers.ConvNextForImageClassification(transformers.ConvNextConfig(
+        num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=7)).eval()
+    res = cameras.GradCAM(model)(torch.randn(1, 3, 64, 96), target=2)
+    assert res.layer == "convnext.encoder.stages.1" and res.maps.std() > 0.01
+
+
+def test_beit_of_one_size_explains_at_that_size():
+    model = tiny_timm("beit_base_patch16_224", img_size=64, depth=2, embed_dim=48, num_heads=2)
+    x = torch.randn(1, 3, 64, 64)
+    res = cameras.GradCAM(model)(x, target=1)
+    assert res.layer == "norm" and res.maps.std() > 0.01  # average pooling: every patch token reaches the head
+    assert cameras.CAMERAS(model, scales=[64])(x, target=1).maps.std() > 0.01
+    with pytest.raises(cameras.InputError, match=r"Beit refused an input size .* scales=\[64\]"):
+        cameras.CAMERAS(model, scales=[64, 96])(x, target=1)

@@ -138,6 +138,7 @@ class ModelBundle:
         if kind == "name":
             raise ModelError(f"class name '{text}' is ambiguous (ids {', '.join(map(str, hits))}); give the id")
         if kind == "part":
+            hits = sorted(hits)  # listed by id
             shown = "; ".join(f"{i} {self.class_name(i)}" for i in hits[:12])
             more = f" and {len(hits) - 12} more" if len(hits) > 12 else ""
             raise ModelError(f"'{text}' is part of {len(hits)} class names: {shown}{more}; "
