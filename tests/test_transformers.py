@@ -100,13 +100,14 @@ def test_token_models_match_the_straightforward_reference(case, hw):
     assert not model._forward_pre_hooks and not model._forward_hooks  # every hook removed
 
 
-def test_swin_channels_last_matches_the_reference():
+@pytest.mark.parametrize("hw", [(128, 128), (128, 160)])
+def test_swin_channels_last_matches_the_reference(hw):
     model = tiny_timm("swin_tiny_patch4_window7_224", **SWIN)
     ref_model = tiny_timm("swin_tiny_patch4_window7_224", dynamic_img_size=True, **SWIN)
     ref_model.load_state_dict(model.state_dict())
-    x = torch.randn(1, 3, 128, 160)
+    x = torch.randn(1, 3, *hw)
     res = cameras.CAMERAS(model, scales=[128, 192])(x, target=2)
-    assert res.layer == "norm" and res.extras["sizes"] == [(128, 160), (192, 256)]
+    assert res.layer == "norm" and res.extras["sizes"] == [hw, (192, {128: 192, 160: 256}[hw[1]])]  # 240 → 256 (×32)
     want = reference(ref_model, ref_model.norm, x, res.extras["sizes"], 2, 0, 32, channels_last=True)
     assert (res.maps - want).abs().max().item() < 1e-5 and res.maps.std() > 0.05
     assert model.patch_embed.strict_img_size is True
