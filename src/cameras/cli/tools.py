@@ -129,6 +129,8 @@ def list_methods() -> None:
 def list_models() -> None:
     """Show how to name models."""
     click.echo(f"{DEFAULT_MODEL:<22} embedded ImageNet EfficientNet-Lite0 (default, offline)")
+    click.echo("efficientnet_lite1      ImageNet EfficientNet-Lite1, 240 px (offline)")
+    click.echo("efficientnet_lite2      ImageNet EfficientNet-Lite2, 260 px (offline)")
     click.echo("torchvision:<arch>     e.g. torchvision:resnet50 (weights: --weights FILE or torch hub cache)")
     click.echo("timm:<name>            e.g. timm:resnet18, timm:vit_base_patch16_224 (weights: --weights FILE or "
                "Hugging Face cache)")
