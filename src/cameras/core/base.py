@@ -17,7 +17,7 @@ from .capture import LayerCapture
 from .errors import Cancelled, InputError, LayerError
 from .guard import frozen_eval, unwrap_model
 from .layers import module_name, resolve_layer
-from .layouts import Layout, any_input_size, model_size_errors, patch_size, track_input_size
+from .layouts import Layout, any_input_size, model_size_errors, track_input_size
 from .ops import check_batch
 from .result import SaliencyResult
 from .targets import Target, TargetLike, as_target
@@ -142,7 +142,7 @@ class SaliencyMethod(abc.ABC):
     def _ensure_layer(self, x: Tensor) -> None:
         self.layout.input_hw = (int(x.shape[2]), int(x.shape[3]))
         if self.uses_layer and self.layer is None:
-            m = patch_size(self.model)
+            m = self.layout.patch
             if m is not None:  # a transformer: probed at the input's size, rounded to its patch multiple
                 size = (int(x.shape[1]), *(max(m, round(int(v) / m) * m) for v in x.shape[2:]))
                 self.layer_name, self.layer = resolve_layer(self.model, None, size)
@@ -157,8 +157,9 @@ class SaliencyMethod(abc.ABC):
         return LayerCapture(self.layer if layer is None else layer, self.layer_name if name is None else name,
                             self.to_spatial, self.layout)
 
-    @torch.inference_mode(False)
-    def __call__(self, x: Tensor, target: TargetLike = None) -> SaliencyResult:
+    def _run(self, x: Tensor, work: Callable[[Tensor], Any]) -> tuple[Any, float]:
+        """Check ``x``, find the layer, and run ``work(x)`` with the model's state guarded and any
+        input size allowed; return its value and the seconds it took (device synchronised)."""
         x = check_batch(x).detach()
         if x.is_inference():
             x = x.clone()
@@ -168,9 +169,14 @@ class SaliencyMethod(abc.ABC):
         start = time.perf_counter()
         with frozen_eval(self.model), any_input_size(self.model), model_size_errors(self.model, x), \
                 track_input_size(self.model, self.layout), torch.enable_grad():
-            result = self.explain_batch(x, as_target(target, x.shape[0], x.device))
+            out = work(x)
         sync(x.device)
-        result.seconds = time.perf_counter() - start
+        return out, time.perf_counter() - start
+
+    @torch.inference_mode(False)
+    def __call__(self, x: Tensor, target: TargetLike = None) -> SaliencyResult:
+        result, seconds = self._run(x, lambda x: self.explain_batch(x, as_target(target, x.shape[0], x.device)))
+        result.seconds = seconds
         return result
 
     @torch.inference_mode(False)
@@ -188,21 +194,12 @@ class SaliencyMethod(abc.ABC):
             >>> [r.targets.tolist() for r in cam.explain_targets(torch.randn(1, 3, 64, 64), [2, 4])]
             [[2], [4]]
         """
-        x = check_batch(x).detach()
-        if x.is_inference():
-            x = x.clone()
         if not targets:
             raise InputError("explain_targets needs at least one target (None: each image's top-1)")
-        with model_size_errors(self.model, x):
-            self._ensure_layer(x)
-        self.check_stop()
-        start = time.perf_counter()
-        with frozen_eval(self.model), any_input_size(self.model), model_size_errors(self.model, x), \
-                track_input_size(self.model, self.layout), torch.enable_grad():
-            results = self.explain_batch_many(x, [as_target(t, x.shape[0], x.device) for t in targets])
-        sync(x.device)
+        results, seconds = self._run(
+            x, lambda x: self.explain_batch_many(x, [as_target(t, x.shape[0], x.device) for t in targets]))
         for r in results:
-            r.seconds = (time.perf_counter() - start) / len(results)
+            r.seconds = seconds / len(results)
         return results
 
     def explain_batch_many(self, x: Tensor, targets: list[Target | None]) -> list[SaliencyResult]:

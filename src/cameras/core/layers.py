@@ -94,7 +94,7 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 
         [('0', (1, 4, 6, 6), True), ('1', (1, 4, 1, 1), False)]
     """
     layout = layout or Layout.of(model)
-    layout = Layout(layout.prefix, layout.channels_last, (int(input_shape[1]), int(input_shape[2])))
+    layout = Layout(layout.prefix, layout.channels_last, (int(input_shape[1]), int(input_shape[2])), layout.patch)
     rows: dict[str, dict] = {}
     order: list[str] = []
     handles = []
@@ -121,20 +121,21 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 
         if name:
             handles.append(mod.register_forward_hook(make(name, mod)))
     try:
-        x = _dummy(model, input_shape)
         with frozen_eval(model), any_input_size(model), torch.no_grad():
-            model(torch.zeros_like(x))
+            model(_dummy(model, input_shape, random=False))
     finally:
         for h in handles:
             h.remove()
     return [rows[n] for n in order]
 
 
-def _dummy(model: nn.Module, input_shape: tuple[int, int, int]) -> torch.Tensor:
-    """A seeded random 1×input_shape input on the model's device and dtype."""
+def _dummy(model: nn.Module, input_shape: tuple[int, int, int], random: bool = True) -> torch.Tensor:
+    """A seeded random (or all-zero) 1×input_shape input on the model's device and dtype."""
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    if not random:
+        return torch.zeros(1, *input_shape, device=device, dtype=dtype)
     g = torch.Generator().manual_seed(0)
     return torch.randn(1, *input_shape, generator=g).to(device=device, dtype=dtype)
 
@@ -167,7 +168,7 @@ def _last_with_gradient(model: nn.Module, names: list[str], input_shape: tuple[i
     mods = dict(model.named_modules())
     outs: dict[str, torch.Tensor] = {}
     handles = [mods[n].register_forward_hook(lambda _m, _i, o, n=n: outs.__setitem__(n, o)) for n in names]
-    layout = Layout(layout.prefix, layout.channels_last, (int(input_shape[1]), int(input_shape[2])))
+    layout = Layout(layout.prefix, layout.channels_last, (int(input_shape[1]), int(input_shape[2])), layout.patch)
     try:
         x = _dummy(model, input_shape).requires_grad_(True)
         with frozen_eval(model), any_input_size(model), torch.enable_grad():

@@ -123,6 +123,7 @@ class Layout:
         prefix: tokens before the patch tokens (None: the model does not say; then the
             smallest count from 0 to 8 that leaves a grid matching the input is used).
         channels_last: the model's 4-D feature maps are B×h×w×C (timm ``output_fmt="NHWC"``).
+        patch: the model's patch multiple (:func:`patch_size`), read once.
         input_hw: the size (H, W) of the model's current input (set before every forward pass
             by :func:`track_input_size`); grids are matched to it.
 
@@ -138,12 +139,13 @@ class Layout:
     prefix: int | None = None
     channels_last: bool = False
     input_hw: tuple[int, int] | None = None
+    patch: int | None = None  # input sides must be multiples of it (None: any size), see patch_size
 
     @classmethod
     def of(cls, model: nn.Module) -> Layout:
-        """The layout a model declares (prefix tokens, channels-last maps)."""
+        """The layout a model declares (prefix tokens, channels-last maps, patch size)."""
         fmt = str(getattr(model, "output_fmt", "")).upper()
-        return cls(prefix_tokens(model), fmt.endswith("NHWC"))
+        return cls(prefix_tokens(model), fmt.endswith("NHWC"), patch=patch_size(model))
 
     def _prefix_and_grid(self, n: int) -> tuple[int, tuple[int, int]] | None:
         if self.input_hw is None:

@@ -14,7 +14,6 @@ from ..core.base import SaliencyMethod
 from ..core.errors import InputError
 from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale, fuse_on_grid
 from ..core.gradients import LayerGradients, layer_gradients
-from ..core.layouts import patch_size
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
 from ..core.targets import Target, bind_target, logits_or_none
@@ -222,7 +221,7 @@ class CAMERAS(SaliencyMethod):
             >>> CAMERAS(torchvision.models.resnet18(), scales=[224, 448]).scale_sizes(224, 300)
             [(224, 300), (448, 600)]
         """
-        z0, m = self.scales[0], patch_size(self.model) or 1
+        z0, m = self.scales[0], self.layout.patch or 1
 
         def fit(v: float) -> int:  # a multiple of the model's patch size (1 for convolutional networks)
             return max(m, round(v / m) * m)
