@@ -22,64 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from skimage import data
 
 import cameras
+from cameras.data.photos import composites, photos
 from cameras.metrics import map_density, pointing_trial
 from cameras.viz import DEFAULT_FADE, figure_png, overlay, pyplot
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "scale-rules"
-# photo → (RGB array, box x0, y0, x1, y1 in its pixels around the object the top-1 names), drawn by hand
-PHOTOS = {
-    "chelsea": (data.chelsea(), (60, 1, 400, 300)),  # Egyptian cat: the cat's head
-    "coffee": (data.coffee(), (150, 30, 470, 240)),  # espresso: the cup
-    "rocket": (data.rocket(), (300, 125, 352, 415)),  # projectile: the rocket
-    "camera": (np.stack([data.camera()] * 3, -1), (215, 90, 400, 512)),  # tripod: camera and tripod
-    "motorcycle": (data.stereo_motorcycle()[0], (70, 160, 620, 470)),  # moped: the motorcycle
-    "astronaut": (data.astronaut(), (0, 240, 450, 512)),  # jersey: the orange suit
-}
+PHOTOS = photos()
 RULES = ("paper", "top5", "all")
-
-
-def _rgb(a: np.ndarray) -> np.ndarray:
-    return np.stack([a] * 3, -1) if a.ndim == 2 else a[..., :3]
-
-
-# object → (source photo, its box, the model's classes that name it)
-OBJECTS = {
-    "cat": (data.chelsea(), (60, 1, 400, 300), {281, 282, 285}),
-    "cup": (data.coffee(), (150, 30, 470, 240), {967, 968, 504}),
-    "motorcycle": (data.stereo_motorcycle()[0], (70, 160, 620, 470), {535, 479, 665, 670}),
-    "tripod": (_rgb(data.camera()), (215, 90, 400, 512), {872, 759}),
-}
-BACKGROUNDS = {
-    "brick": lambda: _rgb(data.brick()), "grass": lambda: _rgb(data.grass()),
-    "gravel": lambda: _rgb(data.gravel()), "moon": lambda: _rgb(data.moon()),
-    "hubble": lambda: data.hubble_deep_field()[:600, :800], "text": lambda: _rgb(data.text()),
-    "page": lambda: _rgb(data.page()), "coins": lambda: _rgb(data.coins()),
-}
-
-
-def composites(seed: int = 0):
-    """Yield (name, RGB uint8 array, box (x0, y0, x1, y1), object classes): each object at 0.45
-    and 0.6 of the background's shorter side, at a random place, on each background (resized to
-    512×384 landscape or 384×512 portrait, alternately)."""
-    rng = np.random.default_rng(seed)
-    k = 0
-    for bname, make in BACKGROUNDS.items():
-        for oname, (src, (x0, y0, x1, y1), classes) in OBJECTS.items():
-            for frac in (0.45, 0.6):
-                W, H = (512, 384) if k % 2 == 0 else (384, 512)
-                k += 1
-                bg = np.asarray(Image.fromarray(np.ascontiguousarray(make()).astype(np.uint8)).resize((W, H)))
-                obj = Image.fromarray(np.ascontiguousarray(src[y0:y1, x0:x1]))
-                scale = frac * min(W, H) / max(obj.size)
-                ow, oh = max(1, round(obj.width * scale)), max(1, round(obj.height * scale))
-                obj = obj.resize((ow, oh), Image.BICUBIC)
-                px, py = int(rng.integers(0, W - ow + 1)), int(rng.integers(0, H - oh + 1))
-                out = bg.copy()
-                out[py:py + oh, px:px + ow] = np.asarray(obj)
-                yield f"{oname}@{bname}-{frac}", out, (px, py, px + ow, py + oh), classes
 
 
 def measure(bundle, name: str, rgb: np.ndarray, box, kind: str) -> tuple[list[dict], list]:
