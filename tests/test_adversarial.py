@@ -86,7 +86,7 @@ def test_enhanced_pgd_focuses_energy_and_lowers_norm():
     x = torch.full((1, 3, 8, 8), 0.5)
     kw = dict(target=1, eps=0.5, alpha=0.005, steps=1000, threshold=0.999)
     van = pgd(net, x, **kw)
-    enh = enhanced_pgd(net, x, sal, beta=5.0, **kw)
+    enh = enhanced_pgd(net, x, sal, beta=5.0, preset="literal", **kw)
     assert van.success.all() and enh.success.all()
     inside = sal.bool().expand(1, 8, 8).unsqueeze(1).expand(1, 3, 8, 8)
     e_in = enh.perturbation[inside].pow(2).sum() / enh.perturbation.pow(2).sum()
@@ -219,3 +219,67 @@ def test_attack_sanity_randomize_commands(sample_dir, tmp_path):
                       (["sanity", img, "--methods", "nope"], "unknown method")]:
         r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "x")])
         assert r.exit_code != 0 and msg in r.output, (args, r.output)
+
+
+def test_eq4_penalty_readings_by_hand():
+    from cameras.attacks import eq4_penalty
+
+    p = torch.zeros(1, 3, 2, 2)
+    p[0, :, 0, 0] = 0.1  # one pixel moved by 0.1 in each channel
+    sal = torch.tensor([[[0.5, 1.0], [0.0, 0.0]]])  # Ψ = 0.5 there
+    base = (3 * (0.1 * 0.5) ** 2) ** 0.5  # ‖p ⊙ (1 − Ψ)‖ = √3·0.05
+    assert float(eq4_penalty(p, sal, 50)) == pytest.approx(50 * base)
+    assert float(eq4_penalty(p, sal, 50, pixel_scale=255)) == pytest.approx(50 * 255 * base)
+    assert float(eq4_penalty(p, sal, 50, squared=True)) == pytest.approx(50 * base**2)
+    assert float(eq4_penalty(p, sal, 50, per_pixel=True)) == pytest.approx(50 * base / 12**0.5)
+    assert float(eq4_penalty(p, sal, 5, 255, True, True)) == pytest.approx(5 * (255 * base) ** 2 / 12)
+    sal[0, 0, 0] = 1.0  # no penalty where Ψ = 1
+    assert float(eq4_penalty(p, sal, 50)) == 0
+
+
+def test_readings_presets_and_overrides():
+    from cameras.attacks import PGD_READINGS, reading, vanilla_for
+
+    assert set(PGD_READINGS) == {"paper", "literal"}
+    assert reading("literal") == {"step": "sign", "eps": 12 / 255, "pixel_scale": 1.0, "squared": False,
+                                  "per_pixel": False}
+    assert reading("literal", eps=None)["eps"] is None
+    with pytest.raises(InputError, match="unknown preset 'x'"):
+        reading("x")
+    net = Linear3(seed=1)
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    sal = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(1))
+    # β = 0 leaves plain PGD under the same reading: options reach the attack unchanged
+    for preset in PGD_READINGS:
+        kw = dict(target=1, steps=15, threshold=1.0)
+        van = vanilla_for(net, x, preset, **kw)
+        enh = enhanced_pgd(net, x, sal, beta=0.0, preset=preset, **kw)
+        assert torch.equal(van.adversarial, enh.adversarial)
+    # unbounded: ℓ∞ may pass 12/255; bounded: it may not
+    kw = dict(target=1, steps=40, threshold=1.0, alpha=0.01)
+    assert float(enhanced_pgd(net, x, sal, beta=0.0, preset="literal", eps=None, **kw).linf[0]) > 12 / 255 + 1e-3
+    assert float(enhanced_pgd(net, x, sal, beta=0.0, preset="literal", **kw).linf[0]) <= 12 / 255 + 1e-6
+    with pytest.raises(InputError, match="pixel_scale must be > 0"):
+        enhanced_pgd(net, x, sal, pixel_scale=0)
+    with pytest.raises(InputError, match="step must be 'sign' or 'l2'"):
+        enhanced_pgd(net, x, sal, step="adam")
+
+
+def test_attack_command_reading_options(sample_dir, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from cameras.cli import main
+
+    img = str(sample_dir / "coffee.png")
+    r = CliRunner().invoke(main, ["attack", img, "--steps", "3", "--square", "--preset", "literal", "--eps", "none",
+                                  "--step", "l2", "--pixel-scale", "255", "--squared", "--out", str(tmp_path / "a")],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    a = json.loads((tmp_path / "a" / "attack.json").read_text())
+    assert a["reading"] == {"step": "l2", "eps": None, "pixel_scale": 255.0, "squared": True, "per_pixel": False}
+    r = CliRunner().invoke(main, ["attack", img, "--eps", "-1/255", "--out", str(tmp_path / "b")])
+    assert r.exit_code != 0 and "--eps must be ≥ 0 or 'none'" in r.output
+    r = CliRunner().invoke(main, ["attack", img, "--preset", "loose", "--out", str(tmp_path / "c")])
+    assert r.exit_code != 0 and "'loose' is not one of 'paper', 'literal'" in r.output

@@ -19,14 +19,56 @@ from .common import (
 )
 
 
+def reading_options(f):
+    """The options that choose a reading of Eq. 4 (preset and overrides)."""
+    for opt in reversed([
+        click.option("--preset", default="paper", show_default=True, type=click.Choice(["paper", "literal"]),
+                     help="Reading of Eq. 4: 'paper' (sign steps in ε = 12/255, the norm taken per pixel; reaches "
+                          "99.99 %) or 'literal' (the norm summed over pixels; stalls). The options below override "
+                          "it."),
+        click.option("--eps", default=None, help="ℓ∞ budget in [0, 1] pixel units, e.g. 12/255, or 'none' "
+                                                 "for unbounded [default: the preset's]."),
+        click.option("--step", "step_rule", default=None, type=click.Choice(["sign", "l2"]),
+                     help="Step rule [default: the preset's]."),
+        click.option("--pixel-scale", default=None, type=click.Choice(["1", "255"]),
+                     help="Pixel scale of the penalty [default: the preset's, 1]."),
+        click.option("--squared/--not-squared", default=None, help="β‖·‖² instead of β‖·‖."),
+        click.option("--per-pixel/--not-per-pixel", default=None,
+                     help="Mean instead of sum of squares inside the norm."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel) -> dict:
+    """The reading dict of the command-line options (:func:`cameras.attacks.reading`)."""
+    from ..attacks import reading
+
+    over = {}
+    if eps is not None:
+        if eps.strip().lower() in ("none", "inf", "unbounded"):
+            over["eps"] = None
+        else:
+            e = parse_eps(eps)
+            if e < 0:
+                raise click.BadParameter(f"--eps must be ≥ 0 or 'none', got {eps}")
+            over["eps"] = e
+    for k, v in (("step", step_rule), ("pixel_scale", None if pixel_scale is None else float(pixel_scale)),
+                 ("squared", squared), ("per_pixel", per_pixel)):
+        if v is not None:
+            over[k] = v
+    return reading(preset, **over)
+
+
 @main.command()
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path),
               help="Folder of images: mean reduction only.")
 @model_option
 @click.option("--weights", default=None)
-@click.option("--eps", default="12/255", show_default=True, help="L∞ budget in [0, 1] pixel units.")
-@click.option("--alpha", default="1/255", show_default=True, help="Step size.")
+@reading_options
+@click.option("--alpha", default="1/255", show_default=True,
+              help="Step size (ℓ2 steps: the ℓ2 length of a sign step of this size).")
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 100000), help="Step cap.")
 @click.option("--beta", default=50.0, show_default=True, type=click.FloatRange(0, None))
 @click.option("--threshold", default=0.9999, show_default=True, type=click.FloatRange(0, 1, min_open=True))
@@ -35,8 +77,8 @@ from .common import (
 @click.option("--out", "out_dir", default="cameras-attack", show_default=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option
-def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, threshold, square, device, out_dir, quiet,
-           threads):
+def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_scale, squared, per_pixel, alpha, steps,
+           beta, threshold, square, device, out_dir, quiet, threads):
     """Plain vs saliency-enhanced PGD to the least-likely class (paper §6): figures and JSON.
 
     Resumable (a rerun into the same --out skips finished images) and distributed under
@@ -50,14 +92,13 @@ def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, thres
         check_out(out_dir)
     with user_errors(), launch(device) as run:
         set_threads(threads)
-        e, a = parse_eps(eps), parse_eps(alpha)
-        if e < 0:
-            raise click.BadParameter(f"--eps must be ≥ 0, got {eps}")
+        opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
+        a = parse_eps(alpha)
         if a <= 0:
             raise click.BadParameter(f"--alpha must be > 0, got {alpha}")
         paths = image_paths(images, data_dir)
         bundle = load_model(model_name, weights, device=run.device)
-        s = attack_images(bundle, paths, out_dir, e, a, steps, beta, threshold, square, figures=data_dir is None,
+        s = attack_images(bundle, paths, out_dir, opts, a, steps, beta, threshold, square, figures=data_dir is None,
                           progress=progress_flag(quiet), run=run)
     if s is None:
         return
@@ -79,15 +120,15 @@ def attack(images, data_dir, model_name, weights, eps, alpha, steps, beta, thres
 @click.option("--weights", default=None)
 @click.option("--fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, min_open=True))
 @click.option("--steps", default=20, show_default=True, type=click.IntRange(1, 10000))
-@click.option("--eps", default="12/255", show_default=True)
+@reading_options
 @click.option("--attack-steps", default=300, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--square", is_flag=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", "out_dir", default="cameras-sanity", show_default=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option
-def sanity(images, data_dir, methods, model_name, weights, fraction, steps, eps, attack_steps, square, device, out_dir,
-           quiet, threads):
+def sanity(images, data_dir, methods, model_name, weights, fraction, steps, preset, eps, step_rule, pixel_scale,
+           squared, per_pixel, attack_steps, square, device, out_dir, quiet, threads):
     """Adversarial-cleaning sanity check (supplement A-4): curves and scores per method.
 
     Resumable and distributed under torchrun, like `cameras attack`.
@@ -102,12 +143,10 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, eps,
     with user_errors(), launch(device) as run:
         set_threads(threads)
         names = method_names(methods)
-        e = parse_eps(eps)
-        if e < 0:
-            raise click.BadParameter(f"--eps must be ≥ 0, got {eps}")
+        opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
         paths = image_paths(images, data_dir)
         bundle = load_model(model_name, weights, device=run.device)
-        s = sanity_images(bundle, paths, names, out_dir, fraction, steps, e, 1 / 255, attack_steps, 50.0,
+        s = sanity_images(bundle, paths, names, out_dir, fraction, steps, opts, 1 / 255, attack_steps, 50.0,
                           square, figures=data_dir is None, progress=progress_flag(quiet), run=run)
     if s is None:
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..attacks import enhanced_pgd, pgd, sanity_cleaning
+from ..attacks import enhanced_pgd, reading, sanity_cleaning, vanilla_for
 from ..core.errors import InputError
 from ..images import load_image
 from ..io import encode_json, unique_stems, write_files_atomically
@@ -39,10 +39,19 @@ def image01(bundle: ModelBundle, path: Path, square: bool) -> torch.Tensor:
     return bundle.prepare(load_image(path), square, normalized=False)
 
 
-def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: float, alpha: float, steps: int,
-                  beta: float, threshold: float, square: bool, figures: bool = True, progress: bool | None = None,
-                  run=None) -> dict | None:
+def eps_text(eps: float | None) -> str:
+    """``12/255``-style text of an ℓ∞ radius (None: unbounded)."""
+    return "unbounded" if eps is None else f"{255 * eps:.3g}/255"
+
+
+def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, opts: dict | None, alpha: float,
+                  steps: int, beta: float, threshold: float, square: bool, figures: bool = True,
+                  progress: bool | None = None, run=None) -> dict | None:
     """Plain and saliency-enhanced PGD on each image; figures, per-image records and the mean reduction.
+
+    ``opts`` is the reading of Eq. 4 (:func:`cameras.attacks.reading`; None: the ``"paper"``
+    preset); plain PGD uses the same step rule and ℓ∞ bound, so the two are compared at equal
+    confidence under equal rules.
 
     Resumable and distributed (:mod:`cameras.runs`, ``run`` from
     :func:`cameras.distributed.launch`): each image's record goes to
@@ -52,14 +61,16 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
     plt = pyplot()
     cam = build_method("cameras", bundle, scale_rule="paper")  # the paper's attack: the paper's scale rule
     stems = unique_stems(paths)
+    opts = dict(opts or reading("paper"))
+    eps = opts["eps"]
 
     def work(i: int) -> dict:
         path = paths[i]
         x = image01(bundle, path, square)
         sal = cam(bundle.normalize(x)).maps
-        kw = dict(eps=eps, alpha=alpha, steps=steps, normalize=bundle.normalize, threshold=threshold)
-        van = pgd(bundle.model, x, target=None, **kw)
-        enh = enhanced_pgd(bundle.model, x, sal, beta=beta, target=van.targets, **kw)
+        kw = dict(alpha=alpha, steps=steps, normalize=bundle.normalize, threshold=threshold)
+        van = vanilla_for(bundle.model, x, target=None, eps=eps, step=opts["step"], **kw)
+        enh = enhanced_pgd(bundle.model, x, sal, beta=beta, target=van.targets, **opts, **kw)
         red = 100 * (1 - float(enh.l2[0]) / max(float(van.l2[0]), 1e-12))
         rec = {"image": str(path), "target": int(van.targets[0]), "target_name": bundle.class_name(int(van.targets[0])),
                "vanilla": van.item(0), "enhanced": enh.item(0), "l2_reduction_percent": red}
@@ -69,7 +80,7 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
                 p = r.perturbation[0].permute(1, 2, 0).cpu().numpy()
                 row[0].imshow(x[0].permute(1, 2, 0).cpu().numpy())
                 row[0].set_title("image", fontsize=9)
-                row[1].imshow(np.clip(p / (2 * eps) + 0.5, 0, 1))
+                row[1].imshow(np.clip(p / (2 * (eps or max(float(np.abs(p).max()), 1e-6))) + 0.5, 0, 1))
                 row[1].set_title(f"{name}: perturbation (amplified)\n"
                                  f"L2 {float(r.l2[0]):.2f}, L∞ {255 * float(r.linf[0]):.1f}/255", fontsize=8)
                 row[2].imshow(r.adversarial[0].permute(1, 2, 0).cpu().numpy())
@@ -83,13 +94,13 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
             else:
                 head = (f"not comparable: {'enhanced' if not bool(enh.success[0]) else 'plain'} PGD stayed below "
                         f"{threshold:.2%} within {steps} steps")
-            fig.suptitle(f"{path.name}, β = {beta:g}, ε = {255 * eps:.0f}/255: {head}", fontsize=9)
+            fig.suptitle(f"{path.name}, β = {beta:g}, ε {eps_text(eps)}, {opts['step']} steps: {head}", fontsize=9)
             fig.tight_layout()
             write_files_atomically({out_dir / f"{stems[i]}.attack.png": figure_png(fig)})
         return rec
 
     config = {"model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model), "eps": eps, "alpha": alpha,
-              "steps": steps, "beta": beta, "threshold": threshold, "square": square}
+              "steps": steps, "beta": beta, "threshold": threshold, "square": square, "reading": opts}
     records = run_items([str(Path(p).resolve()) for p in paths], work, out_dir, "attack", config, progress=progress,
                         **placement(run))
     if records is None:
@@ -97,15 +108,19 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, eps: fl
     records = [{k: v for k, v in r.items() if k != "key"} for r in records]
     reds = [r["l2_reduction_percent"] for r in records if r["vanilla"]["success"] and r["enhanced"]["success"]]
     summary = dict(config, images=records, mean_l2_reduction_percent=float(np.mean(reds)) if reds else None,
-                   both_successful=len(reds), paper_mean_l2_reduction_percent=PAPER_REDUCTION)
+                   both_successful=len(reds), paper_mean_l2_reduction_percent=PAPER_REDUCTION,
+                   enhanced_successful=sum(r["enhanced"]["success"] for r in records),
+                   vanilla_successful=sum(r["vanilla"]["success"] for r in records))
     write_files_atomically({out_dir / "attack.json": encode_json(summary)})
     return summary
 
 
 def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], out_dir: Path, fraction: float,
-                  steps: int, eps: float, alpha: float, attack_steps: int, beta: float, square: bool,
+                  steps: int, opts: dict | None, alpha: float, attack_steps: int, beta: float, square: bool,
                   figures: bool = True, progress: bool | None = None, run=None) -> dict | None:
     """Attack each image once (enhanced PGD with the CAMERAS map), then clean it in each method's order.
+
+    ``opts`` is the attack's reading of Eq. 4 (:func:`cameras.attacks.reading`; None: ``"paper"``).
 
     Resumable and distributed like :func:`attack_images` (records in
     ``sanity.records.jsonl``, figures ``<stem>.sanity.png``); rank 0 writes ``sanity.json``
@@ -117,6 +132,7 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
     cam = build_method("cameras", bundle, scale_rule="paper")  # the paper's experiment: the paper's scale rule
     built = {m: build_method(m, bundle) for m in methods}
     stems = unique_stems(paths)
+    opts = dict(opts or reading("paper"))
 
     def work(i: int) -> dict:
         path = paths[i]
@@ -124,8 +140,8 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
         xn = bundle.normalize(x)
         base = cam(xn)
         true = base.targets
-        adv = enhanced_pgd(bundle.model, x, base.maps, beta=beta, eps=eps, alpha=alpha, steps=attack_steps,
-                           normalize=bundle.normalize).adversarial
+        adv = enhanced_pgd(bundle.model, x, base.maps, beta=beta, alpha=alpha, steps=attack_steps,
+                           normalize=bundle.normalize, **opts).adversarial
         rec = {"image": str(path), "class": int(true[0]), "methods": {}}
         if figures:
             fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -147,8 +163,8 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
         return rec
 
     config = {"model": bundle.name, "weights_fingerprint": model_fingerprint(bundle.model), "methods": list(methods),
-              "fraction": fraction, "steps": steps, "eps": eps, "alpha": alpha, "attack_steps": attack_steps,
-              "beta": beta, "square": square}
+              "fraction": fraction, "steps": steps, "alpha": alpha, "attack_steps": attack_steps,
+              "beta": beta, "square": square, "reading": opts}
     records = run_items([str(Path(p).resolve()) for p in paths], work, out_dir, "sanity", config, progress=progress,
                         **placement(run))
     if records is None:
