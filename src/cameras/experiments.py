@@ -141,11 +141,17 @@ def _n_sensitivity_files(bundle, recs, mats, mean, max_size, out_dir) -> None:
 
 
 def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item | None]], out_dir: Path,
-                  square: bool = False, progress: bool | None = None, run=None) -> dict | None:
+                  square: bool = False, progress: bool | None = None, run=None,
+                  scale_rule: str = "paper") -> dict | None:
     """ρ⁺ and the pointing game of Ψ_γ = Ψ_CAMERAS + γ(Ψ_GradCAM − Ψ_CAMERAS), γ = 0, 0.1, …, 1.
 
     ``work`` holds (image, class or None for the top-1, dataset item or None). The pointing
-    game needs dataset items (boxes or masks). Resumable and distributed like
+    game needs dataset items (boxes or masks). CAMERAS uses ``scale_rule`` (the paper's by
+    default) for a top-1. Besides ρ⁺ (the mean over items of each item's ratio), the summary
+    holds what separates the ratio's two parts and the blend's scaling, per γ:
+    ``masked_prob`` (mean P(K(I ⊙ Ψ_γ)), ρ⁺'s numerator), ``mean_psi`` (mean of mean(Ψ_γ), its
+    denominator), ``rho_plus_of_means`` (the ratio of those two means) and
+    ``rho_plus_minmax`` (ρ⁺ of the blend min-max normalised to [0, 1]). Resumable and distributed like
     :func:`n_sensitivity` (records in ``interpolation.records.jsonl``); rank 0 writes
     ``interpolation.json``, ``interpolation.csv`` and ``interpolation.png`` (the
     supplement's Figure 2 layout) and returns the summary (other ranks return None).
@@ -160,7 +166,7 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
         >>> len(s["rho_plus"]), s["pointing_game"][0]
         (11, None)
     """
-    cam = build_method("cameras", bundle)
+    cam = build_method("cameras", bundle, scale_rule=scale_rule)
     gc = build_method("gradcam", bundle)
 
     def one(i: int) -> dict:
@@ -170,9 +176,14 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
         target = a.targets
         b = gc(x, target=target)
         psi = torch.stack([a.maps[0] + g * (b.maps[0] - a.maps[0]) for g in GAMMAS])  # 11×h×w
-        rp, _ = map_density(bundle.model, x01.expand(len(GAMMAS), -1, -1, -1), psi, target.expand(len(GAMMAS)),
-                            bundle.normalize)
-        rec = {"image": str(path), "class": int(target), "rho_plus": [float(v) for v in rp], "hits": None}
+        xs, ts = x01.expand(len(GAMMAS), -1, -1, -1), target.expand(len(GAMMAS))
+        rp, _ = map_density(bundle.model, xs, psi, ts, bundle.normalize)
+        lo, hi = psi.amin((1, 2), keepdim=True), psi.amax((1, 2), keepdim=True)
+        rp_mm, _ = map_density(bundle.model, xs, (psi - lo) / (hi - lo).clamp_min(1e-12), ts, bundle.normalize)
+        mean_psi = psi.clamp(0, 1).flatten(1).mean(1)
+        rec = {"image": str(path), "class": int(target), "rho_plus": [float(v) for v in rp],
+               "mean_psi": [float(v) for v in mean_psi], "masked_prob": [float(v) for v in rp * mean_psi],
+               "rho_plus_minmax": [float(v) for v in rp_mm], "hits": None}
         if item is not None:
             region = torch.from_numpy(item.region(int(target))).to(x.device)
             rec["hits"] = [pointing_trial(psi[j], region) for j in range(len(GAMMAS))]
@@ -181,21 +192,39 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
     keys = [f"{Path(p).resolve()}#{'top1' if c is None else c}" for p, c, _ in work]
     config = {"experiment": "interpolation", "model": bundle.name,
               "weights_fingerprint": model_fingerprint(bundle.model),
-              "square": square, "gamma": list(GAMMAS)}
+              "square": square, "gamma": list(GAMMAS), "scale_rule": scale_rule}
     recs = run_items(keys, one, out_dir, "interpolation", config, progress=progress, **placement(run))
     if recs is None:
         return None
     rho = {g: [r["rho_plus"][j] for r in recs] for j, g in enumerate(GAMMAS)}
     hits = {g: [(r["class"], r["hits"][j]) for r in recs if r["hits"] is not None] for j, g in enumerate(GAMMAS)}
+    def mean(key: str) -> list[float]:
+        return [float(np.mean([r[key][j] for r in recs])) for j in range(len(GAMMAS))]
+
     summary = {"gamma": list(GAMMAS), "rho_plus": [float(np.mean(rho[g])) for g in GAMMAS],
-               "pointing_game": [pointing_accuracy(hits[g]) for g in GAMMAS], "items": len(recs), "model": bundle.name}
+               "pointing_game": [pointing_accuracy(hits[g]) for g in GAMMAS], "items": len(recs), "model": bundle.name,
+               "scale_rule": scale_rule, "masked_prob": mean("masked_prob"), "mean_psi": mean("mean_psi"),
+               "rho_plus_minmax": mean("rho_plus_minmax")}
+    summary["rho_plus_of_means"] = [p / max(m, 1e-12) for p, m in zip(summary["masked_prob"], summary["mean_psi"])]
+    summary["monotone"] = {k: is_falling(summary[k]) for k in
+                           ("rho_plus", "rho_plus_of_means", "rho_plus_minmax", "masked_prob")}
     _interpolation_files(bundle, summary, out_dir)
     return summary
 
 
+def is_falling(values, tol: float = 0.0) -> bool:
+    """True when ``values`` never rise from one step to the next by more than ``tol`` (relative).
+
+    Example:
+        >>> is_falling([3, 2, 2, 1]), is_falling([1, 2])
+        (True, False)
+    """
+    return all(b <= a + tol * abs(a) for a, b in zip(values, values[1:]))
+
+
 def _interpolation_files(bundle, summary, out_dir) -> None:
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.4))
     ax.plot(GAMMAS, summary["rho_plus"], "o-", label="ρ⁺ (ours)")
     ax.set_xlabel("γ (0 = CAMERAS, 1 = Grad-CAM)")
     ax.set_ylabel("ρ⁺")
@@ -205,10 +234,19 @@ def _interpolation_files(bundle, summary, out_dir) -> None:
                  label="pointing %")
         ax2.set_ylabel("pointing game %")
     ax.set_title(f"{bundle.name}, {summary['items']} items; paper: ρ⁺ falls with γ, pointing flat", fontsize=8)
+    for key, style, label in (("rho_plus", "o-", "ρ⁺ = mean of P/mean(Ψ)"),
+                              ("rho_plus_of_means", "^-", "mean P / mean of mean(Ψ)"),
+                              ("rho_plus_minmax", "s-", "ρ⁺ of the min-max normalised blend")):
+        bx.plot(GAMMAS, summary[key], style, label=label)
+    bx.set_xlabel("γ")
+    bx.set_title("what moves ρ⁺", fontsize=8)
+    bx.legend(fontsize=7)
     fig.tight_layout()
-    csv_rows = ["gamma,rho_plus,pointing_game"] + [
-        f"{g},{r:.6f},{'' if p is None else f'{p:.6f}'}"
-        for g, r, p in zip(GAMMAS, summary["rho_plus"], summary["pointing_game"])]
+    csv_rows = ["gamma,rho_plus,pointing_game,masked_prob,mean_psi,rho_plus_of_means,rho_plus_minmax"] + [
+        f"{g},{r:.6f},{'' if p is None else f'{p:.6f}'},{a:.6f},{b:.6f},{c:.6f},{d:.6f}"
+        for g, r, p, a, b, c, d in zip(GAMMAS, summary["rho_plus"], summary["pointing_game"], summary["masked_prob"],
+                                       summary["mean_psi"], summary["rho_plus_of_means"],
+                                       summary["rho_plus_minmax"])]
     write_files_atomically({
         out_dir / "interpolation.json": encode_json(summary),
         out_dir / "interpolation.csv": ("\n".join(csv_rows) + "\n").encode(),
