@@ -28,7 +28,7 @@ from cameras.data import read_dataset
 from cameras.data.items import Item, Obj
 from cameras.data.photos import composites, photos
 from cameras.data.synthetic import write_synthetic
-from cameras.experiments import interpolation, is_falling
+from cameras.experiments import interpolation, is_falling, without_zero_maps
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "gamma"
 
@@ -83,11 +83,8 @@ def main() -> None:
              "without those items: monotone |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in rows:
         recs = [json.loads(t) for t in (OUT / name_dir(name) / "interpolation.records.jsonl").read_text().splitlines()]
-        zero = [r for r in recs if r["mean_psi"][-1] < 1e-6]  # Grad-CAM (γ = 1) map all zero
-        kept = [r for r in recs if r["mean_psi"][-1] >= 1e-6]
-        rho_kept = [sum(r["rho_plus"][j] for r in kept) / max(len(kept), 1) for j in range(len(s["gamma"]))]
-        s["zero_gradcam_items"] = len(zero)
-        s["rho_plus_without_zero_maps"] = rho_kept
+        zero, rho_kept = without_zero_maps(recs)  # items whose Grad-CAM (γ = 1) map is all zero
+        s["zero_gradcam_items"], s["rho_plus_without_zero_maps"] = zero, rho_kept
         rho = s["rho_plus"]
         rises = [f"{s['gamma'][j]:.1f}→{s['gamma'][j + 1]:.1f} (+{rho[j + 1] - rho[j]:.3f})"
                  for j in range(len(rho) - 1) if rho[j + 1] > rho[j]]
@@ -97,7 +94,7 @@ def main() -> None:
                      f"{'yes' if is_falling(s['rho_plus_minmax']) else 'no'} | "
                      f"{'yes' if is_falling(s['masked_prob']) else 'no'} | "
                      f"{s['mean_psi'][0]:.3f} → {s['mean_psi'][-1]:.3f} | "
-                     f"{'–' if pg[0] is None else f'{100 * pg[0]:.1f} → {100 * pg[-1]:.1f} %'} | {len(zero)} | "
+                     f"{'–' if pg[0] is None else f'{100 * pg[0]:.1f} → {100 * pg[-1]:.1f} %'} | {zero} | "
                      f"{'yes' if is_falling(rho_kept) else 'no'} ({rho_kept[0]:.3f} → {rho_kept[-1]:.3f}) |")
     (OUT / "table.md").write_text("\n".join(lines) + "\n")
     (OUT / "results.json").write_text(json.dumps({n: s for n, s in rows}, indent=1) + "\n")

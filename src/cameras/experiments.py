@@ -206,10 +206,29 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
                "scale_rule": scale_rule, "masked_prob": mean("masked_prob"), "mean_psi": mean("mean_psi"),
                "rho_plus_minmax": mean("rho_plus_minmax")}
     summary["rho_plus_of_means"] = [p / max(m, 1e-12) for p, m in zip(summary["masked_prob"], summary["mean_psi"])]
+    summary["zero_gradcam_items"], summary["rho_plus_without_zero_maps"] = without_zero_maps(recs)
     summary["monotone"] = {k: is_falling(summary[k]) for k in
-                           ("rho_plus", "rho_plus_of_means", "rho_plus_minmax", "masked_prob")}
+                           ("rho_plus", "rho_plus_of_means", "rho_plus_minmax", "masked_prob",
+                            "rho_plus_without_zero_maps")}
     _interpolation_files(bundle, summary, out_dir)
     return summary
+
+
+def without_zero_maps(recs: list[dict]) -> tuple[int, list[float]]:
+    """(how many interpolation records have an all-zero Grad-CAM map, mean ρ⁺(γ) of the others).
+
+    Blending towards an all-zero map drives mean(Ψ_γ) to 0 while P(K(I ⊙ Ψ_γ)) can stay
+    high, so such items blow ρ⁺ up near γ = 1 (and get ρ⁺ = 0 at γ = 1 itself).
+
+    Example:
+        >>> without_zero_maps([{"mean_psi": [0.2, 0.0], "rho_plus": [1.0, 0.0]},
+        ...                    {"mean_psi": [0.2, 0.1], "rho_plus": [2.0, 1.0]}])
+        (1, [2.0, 1.0])
+    """
+    kept = [r for r in recs if r["mean_psi"][-1] >= 1e-6]
+    n = len(recs[0]["rho_plus"]) if recs else 0
+    return len(recs) - len(kept), [float(np.mean([r["rho_plus"][j] for r in kept])) if kept else 0.0
+                                   for j in range(n)]
 
 
 def is_falling(values, tol: float = 0.0) -> bool:
