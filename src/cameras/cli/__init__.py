@@ -11,6 +11,7 @@ experiment interpolation  :func:`cameras.experiments.interpolation`            `
 attack                  :func:`cameras.commands.attack.attack_images`          ``cli/adversarial.py``
 sanity                  :func:`cameras.commands.attack.sanity_images`          ``cli/adversarial.py``
 randomize               :func:`cameras.randomization.randomize_image`          ``cli/adversarial.py``
+reproduce               :func:`cameras.reproduce.reproduce`                    ``cli/reproduce.py``
 bench                   :func:`cameras.bench.bench_cameras`                    ``cli/tools.py``
 app                     :func:`cameras.app.serve`                              ``cli/tools.py``
 samples                 writes scikit-image's sample photos                    ``cli/tools.py``
@@ -19,7 +20,7 @@ models                  how to name models                                     `
 ======================  =====================================================  ====================
 """
 
-from . import adversarial, evaluate, explain, tools  # noqa: F401  (each registers its subcommands)
+from . import adversarial, evaluate, explain, reproduce, tools  # noqa: F401  (each registers its subcommands)
 from .common import main
 
 __all__ = ["main"]

@@ -112,6 +112,9 @@ def parse_eps(text: str) -> float:
         raise click.BadParameter(f"'{text}' is not a number like 12/255 or 0.05") from None
 
 
+FORMATS = click.Choice(["imagenet", "voc", "coco"])  # the dataset formats of --format
+
+
 def model_option(f):
     """``--model`` with the default model, shared by every subcommand that loads one."""
     return click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,

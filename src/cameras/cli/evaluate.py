@@ -7,9 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import check_out, main, model_option, progress_flag, set_threads, threads_option, user_errors
-
-FORMATS = click.Choice(["imagenet", "voc", "coco"])
+from .common import FORMATS, check_out, main, model_option, progress_flag, set_threads, threads_option, user_errors
 
 
 @main.command()
