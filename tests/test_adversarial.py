@@ -242,7 +242,8 @@ def test_readings_presets_and_overrides():
 
     assert set(PGD_READINGS) == {"paper", "literal"}
     assert reading("literal") == {"step": "sign", "eps": 12 / 255, "pixel_scale": 1.0, "squared": False,
-                                  "per_pixel": False}
+                                  "per_pixel": False, "beta": 50.0}
+    assert reading("paper")["per_pixel"] and reading("paper")["beta"] == 5.0
     assert reading("literal", eps=None)["eps"] is None
     with pytest.raises(InputError, match="unknown preset 'x'"):
         reading("x")
@@ -278,7 +279,8 @@ def test_attack_command_reading_options(sample_dir, tmp_path):
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     a = json.loads((tmp_path / "a" / "attack.json").read_text())
-    assert a["reading"] == {"step": "l2", "eps": None, "pixel_scale": 255.0, "squared": True, "per_pixel": False}
+    assert a["reading"] == {"step": "l2", "eps": None, "pixel_scale": 255.0, "squared": True, "per_pixel": False,
+                            "beta": 50.0}
     r = CliRunner().invoke(main, ["attack", img, "--eps", "-1/255", "--out", str(tmp_path / "b")])
     assert r.exit_code != 0 and "--eps must be ≥ 0 or 'none'" in r.output
     r = CliRunner().invoke(main, ["attack", img, "--preset", "loose", "--out", str(tmp_path / "c")])

@@ -183,14 +183,16 @@ def pgd(
 
 # Readings of the paper's Eq. 4, which gives the loss but not the step rule, the pixel scale of
 # the penalty, its power, its normalisation or the stopping rule (scripts/pgd_readings.py measures
-# sixteen). "paper" (the default) keeps everything as written — sign steps of 1/255 in the ℓ∞
-# ball ε = 12/255 of the paper's figures, an unsquared ℓ2 norm of [0, 1] pixels, β = 50 — and
-# reads the norm per pixel (its sum of squares as a mean, ‖·‖/√(C·H·W)): the one change that lets
-# the attack reach the paper's 99.99 %. "literal" sums over pixels: the penalty's gradient then
-# outweighs the cross-entropy's wherever Ψ is not ≈ 1 and the attack stalls far below 99.99 %.
+# sixteen on 20 images). "paper" (the default) keeps the printed form — sign steps of 1/255 in the
+# ℓ∞ ball ε = 12/255 of the paper's figures, an unsquared ℓ2 norm of [0, 1] pixels — and takes the
+# norm per pixel (‖·‖/√(C·H·W)) with β = 5: the reading of that form that reaches 99.99 % on every
+# image measured (β = 50 per pixel reaches it on 9 of 20 within 300 steps). "literal" is the
+# formula as printed (summed norm, β = 50): its penalty's gradient outweighs the cross-entropy's
+# wherever Ψ is not ≈ 1 and the attack stalls far below 99.99 % (0 of 19).
 PGD_READINGS: dict[str, dict] = {
-    "paper": {"step": "sign", "eps": 12 / 255, "pixel_scale": 1.0, "squared": False, "per_pixel": True},
-    "literal": {"step": "sign", "eps": 12 / 255, "pixel_scale": 1.0, "squared": False, "per_pixel": False},
+    "paper": {"step": "sign", "eps": 12 / 255, "pixel_scale": 1.0, "squared": False, "per_pixel": True, "beta": 5.0},
+    "literal": {"step": "sign", "eps": 12 / 255, "pixel_scale": 1.0, "squared": False, "per_pixel": False,
+                "beta": 50.0},
 }
 _UNSET = object()
 
@@ -200,11 +202,12 @@ def reading(preset: str = "paper", **overrides) -> dict:
 
     Keys: ``step`` ("sign" or "l2"), ``eps`` (ℓ∞ radius, None for unbounded), ``pixel_scale``
     (1 for [0, 1] pixels, 255 for [0, 255] in the penalty), ``squared`` (‖·‖² instead of
-    ‖·‖), ``per_pixel`` (the norm's sum of squares replaced by their mean).
+    ‖·‖), ``per_pixel`` (the norm's sum of squares replaced by their mean), ``beta``.
 
     Example:
-        >>> reading("literal", beta=5)["eps"] == 12 / 255
-        True
+        >>> r = reading("literal", beta=5)
+        >>> r["eps"] == 12 / 255, r["beta"]
+        (True, 5)
     """
     if preset not in PGD_READINGS:
         raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PGD_READINGS)}")
@@ -241,7 +244,7 @@ def enhanced_pgd(
     model: nn.Module,
     x: Tensor,
     saliency: Tensor,
-    beta: float = 50.0,
+    beta: float | None = None,
     target: TargetLike = None,
     eps: float | None = _UNSET,  # type: ignore[assignment]
     alpha: float = DEFAULT_ALPHA,
@@ -260,16 +263,17 @@ def enhanced_pgd(
     ``saliency`` Ψ is B×H×W in [0, 1] (the CAMERAS map of the clean image for its predicted
     class); the target defaults to each image's least-likely class; each image stops at
     ``threshold`` or after ``steps``. The paper gives the loss but not how to descend it;
-    ``preset`` picks a reading (:data:`PGD_READINGS`), and any of ``eps``, ``step``,
+    ``preset`` picks a reading (:data:`PGD_READINGS`), and any of ``beta``, ``eps``, ``step``,
     ``pixel_scale``, ``squared``, ``per_pixel`` given here overrides the preset's value:
 
     - ``preset="paper"`` (default): sign steps of α in the ℓ∞ ball ε = 12/255 of the paper's
       figures, penalty β‖p ⊙ (1 − Ψ)‖₂ on [0, 1] pixels, unsquared, with the norm taken per
-      pixel (‖·‖/√(C·H·W), the root of the mean instead of the sum of squares). This reading
-      reaches 99.99 %.
-    - ``preset="literal"``: the same with the norm summed over pixels. The penalty's
-      gradient then outweighs the cross-entropy's wherever Ψ is not ≈ 1, so most images
-      stall far below 99.99 %.
+      pixel (‖·‖/√(C·H·W), the root of the mean instead of the sum of squares) and β = 5.
+      Measured on 20 images (embedded model): reaches 99.99 % on all, L2 43 % below plain
+      PGD's (the paper: 56.5 %); β = 50 here reaches it on 9 of 20 within 300 steps.
+    - ``preset="literal"``: the formula as printed, the norm summed over pixels, β = 50.
+      The penalty's gradient then outweighs the cross-entropy's wherever Ψ is not ≈ 1:
+      0 of 19 images reach 99.99 %.
     - ``step="l2"``: steps along the ℓ2-normalised gradient with the ℓ2 length of a sign step
       (α·√(C·H·W)); ``eps=None``: no ℓ∞ bound (pixels stay in [0, 1]).
 
@@ -283,9 +287,10 @@ def enhanced_pgd(
     """
     opts = reading(preset)
     for k, v in (("eps", eps), ("step", step), ("pixel_scale", pixel_scale), ("squared", squared),
-                 ("per_pixel", per_pixel)):
+                 ("per_pixel", per_pixel), ("beta", beta)):
         if v is not _UNSET and (v is not None or k == "eps"):
             opts[k] = v
+    beta = float(opts["beta"])
     if beta < 0:
         raise InputError(f"beta must be ≥ 0, got {beta}")
     if opts["pixel_scale"] <= 0:

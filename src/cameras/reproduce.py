@@ -407,7 +407,7 @@ def reproduce(bundles: list[ModelBundle], out_dir: str | Path, data_dir: Path | 
         elif name == "A-4":
             sec = _Section(out, "a4-cleaning", base)
             res = sanity_images(main, paths[:s.sanity_images], ["cameras", "gradcam", "gradient"], sec.dir, 0.1,
-                                s.sanity_steps, reading("paper"), 1 / 255, s.attack_steps, 50.0, False,
+                                s.sanity_steps, reading("paper"), 1 / 255, s.attack_steps, None, False,
                                 progress=progress)
             res = dict(res, verdict=_verdict_sanity(res))
         elif name == "A-5":
@@ -417,7 +417,7 @@ def reproduce(bundles: list[ModelBundle], out_dir: str | Path, data_dir: Path | 
         elif name == "A-6":
             sec = _Section(out, "a6-attack", base)
             res = attack_images(main, paths[:s.attack_images], sec.dir, reading("paper"), 1 / 255, s.attack_steps,
-                                50.0, 0.9999, False, progress=progress)
+                                None, 0.9999, False, progress=progress)
             res = dict(res, verdict=_verdict_attack(res))
         else:
             from .evaluate import evaluate_dataset

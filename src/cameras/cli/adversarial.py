@@ -23,9 +23,9 @@ def reading_options(f):
     """The options that choose a reading of Eq. 4 (preset and overrides)."""
     for opt in reversed([
         click.option("--preset", default="paper", show_default=True, type=click.Choice(["paper", "literal"]),
-                     help="Reading of Eq. 4: 'paper' (sign steps in ε = 12/255, the norm taken per pixel; reaches "
-                          "99.99 %) or 'literal' (the norm summed over pixels; stalls). The options below override "
-                          "it."),
+                     help="Reading of Eq. 4: 'paper' (sign steps in ε = 12/255, the norm taken per pixel, β = 5; "
+                          "reaches 99.99 %) or 'literal' (the norm summed over pixels, β = 50; stalls). The options "
+                          "below and --beta override it."),
         click.option("--eps", default=None, help="ℓ∞ budget in [0, 1] pixel units, e.g. 12/255, or 'none' "
                                                  "for unbounded [default: the preset's]."),
         click.option("--step", "step_rule", default=None, type=click.Choice(["sign", "l2"]),
@@ -70,7 +70,8 @@ def reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel) -> dic
 @click.option("--alpha", default="1/255", show_default=True,
               help="Step size (ℓ2 steps: the ℓ2 length of a sign step of this size).")
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 100000), help="Step cap.")
-@click.option("--beta", default=50.0, show_default=True, type=click.FloatRange(0, None))
+@click.option("--beta", default=None, type=click.FloatRange(0, None), help="β of Eq. 4 [default: the preset's, "
+              "5 for paper (per pixel), 50 for literal].")
 @click.option("--threshold", default=0.9999, show_default=True, type=click.FloatRange(0, 1, min_open=True))
 @click.option("--square", is_flag=True)
 @click.option("--device", default="cpu", show_default=True)
@@ -146,7 +147,7 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
         paths = image_paths(images, data_dir)
         bundle = load_model(model_name, weights, device=run.device)
-        s = sanity_images(bundle, paths, names, out_dir, fraction, steps, opts, 1 / 255, attack_steps, 50.0,
+        s = sanity_images(bundle, paths, names, out_dir, fraction, steps, opts, 1 / 255, attack_steps, None,
                           square, figures=data_dir is None, progress=progress_flag(quiet), run=run)
     if s is None:
         return

@@ -45,13 +45,13 @@ def eps_text(eps: float | None) -> str:
 
 
 def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, opts: dict | None, alpha: float,
-                  steps: int, beta: float, threshold: float, square: bool, figures: bool = True,
+                  steps: int, beta: float | None, threshold: float, square: bool, figures: bool = True,
                   progress: bool | None = None, run=None) -> dict | None:
     """Plain and saliency-enhanced PGD on each image; figures, per-image records and the mean reduction.
 
     ``opts`` is the reading of Eq. 4 (:func:`cameras.attacks.reading`; None: the ``"paper"``
-    preset); plain PGD uses the same step rule and ℓ∞ bound, so the two are compared at equal
-    confidence under equal rules.
+    preset); ``beta`` overrides its β unless None. Plain PGD uses the same step rule and ℓ∞
+    bound, so the two are compared at equal confidence under equal rules.
 
     Resumable and distributed (:mod:`cameras.runs`, ``run`` from
     :func:`cameras.distributed.launch`): each image's record goes to
@@ -62,6 +62,9 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, opts: d
     cam = build_method("cameras", bundle, scale_rule="paper")  # the paper's attack: the paper's scale rule
     stems = unique_stems(paths)
     opts = dict(opts or reading("paper"))
+    if beta is not None:
+        opts["beta"] = beta
+    beta = opts["beta"]
     eps = opts["eps"]
 
     def work(i: int) -> dict:
@@ -70,7 +73,7 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, opts: d
         sal = cam(bundle.normalize(x)).maps
         kw = dict(alpha=alpha, steps=steps, normalize=bundle.normalize, threshold=threshold)
         van = vanilla_for(bundle.model, x, target=None, eps=eps, step=opts["step"], **kw)
-        enh = enhanced_pgd(bundle.model, x, sal, beta=beta, target=van.targets, **opts, **kw)
+        enh = enhanced_pgd(bundle.model, x, sal, target=van.targets, **opts, **kw)
         red = 100 * (1 - float(enh.l2[0]) / max(float(van.l2[0]), 1e-12))
         rec = {"image": str(path), "target": int(van.targets[0]), "target_name": bundle.class_name(int(van.targets[0])),
                "vanilla": van.item(0), "enhanced": enh.item(0), "l2_reduction_percent": red}
@@ -116,11 +119,12 @@ def attack_images(bundle: ModelBundle, paths: list[Path], out_dir: Path, opts: d
 
 
 def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], out_dir: Path, fraction: float,
-                  steps: int, opts: dict | None, alpha: float, attack_steps: int, beta: float, square: bool,
+                  steps: int, opts: dict | None, alpha: float, attack_steps: int, beta: float | None, square: bool,
                   figures: bool = True, progress: bool | None = None, run=None) -> dict | None:
     """Attack each image once (enhanced PGD with the CAMERAS map), then clean it in each method's order.
 
-    ``opts`` is the attack's reading of Eq. 4 (:func:`cameras.attacks.reading`; None: ``"paper"``).
+    ``opts`` is the attack's reading of Eq. 4 (:func:`cameras.attacks.reading`; None: ``"paper"``);
+    ``beta`` overrides its β unless None.
 
     Resumable and distributed like :func:`attack_images` (records in
     ``sanity.records.jsonl``, figures ``<stem>.sanity.png``); rank 0 writes ``sanity.json``
@@ -133,6 +137,9 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
     built = {m: build_method(m, bundle) for m in methods}
     stems = unique_stems(paths)
     opts = dict(opts or reading("paper"))
+    if beta is not None:
+        opts["beta"] = beta
+    beta = opts["beta"]
 
     def work(i: int) -> dict:
         path = paths[i]
@@ -140,7 +147,7 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
         xn = bundle.normalize(x)
         base = cam(xn)
         true = base.targets
-        adv = enhanced_pgd(bundle.model, x, base.maps, beta=beta, alpha=alpha, steps=attack_steps,
+        adv = enhanced_pgd(bundle.model, x, base.maps, alpha=alpha, steps=attack_steps,
                            normalize=bundle.normalize, **opts).adversarial
         rec = {"image": str(path), "class": int(true[0]), "methods": {}}
         if figures:
