@@ -19,10 +19,14 @@ from .common import (
 )
 
 
-def reading_options(f):
-    """The options that choose a reading of Eq. 4 (preset and overrides)."""
+def reading_options(preset: str):
+    """The options that choose a reading of Eq. 4 (preset, ``preset`` by default, and overrides)."""
+    return lambda f: _reading_options(f, preset)
+
+
+def _reading_options(f, preset: str):
     for opt in reversed([
-        click.option("--preset", default="paper", show_default=True, type=click.Choice(["paper", "literal"]),
+        click.option("--preset", default=preset, show_default=True, type=click.Choice(["paper", "literal"]),
                      help="Reading of Eq. 4: 'paper' (sign steps in ε = 12/255, the norm taken per pixel, β = 5; "
                           "reaches 99.99 %) or 'literal' (the norm summed over pixels, β = 50; stalls). The options "
                           "below and --beta override it."),
@@ -66,7 +70,7 @@ def reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel) -> dic
               help="Folder of images: mean reduction only.")
 @model_option
 @click.option("--weights", default=None)
-@reading_options
+@reading_options("paper")
 @click.option("--alpha", default="1/255", show_default=True,
               help="Step size (ℓ2 steps: the ℓ2 length of a sign step of this size).")
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 100000), help="Step cap.")
@@ -121,7 +125,8 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
 @click.option("--weights", default=None)
 @click.option("--fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, min_open=True))
 @click.option("--steps", default=20, show_default=True, type=click.IntRange(1, 10000))
-@reading_options
+@reading_options("literal")
+@click.option("--beta", default=None, type=click.FloatRange(0, None), help="β of Eq. 4 [default: the preset's].")
 @click.option("--attack-steps", default=300, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--square", is_flag=True)
 @click.option("--device", default="cpu", show_default=True)
@@ -129,7 +134,7 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option
 def sanity(images, data_dir, methods, model_name, weights, fraction, steps, preset, eps, step_rule, pixel_scale,
-           squared, per_pixel, attack_steps, square, device, out_dir, quiet, threads):
+           squared, per_pixel, beta, attack_steps, square, device, out_dir, quiet, threads):
     """Adversarial-cleaning sanity check (supplement A-4): curves and scores per method.
 
     Resumable and distributed under torchrun, like `cameras attack`.
@@ -147,7 +152,7 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
         paths = image_paths(images, data_dir)
         bundle = load_model(model_name, weights, device=run.device)
-        s = sanity_images(bundle, paths, names, out_dir, fraction, steps, opts, 1 / 255, attack_steps, None,
+        s = sanity_images(bundle, paths, names, out_dir, fraction, steps, opts, 1 / 255, attack_steps, beta,
                           square, figures=data_dir is None, progress=progress_flag(quiet), run=run)
     if s is None:
         return
