@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 .venv/bin/cameras samples --out demo-out/samples >/dev/null
 .venv/bin/cameras attack demo-out/samples/chelsea.jpg --square --out docs/images/adversarial
 .venv/bin/cameras sanity demo-out/samples/chelsea.jpg --methods cameras,gradcam,gradient --square --out docs/images/adversarial
-.venv/bin/cameras attack demo-out/samples/chelsea.jpg --square --beta 5 --out docs/images/adversarial-beta5
+.venv/bin/cameras attack demo-out/samples/chelsea.jpg --square --preset literal --out docs/images/adversarial-literal
