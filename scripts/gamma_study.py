@@ -44,7 +44,9 @@ def photo_work(bundle, tmp: Path):
             continue
         path = tmp / f"{name}.png"
         img.save(path)
-        work.append((path, top1, Item(path, (img.height, img.width), [Obj(top1, box)])))
+        # class None: the top-1 is explained under the paper's scale rule (an explicit class keeps
+        # every scale); the item's region for the top-1 is the box
+        work.append((path, None, Item(path, (img.height, img.width), [Obj(top1, box)])))
     return work
 
 

@@ -13,12 +13,13 @@ from cameras.reproduce import (
     NOT,
     REPRODUCED,
     Settings,
-    _falls,
     _verdict_attack,
     _verdict_gamma,
+    _verdict_grid,
     _verdict_n,
     _verdict_sanity,
     _verdict_tables,
+    _verdict_timing,
     report_md,
 )
 
@@ -116,7 +117,9 @@ def test_tables_with_a_dataset(tmp_path):
     assert set(summary["pointing_game"]) == {"gradient", "rise", "gradcam", "extremal", "normgrad", "cameras"}
     assert [v["section"] for v in rep["sections"]["Tables"]["verdicts"]] == ["Table 1", "Table 2"]
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "## Tables 1 and 2" in md and "94.2 / 88.8" in md and "3.2 / 0.81" in md and "custom settings" in md
+    assert "## Tables 1 and 2" in md and "94.2 / 88.8" in md and "3.20 / 0.81" in md and "custom settings" in md
+    assert "no ImageNet pointing table" in md
+    assert rep["sections"]["A-3"]["items"] == 1  # the settings' cap applies to a dataset too
     # evaluate's own numbers, written in the section's folder
     ev = json.loads((tmp_path / "r" / "tables" / "summary.json").read_text())
     assert ev["rho_plus"]["cameras"] == summary["rho_plus"]["cameras"]
@@ -135,7 +138,6 @@ def test_bad_input(tmp_path):
 
 
 def test_verdict_rules_on_hand_made_numbers():
-    assert _falls([3, 2, 2.01, 1]) and not _falls([3, 2, 2.5])
     m = np.full((6, 6), 0.1)
     np.fill_diagonal(m, 0)
     assert _verdict_n(m)["verdict"] == REPRODUCED
@@ -146,6 +148,9 @@ def test_verdict_rules_on_hand_made_numbers():
          "rho_plus_of_means": [2, 1.5, 1], "rho_plus_minmax": [2, 1.5, 1], "masked_prob": [1, 1, 1],
          "rho_plus_without_zero_maps": [2, 1.5, 1], "zero_gradcam_items": 0}
     assert _verdict_gamma(g)["verdict"] == REPRODUCED
+    g["pointing_game"] = [0.9, 0.8, 0.7]  # monotone ρ⁺ but pointing moves by 20 points
+    assert _verdict_gamma(g)["verdict"] == DIRECTION
+    g["pointing_game"] = [None] * 3
     g["rho_plus"] = [2.0, 2.5, 1.0]
     v = _verdict_gamma(g)
     assert v["verdict"] == DIRECTION and "peak 2.500 at γ = 0.5" in v["evidence"]
@@ -177,3 +182,20 @@ def test_verdict_rules_on_hand_made_numbers():
     assert [v["verdict"] for v in _verdict_tables(summ, "voc")] == [NOT, DIRECTION]
     md = report_md({"models": ["m"], "quick": False, "settings": {}, "data": None, "images": [], "sections": {}})
     assert md.startswith("# Reproducing CAMERAS")
+
+
+def test_timing_and_grid_verdicts_on_hand_made_numbers():
+    def t(cam, rise, ext, gc=0.1):
+        return {"models": {"m": {"cameras": {"seconds": cam}, "rise": {"seconds": rise},
+                                 "extremal": {"seconds": ext}, "gradcam": {"seconds": gc}}}}
+    v = _verdict_timing(t(1.0, 30.0, 12.0))
+    assert v["verdict"] == REPRODUCED and "12× faster" in v["evidence"] and "10.0× Grad-CAM" in v["evidence"]
+    assert _verdict_timing(t(1.0, 30.0, 5.0))["verdict"] == DIRECTION
+    assert _verdict_timing(t(6.0, 30.0, 5.0))["verdict"] == NOT
+
+    def g(dc, dg, mc, mg):
+        return {"detail": {"m": {"cameras": dc, "gradcam": dg}}, "mass_in_box": {"m": {"cameras": mc, "gradcam": mg}}}
+    assert _verdict_grid(g(2.0, 1.0, 0.70, 0.74))["verdict"] == REPRODUCED  # within 0.05 of Grad-CAM's mass
+    assert _verdict_grid(g(2.0, 1.0, 0.60, 0.74))["verdict"] == DIRECTION
+    assert _verdict_grid(g(1.0, 2.0, 0.90, 0.74))["verdict"] == NOT
+    assert _verdict_grid(g(1.0, 2.0, float("nan"), float("nan")))["verdict"] == "not measured"

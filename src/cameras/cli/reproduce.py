@@ -36,10 +36,13 @@ def reproduce(models, weights, data_dir, fmt, mapping, limit, quick, only, devic
     Resumable: a rerun into the same --out keeps every finished section and image.
     """
     from ..models import load_model
+    from ..reproduce import check_request
     from ..reproduce import reproduce as run
 
     with user_errors():
         check_out(out_dir)
+        sections = None if only is None else [t.strip() for t in only.split(",") if t.strip()]
+        check_request(data_dir, fmt, sections)
         if weights and len(weights) != len(models):
             raise click.BadParameter(f"give --weights once per --model ({len(models)}), or not at all; "
                                      f"got {len(weights)}")
@@ -47,7 +50,6 @@ def reproduce(models, weights, data_dir, fmt, mapping, limit, quick, only, devic
         dev = torch_device(device)
         ws = [None if w.lower() == "none" else w for w in weights] or [None] * len(models)
         bundles = [load_model(m, w, device=dev) for m, w in zip(models, ws)]
-        sections = None if only is None else [t.strip() for t in only.split(",") if t.strip()]
         r = run(bundles, out_dir, data_dir, fmt, mapping, limit, quick, progress=progress_flag(quiet), only=sections)
     for name, sec in r["sections"].items():
         for v in [sec["verdict"]] if "verdict" in sec else sec.get("verdicts", []):
