@@ -58,3 +58,29 @@ def test_interpolation_with_dataset(tmp_path):
 def test_experiment_needs_input(tmp_path):
     r = CliRunner().invoke(main, ["experiment", "interpolation", "--out", str(tmp_path)])
     assert r.exit_code != 0 and "IMAGE files or --data" in r.output
+
+
+def test_interpolation_towards_an_all_zero_gradcam_map(sample_dir, tmp_path, monkeypatch):
+    """ρ⁺ is 0 by its guard where the blend is all zero; P(K(I ⊙ Ψ)) is still read (a black image)."""
+    import torch
+
+    import cameras
+    from cameras.experiments import interpolation
+    from cameras.methods.gradcam import GradCAM
+
+    orig = GradCAM.__call__
+
+    def zero(self, x, target=None):
+        r = orig(self, x, target=target)
+        r.maps.zero_()
+        return r
+
+    monkeypatch.setattr(GradCAM, "__call__", zero)
+    bundle = cameras.load_model()
+    s = interpolation(bundle, [(sample_dir / "coffee.png", 967, None)], tmp_path, progress=False)
+    assert s["zero_gradcam_items"] == 1 and s["rho_plus"][-1] == 0 and s["mean_psi"][-1] == 0
+    x01 = bundle.prepare(cameras.images.load_image(sample_dir / "coffee.png"), normalized=False)
+    with torch.no_grad():
+        black = bundle.model(bundle.normalize(torch.zeros_like(x01))).softmax(1)[0, 967]
+    assert abs(s["masked_prob"][-1] - float(black)) < 1e-5
+    assert s["rho_plus_without_zero_maps"] == [0.0] * 11  # no item left

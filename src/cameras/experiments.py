@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .core.errors import InputError
-from .core.targets import bind_target
+from .core.targets import as_target, bind_target
 from .data.items import Item
 from .images import load_image
 from .io import encode_json, write_files_atomically
@@ -187,7 +187,8 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
         if bool(empty.any()):
             with torch.no_grad():
                 out = bundle.model(bundle.normalize(xs[empty] * psi[empty].unsqueeze(1)))
-            masked[empty] = bind_target(target.expand(int(empty.sum())), out).probability(out)
+            n = int(empty.sum())
+            masked[empty] = bind_target(as_target(target.expand(n), n, x.device), out).probability(out)
         rec = {"image": str(path), "class": int(target), "rho_plus": [float(v) for v in rp],
                "mean_psi": [float(v) for v in mean_psi], "masked_prob": [float(v) for v in masked],
                "rho_plus_minmax": [float(v) for v in rp_mm], "hits": None}
