@@ -25,29 +25,25 @@ from PIL import Image
 
 import cameras
 from cameras.data import read_dataset
-from cameras.data.items import Item, Obj
 from cameras.data.photos import composites, photos
 from cameras.data.synthetic import write_synthetic
 from cameras.experiments import interpolation, is_falling, without_zero_maps
+from cameras.reproduce import photo_work as reproduce_photo_work
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "gamma"
 
 
 def photo_work(bundle, tmp: Path):
-    work = []
+    """The photos and the composites whose top-1 is the pasted object, written to ``tmp``."""
+    pairs = []
     items = [(n, rgb, box, None) for n, (rgb, box) in photos().items()] + list(composites())
     for name, rgb, box, classes in items:
         img = Image.fromarray(rgb)
-        with torch.no_grad():
-            top1 = int(bundle.model(bundle.prepare(img)).argmax(1)[0])
-        if classes is not None and top1 not in classes:
+        if classes is not None and bundle.top1(img) not in classes:
             continue
-        path = tmp / f"{name}.png"
-        img.save(path)
-        # class None: the top-1 is explained under the paper's scale rule (an explicit class keeps
-        # every scale); the item's region for the top-1 is the box
-        work.append((path, None, Item(path, (img.height, img.width), [Obj(top1, box)])))
-    return work
+        img.save(tmp / f"{name}.png")
+        pairs.append((tmp / f"{name}.png", box))
+    return reproduce_photo_work(bundle, pairs)
 
 
 def name_dir(name: str) -> str:

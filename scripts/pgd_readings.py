@@ -59,9 +59,8 @@ def images(bundle, n_composites=14):
     for name, rgb, _, classes in composites():
         if k >= n_composites:
             break
-        with torch.no_grad():
-            if int(bundle.model(bundle.prepare(Image.fromarray(rgb))).argmax(1)[0]) not in classes:
-                continue
+        if bundle.top1(Image.fromarray(rgb)) not in classes:
+            continue
         k += 1
         yield name, rgb
 

@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 .venv/bin/cameras attack demo-out/samples/chelsea.jpg --square --out docs/images/adversarial
 .venv/bin/cameras sanity demo-out/samples/chelsea.jpg --methods cameras,gradcam,gradient --square --out docs/images/adversarial
 .venv/bin/cameras attack demo-out/samples/chelsea.jpg --square --preset literal --out docs/images/adversarial-literal
+.venv/bin/cameras sanity demo-out/samples/chelsea.jpg demo-out/samples/coffee.jpg --methods cameras,gradcam,gradient --steps 10 --preset paper --out docs/images/adversarial-paper-sanity

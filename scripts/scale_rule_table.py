@@ -84,8 +84,7 @@ def main() -> None:
         rows += r
         grid.append((name, rgb, cells))
     for name, rgb, box, classes in tqdm(list(composites()), desc="composites"):
-        with torch.no_grad():
-            top1 = int(bundle.model(bundle.prepare(Image.fromarray(rgb))).argmax(1)[0])
+        top1 = bundle.top1(Image.fromarray(rgb))
         if top1 not in classes:
             skipped.append(f"{name} (top-1 {bundle.class_name(top1)})")
             continue

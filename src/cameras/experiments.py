@@ -178,9 +178,10 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
         b = gc(x, target=target)
         psi = torch.stack([a.maps[0] + g * (b.maps[0] - a.maps[0]) for g in GAMMAS])  # 11×h×w
         xs, ts = x01.expand(len(GAMMAS), -1, -1, -1), target.expand(len(GAMMAS))
-        rp, _ = map_density(bundle.model, xs, psi, ts, bundle.normalize)
+        rp, _ = map_density(bundle.model, xs, psi, ts, bundle.normalize, minus=False)
         lo, hi = psi.amin((1, 2), keepdim=True), psi.amax((1, 2), keepdim=True)
-        rp_mm, _ = map_density(bundle.model, xs, (psi - lo) / (hi - lo).clamp_min(1e-12), ts, bundle.normalize)
+        rp_mm, _ = map_density(bundle.model, xs, (psi - lo) / (hi - lo).clamp_min(1e-12), ts, bundle.normalize,
+                               minus=False)
         mean_psi = psi.clamp(0, 1).flatten(1).mean(1)
         masked = rp * mean_psi
         empty = mean_psi <= 0  # ρ⁺ is 0 there by its guard; P(K(I ⊙ Ψ)) is read directly

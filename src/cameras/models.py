@@ -102,6 +102,20 @@ class ModelBundle:
         x01 = resize_image(img, self.input_size, square, self.interpolation, self.device, patch_size(self.model) or 1)
         return self.normalize(x01) if normalized else x01
 
+    def top1(self, img, square: bool = False) -> int:
+        """The model's top-1 class id for an RGB PIL image (prepared as :meth:`prepare` does).
+
+        Example:
+            >>> from PIL import Image
+            >>> from skimage import data
+            >>> load_model().top1(Image.fromarray(data.coffee()))
+            967
+        """
+        from .core.targets import class_scores
+
+        with torch.no_grad():
+            return int(class_scores(self.model(self.prepare(img, square))).argmax(1)[0])
+
     def to(self, device: str | torch.device) -> "ModelBundle":
         """Move the model to ``device`` (in place) and return the bundle."""
         self.model.to(device)

@@ -38,7 +38,7 @@ from .data.photos import write_photos
 from .experiments import is_falling
 from .io import encode_json, write_files_atomically
 from .models import ModelBundle
-from .runs import model_fingerprint
+from .runs import check_config, model_fingerprint
 
 REPRODUCED, DIRECTION, NOT = "reproduced", "direction reproduced", "not reproduced"
 TIMING_METHODS = ("gradient", "gradcam", "cameras", "normgrad", "rise", "extremal")
@@ -104,16 +104,9 @@ class _Section:
     def __init__(self, root: Path, name: str, config: dict) -> None:
         self.dir = root / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.config = json.loads(json.dumps(config))
-        cfg = self.dir / "section.config.json"
-        if cfg.exists():
-            old = json.loads(cfg.read_text())
-            if old != self.config:
-                diff = sorted(k for k in set(old) | set(self.config) if old.get(k) != self.config.get(k))
-                raise InputError(f"{self.dir} holds a run with other settings ({', '.join(diff)}); "
-                                 "use another --out folder, or delete this one to start over")
-        else:
-            write_files_atomically({cfg: encode_json(self.config)})
+        self.config = check_config(self.dir, "section", config)
+        if not (self.dir / "section.config.json").exists():
+            write_files_atomically({self.dir / "section.config.json": encode_json(self.config)})
 
     @property
     def done(self) -> dict | None:
@@ -125,17 +118,23 @@ class _Section:
         return result
 
 
-def _photo_work(bundle: ModelBundle, photos: list[tuple[Path, tuple]]) -> list[tuple[Path, None, Item]]:
-    """(path, None: explain the top-1 as the standalone commands do, an item whose region for the
-    model's top-1 is the photo's hand-drawn box) per photo."""
+def photo_work(bundle: ModelBundle, photos: list[tuple[Path, tuple]]) -> list[tuple[Path, None, Item]]:
+    """(path, None, item) per (image file, object box): None explains the top-1 as the standalone
+    commands do (under the scale rule); the item's region for the model's top-1 is the box.
+
+    Example:
+        >>> import tempfile, cameras
+        >>> from cameras.data.photos import write_photos
+        >>> pairs = write_photos(tempfile.mkdtemp(), ["coffee"])
+        >>> [it.classes() for _, _, it in photo_work(cameras.load_model(), pairs)]
+        [[967]]
+    """
     from .images import load_image
 
     work = []
     for path, box in photos:
         img = load_image(path)
-        with torch.no_grad():
-            top1 = int(bundle.model(bundle.prepare(img)).argmax(1)[0])
-        work.append((path, None, Item(path, (img.height, img.width), [Obj(top1, box)])))
+        work.append((path, None, Item(path, (img.height, img.width), [Obj(bundle.top1(img), box)])))
     return work
 
 
@@ -174,8 +173,9 @@ def timing(bundles: list[ModelBundle], paths: list[Path], s: Settings, progress:
                 "extremal": {"iterations": s.timing_extremal_iterations, "progress": False}}
         warm = {"rise": {"n_masks": 32, "progress": False}, "extremal": {"iterations": 2, "progress": False}}
         rows: dict = {}
+        built = {}
         for name in TIMING_METHODS:
-            m = build_method(name, bundle, **opts.get(name, {}))
+            m = built[name] = build_method(name, bundle, **opts.get(name, {}))
             # warm-up (and the layer probe); RISE and Extremal warm up on a short run of their own
             (build_method(name, bundle, **warm[name]) if name in warm else m)(xs[0])
             secs = float(np.mean([_time(lambda x=x, m=m: m(x), dev) for x in xs]))
@@ -184,8 +184,7 @@ def timing(bundles: list[ModelBundle], paths: list[Path], s: Settings, progress:
                           "scaled_from": None if scale == 1.0 else opts[name].get("n_masks", opts[name].get(
                               "iterations"))}
             bar.update(1)
-        layer = build_method("gradcam", bundle).layer_name
-        module = dict(bundle.model.named_modules())[layer]
+        module = dict(bundle.model.named_modules())[built["gradcam"].layer_name]  # the same layer as ours
         with torch.no_grad():
             t = int(bundle.model(xs[0]).argmax(1)[0])
         for peer, make in _peers(bundle.model, module, t).items():
@@ -396,7 +395,7 @@ def reproduce(bundles: list[ModelBundle], out_dir: str | Path, data_dir: Path | 
     else:
         photos = write_photos(out / "images")
         paths = [p for p, _ in photos]
-        work = _photo_work(main, photos)
+        work = photo_work(main, photos)
     base = {"quick": quick, "settings": asdict(s), "model": main.name,
             "weights_fingerprint": model_fingerprint(main.model), "images": [str(p) for p in paths]}
     report: dict = {"models": [b.name for b in bundles], "quick": s == QUICK, "settings": asdict(s),

@@ -76,7 +76,7 @@ class RecordStore:
             os.close(fd)
 
 
-def _check_config(out_dir: Path, name: str, config: dict, extendable: tuple[str, ...] = ()) -> dict:
+def check_config(out_dir: Path, name: str, config: dict, extendable: tuple[str, ...] = ()) -> dict:
     """Refuse a folder holding a run with other settings; return the settings to record.
 
     Keys in ``extendable`` hold dicts (e.g. methods → their options) to which a rerun may
@@ -156,7 +156,7 @@ def run_items(
         raise InputError(f"{name}: the items are not unique (an image listed twice?)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = _check_config(out_dir, name, config, extendable)
+    config = check_config(out_dir, name, config, extendable)
     done: set[str] = set()
     for st in RecordStore.all_stores(out_dir, name):
         done.update(st.load())

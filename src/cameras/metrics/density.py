@@ -12,8 +12,9 @@ from ..core.targets import TargetLike, as_target, bind_target
 
 @torch.no_grad()
 def map_density(
-    model: nn.Module, image01: Tensor, maps: Tensor, target: TargetLike, normalize: Callable[[Tensor], Tensor]
-) -> tuple[Tensor, Tensor]:
+    model: nn.Module, image01: Tensor, maps: Tensor, target: TargetLike, normalize: Callable[[Tensor], Tensor],
+    minus: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     """ρ⁺ = P(K(I ⊙ Ψ)) / mean(Ψ) and ρ⁻ = P(K(I ⊙ (1 − Ψ))) / mean(1 − Ψ), per image.
 
     Args:
@@ -23,6 +24,7 @@ def map_density(
         target: B class ids whose softmax probability P is read, or any target of
             :mod:`cameras.targets` (its probability is read); None: each image's top-1.
         normalize: turns a [0, 1] batch into model input (e.g. ``bundle.normalize``).
+        minus: False skips ρ⁻ (and its forward pass) and returns None in its place.
 
     Returns:
         (ρ⁺, ρ⁻), two B float tensors; a mean of 0 gives ρ = 0 instead of a division by 0.
@@ -38,9 +40,9 @@ def map_density(
     if target is None:
         target = bind_target(None, model(normalize(image01)))
     out = []
-    for mask in (psi, 1 - psi):
+    for mask in (psi, 1 - psi) if minus else (psi,):
         output = model(normalize(image01 * mask))
         probs = target.bind(output).probability(output)
         mean = mask.flatten(1).mean(1)
         out.append(torch.where(mean > 0, probs / mean.clamp_min(1e-12), torch.zeros_like(probs)))
-    return out[0], out[1]
+    return out[0], out[1] if minus else None
