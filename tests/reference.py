@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 
-def reference_cameras(features, head, x, scales, target=None, resample="bicubic"):
+def reference_cameras(features, head, x, scales, target=None, resample="bicubic", weights=None):
+    """CAMERAS by its definition; ``weights(g)`` replaces each scale's gradient (MultiScale of a CAM)."""
     maps, kept_all, targets = [], [], []
     for b in range(x.shape[0]):
         xb = x[b : b + 1]
@@ -34,6 +35,7 @@ def reference_cameras(features, head, x, scales, target=None, resample="bicubic"
                 continue
             g, = torch.autograd.grad(logits[0, tgt], a)
             acts.append(F.interpolate(a.detach(), size=(H, W), mode="bilinear", align_corners=False))
+            g = g if weights is None else weights(g)
             grads.append(F.interpolate(g, size=(H, W), mode="bilinear", align_corners=False))
             kept.append(z)
         abar = torch.stack(acts).mean(0)

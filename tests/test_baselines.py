@@ -21,6 +21,11 @@ FAST = {
     "normgrad": {},
     "rise": {"n_masks": 40, "batch_size": 16},
     "extremal": {"iterations": 4},
+    "gradcampp": {},
+    "xgradcam": {},
+    "layercam": {},
+    "hirescam": {},
+    "scorecam": {"batch_size": 4, "progress": False},
 }
 
 

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import cameras
 from cameras.cli import main
 from cameras.data import DatasetError, load_mapping, read_coco, read_imagenet, read_voc
 
@@ -220,3 +221,33 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     assert strip_seconds(got) == strip_seconds(want)
     assert json.loads((part / "summary.json").read_text())["pointing_game"] == json.loads(
         (full / "summary.json").read_text())["pointing_game"]
+
+
+def test_evaluate_road_and_average_drop(tmp_path, embedded):
+    """The new metric columns equal direct calls of road() and confidence_change() on the method's map."""
+    from cameras.images import load_image
+    from cameras.metrics import confidence_change, road
+
+    root = make_imagenet(tmp_path / "inet", n=1)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["evaluate", "--data", str(root), "--format", "imagenet", "--methods", "layercam",
+                                  "--metrics", "road,avgdrop", "--out", str(out), "--quiet"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "ROAD combined" in r.output
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    row = rows[0]
+    assert row["pointing_hit"] == "" and row["rho_plus"] == ""
+    x = embedded.prepare(load_image(root / row["image"]))
+    cls = int(row["class"])
+    sal = cameras.LayerCAM(embedded.model, layer=embedded.layer)(x, target=cls).maps
+    want = road(embedded.model, x, sal, target=[cls])
+    assert abs(float(row["road_morf"]) - float(want["morf_mean"][0])) < 1e-5
+    assert abs(float(row["road_combined"]) - float(want["combined"][0])) < 1e-5
+    conf = confidence_change(embedded.model, x, sal, target=[cls])
+    assert abs(float(row["average_drop"]) - 100 * float(conf["drop"][0])) < 1e-4
+    assert row["increase"] == ("1" if bool(conf["increase"][0]) else "0")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["road_combined"]["layercam"] == pytest.approx(sum(float(r["road_combined"]) for r in rows) / 2)
+    assert summary["increase_in_confidence"]["layercam"] == 100 * sum(r["increase"] == "1" for r in rows) / 2
+    report = (out / "report.md").read_text()
+    assert "ROAD MoRF ↓" in report and "| layercam |" in report.split("Faithfulness")[1]

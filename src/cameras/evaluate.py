@@ -24,14 +24,27 @@ from .core.targets import label_target
 from .data.items import Item
 from .images import load_image
 from .io import encode_json, write_files_atomically
-from .metrics import insertion_deletion, is_difficult, map_density, pointing_accuracy, pointing_trial
+from .metrics import (
+    confidence_change,
+    insertion_deletion,
+    is_difficult,
+    map_density,
+    pointing_accuracy,
+    pointing_trial,
+    road,
+)
 from .models import ModelBundle
 from .runs import model_fingerprint, run_items
 from .viz import figure_png, pyplot
 
 COLUMNS = ["image", "class", "method", "pointing_hit", "difficult", "rho_plus", "rho_minus",
-           "insertion_auc", "deletion_auc", "seconds", "kept_scales"]
-METRICS = ("pointing", "rho", "insdel")
+           "insertion_auc", "deletion_auc", "road_morf", "road_lerf", "road_combined", "average_drop",
+           "increase", "seconds", "kept_scales"]
+METRICS = ("pointing", "rho", "insdel", "road", "avgdrop")
+# summary keys of the mean columns, and which direction is better
+MEANS = {"rho_plus": "higher", "rho_minus": "lower", "insertion_auc": "higher", "deletion_auc": "lower",
+         "road_morf": "lower", "road_lerf": "higher", "road_combined": "higher", "average_drop": "lower",
+         "increase_in_confidence": "higher"}
 CURVE_POINTS = 101
 PAPER = {
     "pointing_game": "CAMERAS paper Table 1 (mean per-class accuracy %, all / difficult; TorchRay's VOC/COCO models)",
@@ -144,7 +157,7 @@ def evaluate_items(
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for r in records:
-        w.writerow([r["row"][c] for c in COLUMNS])
+        w.writerow([r["row"].get(c, "") for c in COLUMNS])  # records of older versions lack new columns
     files = {Path(out_dir) / "results.csv": buf.getvalue().encode()}
     curves = [json.dumps(r["curves"]) for r in records if r.get("curves")]
     if curves:
@@ -225,6 +238,17 @@ def _score(rows, item, maps, m_name, target, insdel_target, x01, xb, bundle, met
             curves[i] = {"image": item.name, "class": c, "method": m_name,
                          "insertion": _resample(r["insertion"][i].cpu().numpy()),
                          "deletion": _resample(r["deletion"][i].cpu().numpy())}
+    if "road" in metrics:  # the explained class's probability, MoRF and LeRF at 10 … 90 % removed
+        r = road(bundle.model, xb, maps, target=target, batch_size=batch_size)
+        for i in range(len(cls_list)):
+            rows[i]["road_morf"] = float(r["morf_mean"][i])
+            rows[i]["road_lerf"] = float(r["lerf_mean"][i])
+            rows[i]["road_combined"] = float(r["combined"][i])
+    if "avgdrop" in metrics:
+        r = confidence_change(bundle.model, xb, maps.clamp(0, 1), target=target, batch_size=batch_size)
+        for i in range(len(cls_list)):
+            rows[i]["average_drop"] = 100 * float(r["drop"][i])
+            rows[i]["increase"] = bool(r["increase"][i])
     return curves
 
 
@@ -235,8 +259,7 @@ def _num(v: str) -> float | None:
 def summarize(rows: list[dict]) -> dict:
     """The summary.json dictionary from result rows (strings as read from the CSV)."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    out: dict = {k: {} for k in ("pointing_game", "pointing_game_difficult", "rho_plus", "rho_minus",
-                                 "insertion_auc", "deletion_auc", "items")}
+    out: dict = {k: {} for k in ("pointing_game", "pointing_game_difficult", *MEANS, "items")}
     for m in methods:
         mr = [r for r in rows if r["method"] == m]
         out["items"][m] = len(mr)
@@ -244,9 +267,11 @@ def summarize(rows: list[dict]) -> dict:
         out["pointing_game"][m] = pointing_accuracy(trials)
         out["pointing_game_difficult"][m] = pointing_accuracy(
             [t for t, r in zip(trials, mr) if r["difficult"] == "1"])
-        for col in ("rho_plus", "rho_minus", "insertion_auc", "deletion_auc"):
-            vals = [_num(r[col]) for r in mr if r[col] != ""]
-            out[col][m] = float(np.mean(vals)) if vals else None
+        for col in MEANS:
+            src = "increase" if col == "increase_in_confidence" else col
+            vals = [_num(r.get(src, "")) for r in mr if r.get(src, "") != ""]
+            scale = 100.0 if col == "increase_in_confidence" else 1.0  # the % of items whose confidence rose
+            out[col][m] = scale * float(np.mean(vals)) if vals else None
     return out
 
 
@@ -257,8 +282,7 @@ def write_report(out_dir: Path, rows: list[dict], meta: dict) -> dict:
     summary = summarize(rows)
     methods = list(summary["items"])
     files: dict[Path, bytes] = {out_dir / "summary.json": encode_json(summary)}
-    metric_keys = [k for k in ("pointing_game", "pointing_game_difficult", "rho_plus", "rho_minus", "insertion_auc",
-                               "deletion_auc")
+    metric_keys = [k for k in ("pointing_game", "pointing_game_difficult", *MEANS)
                    if any(v is not None for v in summary[k].values())]
     if metric_keys and methods:
         fig, axes = plt.subplots(1, len(metric_keys), figsize=(3.2 * len(metric_keys), 3), squeeze=False)
@@ -310,6 +334,19 @@ def _report_md(summary: dict, meta: dict, bars: bool, curves: bool) -> str:
                      f"{f(summary['pointing_game_difficult'][m], True)} | "
                      f"{f(summary['rho_plus'][m])} | {f(summary['rho_minus'][m])} | {f(summary['insertion_auc'][m])} | "
                      f"{f(summary['deletion_auc'][m])} |")
+    faith = ("road_morf", "road_lerf", "road_combined", "average_drop", "increase_in_confidence")
+    if any(v is not None for k in faith for v in summary[k].values()):
+        lines += ["", "Faithfulness: ROAD (Rong et al. 2022; probability of the explained class after removing the",
+                  "10 … 90 % most (MoRF) or least (LeRF) relevant pixels with noisy linear imputation, averaged;",
+                  "combined = (LeRF − MoRF) / 2) and Average Drop / Increase in Confidence (Chattopadhyay et al.",
+                  "2018; the image multiplied by its map).", "",
+                  "| method | ROAD MoRF ↓ | ROAD LeRF ↑ | ROAD combined ↑ | Average Drop % ↓ "
+                  "| Increase in Confidence % ↑ |",
+                  "|---|---|---|---|---|---|"]
+        for m in summary["items"]:
+            v = [summary[k][m] for k in faith]
+            lines.append(f"| {m} | {f(v[0])} | {f(v[1])} | {f(v[2])} | "
+                         + " | ".join("–" if x is None else f"{x:.1f}" for x in v[3:]) + " |")
     lines += ["", "## Published numbers beside ours", "", f"Pointing game: {PAPER['pointing_game']}.", "",
               "| method | ours (all / difficult) | paper |", "|---|---|---|"]
     for m in summary["items"]:

@@ -16,7 +16,8 @@ from .common import FORMATS, check_out, main, model_option, progress_flag, set_t
 @model_option
 @click.option("--weights", default=None)
 @click.option("--methods", default="cameras,gradcam", show_default=True, help="'all' or a comma list.")
-@click.option("--metrics", default="pointing,rho", show_default=True, help="Comma list of pointing, rho, insdel.")
+@click.option("--metrics", default="pointing,rho", show_default=True,
+              help="Comma list of pointing, rho, insdel, road, avgdrop.")
 @click.option("--mapping", default=None, type=click.Path(path_type=Path),
               help="JSON {dataset class: model class id} (VOC and COCO with an ImageNet model).")
 @click.option("--target-kind", default="class", show_default=True, type=click.Choice(["class", "sigmoid", "softmax"]),
@@ -63,8 +64,11 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
     for m, n in summary["items"].items():
         pg = summary["pointing_game"][m]
         rp = summary["rho_plus"][m]
+        extra = "".join(f", {label} {summary[k][m]:.3f}" for k, label in
+                        (("road_combined", "ROAD combined"), ("average_drop", "Average Drop %"))
+                        if summary[k][m] is not None)
         click.echo(f"{m}: {n} items, pointing {'–' if pg is None else f'{100 * pg:.1f}%'}, "
-                   f"rho+ {'–' if rp is None else f'{rp:.3f}'}")
+                   f"rho+ {'–' if rp is None else f'{rp:.3f}'}{extra}")
     click.echo(f"wrote {out_dir}/results.csv, summary.json, report.md")
 
 

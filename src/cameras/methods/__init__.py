@@ -26,8 +26,14 @@ _REGISTRY: dict[str, str] = {  # name → "module:Class" in this package
     "normgrad": "normgrad:NormGrad",
     "rise": "rise:RISE",
     "extremal": "extremal:ExtremalPerturbation",
+    "gradcampp": "gradcampp:GradCAMPlusPlus",
+    "xgradcam": "xgradcam:XGradCAM",
+    "layercam": "layercam:LayerCAM",
+    "hirescam": "hirescam:HiResCAM",
+    "scorecam": "scorecam:ScoreCAM",
 }
 _CLASSES = {cls: f".{mod}" for mod, cls in (v.split(":") for v in _REGISTRY.values())}
+_CLASSES.update({"MultiScale": ".multiscale", "Smooth": ".smooth"})  # wrappers of a built method
 __getattr__, __dir__ = lazy_exports(__name__, _CLASSES)
 
 
@@ -192,8 +198,15 @@ __all__ = [
     "RISE",
     "ExtremalPerturbation",
     "GradCAM",
+    "GradCAMPlusPlus",
     "Gradient",
+    "HiResCAM",
+    "LayerCAM",
+    "MultiScale",
     "NormGrad",
+    "ScoreCAM",
+    "Smooth",
+    "XGradCAM",
     "available_methods",
     "build_method",
     "check_options",

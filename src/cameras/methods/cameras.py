@@ -283,6 +283,13 @@ class CAMERAS(SaliencyMethod):
             more=more,
         )
 
+    def location_weights(self, act: Tensor, grad: Tensor) -> Tensor:
+        """The per-location weights W_t accumulated over scales: for CAMERAS the gradient itself.
+
+        :class:`~cameras.MultiScale` overrides it with its CAM's local weights.
+        """
+        return grad
+
     def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
         return self.explain_batch_many(x, [target])[0]
 
@@ -343,7 +350,7 @@ class CAMERAS(SaliencyMethod):
                     else:  # top5
                         top = g.logits.topk(min(5, g.logits.shape[1]), dim=1).indices
                         kept = (top == target.ids[:, None]).any(1)
-                    grads[k].append(grad[0])
+                    grads[k].append(self.location_weights(g.activations[0], grad[0]))
                     keep[k].append(kept)
                 del g, found
         results = []

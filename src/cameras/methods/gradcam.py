@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from torch import Tensor
 
-import torch
-from torch import Tensor, nn
-
-from ..core.base import SaliencyMethod
-from ..core.gradients import layer_gradients
-from ..core.ops import normalize_maps, resize_maps
-from ..core.result import SaliencyResult
-from ..core.targets import Target
+from ..core.cam import GradientCAM
 
 
-class GradCAM(SaliencyMethod):
+class GradCAM(GradientCAM):
     """α_k = spatial mean of ∂y/∂A_k; S = ReLU(Σ_k α_k A_k), bilinearly upsampled, normalised.
 
     y is the target's score (for class ids, the pre-softmax logit). One forward pass; the
@@ -31,15 +24,6 @@ class GradCAM(SaliencyMethod):
 
     name = "gradcam"
 
-    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None,
-                 to_spatial: Callable[[Tensor], Tensor] | None = None) -> None:
-        super().__init__(model, layer, to_spatial)
-
-    def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
-        with self.capture() as cap:
-            g = layer_gradients(self.model, x, [cap], target)
-        act, grad = g.activations[0], g.gradients[0]
-        alpha = grad.float().mean((2, 3), keepdim=True)
-        low = torch.relu((alpha * act.float()).sum(1))
-        maps = normalize_maps(resize_maps(low, tuple(x.shape[-2:])))
-        return self.result(maps, g.target, g.probs, g.logits, extras={"low_res": low})
+    def weights(self, act: Tensor, grad: Tensor) -> Tensor:
+        """α = the spatial mean of the gradient, B×K×1×1."""
+        return grad.mean((2, 3), keepdim=True)

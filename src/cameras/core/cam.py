@@ -1,0 +1,78 @@
+"""The template of the gradient CAM family: one forward, one backward to the layer, a weighted channel sum.
+
+Every gradient CAM (Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM, HiResCAM) computes, at the
+explained layer with activations A (B×K×h×w) and gradients G = ∂y/∂A of the target's score
+y, a weight tensor W (B×K×1×1 per channel, or B×K×h×w per location) and the map
+
+    S = normalise(upsample(ReLU(Σ_k W_k ⊙ A_k)))
+
+upsampled bilinearly (``align_corners=False``) to the input size and min-max normalised per
+image (an all-zero map stays zero). A method is one function ``weights(A, G) -> W``.
+
+Methods whose weights are *local* (the weight at a location depends on the gradient at
+that location only: HiResCAM's G, LayerCAM's ReLU(G)) set ``local_weights = True``; only
+they can be accumulated over scales by :class:`~cameras.methods.multiscale.MultiScale`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .base import SaliencyMethod
+from .gradients import layer_gradients
+from .ops import normalize_maps, resize_maps
+from .result import SaliencyResult
+from .targets import Target
+
+
+class GradientCAM(SaliencyMethod):
+    """Base class of the gradient CAMs: subclasses implement :meth:`weights` (and set ``name``).
+
+    ``result.extras["low_res"]`` holds the B×h×w layer-resolution map ReLU(Σ_k W_k ⊙ A_k)
+    before upsampling. Activations and gradients are read in float32.
+
+    Example:
+        >>> import torch, torchvision
+        >>> class Plain(GradientCAM):
+        ...     name = "plain"
+        ...     def weights(self, act, grad):
+        ...         return torch.ones_like(act[:, :, :1, :1])
+        >>> Plain(torchvision.models.resnet18(num_classes=3))(torch.randn(1, 3, 64, 64)).maps.shape
+        torch.Size([1, 64, 64])
+    """
+
+    #: True when the weight at a location depends on that location's gradient only
+    local_weights: ClassVar[bool] = False
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None,
+                 to_spatial: Callable[[Tensor], Tensor] | None = None) -> None:
+        super().__init__(model, layer, to_spatial)
+
+    def weights(self, act: Tensor, grad: Tensor) -> Tensor:
+        """B×K×1×1 (per channel) or B×K×h×w (per location) weights from float32 B×K×h×w ``act`` and ``grad``."""
+        raise NotImplementedError
+
+    def low_res(self, act: Tensor, grad: Tensor) -> Tensor:
+        """ReLU(Σ_k W_k ⊙ A_k) at the layer's resolution, B×h×w float32.
+
+        Example:
+            >>> class Signed(GradientCAM):
+            ...     def weights(self, act, grad):
+            ...         return grad
+            >>> cam = Signed(torch.nn.Conv2d(3, 2, 1))
+            >>> cam.low_res(torch.ones(1, 2, 1, 2), torch.tensor([[1.0, 2.0], [-3.0, 0.0]]).view(1, 2, 1, 2)).tolist()
+            [[[0.0, 2.0]]]
+        """
+        act, grad = act.float(), grad.float()
+        return torch.relu((self.weights(act, grad) * act).sum(1))
+
+    def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
+        with self.capture() as cap:
+            g = layer_gradients(self.model, x, [cap], target)
+        low = self.low_res(g.activations[0], g.gradients[0])
+        maps = normalize_maps(resize_maps(low, tuple(x.shape[-2:])))
+        return self.result(maps, g.target, g.probs, g.logits, extras={"low_res": low})

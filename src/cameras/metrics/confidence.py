@@ -1,0 +1,64 @@
+"""Average Drop and Increase in Confidence (Chattopadhyay et al., WACV 2018)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..core.errors import InputError
+from ..core.targets import TargetLike, as_target, bind_target
+
+
+@torch.no_grad()
+def confidence_change(model: nn.Module, x: Tensor, maps: Tensor, target: TargetLike = None,
+                      batch_size: int = 32) -> dict[str, Tensor]:
+    """Average Drop and Increase in Confidence of B images explained by their maps.
+
+    Y is the target's probability on the image, O on the image multiplied by its map
+    (x ⊙ S in normalised space, so pixels with S = 0 become the dataset mean colour, as
+    Score-CAM and RISE mask). Per item: drop = max(0, Y − O) / Y, and increase = O > Y.
+    Average Drop % is 100 · mean(drop) (lower is better), Increase in Confidence % is
+    100 · mean(increase) (higher is better). ``target``: class ids (softmax probability)
+    or any target of :mod:`cameras.targets`; default each image's clean top-1.
+
+    Args:
+        model: classifier in eval mode.
+        x: B×C×H×W normalised images.
+        maps: B×H×W saliency maps in [0, 1] on x's grid.
+        target: what to score.
+        batch_size: masked images per forward pass.
+
+    Returns:
+        dict of tensors on x's device: ``clean`` (Y, B), ``masked`` (O, B), ``drop`` (B, in
+        [0, 1]), ``increase`` (B bool), ``average_drop`` and ``increase_in_confidence``
+        (percent, scalars over the batch) and ``target`` (B label ids).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3))
+        >>> r = confidence_change(net, torch.randn(2, 3, 4, 4), torch.ones(2, 4, 4))
+        >>> r["drop"].tolist(), float(r["average_drop"])  # a map of ones keeps the image
+        ([0.0, 0.0], 0.0)
+    """
+    if not isinstance(x, Tensor) or x.dim() != 4:
+        raise InputError(f"x must be a B×C×H×W tensor, got {tuple(x.shape) if isinstance(x, Tensor) else type(x)}")
+    B, _, H, W = x.shape
+    if not isinstance(maps, Tensor) or tuple(maps.shape) != (B, H, W):
+        got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
+        raise InputError(f"maps must be B×H×W on x's grid, expected {(B, H, W)}, got {got}")
+    if not bool(torch.isfinite(maps).all()) or float(maps.min()) < 0 or float(maps.max()) > 1:
+        raise InputError("maps must lie in [0, 1]; min-max normalise them first (cameras.normalize_maps)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+    out = model(x)
+    target = bind_target(as_target(target, B, x.device), out)
+    clean = target.probability(out).float()
+    masked = torch.empty(B, device=x.device)
+    for s in range(0, B, batch_size):
+        rows = torch.arange(s, min(B, s + batch_size), device=x.device)
+        inp = x[rows] * maps[rows].unsqueeze(1).to(x.dtype)
+        masked[rows] = target.select(rows).probability(model(inp)).float()
+    drop = torch.clamp(clean - masked, min=0) / clean.clamp_min(1e-12)
+    increase = masked > clean
+    return {"clean": clean, "masked": masked, "drop": drop, "increase": increase,
+            "average_drop": 100 * drop.mean(), "increase_in_confidence": 100 * increase.float().mean(),
+            "target": target.labels(B, x.device)}
