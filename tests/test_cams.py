@@ -1,6 +1,7 @@
 """Grad-CAM++, XGrad-CAM, LayerCAM, HiResCAM, Score-CAM, MultiScale and Smooth: by hand, by definition, and
 against pytorch-grad-cam."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -307,3 +308,55 @@ def test_wrappers_restore_state(tiny, wrap):
     method = MultiScale(inner, scales=[16, 24]) if wrap == "multiscale" else Smooth(inner, n=2)
     method(torch.randn(1, 3, 16, 16))
     assert snapshot(tiny)[0] == before[0] and snapshot(tiny)[1] == before[1] and hook_count(tiny) == hooks
+
+
+def test_wrapped_method_names(resnet):
+    from cameras.methods import build_method, method_names, method_option_names
+
+    assert method_names("gradcam, Multiscale-LayerCAM, smooth-gradcam, tta-scorecam") == [
+        "gradcam", "multiscale-layercam", "smooth-gradcam", "tta-scorecam"]
+    takes = method_option_names("multiscale-layercam")
+    assert {"layer", "scales", "scale_rule", "border_pad"} <= set(takes) and "method" not in takes
+    assert {"layer", "weighting", "n", "noise", "batch_size"} <= set(method_option_names("smooth-scorecam"))
+    assert "augment" not in method_option_names("tta-gradcam")  # fixed by the name
+    x = torch.randn(1, 3, 64, 64)
+    # the options go to the wrapper and to the wrapped method, and the maps equal the classes built by hand
+    named = build_method("multiscale-layercam", resnet, scales="64,96", layer="layer3", scale_rule="paper")
+    by_hand = MultiScale(LayerCAM(resnet, layer="layer3"), scales=[64, 96], scale_rule="paper")
+    assert named.name == "multiscale-layercam" and torch.equal(named(x).maps, by_hand(x).maps)
+    named = build_method("smooth-gradcam", resnet, n=3, noise=0.1, layer="layer3")
+    assert torch.equal(named(x).maps, Smooth(cameras.GradCAM(resnet, layer="layer3"), n=3, noise=0.1)(x).maps)
+    tta = build_method("tta-gradcam", resnet)
+    assert tta(x).method == "tta-gradcam" and tta.augment == "tta"
+    assert named.options["n"] == 3 and named.options["method"] == "gradcam"
+    for bad, msg in (("multiscale-gradcam", "per-location weights"), ("smooth-nothing", "unknown method")):
+        with pytest.raises(InputError, match=msg):
+            build_method(bad, resnet)
+    with pytest.raises(InputError, match="has no option 'foo'"):
+        build_method("smooth-gradcam", resnet, foo=1)
+
+
+def test_wrapped_methods_from_the_command_line(tmp_path, sample_dir):
+    import json
+
+    from click.testing import CliRunner
+
+    from cameras.cli import main
+
+    img = str(sample_dir / "coffee.png")
+    out = tmp_path / "e"
+    r = CliRunner().invoke(main, ["explain", img, "--method", "multiscale-layercam", "--scales", "224,288",
+                                  "--scale-rule", "paper", "--out", str(out), "--quiet"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "coffee.json").read_text())
+    assert meta["parameters"]["method_options"]["scales"] == [224, 288]
+    assert meta["parameters"]["method_options"]["method"] == "layercam"
+    r = CliRunner().invoke(main, ["compare", img, "--methods", "layercam,hirescam,multiscale-hirescam,cameras",
+                                  "--set", "multiscale-hirescam.scales=[224, 288]",
+                                  "--set", "cameras.scales=[224, 288]",
+                                  "--out", str(tmp_path / "c.png")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    maps = {m: np.load(next(tmp_path.glob(f"c.*.{m}.npy"))) for m in ("hirescam", "multiscale-hirescam", "cameras")}
+    assert np.abs(maps["multiscale-hirescam"] - maps["cameras"]).max() < 1e-6
+    r = CliRunner().invoke(main, ["methods"])
+    assert "scorecam" in r.output and "multiscale-layercam" in r.output

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -225,13 +226,15 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
 
 def test_evaluate_road_and_average_drop(tmp_path, embedded):
     """The new metric columns equal direct calls of road() and confidence_change() on the method's map."""
+    from cameras.data import read_imagenet
     from cameras.images import load_image
-    from cameras.metrics import confidence_change, road
+    from cameras.metrics import confidence_change, energy_in_region, road
 
     root = make_imagenet(tmp_path / "inet", n=1)
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["evaluate", "--data", str(root), "--format", "imagenet", "--methods", "layercam",
-                                  "--metrics", "road,avgdrop", "--out", str(out), "--quiet"], catch_exceptions=False)
+                                  "--metrics", "energy,road,avgdrop", "--out", str(out), "--quiet"],
+                           catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert "ROAD combined" in r.output
     rows = list(csv.DictReader(open(out / "results.csv")))
@@ -243,6 +246,9 @@ def test_evaluate_road_and_average_drop(tmp_path, embedded):
     want = road(embedded.model, x, sal, target=[cls])
     assert abs(float(row["road_morf"]) - float(want["morf_mean"][0])) < 1e-5
     assert abs(float(row["road_combined"]) - float(want["combined"][0])) < 1e-5
+    item = next(it for it in read_imagenet(root, embedded.wnids) if it.name == row["image"])
+    region = torch.from_numpy(item.region(cls))
+    assert abs(float(row["energy"]) - float(energy_in_region(sal, region[None])[0])) < 1e-6
     conf = confidence_change(embedded.model, x, sal, target=[cls])
     assert abs(float(row["average_drop"]) - 100 * float(conf["drop"][0])) < 1e-4
     assert row["increase"] == ("1" if bool(conf["increase"][0]) else "0")

@@ -121,3 +121,20 @@ def test_auc_trapezoid_and_map_difference():
     assert float(map_difference(torch.zeros(1, 3, 3), torch.zeros(1, 3, 3))[0]) == 0.0
     b = a * 2
     assert torch.allclose(map_difference(a, b), torch.full((2,), 1 / 1.5))
+
+
+def test_energy_in_region_by_hand():
+    from cameras.metrics import energy_in_region
+
+    s = torch.zeros(2, 4, 4)
+    s[0, 0, 0], s[0, 3, 3] = 3.0, 1.0
+    r = torch.zeros(2, 4, 4, dtype=torch.bool)
+    r[0, :2, :2] = True
+    out = energy_in_region(s, r)
+    assert out[0].item() == 0.75 and out[1].isnan()  # image 1: empty region, not scored
+    # an all-zero map scores 0; a map at another size is resized bilinearly to the region first
+    r[1, 0] = True
+    assert energy_in_region(torch.zeros(1, 4, 4), r[1:]).item() == 0.0
+    small = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
+    big = torch.nn.functional.interpolate(small[None], size=(4, 4), mode="bilinear", align_corners=False)[0]
+    assert torch.allclose(energy_in_region(small, r[:1]), energy_in_region(big, r[:1]))

@@ -26,6 +26,7 @@ from .images import load_image
 from .io import encode_json, write_files_atomically
 from .metrics import (
     confidence_change,
+    energy_in_region,
     insertion_deletion,
     is_difficult,
     map_density,
@@ -37,14 +38,14 @@ from .models import ModelBundle
 from .runs import model_fingerprint, run_items
 from .viz import figure_png, pyplot
 
-COLUMNS = ["image", "class", "method", "pointing_hit", "difficult", "rho_plus", "rho_minus",
+COLUMNS = ["image", "class", "method", "pointing_hit", "difficult", "energy", "rho_plus", "rho_minus",
            "insertion_auc", "deletion_auc", "road_morf", "road_lerf", "road_combined", "average_drop",
            "increase", "seconds", "kept_scales"]
-METRICS = ("pointing", "rho", "insdel", "road", "avgdrop")
+METRICS = ("pointing", "energy", "rho", "insdel", "road", "avgdrop")
 # summary keys of the mean columns, and which direction is better
-MEANS = {"rho_plus": "higher", "rho_minus": "lower", "insertion_auc": "higher", "deletion_auc": "lower",
-         "road_morf": "lower", "road_lerf": "higher", "road_combined": "higher", "average_drop": "lower",
-         "increase_in_confidence": "higher"}
+MEANS = {"energy": "higher", "rho_plus": "higher", "rho_minus": "lower", "insertion_auc": "higher",
+         "deletion_auc": "lower", "road_morf": "lower", "road_lerf": "higher", "road_combined": "higher",
+         "average_drop": "lower", "increase_in_confidence": "higher"}
 CURVE_POINTS = 101
 PAPER = {
     "pointing_game": "CAMERAS paper Table 1 (mean per-class accuracy %, all / difficult; TorchRay's VOC/COCO models)",
@@ -226,6 +227,11 @@ def _score(rows, item, maps, m_name, target, insdel_target, x01, xb, bundle, met
             region = torch.from_numpy(item.region(c)).to(maps.device)
             rows[i]["pointing_hit"] = pointing_trial(maps[i], region, input_level=m_name == "gradient")
             rows[i]["difficult"] = is_difficult(float(region.sum()), region.numel(), n_classes > 1)
+    if "energy" in metrics:  # the share of the map on the class's region, at the image's size
+        for i, c in enumerate(cls_list):
+            region = torch.from_numpy(item.region(c)).to(maps.device)
+            e = float(energy_in_region(maps[i:i + 1], region[None])[0])
+            rows[i]["energy"] = None if e != e else e
     if "rho" in metrics:
         rp, rm = map_density(bundle.model, x01.expand(len(cls_list), -1, -1, -1), maps, target, bundle.normalize)
         for i in range(len(cls_list)):
@@ -327,11 +333,12 @@ def _report_md(summary: dict, meta: dict, bars: bool, curves: bool) -> str:
     lines = ["# Evaluation report", "",
              f"Data: `{meta.get('data')}` ({meta.get('format')}), model `{meta.get('model')}`, "
              f"{meta.get('images')} images, metrics {', '.join(meta.get('metrics', []))}.", "",
-             "| method | items | pointing % (all / difficult) | ρ⁺ | ρ⁻ | insertion AUC | deletion AUC |",
-             "|---|---|---|---|---|---|---|"]
+             "| method | items | pointing % (all / difficult) | energy in region | ρ⁺ | ρ⁻ | insertion AUC "
+             "| deletion AUC |",
+             "|---|---|---|---|---|---|---|---|"]
     for m, n in summary["items"].items():
         lines.append(f"| {m} | {n} | {f(summary['pointing_game'][m], True)} / "
-                     f"{f(summary['pointing_game_difficult'][m], True)} | "
+                     f"{f(summary['pointing_game_difficult'][m], True)} | {f(summary['energy'][m])} | "
                      f"{f(summary['rho_plus'][m])} | {f(summary['rho_minus'][m])} | {f(summary['insertion_auc'][m])} | "
                      f"{f(summary['deletion_auc'][m])} |")
     faith = ("road_morf", "road_lerf", "road_combined", "average_drop", "increase_in_confidence")

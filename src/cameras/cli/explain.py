@@ -96,7 +96,7 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
         options = {}
         if layer is not None and "layer" in takes:
             options["layer"] = layer
-        if name == "cameras":
+        if "scales" in takes:  # cameras and multiscale-*
             if scales is not None and steps is not None:
                 raise click.BadParameter("give --scales or --steps, not both")
             options.update(dict(steps=steps, max_size=max_size) if steps is not None else dict(scales=scales))

@@ -118,11 +118,13 @@ def synthetic(out_dir: Path, count: int, seed: int) -> None:
 
 @main.command("methods")
 def list_methods() -> None:
-    """List the saliency methods."""
+    """List the saliency methods, then the wrapped forms (multiscale-, smooth-, tta-)."""
     from ..methods import available_methods
 
     for name in available_methods():
         click.echo(name)
+    click.echo("wrapped: multiscale-layercam, multiscale-hirescam (CAMERAS's multi-scale accumulation), "
+               "smooth-<method> (noise averaging), tta-<method> (flip and rescale averaging)")
 
 
 @main.command("models")

@@ -2,14 +2,22 @@
 
 The registry names each method's module and class; a class is imported when it is first
 used, so listing the methods (``cameras methods``) does not load torch.
+
+Wrapped methods are named ``WRAPPER-METHOD``: ``multiscale-layercam`` (:class:`MultiScale`
+around LayerCAM), ``smooth-gradcam`` (:class:`Smooth`, noise) and ``tta-gradcam``
+(:class:`Smooth` with ``augment="tta"``). They are accepted wherever a method name is
+(``build_method``, ``cameras explain/compare/evaluate --method(s)``) and take the options
+of the wrapper and of the wrapped method together.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import importlib
 import inspect
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +43,12 @@ _REGISTRY: dict[str, str] = {  # name → "module:Class" in this package
 _CLASSES = {cls: f".{mod}" for mod, cls in (v.split(":") for v in _REGISTRY.values())}
 _CLASSES.update({"MultiScale": ".multiscale", "Smooth": ".smooth"})  # wrappers of a built method
 __getattr__, __dir__ = lazy_exports(__name__, _CLASSES)
+# name prefix → (module:Class of the wrapper, options it sets itself)
+_WRAPPERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "multiscale": ("multiscale:MultiScale", {}),
+    "smooth": ("smooth:Smooth", {"augment": "noise"}),
+    "tta": ("smooth:Smooth", {"augment": "tta"}),
+}
 
 
 def available_methods() -> list[str]:
@@ -64,6 +78,9 @@ def method_class(name: str) -> type[SaliencyMethod]:
         >>> method_class("Grad-CAM").__name__
         'GradCAM'
     """
+    wrapped = re.fullmatch(r"\s*(multiscale|smooth|tta)[-:+_](.+)", str(name).lower())
+    if wrapped:
+        return _wrapped_class(wrapped.group(1), method_class(wrapped.group(2)).name)
     key = str(name).lower().strip().replace("-", "").replace("_", "")
     if key not in _REGISTRY:
         close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
@@ -71,6 +88,39 @@ def method_class(name: str) -> type[SaliencyMethod]:
         raise InputError(f"unknown method '{name}'.{hint} Available: {', '.join(_REGISTRY)}")
     module, cls = _REGISTRY[key].split(":")
     return getattr(importlib.import_module(f".{module}", __name__), cls)
+
+
+@functools.cache
+def _wrapped_class(prefix: str, inner_name: str) -> type[SaliencyMethod]:
+    """A class named ``PREFIX-INNER`` whose constructor builds the inner method and wraps it."""
+    module, cls = _REGISTRY[inner_name].split(":")
+    inner = getattr(importlib.import_module(f".{module}", __name__), cls)
+    (wmod, wcls), fixed = _WRAPPERS[prefix][0].split(":"), _WRAPPERS[prefix][1]
+    wrapper = getattr(importlib.import_module(f".{wmod}", __name__), wcls)
+    if prefix == "multiscale" and not getattr(inner, "local_weights", False):
+        raise InputError(f"multiscale-{inner_name} is not available: MultiScale accumulates CAMs with per-location "
+                         "weights only; use multiscale-layercam or multiscale-hirescam (which is cameras)")
+
+    def params(c, skip):
+        return [p for n, p in inspect.signature(c.__init__).parameters.items() if n not in skip]
+
+    wrap_params = [p for p in params(wrapper, ("self", "method")) if p.name not in fixed]
+    inner_params = [p for p in params(inner, ("self", "model")) if p.name not in {w.name for w in wrap_params}]
+    wrap_names = {p.name for p in wrap_params}
+    sig = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                             inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+                            + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inner_params + wrap_params])
+
+    def __init__(self, model, **options):
+        inner_opts = {k: v for k, v in options.items() if k not in wrap_names}
+        wrapper.__init__(self, inner(model, **inner_opts),
+                         **fixed, **{k: v for k, v in options.items() if k in wrap_names})
+
+    __init__.__signature__ = sig
+    return type(f"{wrapper.__name__}_{inner.__name__}", (wrapper,),
+                {"__init__": __init__, "name": f"{prefix}-{inner_name}", "__module__": wrapper.__module__,
+                 "__doc__": f"{wrapper.__name__} around {inner.__name__} (``{prefix}-{inner_name}``).",
+                 "passes": inner.passes * {"multiscale": 8, "smooth": 16, "tta": 6}[prefix]})
 
 
 def method_names(spec: str | Iterable[str]) -> list[str]:

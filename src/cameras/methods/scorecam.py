@@ -36,11 +36,13 @@ class ScoreCAM(SaliencyMethod):
     Costs one forward per non-constant channel and image, run ``batch_size`` masked inputs
     at a time (memory does not grow with K), with a progress bar. Constant channels (dead
     ReLU channels are common) all give the same all-zero input, which is scored once per
-    image.
+    image; ``result.extras["masked_forwards"]`` counts the masked images run.
 
     pytorch-grad-cam implements the softmax weighting but upsamples with
     ``align_corners=True``; here ``align_corners=False`` as in every other resize of this
-    package. The maps agree with Pearson ≥ 0.999 on the tested models.
+    package. That is the only difference: with the peer's upsampling switched to
+    ``align_corners=False`` the maps agree to 1e-3 (Pearson ≥ 0.9999, tested); as it is,
+    Pearson was 0.9986 (ResNet-18 ``layer4``) to 0.99995 (``layer3``).
 
     Example:
         >>> import torch, torchvision
@@ -84,6 +86,7 @@ class ScoreCAM(SaliencyMethod):
             scores = torch.empty(B, K, device=x.device, dtype=torch.float32)
             score_of = (lambda t, out: t.score(out)) if self.weighting == "softmax" else \
                 (lambda t, out: t.probability(out))
+            forwards = len(jobs) + (B if bool(constant.any()) else 0)
             if bool(constant.any()):
                 idx = torch.arange(B, device=x.device)
                 zero = score_of(target.select(idx), self.model(torch.zeros_like(x))).float()
@@ -102,4 +105,5 @@ class ScoreCAM(SaliencyMethod):
             low = torch.relu((alpha[:, :, None, None] * act).sum(1))
             maps = normalize_maps(resize_maps(low, (H, W)))
         return self.result(maps, target, probs, logits_or_none(output),
-                           extras={"low_res": low, "channel_weights": alpha, "weighting": self.weighting})
+                           extras={"low_res": low, "channel_weights": alpha, "weighting": self.weighting,
+                                   "masked_forwards": forwards})
