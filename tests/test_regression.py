@@ -1,4 +1,4 @@
-"""Every map the library makes stays what it was: all six methods on the sample photos.
+"""Every map the library makes stays what it was: every method (and wrapper) on the sample photos.
 
 ``tests/fixtures/regression_maps.npz`` holds the maps of a known-good version (see
 ``tests/fixtures/make_regression.py``); refactors must reproduce them to 1e-6.

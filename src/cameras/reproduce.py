@@ -43,6 +43,7 @@ from .runs import check_config, model_fingerprint
 REPRODUCED, DIRECTION, NOT = "reproduced", "direction reproduced", "not reproduced"
 TIMING_METHODS = ("gradient", "gradcam", "cameras", "normgrad", "rise", "extremal")
 TABLE_METHODS = ("gradient", "rise", "gradcam", "extremal", "normgrad", "cameras")
+GRID_METHODS = ("cameras", "gradcam", "gradient", "normgrad", "rise", "extremal")  # the paper's comparison figure
 PAPER_TIMING = {  # supplement Table 1, seconds per image, Titan V, batch 1
     "ResNet-50": {"rise": 26.4, "extremal": 35.8, "normgrad": 7.0, "gradcam": 0.07, "cameras": 0.44},
     "DenseNet-121": {"rise": 79.7, "extremal": 64.1, "normgrad": 2.5, "gradcam": 0.08, "cameras": 0.57},
@@ -454,9 +455,9 @@ def _grids(bundles: list[ModelBundle], work, out_dir: Path, s: Settings) -> dict
     """Every method on every model for each photo (one figure per photo, rows = models), and
     each method's share of the map's mass inside the object's region, per model."""
     from .compare import compare, slug
-    from .methods import method_names
+    from .metrics import energy_in_region
 
-    methods = method_names("all")
+    methods = list(GRID_METHODS)
     opts = {"rise": {"n_masks": s.grid_rise_masks, "progress": False},
             "extremal": {"iterations": s.grid_extremal_iterations, "progress": False}}
     mass: dict = {b.name: {m: [] for m in methods} for b in bundles}
@@ -473,7 +474,7 @@ def _grids(bundles: list[ModelBundle], work, out_dir: Path, s: Settings) -> dict
         for b in bundles:
             for m in methods:
                 sal = np.load(out_dir / f"{png.stem}.{slug(b.name)}.{m}.npy")
-                mass[b.name][m].append(float(sal[region].sum() / max(float(sal.sum()), 1e-12)))
+                mass[b.name][m].append(float(energy_in_region(torch.from_numpy(sal), torch.from_numpy(region))[0]))
                 gy, gx = np.gradient(sal.astype(np.float64))
                 detail[b.name][m].append(float(np.mean(np.abs(gx) + np.abs(gy))))
 
