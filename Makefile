@@ -31,3 +31,4 @@ clean:
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/methods.py

@@ -1,7 +1,7 @@
 """The CAM family, the wrappers and ROAD against their floors (part of `make bench`).
 
 Usage: python benchmarks/methods.py [--device cpu|cuda] [--quick] [--models efficientnet_lite0,resnet50]
-Writes benchmarks/results/methods_<device>.json; benchmarks/report.py renders it in BENCHMARKS.md.
+Writes benchmarks/results/methods/<device>.json and regenerates BENCHMARKS.md (benchmarks/report.py).
 Floors: the gradient CAMs against one forward pass; MultiScale against CAMERAS's floor (the
 forward passes at its scales) and CAMERAS itself; Smooth against one forward of its copies or
 views; Score-CAM against the masked forward passes it runs; ROAD against its 18 forwards.
@@ -98,6 +98,9 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
+    import report
+
+    report.main()
 
 
 if __name__ == "__main__":

@@ -245,6 +245,50 @@ def topk_section(res):
                    f"{r['top5_separate']:.2f}", f"{r['top5_separate'] / r['top1']:.2f}"] for r in res["rows"]]) + [""]
 
 
+def methods_section(res):
+    """The CAM family, MultiScale, Smooth, Score-CAM and ROAD against their floors (benchmarks/methods.py)."""
+    dev = f"{res['device']} ({res['device_name']}, {res['threads']} threads, torch {res['torch']})"
+    rows = res["rows"]
+    out = ["", f"## Methods added with the CAM family: {dev}", "",
+           f"Batch 1, input 224×224, random input, explicit target; medians of {res['rounds']} rounds "
+           f"({3 * res['rounds']} for the CAMs, timed in blocks of 10 calls), every group round-robin in one "
+           "process (`benchmarks/methods.py`)."]
+    out += table("Gradient CAMs against one forward pass (target ≤ 1.2×, as Grad-CAM)",
+                 ["model", "layer", "forward s"] + [f"{m} ×" for m in CAMS] + ["met"],
+                 [[r["model"], r["layer"], f"{r['forward']:.4f}"] + [f"{r[m] / r['forward']:.2f}" for m in CAMS]
+                  + [ok(all(r[m] <= 1.2 * r["forward"] for m in CAMS))] for r in rows])
+    out += table("MultiScale against CAMERAS's floor (the forward passes at 8 scales; target ≤ 1.3×, as CAMERAS)",
+                 ["model", "floor s", "cameras s", "×", "multiscale-layercam s", "×", "met"],
+                 [[r["model"], f"{r['ms_floor']:.2f}", f"{r['ms_cameras']:.2f}",
+                   f"{r['ms_cameras'] / r['ms_floor']:.2f}",
+                   f"{r['ms_layercam']:.2f}", f"{r['ms_layercam'] / r['ms_floor']:.2f}",
+                   ok(r["ms_layercam"] <= 1.3 * r["ms_floor"])] for r in rows])
+    out += table("Smooth against the forward passes of its copies or views (target ≤ 1.2×)",
+                 ["model", "smooth-gradcam (16 copies) s", "one forward of 16 copies s", "×", "tta-gradcam (6 views) s",
+                  "forwards of the 6 views s", "×", "met"],
+                 [[r["model"], f"{r['smooth_noise']:.3f}", f"{r['smooth_noise_floor']:.3f}",
+                   f"{r['smooth_noise'] / r['smooth_noise_floor']:.2f}", f"{r['smooth_tta']:.3f}",
+                   f"{r['smooth_tta_floor']:.3f}", f"{r['smooth_tta'] / r['smooth_tta_floor']:.2f}",
+                   ok(r["smooth_noise"] <= 1.2 * r["smooth_noise_floor"]
+                      and r["smooth_tta"] <= 1.2 * r["smooth_tta_floor"])]
+                  for r in rows])
+    out += table("Score-CAM against the masked forward passes it runs (target ≤ 1.1×)",
+                 ["model", "channels", "masked forwards (constant channels share one)", "scorecam s", "floor s", "×",
+                  "met"],
+                 [[r["model"], r["scorecam_channels"], r["scorecam_forwards"], f"{r['scorecam_call']:.2f}",
+                   f"{r['scorecam_floor']:.2f}", f"{r['scorecam_call'] / r['scorecam_floor']:.2f}",
+                   ok(r["scorecam_call"] <= 1.1 * r["scorecam_floor"])] for r in rows])
+    out += table("ROAD (9 percentiles × MoRF and LeRF) against its 18 forward passes (the rest is the imputation)",
+                 ["model", "road s", "18 forwards s", "×"],
+                 [[r["model"], f"{r['road_call']:.2f}", f"{r['road_floor']:.2f}",
+                   f"{r['road_call'] / r['road_floor']:.1f}"]
+                  for r in rows])
+    return out + [""]
+
+
+CAMS = ["gradcam", "gradcampp", "xgradcam", "layercam", "hirescam"]
+
+
 def main():
     lines = ["# Benchmarks", "",
              "Regenerate with `make bench` (this device) — it runs `benchmarks/run.py`, writes",
@@ -256,6 +300,8 @@ def main():
         lines += section(json.loads(f.read_text()))
     for f in sorted((HERE / "results" / "topk").glob("*.json")):
         lines += topk_section(json.loads(f.read_text()))
+    for f in sorted((HERE / "results" / "methods").glob("*.json")):
+        lines += methods_section(json.loads(f.read_text()))
     (HERE.parent / "BENCHMARKS.md").write_text("\n".join(lines))
     print("wrote BENCHMARKS.md")
 

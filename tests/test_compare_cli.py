@@ -85,3 +85,19 @@ def test_compare_bad_options(sample_dir, tmp_path):
 
 def test_parse_settings():
     assert parse_settings(["a=1", "b=x", "c=[1, 2]"]) == {"a": 1, "b": "x", "c": [1, 2]}
+
+
+def test_comparison_figure_wraps_many_methods():
+    import numpy as np
+
+    from cameras.viz import comparison_figure
+
+    cells = [(f"m{i}", np.random.default_rng(i).random((8, 8))) for i in range(15)]
+    fig = comparison_figure(np.zeros((8, 8, 3), np.uint8), [{"label": "a", "cells": cells},
+                                                            {"label": "b", "cells": cells[:2]}], max_columns=8)
+    titles = [ax.get_title() for ax in fig.axes]
+    # model a: 3 lines of 7 methods (the last holds 1), model b: 1 line; 8 columns each
+    assert len(fig.axes) == 4 * 8
+    assert titles[:9] == ["image", "m0", "m1", "m2", "m3", "m4", "m5", "m6", ""]
+    assert titles[17] == "m14" and titles[24:27] == ["image", "m0", "m1"]
+    assert not fig.axes[8].axison and fig.axes[0].axison  # continuation lines leave the image column empty

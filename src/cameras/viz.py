@@ -157,12 +157,15 @@ def file_label(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def comparison_figure(image: np.ndarray, rows: list[dict], alpha: float = 0.5, cmap: str = "jet"):
+def comparison_figure(image: np.ndarray, rows: list[dict], alpha: float = 0.5, cmap: str = "jet",
+                      max_columns: int = 8):
     """A figure like the CAMERAS paper's Figures 4-6: the image, then one overlay per method.
 
     Args:
         image: H×W×3 uint8 RGB image.
         rows: one dict per model: ``{"label": str, "cells": [(title, H×W map in [0, 1]), ...]}``.
+        max_columns: panels per line; a model with more methods continues on further lines
+            (the image column left empty there).
 
     Returns:
         A matplotlib Figure (save it with ``fig.savefig(path)``).
@@ -173,24 +176,31 @@ def comparison_figure(image: np.ndarray, rows: list[dict], alpha: float = 0.5, c
         2
     """
     plt = pyplot()
-    ncol = 1 + max(len(r["cells"]) for r in rows)
+    per_line = max(1, max_columns - 1)
+    ncol = 1 + min(per_line, max(len(r["cells"]) for r in rows))
+    lines = [(r, k) for r, row in enumerate(rows) for k in range(max(1, -(-len(row["cells"]) // per_line)))]
     h, w = image.shape[:2]
     cell = 4.2  # inches at the 100 dpi figures are saved with: every panel at least 420 px wide
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(cell * ncol, cell * h / w * len(rows) + 0.6 * len(rows)),
+    fig, axes = plt.subplots(len(lines), ncol, figsize=(cell * ncol, cell * h / w * len(lines) + 0.6 * len(lines)),
                              squeeze=False)
-    for r, row in enumerate(rows):
-        axes[r][0].imshow(image)
-        axes[r][0].set_title("image", fontsize=9)
-        axes[r][0].set_ylabel(row["label"], fontsize=9)
-        for c, (title, sal) in enumerate(row["cells"], start=1):
-            axes[r][c].imshow(overlay(image, sal, alpha, cmap))
-            axes[r][c].set_title(title, fontsize=9)
-        for ax in axes[r]:
+    for i, (r, k) in enumerate(lines):
+        row = rows[r]
+        if k == 0:
+            axes[i][0].imshow(image)
+            axes[i][0].set_title("image", fontsize=9)
+            axes[i][0].set_ylabel(row["label"], fontsize=9)
+        cells = row["cells"][k * per_line:(k + 1) * per_line]
+        for c, (title, sal) in enumerate(cells, start=1):
+            axes[i][c].imshow(overlay(image, sal, alpha, cmap))
+            axes[i][c].set_title(title, fontsize=9)
+        for ax in axes[i]:
             ax.set_xticks([])
             ax.set_yticks([])
             for side in ax.spines.values():
                 side.set_visible(False)
-        for ax in axes[r][1 + len(row["cells"]) :]:
+        for ax in axes[i][1 + len(cells):]:
             ax.axis("off")
+        if k > 0:
+            axes[i][0].axis("off")
     fig.tight_layout()
     return fig

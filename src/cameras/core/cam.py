@@ -53,8 +53,15 @@ class GradientCAM(SaliencyMethod):
         super().__init__(model, layer, to_spatial)
 
     def weights(self, act: Tensor, grad: Tensor) -> Tensor:
-        """B×K×1×1 (per channel) or B×K×h×w (per location) weights from float32 B×K×h×w ``act`` and ``grad``."""
-        raise NotImplementedError
+        """B×K×1×1 (per channel) or B×K×h×w (per location) weights from float32 B×K×h×w ``act`` and ``grad``.
+
+        Example:
+            >>> GradientCAM(torch.nn.Conv2d(3, 2, 1)).weights(torch.ones(1, 2, 1, 1), torch.ones(1, 2, 1, 1))
+            Traceback (most recent call last):
+            ...
+            NotImplementedError: GradientCAM defines no weights; subclasses implement weights(act, grad)
+        """
+        raise NotImplementedError(f"{type(self).__name__} defines no weights; subclasses implement weights(act, grad)")
 
     def low_res(self, act: Tensor, grad: Tensor) -> Tensor:
         """ReLU(Σ_k W_k ⊙ A_k) at the layer's resolution, B×h×w float32.

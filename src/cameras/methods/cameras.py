@@ -284,9 +284,15 @@ class CAMERAS(SaliencyMethod):
         )
 
     def location_weights(self, act: Tensor, grad: Tensor) -> Tensor:
-        """The per-location weights W_t accumulated over scales: for CAMERAS the gradient itself.
+        """The per-location weights W_t (B×K×h×w) accumulated over scales: for CAMERAS the gradient itself.
 
         :class:`~cameras.MultiScale` overrides it with its CAM's local weights.
+
+        Example:
+            >>> import torchvision
+            >>> g = torch.randn(1, 2, 3, 3)
+            >>> CAMERAS(torchvision.models.resnet18()).location_weights(torch.ones_like(g), g) is g
+            True
         """
         return grad
 

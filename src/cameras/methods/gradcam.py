@@ -25,5 +25,12 @@ class GradCAM(GradientCAM):
     name = "gradcam"
 
     def weights(self, act: Tensor, grad: Tensor) -> Tensor:
-        """α = the spatial mean of the gradient, B×K×1×1."""
+        """α = the spatial mean of the gradient, B×K×1×1.
+
+        Example:
+            >>> import torch, torchvision
+            >>> g = torch.tensor([1.0, 3.0]).view(1, 1, 1, 2)
+            >>> GradCAM(torchvision.models.resnet18()).weights(torch.ones(1, 1, 1, 2), g).flatten().tolist()
+            [2.0]
+        """
         return grad.mean((2, 3), keepdim=True)

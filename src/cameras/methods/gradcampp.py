@@ -31,7 +31,14 @@ class GradCAMPlusPlus(GradientCAM):
     name = "gradcampp"
 
     def weights(self, act: Tensor, grad: Tensor) -> Tensor:
-        """Per channel w_k (B×K×1×1) from the formula above."""
+        """Per channel w_k (B×K×1×1) from the formula above.
+
+        Example:
+            >>> import torch, torchvision
+            >>> cam = GradCAMPlusPlus(torchvision.models.resnet18())
+            >>> cam.weights(torch.ones(1, 1, 1, 2), torch.tensor([1.0, 0.0]).view(1, 1, 1, 2)).flatten().tolist()
+            [0.25]
+        """
         g2 = grad * grad
         den = 2 * g2 + act.sum((2, 3), keepdim=True) * g2 * grad
         alpha = torch.where(den != 0, g2 / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(den))

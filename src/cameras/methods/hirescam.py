@@ -29,5 +29,12 @@ class HiResCAM(GradientCAM):
     local_weights = True
 
     def weights(self, act: Tensor, grad: Tensor) -> Tensor:
-        """Per location g itself, B×K×h×w."""
+        """Per location g itself, B×K×h×w.
+
+        Example:
+            >>> import torch, torchvision
+            >>> g = torch.tensor([-1.0, 2.0]).view(1, 1, 1, 2)
+            >>> HiResCAM(torchvision.models.resnet18()).weights(torch.ones_like(g), g).flatten().tolist()
+            [-1.0, 2.0]
+        """
         return grad

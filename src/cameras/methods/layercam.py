@@ -28,5 +28,12 @@ class LayerCAM(GradientCAM):
     local_weights = True
 
     def weights(self, act: Tensor, grad: Tensor) -> Tensor:
-        """Per location ReLU(g), B×K×h×w."""
+        """Per location ReLU(g), B×K×h×w.
+
+        Example:
+            >>> import torch, torchvision
+            >>> g = torch.tensor([-1.0, 2.0]).view(1, 1, 1, 2)
+            >>> LayerCAM(torchvision.models.resnet18()).weights(torch.ones_like(g), g).flatten().tolist()
+            [0.0, 2.0]
+        """
         return torch.relu(grad)

@@ -83,5 +83,14 @@ class MultiScale(CAMERAS):
         return out
 
     def location_weights(self, act: Tensor, grad: Tensor) -> Tensor:
-        """The wrapped CAM's per-location weights at one scale (float32)."""
+        """The wrapped CAM's per-location weights at one scale (float32), B×K×h×w.
+
+        Example:
+            >>> import torch, torchvision
+            >>> from cameras.methods import LayerCAM
+            >>> ms = MultiScale(LayerCAM(torchvision.models.resnet18()), scales=[224, 324])
+            >>> g = torch.tensor([-1.0, 2.0]).view(1, 1, 1, 2)
+            >>> ms.location_weights(torch.ones_like(g), g).flatten().tolist()
+            [0.0, 2.0]
+        """
         return self.method.weights(act.float(), grad.float())

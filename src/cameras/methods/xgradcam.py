@@ -29,7 +29,14 @@ class XGradCAM(GradientCAM):
     name = "xgradcam"
 
     def weights(self, act: Tensor, grad: Tensor) -> Tensor:
-        """Per channel w_k (B×K×1×1) from the formula above."""
+        """Per channel w_k (B×K×1×1) from the formula above.
+
+        Example:
+            >>> import torch, torchvision
+            >>> a, g = torch.tensor([1.0, 3.0]).view(1, 1, 1, 2), torch.tensor([4.0, 8.0]).view(1, 1, 1, 2)
+            >>> XGradCAM(torchvision.models.resnet18()).weights(a, g).flatten().tolist()  # (1·4 + 3·8) / 4
+            [7.0]
+        """
         total = act.sum((2, 3), keepdim=True)
         safe = torch.where(total != 0, total, torch.ones_like(total))
         return torch.where(total != 0, (act * grad).sum((2, 3), keepdim=True) / safe, torch.zeros_like(total))
