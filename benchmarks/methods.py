@@ -23,7 +23,7 @@ from cameras.metrics import road
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from run import SCALES, batch_input, load  # noqa: E402
+from run import SCALES, batch_input, load, write_result  # noqa: E402
 
 CAMS = ["gradcam", "gradcampp", "xgradcam", "layercam", "hirescam"]
 
@@ -94,13 +94,7 @@ def main(argv=None):
     result = {"device": device.type, "device_name": dev_name, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "allocator": "tuned" if tuned else "default", "scales": SCALES,
               "rounds": reps, "seconds_total": time.time() - t0, "rows": rows}
-    out = HERE / "results" / "methods" / f"{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
-    import report
-
-    report.main()
+    write_result(result, HERE / "results" / "methods" / f"{device.type}.json")
 
 
 if __name__ == "__main__":

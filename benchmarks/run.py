@@ -318,12 +318,16 @@ def main():
     result = {"device": str(device.type), "device_name": dev_name, "threads": threads, "torch": torch.__version__,
               "allocator": "tuned" if tuned else "default", "scales": SCALES,
               "rounds": rounds, "seconds_total": time.time() - t0, "rows": rows}
-    out = Path(a.out) if a.out else HERE / "results" / f"{device.type}.json"
+    write_result(result, Path(a.out) if a.out else HERE / "results" / f"{device.type}.json")
+
+
+def write_result(result: dict, out: Path) -> None:
+    """Write one results file and regenerate BENCHMARKS.md from all of them."""
+    import report
+
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
-    import report
-
     report.main()
 
 

@@ -46,6 +46,14 @@ def _check_noise(noise: float) -> float:
     return float(noise)
 
 
+def _check_images(x: Tensor) -> tuple[int, int, int, int]:
+    """B, C, H, W of a B×C×H×W float tensor, or an InputError naming what is wrong."""
+    if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise InputError(f"x must be a B×C×H×W float tensor, got {got}; add a batch dimension with x[None]")
+    return tuple(x.shape)
+
+
 def _fill_one(img: np.ndarray, removed: np.ndarray) -> np.ndarray:
     """C×H×W float64 image with its removed pixels (H×W bool) replaced by the linear imputation."""
     C, H, W = img.shape
@@ -117,10 +125,7 @@ def noisy_linear_impute(
         4.0
     """
     noise = _check_noise(noise)
-    if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
-        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise InputError(f"x must be a B×C×H×W float tensor, got {got}; add a batch dimension with x[None]")
-    B, C, H, W = x.shape
+    B, C, H, W = _check_images(x)
     if not isinstance(removed, Tensor) or tuple(removed.shape) != (B, H, W):
         got = tuple(removed.shape) if isinstance(removed, Tensor) else type(removed).__name__
         raise InputError(f"removed must be a B×H×W bool tensor matching x, expected {(B, H, W)}, got {got}")
@@ -245,10 +250,7 @@ def road(
         >>> tuple(r["morf"].shape), tuple(r["combined"].shape)
         ((1, 3), (1,))
     """
-    if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
-        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise InputError(f"x must be a B×C×H×W float tensor, got {got}; add a batch dimension with x[None]")
-    B, C, H, W = x.shape
+    B, C, H, W = _check_images(x)
     if not isinstance(maps, Tensor) or tuple(maps.shape) != (B, H, W):
         got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
         hint = "; drop the channel with maps[:, 0]" if isinstance(maps, Tensor) and maps.dim() == 4 else ""
