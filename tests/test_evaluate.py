@@ -257,3 +257,31 @@ def test_evaluate_road_and_average_drop(tmp_path, embedded):
     assert summary["increase_in_confidence"]["layercam"] == 100 * sum(r["increase"] == "1" for r in rows) / 2
     report = (out / "report.md").read_text()
     assert "ROAD MoRF ↓" in report and "| layercam |" in report.split("Faithfulness")[1]
+
+
+def test_resume_from_records_written_before_the_new_metric_columns(tmp_path):
+    """Records of a run from before energy/ROAD/Average Drop existed lack those columns: a rerun
+    resumes them, with the new columns empty and the summary's new means None."""
+    root = make_imagenet(tmp_path / "inet", n=1)
+    out = tmp_path / "out"
+    args = ["evaluate", "--data", str(root), "--format", "imagenet", "--methods", "gradcam", "--metrics",
+            "pointing", "--out", str(out), "--quiet"]
+    assert CliRunner().invoke(main, args, catch_exceptions=False).exit_code == 0
+    rec = out / "evaluate.records.jsonl"
+    new = ("energy", "road_morf", "road_lerf", "road_combined", "average_drop", "increase")
+    old_lines = []
+    for line in rec.read_text().splitlines():
+        r = json.loads(line)
+        if "row" in r:
+            r["row"] = {k: v for k, v in r["row"].items() if k not in new}
+        old_lines.append(json.dumps(r))
+    rec.write_text("\n".join(old_lines) + "\n")
+    (out / "results.csv").unlink()
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 2 and all(row[c] == "" for row in rows for c in new)
+    assert all(row["pointing_hit"] in ("0", "1") for row in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["road_combined"]["gradcam"] is None and summary["items"]["gradcam"] == 2
+    assert "Faithfulness" not in (out / "report.md").read_text()

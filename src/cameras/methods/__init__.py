@@ -7,7 +7,9 @@ Wrapped methods are named ``WRAPPER-METHOD``: ``multiscale-layercam`` (:class:`M
 around LayerCAM), ``smooth-gradcam`` (:class:`Smooth`, noise) and ``tta-gradcam``
 (:class:`Smooth` with ``augment="tta"``). They are accepted wherever a method name is
 (``build_method``, ``cameras explain/compare/evaluate --method(s)``) and take the options
-of the wrapper and of the wrapped method together.
+of the wrapper and of the wrapped method together; a wrapped method's option that has a
+wrapper option's name is ``method_<name>`` (``smooth-rise``: ``seed`` seeds the noise,
+``method_seed`` RISE's masks). Wrappers are not nested by name.
 """
 
 from __future__ import annotations
@@ -80,7 +82,11 @@ def method_class(name: str) -> type[SaliencyMethod]:
     """
     wrapped = re.fullmatch(r"\s*(multiscale|smooth|tta)[-:+_](.+)", str(name).lower())
     if wrapped:
-        return _wrapped_class(wrapped.group(1), method_class(wrapped.group(2)).name)
+        inner = method_class(wrapped.group(2)).name
+        if inner not in _REGISTRY:
+            raise InputError(f"'{name}' nests wrappers, which have no names; build it in Python, e.g. "
+                             "cameras.Smooth(cameras.MultiScale(cameras.LayerCAM(model)))")
+        return _wrapped_class(wrapped.group(1), inner)
     key = str(name).lower().strip().replace("-", "").replace("_", "")
     if key not in _REGISTRY:
         close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
@@ -105,14 +111,17 @@ def _wrapped_class(prefix: str, inner_name: str) -> type[SaliencyMethod]:
         return [p for n, p in inspect.signature(c.__init__).parameters.items() if n not in skip]
 
     wrap_params = [p for p in params(wrapper, ("self", "method")) if p.name not in fixed]
-    inner_params = [p for p in params(inner, ("self", "model")) if p.name not in {w.name for w in wrap_params}]
     wrap_names = {p.name for p in wrap_params}
+    # an inner option with a wrapper option's name (smooth-rise: seed, batch_size) is method_<name>
+    inner_names = {("method_" + p.name if p.name in wrap_names else p.name): p.name
+                   for p in params(inner, ("self", "model"))}
+    inner_params = [p.replace(name=n) for n, p in zip(inner_names, params(inner, ("self", "model")))]
     sig = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
                              inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
                             + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inner_params + wrap_params])
 
     def __init__(self, model, **options):
-        inner_opts = {k: v for k, v in options.items() if k not in wrap_names}
+        inner_opts = {inner_names[k]: v for k, v in options.items() if k in inner_names}
         wrapper.__init__(self, inner(model, **inner_opts),
                          **fixed, **{k: v for k, v in options.items() if k in wrap_names})
 

@@ -23,8 +23,9 @@ class Smooth(SaliencyMethod):
     ``augment="noise"`` (SmoothGrad, Smilkov et al. 2017, for any method): ``n`` copies
     x + ε, ε ~ N(0, σ²) with σ = ``noise`` · (max(x) − min(x)) per image (the noise level
     relative to the input's range, as SmoothGrad defines it), drawn from a CPU generator
-    seeded with ``seed`` (the same copies on every device). Copies are explained
-    ``batch_size`` rows at a time.
+    seeded with ``seed`` (the same copies on every device) and shared by the images of a
+    batch (an image's map does not depend on what it is batched with). Copies are made and
+    explained ``batch_size`` rows at a time.
 
     ``augment="tta"``: the views are the image and its horizontal mirror, each resized by
     every factor of ``tta_scales`` (bilinear); each view's map is mapped back (mirrored
@@ -96,6 +97,22 @@ class Smooth(SaliencyMethod):
         out["method_options"] = self.method.options
         return out
 
+    def result_options(self) -> dict:
+        """The options that determine the maps: without the wrapped method's neutral options (also
+        under their ``method_`` names), without the options the chosen ``augment`` does not use.
+
+        Example:
+            >>> import torchvision
+            >>> from cameras.methods import GradCAM
+            >>> sorted(Smooth(GradCAM(torchvision.models.resnet18()), augment="tta").result_options())
+            ['augment', 'method', 'method_options', 'tta_scales']
+        """
+        drop = set(self.method.neutral_options) | {"method_" + k for k in self.method.neutral_options}
+        drop |= {"noise", "n", "seed"} if self.augment == "tta" else {"tta_scales"}
+        out = {k: v for k, v in super().result_options().items() if k not in drop}
+        out["method_options"] = self.method.result_options()
+        return out
+
     def _ensure_layer(self, x: Tensor) -> None:
         self.method.stop = self.stop
         return None  # the wrapped method finds its own layer
@@ -108,15 +125,18 @@ class Smooth(SaliencyMethod):
         total = torch.zeros(B, H, W, device=x.device, dtype=torch.float32)
         layer = None
         if self.augment == "noise":
+            # the n noise images are shared by every image of the batch (scaled by each one's range), so
+            # an image's map does not depend on the other images it is batched with
             gen = torch.Generator().manual_seed(self.seed)
-            span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(B, 1, 1, 1, 1)
-            eps = torch.randn((self.n, B, *x.shape[1:]), generator=gen).to(device=x.device, dtype=x.dtype)
-            copies = (x.unsqueeze(1) + eps.transpose(0, 1) * (self.noise * span)).reshape(B * self.n, *x.shape[1:])
+            eps = torch.randn((self.n, *x.shape[1:]), generator=gen).to(device=x.device, dtype=x.dtype)
+            sigma = self.noise * (x.flatten(1).amax(1) - x.flatten(1).amin(1))  # B
             image_of = torch.arange(B, device=x.device).repeat_interleave(self.n)  # row r is a copy of image r // n
+            copy_of = torch.arange(self.n, device=x.device).repeat(B)
             with progress_bar(B * self.n, f"{self.name} copies", self.progress, self.stop) as bar:
                 for s in range(0, B * self.n, self.batch_size):
-                    rows = image_of[s:s + self.batch_size]
-                    res = self.method(copies[s:s + self.batch_size], target=target.select(rows))
+                    rows, k = image_of[s:s + self.batch_size], copy_of[s:s + self.batch_size]
+                    copies = x[rows] + eps[k] * sigma[rows].view(-1, 1, 1, 1)
+                    res = self.method(copies, target=target.select(rows))
                     total.index_add_(0, rows, res.maps.float())
                     layer = res.layer
                     bar.update(len(rows))

@@ -219,10 +219,10 @@ def road(
     N(0, 0.01²) noise to imputed pixels, drawn from torch's global RNG.
 
     Noise: one torch.Generator seeded with ``seed`` (on the CPU, so results match across
-    devices) draws one C×H×W noise image per masked image, MoRF rows first (image by
-    image, percentile by percentile), then LeRF rows; results do not depend on
-    ``batch_size``, and MoRF values do not depend on ``order``. ``seed=None`` uses torch's
-    global RNG.
+    devices) draws one C×H×W noise image per (order, percentile), MoRF's first, shared by
+    every image of the batch, so an image's values depend neither on the other images in
+    its batch nor on ``batch_size``, and MoRF values do not depend on ``order``.
+    ``seed=None`` uses torch's global RNG.
 
     Args:
         model: classifier returning B×N scores (or any output a target can read).
@@ -275,6 +275,8 @@ def road(
     clean = target.probability(out)
     generator = None if seed is None else torch.Generator().manual_seed(seed)
     N, P = H * W, len(ps)
+    # one noise image per (order, percentile), shared by the images: index 0 is MoRF's, 1 LeRF's
+    eps = torch.randn((2, P, C, H, W), generator=generator).to(device=device, dtype=x.dtype) * noise
     counts = torch.tensor([removed_count(p, N) for p in ps], device=device)
     kinds = ("morf", "lerf") if order == "both" else (order,)
     result: dict[str, Tensor] = {"percentiles": torch.tensor(ps, device=device), "clean": clean}
@@ -289,7 +291,8 @@ def road(
             jobs = torch.arange(s0, min(s0 + batch_size, B * P), device=device)
             img, pct = jobs // P, jobs % P
             removed = (rank[img] < counts[pct, None]).view(-1, H, W)
-            inp = noisy_linear_impute(x[img], removed, noise, generator)
+            filled = noisy_linear_impute(x[img], removed, 0.0)
+            inp = torch.where(removed[:, None], filled + eps[ORDERS.index(kind), pct], filled)
             scores[jobs] = target.select(img).probability(model(inp)).to(device)
         curve = scores.view(B, P)
         if relative:
