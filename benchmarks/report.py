@@ -253,6 +253,8 @@ def methods_section(res):
            f"Batch 1, input 224×224, random input, explicit target; medians of {res['rounds']} rounds "
            f"({3 * res['rounds']} for the CAMs, timed in blocks of 10 calls), every group round-robin in one "
            "process (`benchmarks/methods.py`)."]
+    if res.get("note"):
+        out += ["", res["note"]]
     out += table("Gradient CAMs against one forward pass (target ≤ 1.2×, as Grad-CAM)",
                  ["model", "layer", "forward s"] + [f"{m} ×" for m in CAMS] + ["met"],
                  [[r["model"], r["layer"], f"{r['forward']:.4f}"] + [f"{r[m] / r['forward']:.2f}" for m in CAMS]
