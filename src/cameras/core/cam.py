@@ -16,6 +16,7 @@ they can be accumulated over scales by :class:`~cameras.methods.multiscale.Multi
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -52,16 +53,17 @@ class GradientCAM(SaliencyMethod):
                  to_spatial: Callable[[Tensor], Tensor] | None = None) -> None:
         super().__init__(model, layer, to_spatial)
 
+    @abc.abstractmethod
     def weights(self, act: Tensor, grad: Tensor) -> Tensor:
         """B×K×1×1 (per channel) or B×K×h×w (per location) weights from float32 B×K×h×w ``act`` and ``grad``.
 
         Example:
-            >>> GradientCAM(torch.nn.Conv2d(3, 2, 1)).weights(torch.ones(1, 2, 1, 1), torch.ones(1, 2, 1, 1))
-            Traceback (most recent call last):
-            ...
-            NotImplementedError: GradientCAM defines no weights; subclasses implement weights(act, grad)
+            >>> class Ones(GradientCAM):
+            ...     def weights(self, act, grad):
+            ...         return torch.ones_like(act[:, :, :1, :1])
+            >>> Ones(torch.nn.Conv2d(3, 2, 1)).weights(torch.ones(1, 2, 1, 1), torch.ones(1, 2, 1, 1)).shape
+            torch.Size([1, 2, 1, 1])
         """
-        raise NotImplementedError(f"{type(self).__name__} defines no weights; subclasses implement weights(act, grad)")
 
     def low_res(self, act: Tensor, grad: Tensor) -> Tensor:
         """ReLU(Σ_k W_k ⊙ A_k) at the layer's resolution, B×h×w float32.
