@@ -175,7 +175,7 @@ class SaliencyMethod(abc.ABC):
 
     @torch.inference_mode(False)
     def __call__(self, x: Tensor, target: TargetLike = None) -> SaliencyResult:
-        result, seconds = self._run(x, lambda x: self.explain_batch(x, as_target(target, x.shape[0], x.device)))
+        result, seconds = self._run(x, lambda x: self.explain_batch(x, as_target(target, x.shape[0], x.device, _hw(x))))
         result.seconds = seconds
         return result
 
@@ -197,7 +197,7 @@ class SaliencyMethod(abc.ABC):
         if not targets:
             raise InputError("explain_targets needs at least one target (None: each image's top-1)")
         results, seconds = self._run(
-            x, lambda x: self.explain_batch_many(x, [as_target(t, x.shape[0], x.device) for t in targets]))
+            x, lambda x: self.explain_batch_many(x, [as_target(t, x.shape[0], x.device, _hw(x)) for t in targets]))
         for r in results:
             r.seconds = seconds / len(results)
         return results
@@ -209,6 +209,9 @@ class SaliencyMethod(abc.ABC):
     def result(self, maps: Tensor, target: Target, probs: Tensor, logits: Tensor | None, **fields) -> SaliencyResult:
         """The :class:`SaliencyResult` of a bound ``target``: labels, probabilities, method and layer filled in."""
         B = maps.shape[0]
+        notes = target.notes()
+        if notes:
+            fields.setdefault("extras", {})["target"] = notes
         return SaliencyResult(maps, target.labels(B, maps.device), probs, self.name,
                               self.layer_name if self.uses_layer else None,
                               logits=logits, target=target, **fields)
@@ -216,6 +219,10 @@ class SaliencyMethod(abc.ABC):
     @abc.abstractmethod
     def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
         """Compute maps for a validated batch; ``target`` is a Target for this batch, or None (top-1)."""
+
+
+def _hw(x: Tensor) -> tuple[int, int]:
+    return int(x.shape[-2]), int(x.shape[-1])
 
 
 def _jsonable(v: Any) -> Any:

@@ -18,12 +18,20 @@ returned it.
 A target must score each image from that image's own row of the output: methods split a
 batch into sub-batches (CAMERAS under a pixel budget) or repeat images (RISE's masked
 copies), and give the target the matching rows (:meth:`Target.select`).
+
+Targets that refer to places in the image (a segmentation region, a detection box; see
+:mod:`cameras.core.dense`) are given in the coordinates of the input the method is called
+with. A method that feeds the model another view of that input (CAMERAS's scales and
+mirrored border, test-time flips and rescalings) tells the target how the view relates to
+the input with an :class:`InputView` (:meth:`Target.view`), so the region or box follows
+the image.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
@@ -141,6 +149,110 @@ def class_ids(target: int | Sequence[int] | Tensor, batch: int | None = None, de
     return t if device is None else t.to(device)
 
 
+@dataclass(frozen=True)
+class InputView:
+    """How the input of a forward pass relates to the input a target was given for.
+
+    A point (x, y) of the source input (``src_hw`` = H×W pixels, continuous coordinates:
+    the pixel (i, j) covers [j, j+1) × [i, i+1)) lies at (ax·x + bx, ay·y + by) in the
+    view, which is ``dst_hw`` pixels. Views compose: :meth:`resized` (the whole view
+    resized to another size), :meth:`padded` (extended by pixels on every side) and
+    :meth:`flipped` (mirrored left-right) each return the view of the result.
+
+    Example:
+        >>> v = InputView.identity((100, 200)).padded(10).resized((240, 440))
+        >>> v.dst_hw, v.map_boxes(torch.tensor([[0.0, 0.0, 200.0, 100.0]])).tolist()
+        ((240, 440), [[20.0, 20.0, 420.0, 220.0]])
+        >>> InputView.identity((4, 8)).flipped().map_boxes(torch.tensor([[0.0, 0.0, 2.0, 4.0]])).tolist()
+        [[6.0, 0.0, 8.0, 4.0]]
+    """
+
+    src_hw: tuple[int, int]
+    dst_hw: tuple[int, int]
+    ax: float = 1.0
+    bx: float = 0.0
+    ay: float = 1.0
+    by: float = 0.0
+
+    @classmethod
+    def identity(cls, hw: tuple[int, int]) -> "InputView":
+        """The input itself (H, W)."""
+        hw = (int(hw[0]), int(hw[1]))
+        return cls(hw, hw)
+
+    def resized(self, hw: tuple[int, int]) -> "InputView":
+        """This view resized to ``hw`` = (h, w) pixels."""
+        sy, sx = hw[0] / self.dst_hw[0], hw[1] / self.dst_hw[1]
+        return replace(self, dst_hw=(int(hw[0]), int(hw[1])), ax=self.ax * sx, bx=self.bx * sx,
+                       ay=self.ay * sy, by=self.by * sy)
+
+    def padded(self, pixels: int) -> "InputView":
+        """This view extended by ``pixels`` on every side."""
+        p = int(pixels)
+        return replace(self, dst_hw=(self.dst_hw[0] + 2 * p, self.dst_hw[1] + 2 * p), bx=self.bx + p, by=self.by + p)
+
+    def flipped(self) -> "InputView":
+        """This view mirrored left-right."""
+        return replace(self, ax=-self.ax, bx=self.dst_hw[1] - self.bx)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.src_hw == self.dst_hw and (self.ax, self.bx, self.ay, self.by) == (1.0, 0.0, 1.0, 0.0)
+
+    def map_boxes(self, boxes: Tensor) -> Tensor:
+        """N×4 boxes (x0, y0, x1, y1) in source pixels → the same boxes in this view's pixels."""
+        xs = boxes[:, 0::2] * self.ax + self.bx
+        ys = boxes[:, 1::2] * self.ay + self.by
+        xs = xs.sort(1).values  # a flip swaps the left and right edges
+        return torch.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], 1)
+
+    def unmap_boxes(self, boxes: Tensor) -> Tensor:
+        """N×4 boxes in this view's pixels → the same boxes in source pixels (the inverse of :meth:`map_boxes`).
+
+        Example:
+            >>> v = InputView.identity((10, 10)).padded(2).resized((28, 28)).flipped()
+            >>> v.unmap_boxes(v.map_boxes(torch.tensor([[1.0, 2.0, 5.0, 9.0]]))).tolist()
+            [[1.0, 2.0, 5.0, 9.0]]
+        """
+        xs = ((boxes[:, 0::2] - self.bx) / self.ax).sort(1).values
+        ys = (boxes[:, 1::2] - self.by) / self.ay
+        return torch.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], 1)
+
+    def sample(self, mask: Tensor, out_hw: tuple[int, int]) -> Tensor:
+        """A source-frame mask read at the centres of an ``out_hw`` grid laid over this view.
+
+        ``mask`` (B×h×w, values in [0, 1], any resolution covering the whole source input)
+        is read bilinearly (edge values repeated) at the source point under each grid
+        cell's centre, and is 0 where that point lies outside the source input (a mirrored
+        border). Returns B×out_h×out_w float32. For a view that only resizes, this equals
+        ``F.interpolate(mask, out_hw, mode="bilinear", align_corners=False)``.
+
+        Example:
+            >>> m = torch.ones(1, 4, 4)
+            >>> InputView.identity((4, 4)).padded(2).sample(m, (4, 4))[0]
+            tensor([[0., 0., 0., 0.],
+                    [0., 1., 1., 0.],
+                    [0., 1., 1., 0.],
+                    [0., 0., 0., 0.]])
+        """
+        import torch.nn.functional as F
+
+        oh, ow = int(out_hw[0]), int(out_hw[1])
+        H, W = self.src_hw
+        dev = mask.device
+        # centres of the output cells in view pixels, then in source pixels
+        xv = (torch.arange(ow, device=dev, dtype=torch.float64) + 0.5) * (self.dst_hw[1] / ow)
+        yv = (torch.arange(oh, device=dev, dtype=torch.float64) + 0.5) * (self.dst_hw[0] / oh)
+        xs, ys = (xv - self.bx) / self.ax, (yv - self.by) / self.ay
+        inside = ((ys >= 0) & (ys < H))[:, None] & ((xs >= 0) & (xs < W))[None, :]
+        gx, gy = (2 * xs / W - 1).float(), (2 * ys / H - 1).float()
+        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1)  # oh×ow×(x, y)
+        B = mask.shape[0]
+        out = F.grid_sample(mask[:, None].float(), grid.expand(B, oh, ow, 2), mode="bilinear",
+                            padding_mode="border", align_corners=False)[:, 0]
+        return out * inside
+
+
 class Target(abc.ABC):
     """A score per image, computed from the model's output.
 
@@ -152,6 +264,9 @@ class Target(abc.ABC):
     """
 
     is_class: ClassVar[bool] = False
+    #: how the input the model sees now relates to the input the target was given for
+    #: (None: it is that input); set by :meth:`view` on targets with a place in the image
+    input_view: InputView | None = None
 
     @abc.abstractmethod
     def score(self, output: Any) -> Tensor:
@@ -172,6 +287,11 @@ class Target(abc.ABC):
         """The target with every default resolved against ``output`` (e.g. the top-1 class)."""
         return self
 
+    def is_bound(self) -> bool:
+        """False while :meth:`bind` would still take something from an output (the top-1 class, a
+        predicted region): bind it on the clean input's output before scoring perturbed copies."""
+        return True
+
     def select(self, index: slice | Tensor) -> "Target":
         """The target of the rows ``index`` of the batch (a slice or an index tensor)."""
         return self
@@ -187,6 +307,25 @@ class Target(abc.ABC):
     def describe(self) -> str:
         """A short human-readable name of the target kind."""
         return type(self).__name__
+
+    def placed(self, hw: tuple[int, int]) -> "Target":
+        """This target for an input of ``hw`` pixels, the input it was given for (checked where it matters).
+
+        Targets without a place in the image return themselves; region and box targets
+        check their size and take the identity :class:`InputView`.
+        """
+        return self
+
+    def view(self, view: InputView) -> "Target":
+        """This target on another view of its input (resized, padded, mirrored): see :class:`InputView`.
+
+        Targets without a place in the image return themselves.
+        """
+        return self
+
+    def notes(self) -> dict[str, Any]:
+        """JSON-ready facts about the bound target worth stating in a result (``extras["target"]``), or {}."""
+        return {}
 
 
 class _LabelTarget(Target):
@@ -207,6 +346,9 @@ class _LabelTarget(Target):
     def default_ids(self, logits: Tensor) -> Tensor:
         """Ids used when none were given: each image's top-1."""
         return logits.argmax(1)
+
+    def is_bound(self) -> bool:
+        return self.ids is not None
 
     def bind(self, output: Any) -> "_LabelTarget":
         logits = class_scores(output)
@@ -282,6 +424,9 @@ class RankTarget(Target):
         if not isinstance(rank, int) or rank < 0:
             raise InputError(f"rank must be a non-negative integer, got {rank!r}")
         self.rank = rank
+
+    def is_bound(self) -> bool:
+        return False
 
     def bind(self, output: Any) -> "ClassTarget":
         logits = class_scores(output)
@@ -400,11 +545,13 @@ def label_target(kind: str, ids: int | Sequence[int] | Tensor | None = None) -> 
     return TARGET_KINDS[kind](ids)
 
 
-def as_target(target: TargetLike, batch: int, device: torch.device) -> Target | None:
+def as_target(target: TargetLike, batch: int, device: torch.device,
+              hw: tuple[int, int] | None = None) -> Target | None:
     """Turn what a user passes as ``target=`` into a :class:`Target` for a batch (None stays None).
 
     Ints, lists and integer tensors become a :class:`ClassTarget` with exactly ``batch``
-    ids; a callable becomes an :class:`OutputTarget`.
+    ids; a callable becomes an :class:`OutputTarget`. With ``hw`` (the input's H, W),
+    region and box targets are checked against that size (:meth:`Target.placed`).
 
     Example:
         >>> as_target([1, 2], 2, torch.device("cpu"))
@@ -415,7 +562,8 @@ def as_target(target: TargetLike, batch: int, device: torch.device) -> Target | 
     if target is None:
         return None
     if isinstance(target, Target):
-        return target.for_batch(batch, device)
+        target = target.for_batch(batch, device)
+        return target if hw is None else target.placed(hw)
     if isinstance(target, type):
         raise InputError(f"target={target.__name__} is a class; pass an instance, e.g. {target.__name__}(3)")
     if callable(target) and not isinstance(target, Tensor):
@@ -450,6 +598,7 @@ def resolve_targets(target, batch: int, num_classes: int | None, device: torch.d
 
 __all__ = [
     "ClassTarget",
+    "InputView",
     "OutputTarget",
     "RankTarget",
     "SigmoidTarget",

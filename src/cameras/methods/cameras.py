@@ -16,7 +16,7 @@ from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale, fuse_on_grid
 from ..core.gradients import LayerGradients, layer_gradients
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
-from ..core.targets import Target, bind_target, logits_or_none
+from ..core.targets import InputView, Target, bind_target, logits_or_none
 from ..names import DEFAULT_SCALE_RULE
 
 DEFAULT_SCALES: tuple[int, ...] = tuple(range(224, 1000, 100))  # 224, 324, ..., 924
@@ -327,6 +327,9 @@ class CAMERAS(SaliencyMethod):
         for r, t in zip(results, bound):
             r.maps = normalize_maps(r.maps[:, p:p + H, p:p + W].contiguous())
             r.probs, r.logits = t.probability(out).detach().float(), logits_or_none(out)
+            r.target = t  # what was matched or predicted on the input as given
+            if t.notes():
+                r.extras["target"] = t.notes()
         return results
 
     def _explain_padded(self, x: Tensor, targets: list[Target | None], pad: int,
@@ -340,14 +343,22 @@ class CAMERAS(SaliencyMethod):
         acts: list[Tensor] = []
         grads: list[list[Tensor]] = [[] for _ in targets]
         keep: list[list[Tensor]] = [[] for _ in targets]
+        notes: list[list[dict]] = [[] for _ in targets]  # each scale's facts of a region or box target
+        # regions and boxes follow the image: each scale's view of the input they were given for
+        bases = [None if t is None else t.input_view or InputView.identity((H - 2 * pad, W - 2 * pad))
+                 for t in targets]
         with self.capture() as cap:
             for t, size in enumerate(sizes):
-                g = self._passes(x, size, t == 0 and size == (H, W), targets, cap)
+                viewed = [tg if tg is None or v is None else tg.view(v.padded(pad).resized(size))
+                          for tg, v in zip(targets, bases)]
+                g = self._passes(x, size, t == 0 and size == (H, W), viewed, cap)
                 found = [(g.target, g.probs, g.gradients), *g.more]
                 if t == 0:
                     targets = [f[0] for f in found]  # checked, or each image's top-1
                     probs, logits0 = [f[1] for f in found], g.logits
                 acts.append(g.activations[0])
+                for k, f in enumerate(found):
+                    notes[k].append(f[0].notes())
                 for k, (target, (_, _, grad)) in enumerate(zip(targets, found)):
                     if t == 0 or not auto[k] or self.scale_rule == "all":
                         kept = torch.ones(B, dtype=torch.bool, device=x.device)
@@ -374,10 +385,10 @@ class CAMERAS(SaliencyMethod):
                 rule = self.scale_rule
             else:
                 rule = "all (given class)" if target.is_class else "all (non-class target)"
-            results.append(self.result(
-                normalize_maps(fused), target, probs[k], logits0,
-                kept_scales=kept_scales,
-                extras={"scales": list(self.scales), "sizes": sizes, "resample": self.resample, "fusion": self.fusion,
-                        "scale_rule": rule, "border_pad_pixels": pad},
-            ))
+            extras = {"scales": list(self.scales), "sizes": sizes, "resample": self.resample, "fusion": self.fusion,
+                      "scale_rule": rule, "border_pad_pixels": pad}
+            if any(notes[k]):  # e.g. whether a box found its detection at every scale
+                extras["target_per_scale"] = notes[k]
+            results.append(self.result(normalize_maps(fused), target, probs[k], logits0, kept_scales=kept_scales,
+                                       extras=extras))
         return results

@@ -13,7 +13,7 @@ from ..core.base import SaliencyMethod, progress_bar
 from ..core.errors import InputError
 from ..core.ops import gaussian_blur
 from ..core.result import SaliencyResult
-from ..core.targets import Target, bind_target, logits_or_none
+from ..core.targets import InputView, Target, bind_target, logits_or_none
 
 # The mask's range (max − min) on chelsea with the embedded model: 0.20 after 50 iterations (nearly
 # flat, area 0.87 for 0.3 asked), 0.38 after 100, 0.65 after 200, 0.85 after 300 (the default);
@@ -267,13 +267,16 @@ class ExtremalPerturbation(SaliencyMethod):
         opt = torch.optim.SGD([params], lr=self.lr, momentum=0.9, dampening=0.9)
         n_zero = int(math.floor((1 - self.area) * H * W))
         lam = self.lambda_start
+        # a region or box follows the mirrored copies of the jitter
+        mirrored = target.view((target.input_view or InputView.identity((H, W))).flipped()) if self.jitter else None
         with progress_bar(self.iterations, "extremal", self.progress, self.stop) as bar:
             for it in range(self.iterations):
                 mask = gen(params, bounded=True)
                 xp = self._perturb(pyr, mask)
                 if self.jitter and it % 2 == 0:
-                    xp = xp.flip(-1)
-                logit = target.score(self.model(xp))
+                    logit = mirrored.score(self.model(xp.flip(-1)))
+                else:
+                    logit = target.score(self.model(xp))
                 reg = area_penalty(mask.flatten(1), n_zero)
                 loss = (-logit + lam * reg).sum()
                 opt.zero_grad(set_to_none=True)

@@ -12,7 +12,7 @@ from ..core.base import SaliencyMethod, progress_bar
 from ..core.errors import InputError
 from ..core.ops import normalize_maps, resize_maps
 from ..core.result import SaliencyResult
-from ..core.targets import Target, bind_target, logits_or_none
+from ..core.targets import InputView, Target, bind_target, logits_or_none
 
 AUGMENTS = ("noise", "tta")
 
@@ -144,13 +144,15 @@ class Smooth(SaliencyMethod):
         else:
             idx = torch.arange(B, device=x.device)
             views = 0
+            base = target.input_view or InputView.identity((H, W))  # regions and boxes follow each view
             with progress_bar(2 * len(self.tta_scales), f"{self.name} views", self.progress, self.stop) as bar:
                 for flip in (False, True):
                     for s in self.tta_scales:
                         size = (max(8, round(H * s)), max(8, round(W * s)))
                         v = x if size == (H, W) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
                         v = v.flip(-1) if flip else v
-                        res = self.method(v, target=target.select(idx))
+                        seen = base.resized(size).flipped() if flip else base.resized(size)
+                        res = self.method(v, target=target.select(idx).view(seen))
                         m = res.maps.float().flip(-1) if flip else res.maps.float()
                         total += resize_maps(m, (H, W))
                         layer = res.layer
@@ -160,4 +162,6 @@ class Smooth(SaliencyMethod):
                              target.probability(output).detach().float(), self.name, layer,
                              logits=logits_or_none(output), target=target,
                              extras={"views": views, "augment": self.augment})
+        if target.notes():
+            out.extras["target"] = target.notes()
         return out

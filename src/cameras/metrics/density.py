@@ -36,9 +36,9 @@ def map_density(
         0.0
     """
     psi = maps.float().clamp(0, 1).unsqueeze(1)
-    target = as_target(target, image01.shape[0], image01.device)
-    if target is None:
-        target = bind_target(None, model(normalize(image01)))
+    target = as_target(target, image01.shape[0], image01.device, tuple(image01.shape[-2:]))
+    if target is None or not target.is_bound():  # the top-1 (or a predicted region) of the image as given
+        target = bind_target(target, model(normalize(image01)))
     out = []
     for mask in (psi, 1 - psi) if minus else (psi,):
         output = model(normalize(image01 * mask))
