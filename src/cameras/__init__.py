@@ -1,4 +1,7 @@
-"""cameras: high-resolution, sanity-preserving saliency maps for PyTorch image classifiers.
+"""cameras: high-resolution, sanity-preserving saliency maps for PyTorch image models.
+
+Classifiers are explained for a class; segmentation models for a class over a region
+(:class:`RegionTarget`) and detectors for a detection (:class:`BoxTarget`).
 
 Example:
     >>> import cameras
@@ -28,6 +31,7 @@ _EXPORTS = {
     "ScoreCAM": ".methods",
     "Smooth": ".methods",
     "XGradCAM": ".methods",
+    "BoxTarget": ".core",
     "CamerasError": ".core",
     "Cancelled": ".core",
     "ClassTarget": ".core",
@@ -39,6 +43,7 @@ _EXPORTS = {
     "ModelError": ".core",
     "OutputTarget": ".core",
     "RankTarget": ".core",
+    "RegionTarget": ".core",
     "SaliencyMethod": ".core",
     "SaliencyResult": ".core",
     "SigmoidTarget": ".core",
@@ -73,6 +78,7 @@ __all__ = [
     "ScoreCAM",
     "Smooth",
     "XGradCAM",
+    "BoxTarget",
     "CamerasError",
     "Cancelled",
     "ClassTarget",
@@ -84,6 +90,7 @@ __all__ = [
     "ModelError",
     "OutputTarget",
     "RankTarget",
+    "RegionTarget",
     "SaliencyMethod",
     "SaliencyResult",
     "SigmoidTarget",

@@ -10,9 +10,11 @@ Example:
     [-0.5]
 """
 
+from .core.dense import BoxTarget, RegionTarget, box_mask, detections, segmentation_logits
 from .core.targets import (
     TARGET_KINDS,
     ClassTarget,
+    InputView,
     OutputTarget,
     RankTarget,
     SigmoidTarget,
@@ -30,7 +32,13 @@ from .core.targets import (
 
 __all__ = [
     "TARGET_KINDS",
+    "BoxTarget",
     "ClassTarget",
+    "InputView",
+    "RegionTarget",
+    "box_mask",
+    "detections",
+    "segmentation_logits",
     "OutputTarget",
     "RankTarget",
     "SigmoidTarget",

@@ -7,10 +7,12 @@ Names are imported on first use (see :mod:`cameras.lazy`), so importing a submod
 from ..lazy import lazy_exports
 
 _EXPORTS = {
+    "BoxTarget": ".dense",
     "CamerasError": ".errors",
     "Cancelled": ".errors",
     "ClassTarget": ".targets",
     "ImageError": ".errors",
+    "InputView": ".targets",
     "InputError": ".errors",
     "LayerCapture": ".capture",
     "LayerError": ".errors",
@@ -18,6 +20,7 @@ _EXPORTS = {
     "ModelError": ".errors",
     "OutputTarget": ".targets",
     "RankTarget": ".targets",
+    "RegionTarget": ".dense",
     "SaliencyMethod": ".base",
     "SaliencyResult": ".result",
     "SigmoidTarget": ".targets",
@@ -40,17 +43,20 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
+    "BoxTarget",
     "CamerasError",
     "Cancelled",
     "ClassTarget",
     "ImageError",
     "InputError",
+    "InputView",
     "LayerCapture",
     "LayerError",
     "LayerGradients",
     "ModelError",
     "OutputTarget",
     "RankTarget",
+    "RegionTarget",
     "SaliencyMethod",
     "SaliencyResult",
     "SigmoidTarget",

@@ -39,6 +39,46 @@ _KNOWN: dict[tuple[str, str], str | object] = {
 }
 
 
+def _backbone_layer(model: nn.Module) -> str | None:
+    """Segmentation and detection models: the last feature map of their ``backbone``.
+
+    torchvision FCN, DeepLabV3 and LRASPP keep their backbone's layers up to the last one
+    they read (``backbone.layer4`` for ResNets, ``backbone.16`` for MobileNetV3). FPN
+    detectors (Faster R-CNN, RetinaNet, FCOS) get ``backbone.body.<last>`` (C5, ResNet's
+    ``layer4``): the one map that every pyramid level reads (through the top-down pathway),
+    so the gradient of any detection reaches it whatever level its box was pooled from; the
+    finer levels also read earlier stages, which a map at C5 does not show. SSD detectors
+    get the last module of ``backbone.features``, the trunk their extra feature maps are computed from.
+    """
+    bb = getattr(model, "backbone", None)
+    if not isinstance(bb, nn.Module):
+        return None
+    prefix = "backbone"
+    if isinstance(getattr(bb, "body", None), nn.Module) and hasattr(bb, "fpn"):
+        bb, prefix = bb.body, "backbone.body"
+    elif isinstance(getattr(bb, "features", None), nn.Module) and hasattr(bb, "extra"):
+        bb, prefix = bb.features, "backbone.features"  # SSD: the trunk every extra feature map is computed from
+    if not isinstance(bb, (nn.ModuleDict, nn.Sequential)):
+        return None
+    names = [n for n, _ in bb.named_children()]
+    return f"{prefix}.{names[-1]}" if names else None
+
+
+def _segformer_layer(model: nn.Module) -> str | None:
+    """SegFormer's last encoder stage: ``segformer.stages.3`` (a B×C×h×w map; transformers 5) or, in
+    older transformers, the last stage's norm ``segformer.encoder.layer_norm.3`` (tokens)."""
+    enc = getattr(model, "segformer", None)
+    stages = getattr(enc, "stages", None)
+    if isinstance(stages, nn.ModuleList) and len(stages):
+        return f"segformer.stages.{len(stages) - 1}"
+    norms = getattr(getattr(enc, "encoder", None), "layer_norm", None)
+    return f"segformer.encoder.layer_norm.{len(norms) - 1}" if isinstance(norms, nn.ModuleList) and len(norms) else None
+
+
+_SEG_DET_MODULES = ("torchvision.models.segmentation.", "torchvision.models.detection.")
+_KNOWN[("transformers.models.segformer.modeling_segformer", "SegformerForSemanticSegmentation")] = _segformer_layer
+
+
 def module_name(model: nn.Module, layer: nn.Module) -> str:
     """The dotted name of ``layer`` inside ``model`` (``""`` for the model itself)."""
     for name, mod in model.named_modules():
@@ -65,9 +105,23 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 def known_layer(model: nn.Module) -> str | None:
-    """The layer name known for this architecture, or None for unknown architectures."""
+    """The layer name known for this architecture, or None for unknown architectures.
+
+    Classifiers: the last spatial feature map before global pooling. Segmentation and
+    detection models (torchvision's, and any model with ``task = "segmentation"`` or
+    ``"detection"`` and a ``backbone``): the backbone's last feature map; Hugging Face
+    SegFormer: its encoder's last stage (``segformer.stages.3``).
+
+    Example:
+        >>> import torchvision
+        >>> known_layer(torchvision.models.detection.fcos_resnet50_fpn(weights_backbone=None))
+        'backbone.body.layer4'
+    """
     cls = type(model)
     entry = _KNOWN.get((cls.__module__, cls.__name__))
+    if entry is None and (cls.__module__.startswith(_SEG_DET_MODULES) or getattr(model, "task", None)
+                          in ("segmentation", "detection")):
+        entry = _backbone_layer
     if entry is None:
         return None
     name = entry(model) if callable(entry) else entry

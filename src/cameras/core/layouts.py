@@ -8,9 +8,10 @@ activation and its gradient are rearranged alike. What it needs from the model i
 the model: timm's ``num_prefix_tokens`` and ``output_fmt``, a Hugging Face config's model
 type; the grid comes from the input's size.
 
-:func:`any_input_size` lets a transformer take inputs of other sizes for the duration of a
+:func:`any_input_size` lets a model take inputs of other sizes for the duration of a
 call: timm ViT-family models switch on their dynamic image size (position embeddings
-resampled as timm does), Hugging Face models get ``interpolate_pos_encoding=True``.
+resampled as timm does), Hugging Face models get ``interpolate_pos_encoding=True``, and
+torchvision detectors stop resizing their input (so a method's own resizing is what they see).
 """
 
 from __future__ import annotations
@@ -210,6 +211,23 @@ def _timm_dynamic(model: nn.Module) -> bool:
         and hasattr(pe, "output_fmt") and hasattr(model, "_pos_embed")
 
 
+def _detector_transform(model: nn.Module) -> nn.Module | None:
+    """The resizing transform of a torchvision detector (``GeneralizedRCNNTransform``), or None."""
+    tr = getattr(model, "transform", None)
+    if isinstance(tr, nn.Module) and all(hasattr(tr, a) for a in ("min_size", "max_size", "fixed_size")) \
+            and hasattr(tr, "postprocess"):
+        return tr
+    return None
+
+
+_UNSET = object()
+
+
+def _keep_size(image: Tensor, target=None):
+    """A detector transform's ``resize`` that keeps the image (and its boxes) as they are."""
+    return image, target
+
+
 def _accepts_interpolation(model: nn.Module) -> bool:
     try:
         return "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
@@ -224,8 +242,13 @@ def any_input_size(model: nn.Module) -> Iterator[None]:
     timm ViT-family models (``dynamic_img_size``) resample their position embeddings to the
     input's grid, as timm does when built with ``dynamic_img_size=True``; timm Swin models
     stop checking the size and build their attention masks for each input; Hugging Face
-    models whose forward takes ``interpolate_pos_encoding`` get it set. Other models are
-    left as they are. At the model's own size the outputs are unchanged.
+    models whose forward takes ``interpolate_pos_encoding`` get it set. torchvision
+    detectors (Faster R-CNN, RetinaNet, FCOS, SSD, …), whose transform resizes every image
+    to its ``min_size``/``max_size`` (or ``fixed_size``), keep each image at its own size
+    for the call (the transform's resizing step is skipped; normalisation and batching
+    stay), so they see the input at the size given (their boxes come back in its pixels)
+    and a method's rescaling is not undone. Other models are left as they are.
+    At the model's own size the outputs are unchanged.
 
     Example:
         >>> import timm, torch
@@ -239,7 +262,13 @@ def any_input_size(model: nn.Module) -> Iterator[None]:
     restore = []
     handle = None
     try:
-        if _timm_dynamic(model) and not model.dynamic_img_size:
+        tr = _detector_transform(model)
+        if tr is not None:
+            # each image keeps its own size (the batch is still padded to the transform's size_divisible)
+            had = "resize" in tr.__dict__
+            restore = [(tr, "resize", tr.__dict__["resize"] if had else _UNSET)]
+            tr.resize = _keep_size
+        elif _timm_dynamic(model) and not model.dynamic_img_size:
             from timm.layers import Format
 
             pe = model.patch_embed
@@ -265,7 +294,10 @@ def any_input_size(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         for obj, name, value in reversed(restore):
-            setattr(obj, name, value)
+            if value is _UNSET:
+                delattr(obj, name)
+            else:
+                setattr(obj, name, value)
         if handle is not None:
             handle.remove()
 
