@@ -58,6 +58,10 @@ class ModelBundle:
         interpolation: image resampling used by preprocessing (``"bicubic"``/``"bilinear"``).
         class_names, wnids: per class index (ImageNet: names and WordNet ids).
         layer: the recommended layer to explain (None: found automatically).
+        task: ``"classification"`` (B×classes logits), ``"segmentation"`` (per-pixel scores:
+            explain with :class:`~cameras.RegionTarget`) or ``"detection"`` (per-image boxes:
+            :class:`~cameras.BoxTarget`; the detector normalises its [0, 1] input itself, so
+            ``mean``/``std`` are 0/1).
 
     Example:
         >>> b = load_model()
@@ -74,6 +78,7 @@ class ModelBundle:
     class_names: list[str] = field(default_factory=list)
     wnids: list[str] = field(default_factory=list)
     layer: str | None = None
+    task: str = "classification"
 
     def normalize(self, x01: Tensor) -> Tensor:
         """Normalise a [0, 1] RGB batch B×3×H×W with the model's mean and std."""
@@ -88,7 +93,8 @@ class ModelBundle:
         ``input_size`` keeping the aspect ratio, or to a square with ``square=True`` (for a
         transformer the longer side is rounded to a multiple of its patch size); then
         normalised with ``mean``/``std``. ``normalized=False`` returns the same pixels in
-        [0, 1] (what metrics and attacks perturb).
+        [0, 1] (what metrics and attacks perturb). A detector's image is resized as the
+        detector itself would: shorter side 800 px, longer side at most 1333 px.
 
         Example:
             >>> from PIL import Image
@@ -99,7 +105,10 @@ class ModelBundle:
         from .core.layouts import patch_size
         from .images import resize_image
 
-        x01 = resize_image(img, self.input_size, square, self.interpolation, self.device, patch_size(self.model) or 1)
+        size = self.input_size
+        if self.task == "detection" and not square:  # as the detector resizes: the longer side at most 1333 px
+            size = min(size, max(1, int(DETECTION_MAX_SIZE * min(img.size) / max(img.size))))
+        x01 = resize_image(img, size, square, self.interpolation, self.device, patch_size(self.model) or 1)
         return self.normalize(x01) if normalized else x01
 
     def top1(self, img, square: bool = False) -> int:
@@ -115,6 +124,22 @@ class ModelBundle:
 
         with torch.no_grad():
             return int(class_scores(self.model(self.prepare(img, square))).argmax(1)[0])
+
+    def require_classifier(self, what: str) -> "ModelBundle":
+        """Return the bundle if it is a classifier, else a ModelError saying ``what`` needs one and what to use.
+
+        Example:
+            >>> load_model("synthetic:seg").require_classifier("cameras compare")
+            Traceback (most recent call last):
+            ...
+            cameras.core.errors.ModelError: cameras compare explains classifiers, but synthetic:seg is a segmentation model; explain it with `cameras explain IMAGE --model synthetic:seg --target CLASS` (RegionTarget in Python)
+        """
+        if self.task == "classification":
+            return self
+        how = "--target CLASS` (RegionTarget in Python)" if self.task == "segmentation" else \
+            "--box X0,Y0,X1,Y1 --target LABEL` (BoxTarget in Python)"
+        raise ModelError(f"{what} explains classifiers, but {self.name} is a {self.task} model; explain it with "
+                         f"`cameras explain IMAGE --model {self.name} {how}")
 
     def to(self, device: str | torch.device) -> "ModelBundle":
         """Move the model to ``device`` (in place) and return the bundle."""
@@ -279,29 +304,63 @@ def _load_state(path: str | os.PathLike) -> dict:
 
 
 def _apply_weights(model: nn.Module, path: str | os.PathLike, name: str) -> None:
+    state = _load_state(path)
+    if not hasattr(model, "aux_classifier") or model.aux_classifier is None:  # torchvision's auxiliary head
+        state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
     try:
-        model.load_state_dict(_load_state(path))
+        model.load_state_dict(state)
     except RuntimeError as e:
         raise ModelError(f"weights in {path} do not fit {name}: {str(e).splitlines()[0]}") from e
+
+
+def _torchvision_task(arch: str) -> str | None:
+    """``"classification"``, ``"segmentation"`` or ``"detection"`` for a torchvision model name, None if unknown."""
+    import torchvision
+    from torchvision.models import list_models
+
+    for task, module in (("classification", torchvision.models), ("segmentation", torchvision.models.segmentation),
+                         ("detection", torchvision.models.detection)):
+        if arch in list_models(module=module):
+            return task
+    return None
+
+
+# torchvision detectors resize every image to this shorter side; bundle.prepare does the same, so the
+# detector sees an image as it would on its own (the methods switch its own resizing off)
+DETECTION_SIZE, DETECTION_MAX_SIZE = 800, 1333
 
 
 def _torchvision(arch: str, weights: str | None) -> ModelBundle:
     import torchvision
     from torchvision.models import get_model, get_model_weights, list_models
 
-    if arch not in list_models(module=torchvision.models):
-        close = difflib.get_close_matches(arch, list_models(module=torchvision.models), n=3)
+    task = _torchvision_task(arch)
+    if task is None:
+        names = [n for m in (torchvision.models, torchvision.models.segmentation, torchvision.models.detection)
+                 for n in list_models(module=m)]
+        close = difflib.get_close_matches(arch, names, n=3)
         raise ModelError(f"unknown torchvision model '{arch}'"
                          + (f"; did you mean {', '.join(close)}?" if close else ""))
     kwargs = {"aux_logits": False, "init_weights": False} if arch == "inception_v3" else {}
     if arch.startswith("googlenet"):
         kwargs = {"aux_logits": False, "init_weights": False}
+    if task != "classification":
+        kwargs = {"weights_backbone": None}  # never downloads a backbone
+    if arch.startswith(("keypointrcnn", "maskrcnn")):
+        raise ModelError(f"torchvision:{arch} is not supported; use a box detector (fasterrcnn_*, retinanet_*, "
+                         "fcos_*, ssd*)")
     model = get_model(arch, weights=None, **kwargs)
     wenum = get_model_weights(arch).DEFAULT
     tr = wenum.transforms()
-    size = int(tr.crop_size[0])
-    interp = str(tr.interpolation.value)
-    mean, std = tuple(tr.mean), tuple(tr.std)
+    if task == "classification":
+        size = int(tr.crop_size[0])
+        interp = str(tr.interpolation.value)
+        mean, std = tuple(tr.mean), tuple(tr.std)
+    elif task == "segmentation":  # resized to 520 px and normalised with ImageNet's statistics
+        size, interp = int(tr.resize_size[0]), str(tr.interpolation.value)
+        mean, std = tuple(tr.mean), tuple(tr.std)
+    else:  # the detector normalises its [0, 1] input itself
+        size, interp, mean, std = DETECTION_SIZE, "bilinear", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     if weights == "random":
         pass
     elif weights is not None:
@@ -318,7 +377,7 @@ def _torchvision(arch: str, weights: str | None) -> ModelBundle:
         _apply_weights(model, cached, f"torchvision:{arch}")
     cats = list(wenum.meta.get("categories") or [])
     names, wnids = imagenet_classes() if len(cats) == 1000 else (cats, [])
-    return ModelBundle(model.eval(), f"torchvision:{arch}", size, mean, std, interp, names, wnids, None)
+    return ModelBundle(model.eval(), f"torchvision:{arch}", size, mean, std, interp, names, wnids, None, task)
 
 
 def _timm(name: str, weights: str | None) -> ModelBundle:
@@ -373,9 +432,35 @@ def _timm(name: str, weights: str | None) -> ModelBundle:
 SYNTHETIC_WEIGHTS = Path(__file__).parent / "weights"
 
 
+class TinySegNet(nn.Module):
+    """The segmentation network of ``synthetic:seg``: a convolutional ``backbone`` to a quarter of the
+    input's resolution and a ``classifier`` giving B×classes×H/4×W/4 scores (as SegFormer does).
+
+    Example:
+        >>> TinySegNet(5)(torch.zeros(1, 3, 64, 96)).shape
+        torch.Size([1, 5, 16, 24])
+    """
+
+    task = "segmentation"
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+
+        def block(i, o, stride):
+            return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU())
+
+        self.backbone = nn.Sequential(block(3, 32, 1), block(32, 48, 2), block(48, 64, 2), block(64, 64, 1))
+        self.classifier = nn.Sequential(nn.Conv2d(64, 64, 3, 1, 2, dilation=2), nn.ReLU(),
+                                        nn.Conv2d(64, num_classes, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.backbone(x))
+
+
 def synthetic_architecture(kind: str) -> nn.Module:
     """The untrained network of ``synthetic:<kind>``: ``"vit"`` (a 4-block ViT, 8-px patches, 64-px
-    input, class token) or ``"cnn"`` (four conv blocks to an 8×8 map, global average pooling).
+    input, class token), ``"cnn"`` (four conv blocks to an 8×8 map, global average pooling) or
+    ``"seg"`` (a :class:`TinySegNet` labelling background and the four classes per pixel).
 
     Example:
         >>> sum(p.numel() for p in synthetic_architecture("vit").parameters()) < 500_000
@@ -394,7 +479,9 @@ def synthetic_architecture(kind: str) -> nn.Module:
 
         return nn.Sequential(nn.Sequential(*block(3, 32, 1), *block(32, 48, 2), *block(48, 64, 2), *block(64, 96, 2)),
                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(96, len(CLASSES)))
-    raise ModelError(f"unknown synthetic model '{kind}': use synthetic:vit or synthetic:cnn")
+    if kind == "seg":
+        return TinySegNet(1 + len(CLASSES))
+    raise ModelError(f"unknown synthetic model '{kind}': use synthetic:vit, synthetic:cnn or synthetic:seg")
 
 
 def _synthetic(kind: str) -> ModelBundle:
@@ -405,6 +492,10 @@ def _synthetic(kind: str) -> ModelBundle:
     if not path.is_file():
         raise ModelError(f"{path} is missing: run scripts/train_synthetic.py to make it")
     model.load_state_dict({k: v.float() for k, v in torch.load(path, map_location="cpu", weights_only=True).items()})
+    if kind == "seg":
+        names = ["background", *CLASSES]
+        return ModelBundle(model.eval(), "synthetic:seg", 64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "bilinear",
+                           names, [], None, "segmentation")
     return ModelBundle(model.eval(), f"synthetic:{kind}", 64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "bilinear",
                        list(CLASSES), list(CLASSES), "0" if kind == "cnn" else None)
 
@@ -446,7 +537,7 @@ def _hf(folder: str) -> ModelBundle:
 
 def load_model(name: str | None = None, weights: str | os.PathLike | None = None,
                device: str | torch.device = "cpu") -> ModelBundle:
-    """Load a classifier with its preprocessing and class names, without any network access.
+    """Load a model with its preprocessing and class names, without any network access.
 
     Args:
         name: ``None`` or ``"efficientnet_lite0"`` for the embedded ImageNet EfficientNet-Lite0;

@@ -34,20 +34,8 @@ def _shape_mask(kind: str, s: int) -> np.ndarray:
     return (np.abs(yy - c) <= bar / 2) | (np.abs(xx - c) <= bar / 2)
 
 
-def synthetic_image(rng: np.random.Generator, size: int = 64, label: int | None = None,
-                    min_frac: float = 0.2, max_frac: float = 0.35) -> tuple[np.ndarray, int, tuple[int, int, int, int]]:
-    """One image: (size×size×3 uint8 RGB, class id, box (x0, y0, x1, y1) in pixels, x1/y1 exclusive).
-
-    The object's side is ``min_frac``–``max_frac`` of the image; two grey distractor shapes
-    of random kinds may overlap the background but are drawn under the object.
-
-    Example:
-        >>> img, label, box = synthetic_image(np.random.default_rng(0), 64, label=1)
-        >>> img.shape, CLASSES[label], box[2] - box[0] == box[3] - box[1]
-        ((64, 64, 3), 'green_disc', True)
-    """
-    if label is None:
-        label = int(rng.integers(len(CLASSES)))
+def _clutter(rng: np.random.Generator, size: int, min_frac: float, max_frac: float) -> np.ndarray:
+    """size×size×3 float background: smooth colour noise with two grey distractor shapes."""
     # background: smooth colour noise (a coarse random grid, upsampled) around a random mid tone
     grid = rng.uniform(60, 190, size=(4, 4, 3))
     ys = np.linspace(0, 3, size)
@@ -64,6 +52,24 @@ def synthetic_image(rng: np.random.Generator, size: int = 64, label: int | None 
         x, y = (int(v) for v in rng.integers(0, size - s + 1, size=2))
         m = _shape_mask(kinds[int(rng.integers(4))], s)
         img[y:y + s, x:x + s][m] = rng.uniform(70, 180)
+    return img
+
+
+def synthetic_image(rng: np.random.Generator, size: int = 64, label: int | None = None,
+                    min_frac: float = 0.2, max_frac: float = 0.35) -> tuple[np.ndarray, int, tuple[int, int, int, int]]:
+    """One image: (size×size×3 uint8 RGB, class id, box (x0, y0, x1, y1) in pixels, x1/y1 exclusive).
+
+    The object's side is ``min_frac``–``max_frac`` of the image; two grey distractor shapes
+    of random kinds may overlap the background but are drawn under the object.
+
+    Example:
+        >>> img, label, box = synthetic_image(np.random.default_rng(0), 64, label=1)
+        >>> img.shape, CLASSES[label], box[2] - box[0] == box[3] - box[1]
+        ((64, 64, 3), 'green_disc', True)
+    """
+    if label is None:
+        label = int(rng.integers(len(CLASSES)))
+    img = _clutter(rng, size, min_frac, max_frac)
     colour, kind = CLASSES[label].split("_")
     s = int(rng.integers(int(size * min_frac), int(size * max_frac) + 1))
     x, y = (int(v) for v in rng.integers(0, size - s + 1, size=2))
@@ -71,6 +77,40 @@ def synthetic_image(rng: np.random.Generator, size: int = 64, label: int | None 
     shade = np.array(_COLOURS[colour], float) * rng.uniform(0.85, 1.1)
     img[y:y + s, x:x + s][m] = shade
     return np.clip(img, 0, 255).astype(np.uint8), label, (x, y, x + s, y + s)
+
+
+def synthetic_scene(rng: np.random.Generator, size: int = 64, labels: tuple[int, ...] | None = None,
+                    min_frac: float = 0.2, max_frac: float = 0.35) -> tuple[np.ndarray, np.ndarray, list, list]:
+    """An image with several objects side by side and its per-pixel labels, for segmentation.
+
+    The image is cut into ``len(labels)`` vertical strips (default: two objects of random
+    classes) and one object is pasted in each, on the same clutter as
+    :func:`synthetic_image`. Returns (size×size×3 uint8 RGB, size×size uint8 label map with
+    0 for background and 1 + class id on each object's pixels, the class ids, the boxes
+    (x0, y0, x1, y1), x1/y1 exclusive).
+
+    Example:
+        >>> img, seg, labels, boxes = synthetic_scene(np.random.default_rng(0), 64, labels=(0, 0))
+        >>> img.shape, seg.max(), boxes[0][2] <= 32 <= boxes[1][0]
+        ((64, 64, 3), np.uint8(1), True)
+    """
+    if labels is None:
+        labels = tuple(int(v) for v in rng.integers(len(CLASSES), size=2))
+    img = _clutter(rng, size, min_frac, max_frac)
+    seg = np.zeros((size, size), np.uint8)
+    boxes = []
+    strip = size // len(labels)
+    for i, label in enumerate(labels):
+        colour, kind = CLASSES[label].split("_")
+        s = int(rng.integers(int(size * min_frac), int(size * max_frac) + 1))
+        s = min(s, strip)
+        x = i * strip + int(rng.integers(0, strip - s + 1))
+        y = int(rng.integers(0, size - s + 1))
+        m = _shape_mask(kind, s)
+        img[y:y + s, x:x + s][m] = np.array(_COLOURS[colour], float) * rng.uniform(0.85, 1.1)
+        seg[y:y + s, x:x + s][m] = 1 + label
+        boxes.append((x, y, x + s, y + s))
+    return np.clip(img, 0, 255).astype(np.uint8), seg, list(labels), boxes
 
 
 def synthetic_batch(n: int, seed: int = 0, size: int = 64):
