@@ -157,7 +157,8 @@ class Explorer:
         if name not in self.models:
             raise InputError(f"model '{name}' is not served by this app; choose one of {', '.join(self.models)}")
         if name not in self._bundles:
-            self._bundles[name] = load_model(name, self.weights.get(name), device=torch.device(self.device))
+            self._bundles[name] = load_model(name, self.weights.get(name), device=torch.device(self.device)) \
+                .require_classifier("the app")
         return self._bundles[name]
 
     def top_classes(self, img: Image.Image, model: str, k: int = TOP_K) -> list[tuple[int, str, float]]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from .core.base import SaliencyMethod
@@ -18,7 +20,7 @@ from .core.targets import RankTarget, Target, label_target, logits_or_none
 from .images import load_image
 from .io import encode_json, encode_npy, unique_stems, write_files_atomically
 from .models import ModelBundle
-from .viz import DEFAULT_FADE, encode_png, explanation_figure, figure_png, file_label, overlay
+from .viz import DEFAULT_FADE, encode_png, explanation_figure, figure_png, file_label, outline, overlay
 
 
 @dataclass
@@ -47,6 +49,7 @@ def explain_images(
     plain: bool = False,
     cmap: str = "jet",
     fade: float = DEFAULT_FADE,
+    target_for: Callable[[Image.Image, torch.Tensor], Target] | None = None,
 ) -> list[ImageOutcome]:
     """Explain every image file and write ``<stem>.<method>.<class>.{png,npy}`` and ``<stem>.json``.
 
@@ -57,6 +60,11 @@ def explain_images(
     atomically after all its maps exist; a failing image gets an error and no files, and the
     others go on. ``target_kind`` (``"class"``, ``"sigmoid"`` for multi-label or binary
     models, ``"softmax"``) says how class ids are explained (see :mod:`cameras.targets`).
+    ``target_for(image, x)`` (segmentation and detection) builds each image's target from
+    the PIL image and its 1×3×h×w model input (e.g. a :class:`~cameras.RegionTarget` or
+    :class:`~cameras.BoxTarget` in the input's pixels); the picture then outlines the region
+    or box, and the JSON states the target's facts (the region's share of the image, the
+    matched detection).
 
     Returns:
         One :class:`ImageOutcome` per path, in order.
@@ -68,11 +76,13 @@ def explain_images(
     for i, o in enumerate(outcomes):
         try:
             img = load_image(o.path)
-            loaded[i] = (img, bundle.prepare(img, square))
+            x = bundle.prepare(img, square)
+            # a region or box in this image's own pixels: a bad one fails this image only
+            loaded[i] = (img, x, None if target_for is None else target_for(img, x).for_batch(1, x.device))
         except CamerasError as e:
-            o.error = str(e)
+            o.error = e.args[0] if str(o.path) in str(e) else f"{o.path}: {e}"
     groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, (_, x) in loaded.items():
+    for i, (_, x, _) in loaded.items():
         groups[tuple(x.shape)].append(i)
     batches = [idx[j : j + batch_size] for idx in groups.values() for j in range(0, len(idx), batch_size)]
     bar = tqdm(total=len(loaded), desc=f"explain ({method.name})", unit="img",
@@ -93,6 +103,10 @@ def explain_images(
 
 def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params, kind, look):
     x = torch.cat([loaded[i][1] for i in batch])
+    parts = [loaded[i][2] for i in batch]
+    dense = parts[0] is not None
+    if dense:  # one target per image, in its own pixels, joined into the batch's
+        targets = [parts[0].join(parts) if len(parts) > 1 else parts[0]]
 
     def as_kind(ids):  # class ids as the chosen kind of target (ints stay ints for class logits)
         return ids if kind == "class" else label_target(kind, ids)
@@ -109,7 +123,7 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
         results = [method(x, target=fixed[0] if fixed else label_target(kind))]
     pre_seconds = 0.0
     logits = results[0].logits
-    if logits is None:  # a method that does not report its logits
+    if logits is None and not dense:  # a method that does not report its logits
         start = time.perf_counter()
         with torch.no_grad():
             logits = logits_or_none(bundle.model(x))
@@ -154,7 +168,8 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
             base = f"{stem}.{method.name}.{cls if cls >= 0 else f'target{j}'}{'-' + label if label else ''}"
             if out_dir / f"{base}.npy" in files:  # two targets on one label (e.g. both sides of a binary model)
                 base = f"{base}-{j}"
-            files[out_dir / f"{base}.png"] = _picture(np.asarray(img), sal, res, b, name, cls, method.name, alpha, look)
+            files[out_dir / f"{base}.png"] = _picture(np.asarray(img), sal, res, b, name, cls, method.name, alpha, look,
+                                                      tuple(x.shape[-2:]))
             files[out_dir / f"{base}.npy"] = encode_npy(sal)
             entry = res.item(b)
             if res.kept_scales is not None and 2 * len(res.kept_scales[b]) < len(res.extras["scales"]):
@@ -163,6 +178,10 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
                     f"{outcomes[i].path}: {method.name} used {len(res.kept_scales[b])} of {len(res.extras['scales'])} "
                     f"scales for {name} (its prediction changes at the others), so the map is close to a "
                     "single-scale one; --scale-rule all (the default) keeps every scale")
+            notes = res.extras.get("target")
+            if notes:  # this image's entries of the target's facts
+                entry["target_facts"] = {k: v[b] if isinstance(v, list) and len(v) == len(batch) else v
+                                         for k, v in notes.items()}
             entry.update(name=name, wnid=_wnid(bundle, cls), png=f"{base}.png", npy=f"{base}.npy")
             record["explanations"].append(entry)
             record["seconds"] += entry["seconds"]
@@ -171,17 +190,48 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
         outcomes[i].files = list(files)
 
 
-def _picture(rgb, sal, res, b, name, cls, method, alpha, look) -> bytes:
-    """The PNG of one map: the bare overlay, or with a title and a colour bar."""
+def _shapes(target, b: int, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> dict | None:
+    """What to outline on image b's picture: a detection box (and the matched detection) or a region,
+    from the input's pixels to the image's."""
+    from .core.dense import BoxTarget, RegionTarget
+
+    sy, sx = out_hw[0] / in_hw[0], out_hw[1] / in_hw[1]
+
+    def scaled(box):
+        x0, y0, x1, y1 = (float(v) for v in box)
+        return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+
+    if isinstance(target, BoxTarget):
+        boxes = [scaled(target.boxes[b])]
+        matched = (target.match or {}).get("matched_box")
+        if matched and matched[b] is not None:
+            boxes.append(scaled(matched[b]))
+        return {"boxes": boxes}
+    if isinstance(target, RegionTarget):
+        if target.box is not None:
+            return {"boxes": [scaled(target.box[b])]}
+        if isinstance(target.mask, torch.Tensor):
+            m = torch.nn.functional.interpolate(target.mask[b:b + 1, None].float(), size=out_hw, mode="nearest")
+            return {"mask": (m[0, 0] >= 0.5).cpu().numpy()}
+    return None
+
+
+def _picture(rgb, sal, res, b, name, cls, method, alpha, look, in_hw=None) -> bytes:
+    """The PNG of one map: the bare overlay, or with a title and a colour bar (and the region or box outlined)."""
     plain, cmap, fade = look
+    shapes = _shapes(res.target, b, in_hw, rgb.shape[:2]) if in_hw is not None else None
     if plain:
-        return encode_png(overlay(rgb, sal, alpha, cmap, fade))
+        shown = overlay(rgb, sal, alpha, cmap, fade)
+        if shapes:
+            width = max(1, round(min(rgb.shape[:2]) / 150))
+            shown = outline(shown, shapes.get("boxes"), shapes.get("mask"), width=width)
+        return encode_png(shown)
     what = f"{name} ({cls})" if cls >= 0 else name
     title = f"{what} · p = {float(res.probs[b]):.2f} · {method}"
     if res.kept_scales is not None:
         total = len(res.extras.get("scales", res.kept_scales[b]))
         title += f" · {len(res.kept_scales[b])} of {total} scales"
-    return figure_png(explanation_figure(rgb, sal, title, alpha, cmap, fade))
+    return figure_png(explanation_figure(rgb, sal, title, alpha, cmap, fade, shapes=shapes))
 
 
 def _wnid(bundle: ModelBundle, idx: int) -> str | None:

@@ -102,7 +102,7 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
         if a <= 0:
             raise click.BadParameter(f"--alpha must be > 0, got {alpha}")
         paths = image_paths(images, data_dir)
-        bundle = load_model(model_name, weights, device=run.device)
+        bundle = load_model(model_name, weights, device=run.device).require_classifier("cameras attack")
         s = attack_images(bundle, paths, out_dir, opts, a, steps, beta, threshold, square, figures=data_dir is None,
                           progress=progress_flag(quiet), run=run)
     if s is None:
@@ -151,7 +151,7 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
         names = method_names(methods)
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
         paths = image_paths(images, data_dir)
-        bundle = load_model(model_name, weights, device=run.device)
+        bundle = load_model(model_name, weights, device=run.device).require_classifier("cameras sanity")
         s = sanity_images(bundle, paths, names, out_dir, fraction, steps, opts, 1 / 255, attack_steps, beta,
                           square, figures=data_dir is None, progress=progress_flag(quiet), run=run)
     if s is None:
@@ -184,7 +184,7 @@ def randomize(image, methods, mode, seed, model_name, weights, square, device, o
         set_threads(threads)
         names = method_names(methods)
         paths = image_paths([image], None)
-        bundle = load_model(model_name, weights, device=torch_device(device))
+        bundle = load_model(model_name, weights, device=torch_device(device)).require_classifier("cameras randomize")
         s = randomize_image(bundle, paths[0], names, out_dir, mode, seed, square)
     for m, steps in s["methods"].items():
         click.echo(f"{m}: spearman |·| " + " ".join(f"{o['spearman_abs']:.2f}" for o in steps))

@@ -56,7 +56,7 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
         names = method_names(methods)
         wanted = {m.strip() for m in metrics.split(",") if m.strip()}
         opts = {k: check_options(k, v) for k, v in parse_option_strings(settings, per_method=True).items()}
-        bundle = load_model(model_name, weights, device=run.device)
+        bundle = load_model(model_name, weights, device=run.device).require_classifier("cameras evaluate")
         summary = evaluate_dataset(data_dir, fmt, bundle, names, opts, wanted, out_dir, mapping, limit, batch_size,
                                    insdel_step, square, progress_flag(quiet), run, target_kind)
     if summary is None:
@@ -113,7 +113,7 @@ def experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, d
         check_out(out_dir)
     with user_errors(), launch(device) as run:
         set_threads(threads)
-        bundle = load_model(model_name, weights, device=run.device)
+        bundle = load_model(model_name, weights, device=run.device).require_classifier("cameras experiment")
         yield run, bundle, experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
 
 

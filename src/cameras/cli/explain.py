@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..core.errors import CamerasError
 from ..names import DEFAULT_SCALE_RULE
 from .common import (
     check_out,
@@ -64,11 +65,24 @@ from .common import (
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Method option, e.g. --set n_masks=6000 for rise or --set area=0.1 for extremal (repeatable).")
 @click.option("--recursive", is_flag=True, help="Include images in subfolders of the given folders.")
+@click.option("--task", default="auto", show_default=True,
+              type=click.Choice(["auto", "classification", "segmentation", "detection"]),
+              help="What the model does (auto: as the model says). segmentation: explain --target's logits over "
+                   "--region or --mask (default: the pixels the model gives that class); detection: the detection "
+                   "of --target best matching --box (default: the top-scoring detection).")
+@click.option("--region", default=None, metavar="X0,Y0,X1,Y1",
+              help="Segmentation: the region to explain, a box in the image's pixels.")
+@click.option("--mask", "mask_file", default=None, type=click.Path(path_type=Path),
+              help="Segmentation: the region to explain, an image file of the photo's size (non-zero pixels).")
+@click.option("--box", default=None, metavar="X0,Y0,X1,Y1",
+              help="Detection: the box to explain, in the image's pixels.")
+@click.option("--iou", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="Detection: the least IoU with --box for a detection to match.")
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def explain(images, model_name, weights, method, targets, target_kind, topk, layer, scales, steps, max_size, scale_rule,
             border_pad, resample, square, device, batch_size, alpha, cmap, fade, plain, out_dir, settings, recursive,
-            threads, quiet) -> None:
+            task, region, mask_file, box, iou, threads, quiet) -> None:
     """Explain IMAGE files (or folders of images) and write overlays, maps and JSON.
 
     For each image and class: OUT/<stem>.<method>.<id>-<name>.png (the map over the image,
@@ -76,6 +90,12 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
     bare overlay at the original size), OUT/<stem>.<method>.<id>-<name>.npy (float32 map at
     the original H×W), and OUT/<stem>.json (top-k predictions, targets, kept scales,
     timings, every option).
+
+    Segmentation and detection models (--task, or the model's own task):
+    `cameras explain IMG --model torchvision:fcn_resnet50 --weights FILE --target cat
+    [--region x0,y0,x1,y1 | --mask FILE]` and `cameras explain IMG --model
+    torchvision:fasterrcnn_resnet50_fpn --weights FILE --box x0,y0,x1,y1 --target dog`; the
+    picture outlines the region or box (and the matched detection).
     """
     from ..explain import explain_images
     from ..images import list_images, skipped_subfolders
@@ -105,7 +125,9 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
             options["border_pad"] = border_pad
         options.update(extra)
         bundle = load_model(model_name, weights, device=torch_device(device))
-        target_ids = [bundle.class_index(t) for t in targets] or None
+        task = bundle.task if task == "auto" else task
+        target_for = dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kind)
+        target_ids = None if target_for is not None else [bundle.class_index(t) for t in targets] or None
         m = build_method(name, bundle, **options)
     if m.convergence_warning():
         click.echo(f"warning: {m.convergence_warning()}", err=True)
@@ -115,6 +137,11 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
         "alpha": alpha, "cmap": cmap, "fade": fade, "plain": plain, **extra,
     }.items() if v is not None}
     params["method_options"] = m.options
+    if task != "classification":
+        params.update(task=task, **{k: v for k, v in {"region": region, "mask": None if mask_file is None else
+                                                       str(mask_file), "box": box}.items() if v is not None})
+        if task == "detection":
+            params["iou"] = iou
     paths = list_images(images, recursive)
     skipped = [] if recursive else skipped_subfolders(images)
     if skipped:
@@ -122,11 +149,12 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
                    f"{', …' if len(skipped) > 3 else ''}); add --recursive to include them", err=True)
     if not paths:
         fail("no image files found in the given folders" + ("" if recursive else " (subfolders need --recursive)"))
-    if targets and topk > 1:
+    if targets and topk > 1 and target_for is None:
         click.echo(f"note: --topk {topk} is ignored with --target: the {len(targets)} given class(es) are explained",
                    err=True)
     outcomes = explain_images(paths, bundle, m, out_dir, target_ids, topk, batch_size, square, alpha, params,
-                              progress=progress_flag(quiet), target_kind=target_kind, plain=plain, cmap=cmap, fade=fade)
+                              progress=progress_flag(quiet), target_kind=target_kind, plain=plain, cmap=cmap, fade=fade,
+                              target_for=target_for)
     for o in outcomes:
         for w in o.warnings:
             click.echo(f"warning: {w}", err=True)
@@ -136,6 +164,98 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
     click.echo(f"explained {len(outcomes) - len(failed)} of {len(outcomes)} images into {out_dir}")
     if failed:
         sys.exit(1)
+
+
+def _box_text(text: str, option: str) -> tuple[float, float, float, float]:
+    try:
+        vals = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 4 or not (vals[0] < vals[2] and vals[1] < vals[3]):
+        raise click.BadParameter(f"{option} must be x0,y0,x1,y1 in the image's pixels with x0 < x1 and y0 < y1, "
+                                 f"got {text!r}")
+    return vals
+
+
+def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kind):
+    """For segmentation and detection: a function building each image's target from the image and its input.
+
+    Regions, masks and boxes are given in the image file's pixels and scaled to the model's input.
+    Returns None for classification (after refusing the options that need another task).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from ..core.dense import BoxTarget, RegionTarget, detections
+
+    if task == "classification":
+        for opt, v in (("--region", region), ("--mask", mask_file), ("--box", box)):
+            if v is not None:
+                raise click.BadParameter(f"{opt} needs --task segmentation or detection (the model "
+                                         f"{bundle.name} is a classifier)")
+        return None
+    if target_kind != "class":
+        raise click.BadParameter(f"--target-kind {target_kind} is for classifiers; drop it with --task {task}")
+    if len(targets) > 1:
+        raise click.BadParameter(f"--task {task} explains one --target at a time, got {len(targets)}")
+    label = bundle.class_index(targets[0]) if targets else None
+    if task == "segmentation":
+        if box is not None:
+            raise click.BadParameter("--box is for detection; a segmentation region is --region x0,y0,x1,y1")
+        if label is None:
+            raise click.BadParameter("--task segmentation needs --target CLASS (a class id or name, e.g. "
+                                     f"{bundle.class_name(1 if bundle.num_classes > 1 else 0)!r})")
+        if region is not None and mask_file is not None:
+            raise click.BadParameter("give --region or --mask, not both")
+        region_box = None if region is None else _box_text(region, "--region")
+        mask01 = None
+        if mask_file is not None:
+            import numpy as np
+
+            from ..images import load_image
+
+            mask01 = torch.from_numpy(np.asarray(load_image(mask_file).convert("L")) > 0).float()
+            if not bool(mask01.any()):
+                raise click.BadParameter(f"--mask {mask_file} has no non-zero pixel: the region is empty")
+
+        def region_target(img, x):
+            H, W = img.height, img.width
+            h, w = x.shape[-2:]
+            if region_box is not None:
+                x0, y0, x1, y1 = region_box
+                return RegionTarget.from_box(label, [x0 * w / W, y0 * h / H, x1 * w / W, y1 * h / H], (h, w))
+            if mask01 is not None:
+                if tuple(mask01.shape) != (H, W):
+                    raise CamerasError(f"--mask is {mask01.shape[1]}×{mask01.shape[0]} pixels but the image is "
+                                       f"{W}×{H}; give a mask of the image's size")
+                return RegionTarget(label, F.interpolate(mask01[None, None], size=(h, w), mode="area")[0, 0])
+            return RegionTarget(label)
+
+        return region_target
+    if region is not None or mask_file is not None:
+        raise click.BadParameter("--region and --mask are for segmentation; a detection is chosen with --box")
+    if box is not None and label is None:
+        raise click.BadParameter("--box needs --target LABEL (the detection's label, e.g. a COCO name)")
+    given = None if box is None else _box_text(box, "--box")
+
+    def box_target(img, x):
+        H, W = img.height, img.width
+        h, w = x.shape[-2:]
+        if given is not None:
+            x0, y0, x1, y1 = given
+            return BoxTarget([x0 * w / W, y0 * h / H, x1 * w / W, y1 * h / H], label, iou)
+        from ..core.layouts import any_input_size
+
+        with torch.no_grad(), any_input_size(bundle.model):  # the top-scoring detection (of --target)
+            d = detections(bundle.model(x))[0]
+        keep = torch.ones_like(d["scores"], dtype=torch.bool) if label is None else d["labels"] == label
+        if not bool(keep.any()):
+            what = "nothing" if label is None else f"no {bundle.class_name(label)}"
+            raise CamerasError(f"the detector found {what} in this image; give --box and --target")
+        i = int(torch.nonzero(keep)[0])
+        return BoxTarget(d["boxes"][i].detach(), int(d["labels"][i]), iou)
+
+    return box_target
 
 
 @main.command()
@@ -176,7 +296,7 @@ def compare(image, methods, models, weights, target, target_kind, settings, squa
         set_threads(threads)
         model_names = [m.strip() for m in (models or DEFAULT_MODEL).split(",") if m.strip()]
         bundles = [load_model(n, weights if len(model_names) == 1 else None, device=torch_device(device))
-                   for n in model_names]
+                   .require_classifier("cameras compare") for n in model_names]
         tid = bundles[0].class_index(target) if target is not None else None
         if target_kind != "class":  # the class as a target of that kind (default: the top-1 of that kind)
             tid = label_target(target_kind, tid)

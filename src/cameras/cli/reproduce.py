@@ -49,7 +49,7 @@ def reproduce(models, weights, data_dir, fmt, mapping, limit, quick, only, devic
         set_threads(threads)
         dev = torch_device(device)
         ws = [None if w.lower() == "none" else w for w in weights] or [None] * len(models)
-        bundles = [load_model(m, w, device=dev) for m, w in zip(models, ws)]
+        bundles = [load_model(m, w, device=dev).require_classifier("cameras reproduce") for m, w in zip(models, ws)]
         r = run(bundles, out_dir, data_dir, fmt, mapping, limit, quick, progress=progress_flag(quiet), only=sections)
     for name, sec in r["sections"].items():
         for v in [sec["verdict"]] if "verdict" in sec else sec.get("verdicts", []):

@@ -29,7 +29,7 @@ def bench(model_name, weights, batches, size, scales, device, reps, threads) -> 
 
     with user_errors():
         set_threads(threads)
-        bundle = load_model(model_name, weights, device=torch_device(device))
+        bundle = load_model(model_name, weights, device=torch_device(device)).require_classifier("cameras bench")
         try:
             sizes = [int(b) for b in batches.split(",")]
         except ValueError:
