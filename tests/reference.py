@@ -46,3 +46,50 @@ def reference_cameras(features, head, x, scales, target=None, resample="bicubic"
         kept_all.append(kept)
         targets.append(tgt)
     return torch.stack(maps), kept_all, targets
+
+
+def reference_cameras_dense(model, layer, x, scales, score, resample="bicubic", to_map=None, border_pad=0):
+    """CAMERAS by its definition for any score of the output: one image and one scale at a time.
+
+    ``score(output, b, (h, w))`` is image b's scalar score on an output of an input resized to
+    (h, w) (the region or box scaled by hand). The layer's output is replaced by a leaf through a
+    plain forward hook and the whole forward runs with gradients on. ``to_map(t, (h, w))`` turns the
+    layer's output (tokens) at an input of (h, w) into B×K×h'×w'. ``border_pad`` pixels of mirrored border are added
+    first and cropped from the map (the score then sees the padded size).
+    """
+    to_map = to_map or (lambda t, size: t)
+    maps = []
+    for b in range(x.shape[0]):
+        xb = x[b : b + 1]
+        p = border_pad
+        if p:
+            xb = F.pad(xb, (p, p, p, p), mode="reflect")
+        H, W = xb.shape[-2:]
+        acts, grads = [], []
+        for t, z in enumerate(scales):
+            size = (H, W) if t == 0 else (round(H * z / scales[0]), round(W * z / scales[0]))
+            xt = xb if t == 0 else F.interpolate(xb, size=size, mode=resample, align_corners=False)
+            box = {}
+
+            def hook(_m, _i, out, box=box):
+                box["a"] = out.detach().requires_grad_(True)
+                return box["a"]
+
+            h = layer.register_forward_hook(hook)
+            try:
+                with torch.enable_grad():
+                    out = model(xt)
+                    s = score(out, b, size)
+                    g, = torch.autograd.grad(s, box["a"])
+            finally:
+                h.remove()
+            a = to_map(box["a"].detach(), size)
+            g = to_map(g, size)
+            acts.append(F.interpolate(a, size=(H, W), mode="bilinear", align_corners=False))
+            grads.append(F.interpolate(g, size=(H, W), mode="bilinear", align_corners=False))
+        s = torch.relu((torch.stack(acts).mean(0) * torch.stack(grads).mean(0)).sum(1))[0]
+        if p:
+            s = s[p:H - p, p:W - p]
+        rng = s.max() - s.min()
+        maps.append((s - s.min()) / rng if rng > 0 else torch.zeros_like(s))
+    return torch.stack(maps)
