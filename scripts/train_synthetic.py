@@ -27,6 +27,25 @@ def tensors(n, seed):
     return (x - 0.5) / 0.25, torch.from_numpy(labels)
 
 
+def train_epoch(model, opt, sched, x, y, batch, loss_fn):
+    """One epoch of shuffled batches, each mirrored with probability 1/2 (labels per pixel mirrored too:
+    flips keep every class and its box semantics); returns the last batch's loss, the model in eval mode."""
+    model.train()
+    perm = torch.randperm(len(x))
+    for i in range(0, len(x) - batch + 1, batch):
+        idx = perm[i:i + batch]
+        xb, yb = x[idx], y[idx]
+        if torch.rand(()) < 0.5:
+            xb, yb = xb.flip(3), (yb.flip(-1) if yb.dim() > 1 else yb)
+        loss = loss_fn(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    model.eval()
+    return loss
+
+
 def scenes(n, seed):
     rng = np.random.default_rng(seed)
     out = [synthetic_scene(rng, 64) for _ in range(n)]
@@ -43,21 +62,12 @@ def train_seg() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=epochs * (len(xtr) // 32))
     start = time.time()
+
+    def pixel_loss(out, yb):
+        return F.cross_entropy(F.interpolate(out, size=yb.shape[-2:], mode="bilinear", align_corners=False), yb)
+
     for ep in range(epochs):
-        model.train()
-        perm = torch.randperm(len(xtr))
-        for i in range(0, len(xtr) - 31, 32):
-            idx = perm[i:i + 32]
-            xb, yb = xtr[idx], ytr[idx]
-            if torch.rand(()) < 0.5:
-                xb, yb = xb.flip(3), yb.flip(2)
-            logits = F.interpolate(model(xb), size=yb.shape[-2:], mode="bilinear", align_corners=False)
-            loss = F.cross_entropy(logits, yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        model.eval()
+        loss = train_epoch(model, opt, sched, xtr, ytr, 32, pixel_loss)
         with torch.no_grad():
             pred = F.interpolate(model(xva), size=yva.shape[-2:], mode="bilinear", align_corners=False).argmax(1)
         acc = (pred == yva).float().mean().item()
@@ -87,19 +97,7 @@ def main() -> None:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
         start = time.time()
         for ep in range(epochs):
-            model.train()
-            perm = torch.randperm(len(xtr))
-            for i in range(0, len(xtr) - 63, 64):
-                idx = perm[i:i + 64]
-                xb = xtr[idx]
-                if torch.rand(()) < 0.5:  # flips keep every class and its box semantics
-                    xb = xb.flip(3)
-                loss = F.cross_entropy(model(xb), ytr[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-            model.eval()
+            loss = train_epoch(model, opt, sched, xtr, ytr, 64, F.cross_entropy)
             with torch.no_grad():
                 acc = (model(xva).argmax(1) == yva).float().mean().item()
             print(f"{kind} epoch {ep + 1}: loss {loss.item():.3f}, held-out accuracy {acc:.3f}, "

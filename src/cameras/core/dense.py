@@ -88,7 +88,33 @@ def box_mask(boxes: Sequence[float] | Tensor, hw: tuple[int, int]) -> Tensor:
     return (iny[:, :, None] & inx[:, None, :]).float()
 
 
-class RegionTarget(Target):
+class _PlacedTarget(Target):
+    """What region and box targets share: copies with changes, views of the input, label ids."""
+
+    ids: Tensor
+
+    def _copy(self, **kw):
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(kw)
+        return new
+
+    def view(self, view: InputView):
+        base = self.input_view
+        if base is not None and base.src_hw != view.src_hw:
+            raise InputError(f"a view of a {view.src_hw} input was given to a target placed on {base.src_hw}")
+        return self._copy(input_view=view)
+
+    def _ids(self) -> Tensor:
+        if self.ids.dim() != 1:
+            raise InputError(f"{type(self).__name__} is not bound to a batch; call for_batch(B, device) first")
+        return self.ids
+
+    def labels(self, batch: int, device: torch.device) -> Tensor:
+        return class_ids(self._ids(), batch, device)
+
+
+class RegionTarget(_PlacedTarget):
     """The logits of a class over a region of a segmentation: ``reduce="mean"`` (default) or ``"sum"``.
 
     Args:
@@ -141,12 +167,6 @@ class RegionTarget(Target):
         t.box = _as_boxes(box, None, torch.device("cpu"))
         return t
 
-    def _copy(self, **kw) -> "RegionTarget":
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        new.__dict__.update(kw)
-        return new
-
     def for_batch(self, batch: int, device: torch.device) -> "RegionTarget":
         ids = class_ids(self.ids, batch, device)
         mask = None if self.mask is None else _as_masks(self.mask, batch, device)
@@ -160,17 +180,6 @@ class RegionTarget(Target):
             raise InputError(f"the region mask is {tuple(self.mask.shape[-2:])} pixels but the input is {tuple(hw)}; "
                              "give the mask at the input's size (resize it as the image was resized)")
         return self._copy(input_view=InputView.identity(hw))
-
-    def view(self, view: InputView) -> "RegionTarget":
-        base = self.input_view
-        if base is not None and base.src_hw != view.src_hw:
-            raise InputError(f"a view of a {view.src_hw} input was given to a target placed on {base.src_hw}")
-        return self._copy(input_view=view)
-
-    def _ids(self) -> Tensor:
-        if self.ids.dim() != 1:
-            raise InputError("RegionTarget is not bound to a batch; call for_batch(B, device) first")
-        return self.ids
 
     def bind(self, output: Any) -> "RegionTarget":
         logits = segmentation_logits(output)
@@ -229,9 +238,6 @@ class RegionTarget(Target):
                           mask=None if any(m is None for m in masks) else torch.cat(masks),
                           box=None if any(b is None for b in boxes) else torch.cat(boxes))
 
-    def labels(self, batch: int, device: torch.device) -> Tensor:
-        return class_ids(self._ids(), batch, device)
-
     def notes(self) -> dict[str, Any]:
         if not isinstance(self.mask, Tensor) or self.ids.dim() != 1:
             return {}
@@ -285,7 +291,7 @@ def detections(output: Any) -> list[Mapping[str, Tensor]]:
                      f"{type(output).__name__}; put the detector in eval mode")
 
 
-class BoxTarget(Target):
+class BoxTarget(_PlacedTarget):
     """The score of the detection of ``label`` that best matches ``box`` (highest IoU, at least ``iou``).
 
     Args:
@@ -322,12 +328,6 @@ class BoxTarget(Target):
         self.input_view: InputView | None = None
         self.match: dict[str, list] | None = None
 
-    def _copy(self, **kw) -> "BoxTarget":
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        new.__dict__.update(kw)
-        return new
-
     def for_batch(self, batch: int, device: torch.device) -> "BoxTarget":
         return self._copy(boxes=_as_boxes(self.boxes, batch, device), ids=class_ids(self.ids, batch, device))
 
@@ -341,17 +341,6 @@ class BoxTarget(Target):
             raise InputError(f"box {b[outside][0].tolist()} lies outside the {W}×{H} input; give boxes in the pixels "
                              "of the input the method is called with (scale them as the image was resized)")
         return self._copy(input_view=InputView.identity(hw))
-
-    def view(self, view: InputView) -> "BoxTarget":
-        base = self.input_view
-        if base is not None and base.src_hw != view.src_hw:
-            raise InputError(f"a view of a {view.src_hw} input was given to a target placed on {base.src_hw}")
-        return self._copy(input_view=view)
-
-    def _ids(self) -> Tensor:
-        if self.ids.dim() != 1:
-            raise InputError("BoxTarget is not bound to a batch; call for_batch(B, device) first")
-        return self.ids
 
     def current_boxes(self) -> Tensor:
         """The B boxes in the pixels of the view the model sees now (the input's own without a view)."""
@@ -418,9 +407,6 @@ class BoxTarget(Target):
         match = None if any(m is None for m in matches) else {k: sum((m[k] for m in matches), []) for k in matches[0]}
         return self._copy(ids=torch.cat([p._ids() for p in parts]), boxes=torch.cat([p.boxes for p in parts]),
                           match=match)
-
-    def labels(self, batch: int, device: torch.device) -> Tensor:
-        return class_ids(self._ids(), batch, device)
 
     def notes(self) -> dict[str, Any]:
         if self.match is None:
