@@ -129,10 +129,11 @@ class ModelBundle:
         """Return the bundle if it is a classifier, else a ModelError saying ``what`` needs one and what to use.
 
         Example:
-            >>> load_model("synthetic:seg").require_classifier("cameras compare")
-            Traceback (most recent call last):
-            ...
-            cameras.core.errors.ModelError: cameras compare explains classifiers, but synthetic:seg is a segmentation model; explain it with `cameras explain IMAGE --model synthetic:seg --target CLASS` (RegionTarget in Python)
+            >>> try:
+            ...     load_model("synthetic:seg").require_classifier("cameras compare")
+            ... except ModelError as e:
+            ...     print(str(e)[:68])
+            cameras compare explains classifiers, but synthetic:seg is a segment
         """
         if self.task == "classification":
             return self
