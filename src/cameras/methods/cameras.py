@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -14,6 +16,8 @@ from ..core.base import SaliencyMethod
 from ..core.errors import InputError
 from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale, fuse_on_grid
 from ..core.gradients import LayerGradients, layer_gradients
+from ..core.memory import channels_last as channels_last_model
+from ..core.memory import fast_bf16, low_precision_below, modules_below, prefers_channels_last
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
 from ..core.targets import InputView, Target, bind_target, logits_or_none
@@ -119,8 +123,17 @@ class CAMERAS(SaliencyMethod):
             fused map bilinearly (see BENCHMARKS.md for its measured difference).
         amp: None (float32), ``"bf16"`` or ``"fp16"``: forward passes under autocast;
             activations and gradients are still fused in float32.
-        channels_last: feed inputs in channels-last memory format (convert the model
-            yourself with ``model.to(memory_format=torch.channels_last)``).
+        channels_last: run the passes in channels-last memory format: the model's 4-D
+            weights are converted for the call (and restored after; values unchanged) and
+            the inputs fed channels-last. ``"auto"`` (default): on a CPU for convolutional
+            networks (not transformers), where oneDNN runs them faster (maps equal to NCHW
+            ones to 1e-5; see BENCHMARKS.md); True: always; False: never.
+        precision: ``"fp32"`` (default, exact) or ``"bf16"``: the layers below the explained
+            one run with bfloat16 weights and activations (fast bf16 kernels on CPUs with
+            AMX/AVX512-BF16 and on GPUs), the layer's output is cast back to float32, and the
+            layers above it (the head the gradients go through) and the fusion stay float32.
+            The maps then differ from fp32 ones: see the measured fidelity in BENCHMARKS.md
+            before relying on them.
         batch_pixels: the most pixels (images × height × width) one forward pass holds; a
             batch is split into near-equal sub-batches per scale to stay under it (results
             are the same). ``"auto"`` (default): 2×324² on a CPU, where big passes run slower
@@ -154,6 +167,7 @@ class CAMERAS(SaliencyMethod):
 
     name = "cameras"
     passes = 8
+    _nhwc = False  # whether this call runs channels-last (set per call from `channels_last`)
     neutral_options = ("batch_pixels", "chunk_elements", "channels_last")
 
     @property
@@ -175,7 +189,8 @@ class CAMERAS(SaliencyMethod):
         chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
         fusion: str = "exact",
         amp: str | None = None,
-        channels_last: bool = False,
+        channels_last: bool | str = "auto",
+        precision: str = "fp32",
         batch_pixels: int | str | None = "auto",
         to_spatial: Callable[[Tensor], Tensor] | None = None,
         scale_rule: str = DEFAULT_SCALE_RULE,
@@ -205,10 +220,36 @@ class CAMERAS(SaliencyMethod):
         if amp not in (None, "bf16", "fp16"):
             raise InputError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
         self.amp = amp
-        self.channels_last = bool(channels_last)
+        if channels_last not in (True, False, "auto"):
+            raise InputError(f"channels_last must be True, False or 'auto', got {channels_last!r}")
+        self.channels_last = channels_last
+        if precision not in ("fp32", "bf16"):
+            raise InputError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if precision == "bf16" and amp is not None:
+            raise InputError("give precision='bf16' or amp, not both (amp runs the whole forward under autocast)")
+        self.precision = precision
+        p = next(self.model.parameters(), None)
+        if precision == "bf16" and p is not None and not fast_bf16(p.device):
+            warnings.warn(f"precision='bf16' on a {p.device.type} without bf16 instructions (no AVX512-BF16 or AMX): "
+                          "bf16 is emulated there and runs slower than float32; use precision='fp32'",
+                          RuntimeWarning, stacklevel=3)
         if not (batch_pixels is None or batch_pixels == "auto" or (type(batch_pixels) is int and batch_pixels >= 1)):
             raise InputError(f"batch_pixels must be a positive integer, 'auto' or None, got {batch_pixels!r}")
         self.batch_pixels = batch_pixels
+
+    def result_options(self) -> dict:
+        """The options that determine the maps; ``precision`` only when it is not the exact ``"fp32"``
+        (so runs recorded before the option existed resume).
+
+        Example:
+            >>> import torchvision
+            >>> "precision" in CAMERAS(torchvision.models.resnet18()).result_options()
+            False
+        """
+        out = super().result_options()
+        if out.get("precision") == "fp32":
+            del out["precision"]
+        return out
 
     def scale_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Input sizes (h, w) of every scale for an H×W input, aspect ratio kept.
@@ -260,7 +301,9 @@ class CAMERAS(SaliencyMethod):
         for sl in self.sub_batches(x.shape[0], size, x.device):
             self.check_stop()
             xt = x[sl] if first else F.interpolate(x[sl], size=size, mode=self.resample, align_corners=False)
-            if self.channels_last:
+            if self.precision == "bf16":
+                xt = xt.to(torch.bfloat16)
+            if self._nhwc:
                 xt = xt.contiguous(memory_format=torch.channels_last)
             rows = [None if t is None else t.select(sl) for t in targets]
             # fp16 gradients underflow: scale the score (the normalised map is invariant to it)
@@ -301,7 +344,17 @@ class CAMERAS(SaliencyMethod):
 
     def explain_batch_many(self, x: Tensor, targets: list[Target | None]) -> list[SaliencyResult]:
         # float32 throughout, also inside a caller's autocast block; `amp` enables it for the passes only
-        with torch.autocast(x.device.type, enabled=False):
+        nhwc = self.channels_last
+        if nhwc == "auto":  # convolutional networks on a CPU; transformers (a patch grid) keep their layout
+            nhwc = prefers_channels_last(self.model, x.device) and self.layout.patch is None
+        self._nhwc = bool(nhwc)
+        layout = channels_last_model(self.model) if nhwc else contextlib.nullcontext()
+        low = contextlib.nullcontext()
+        if self.precision == "bf16":
+            if getattr(self, "_below", (None,))[0] is not self.layer:  # found once per layer, by one forward pass
+                self._below = (self.layer, modules_below(self.model, self.layer, x[:1]))
+            low = low_precision_below(self._below[1], self.layer)
+        with torch.autocast(x.device.type, enabled=False), layout, low:
             return self._explain(x, list(targets))
 
     def pad_pixels(self, height: int, width: int) -> int:
@@ -321,7 +374,7 @@ class CAMERAS(SaliencyMethod):
             return self._explain_padded(x, targets, 0)
         # the class (top-1 without a target) and its probability come from the image as given
         with torch.no_grad():
-            out = self.model(x)
+            out = self.model(x.to(torch.bfloat16) if self.precision == "bf16" else x)
         bound = [bind_target(t, out) for t in targets]
         results = self._explain_padded(F.pad(x, (p, p, p, p), mode="reflect"), bound, p, [t is None for t in targets])
         for r, t in zip(results, bound):

@@ -55,7 +55,8 @@ class MultiScale(CAMERAS):
         chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
         fusion: str = "exact",
         amp: str | None = None,
-        channels_last: bool = False,
+        channels_last: bool | str = "auto",
+        precision: str = "fp32",
         batch_pixels: int | str | None = "auto",
         scale_rule: str = DEFAULT_SCALE_RULE,
         border_pad: float = 0.0,
@@ -70,7 +71,7 @@ class MultiScale(CAMERAS):
                 "(MultiScale(HiResCAM(model)) is CAMERAS)")
         layer = method.layer if method.layer is not None else method._layer_arg
         super().__init__(method.model, layer, scales, steps, max_size, base_size, resample, chunk_elements, fusion,
-                         amp, channels_last, batch_pixels, method.to_spatial, scale_rule, border_pad)
+                         amp, channels_last, precision, batch_pixels, method.to_spatial, scale_rule, border_pad)
         self.method = method
         self.name = f"multiscale-{method.name}"
 

@@ -1,0 +1,155 @@
+"""A model's memory format for the duration of a call: channels-last where its convolutions run faster.
+
+On a CPU (oneDNN), convolutions over channels-last (NHWC) tensors ran 1.08–1.29× faster
+than over NCHW ones for EfficientNet-Lite0 and ResNet-50 at 224–924 px, forward and backward
+(see BENCHMARKS.md), with the same values up to float rounding (maps equal to 1e-5).
+:func:`channels_last` converts a model's 4-D weights for the duration of a block and
+restores each tensor's own layout afterwards; the values never change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+
+def has_convolutions(model: nn.Module) -> bool:
+    """True if the model has a 2-D convolution (what channels-last speeds up).
+
+    Example:
+        >>> has_convolutions(nn.Sequential(nn.Conv2d(3, 4, 3))), has_convolutions(nn.Linear(3, 4))
+        (True, False)
+    """
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def prefers_channels_last(model: nn.Module, device: torch.device) -> bool:
+    """The rule of ``channels_last="auto"``: on a CPU, for models with 2-D convolutions.
+
+    On a GPU in float32 the gain depends on the card and cuDNN's kernels, so the default
+    layout is kept there (pass ``channels_last=True`` to choose it).
+
+    Example:
+        >>> prefers_channels_last(nn.Sequential(nn.Conv2d(3, 4, 3)), torch.device("cpu"))
+        True
+    """
+    return device.type == "cpu" and has_convolutions(model)
+
+
+@contextlib.contextmanager
+def channels_last(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block the model's 4-D parameters and buffers are channels-last; each is restored after.
+
+    Only the memory layout changes (``tensor.data`` is swapped for a channels-last copy and
+    back), so parameters keep their identity, values and ``requires_grad``; tensors that
+    were channels-last already are left alone. Restored also when the block raises.
+
+    Example:
+        >>> net = nn.Conv2d(3, 4, 3)
+        >>> with channels_last(net):
+        ...     net.weight.is_contiguous(memory_format=torch.channels_last)
+        True
+        >>> net.weight.is_contiguous()
+        True
+    """
+    swapped = []
+    try:
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dim() == 4 and not t.is_contiguous(memory_format=torch.channels_last):
+                swapped.append((t, t.data))
+                t.data = t.data.contiguous(memory_format=torch.channels_last)
+        yield model
+    finally:
+        for t, original in swapped:
+            t.data = original
+
+
+
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` has bfloat16 kernels faster than float32 ones: a GPU, or a CPU whose oneDNN has
+    bf16 instructions (AVX512-BF16 or AMX). Without them a CPU emulates bf16, slower than float32.
+
+    Example:
+        >>> isinstance(fast_bf16(torch.device("cpu")), bool)
+        True
+    """
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def modules_below(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> list[nn.Module]:
+    """The modules with parameters or buffers of their own that run before ``layer`` finishes (itself included).
+
+    Found by one forward pass of ``x`` (no gradients) that records the order modules start in.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1), nn.Flatten())
+        >>> [type(m).__name__ for m in modules_below(net, net[1], torch.zeros(1, 3, 8, 8))]
+        ['Conv2d']
+    """
+    order: list[nn.Module] = []
+    finished = []
+    handles = []
+
+    def started(m, _args):
+        if not finished and m not in order:
+            order.append(m)
+
+    try:
+        for m in model.modules():
+            if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)):
+                handles.append(m.register_forward_pre_hook(started))
+        handles.append(layer.register_forward_hook(lambda *_: finished.append(True)))
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return order
+
+
+@contextlib.contextmanager
+def low_precision_below(modules: list[nn.Module], layer: nn.Module, dtype: torch.dtype = torch.bfloat16):
+    """Inside the block ``modules`` hold their floating tensors in ``dtype`` and ``layer``'s output is cast to float32.
+
+    The model's input must be given in ``dtype`` too. Everything above the layer (the head that
+    the gradients are taken through) keeps its float32 weights and sees a float32 activation.
+    Each tensor's original storage is put back afterwards, also when the block raises.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(144, 2))
+        >>> with low_precision_below([net[0]], net[0]):
+        ...     net[0].weight.dtype, net(torch.zeros(1, 3, 8, 8, dtype=torch.bfloat16)).dtype
+        (torch.bfloat16, torch.float32)
+        >>> net[0].weight.dtype
+        torch.float32
+    """
+    swapped = []
+    handle = None
+    try:
+        for m in modules:
+            for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]:
+                if t.is_floating_point() and t.dtype != dtype:
+                    swapped.append((t, t.data))
+                    t.data = t.data.to(dtype)
+        handle = layer.register_forward_hook(lambda _m, _i, out: out.float() if torch.is_tensor(out) else out)
+        yield
+    finally:
+        if handle is not None:
+            handle.remove()
+        for t, original in swapped:
+            t.data = original
+
+__all__ = ["channels_last", "fast_bf16", "has_convolutions", "low_precision_below", "modules_below",
+           "prefers_channels_last"]

@@ -1,0 +1,72 @@
+"""Fast paths give the maps of the reference path: channels-last CAMERAS against NCHW, state restored."""
+
+import contextlib
+
+import pytest
+import torch
+import torchvision
+
+import cameras
+from cameras.core.memory import channels_last, fast_bf16, has_convolutions, prefers_channels_last
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=7).eval()
+
+
+def test_channels_last_cameras_equals_nchw_and_restores_the_model(resnet):
+    x = torch.randn(2, 3, 64, 80, generator=torch.Generator().manual_seed(1))
+    before = {n: (p.data_ptr(), p.is_contiguous()) for n, p in resnet.named_parameters()}
+    ref = cameras.CAMERAS(resnet, scales=[64, 96, 128], channels_last=False)(x, target=[1, 2]).maps
+    fast = cameras.CAMERAS(resnet, scales=[64, 96, 128])(x, target=[1, 2]).maps  # "auto": channels-last on a CPU
+    forced = cameras.CAMERAS(resnet, scales=[64, 96, 128], channels_last=True)(x, target=[1, 2]).maps
+    assert (fast - ref).abs().max() < 1e-5 and (forced - ref).abs().max() < 1e-5
+    assert fast.is_contiguous()
+    assert {n: (p.data_ptr(), p.is_contiguous()) for n, p in resnet.named_parameters()} == before
+    # also with the top-1 rule and explain_targets
+    a = cameras.CAMERAS(resnet, scales=[64, 96], channels_last=False).explain_targets(x, [None, 3])
+    b = cameras.CAMERAS(resnet, scales=[64, 96]).explain_targets(x, [None, 3])
+    assert all((p.maps - q.maps).abs().max() < 1e-5 for p, q in zip(a, b))
+    with pytest.raises(cameras.InputError, match="channels_last"):
+        cameras.CAMERAS(resnet, channels_last="yes")
+
+
+def test_channels_last_context_restores_layouts_and_values():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 2, 1))
+    net[2].weight.data = net[2].weight.data.contiguous(memory_format=torch.channels_last)  # already NHWC: left alone
+    w0 = net[0].weight.detach().clone()
+    ptr2 = net[2].weight.data_ptr()
+    with pytest.raises(RuntimeError), channels_last(net):
+        assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+        raise RuntimeError("boom")
+    assert net[0].weight.is_contiguous() and torch.equal(net[0].weight, w0)
+    assert net[2].weight.data_ptr() == ptr2
+    assert has_convolutions(net) and not has_convolutions(torch.nn.Linear(2, 2))
+    assert prefers_channels_last(net, torch.device("cpu")) and not prefers_channels_last(net, torch.device("meta"))
+
+
+def test_bf16_precision_runs_below_the_layer_in_bf16_and_stays_close(resnet):
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    seen = {}
+    h1 = resnet.layer3.register_forward_hook(lambda m, i, o: seen.__setitem__("below", o.dtype))
+    h2 = resnet.fc.register_forward_pre_hook(lambda m, i: seen.__setitem__("above", i[0].dtype))
+    try:
+        ref = cameras.CAMERAS(resnet, scales=[64, 96], channels_last=False)(x, target=1)
+        emulated = not fast_bf16(torch.device("cpu"))
+        with pytest.warns(RuntimeWarning, match="emulated") if emulated else contextlib.nullcontext():
+            low = cameras.CAMERAS(resnet, scales=[64, 96], precision="bf16")(x, target=1)
+    finally:
+        h1.remove()
+        h2.remove()
+    assert seen == {"below": torch.bfloat16, "above": torch.float32}
+    assert low.maps.dtype == torch.float32 and low.probs.dtype == torch.float32
+    r = torch.corrcoef(torch.stack([low.maps.flatten(), ref.maps.flatten()]))[0, 1]
+    assert 0.9 < r < 1.0  # close, not equal: bf16 keeps 8 bits of mantissa
+    assert all(p.dtype == torch.float32 for p in resnet.parameters())
+    assert all(b.dtype in (torch.float32, torch.int64) for b in resnet.buffers())
+    with pytest.raises(cameras.InputError, match="precision"):
+        cameras.CAMERAS(resnet, precision="fp16")
+    with pytest.raises(cameras.InputError, match="not both"):
+        cameras.CAMERAS(resnet, precision="bf16", amp="bf16")
