@@ -32,3 +32,4 @@ clean:
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/methods.py
+	$(PY) benchmarks/fast_paths.py

@@ -291,6 +291,45 @@ def methods_section(res):
 CAMS = ["gradcam", "gradcampp", "xgradcam", "layercam", "hirescam"]
 
 
+def fast_section(res):
+    """Channels-last, torch.compile and bf16 against the eager NCHW fp32 floor (benchmarks/fast_paths.py)."""
+    dev = f"{res['device']} ({res['device_name']}, {res['threads']} threads, torch {res['torch']})"
+    out = ["", f"## Below the eager floor: {dev}", "",
+           f"Input 224×224 (CAMERAS at its 8 scales, 224…924), random input, explicit target; medians of "
+           f"{res['rounds']} rounds, each group round-robin in one process (`benchmarks/fast_paths.py`). The floor is "
+           "the eager NCHW fp32 forward passes at the 8 scales."]
+    out += table("Exact fp32: CAMERAS with channels-last (the default on a CPU) against the NCHW floor "
+                 "(target ≤ 0.9×, maps equal to 1e-5)",
+                 ["model", "batch", "floor s", "channels-last forwards ×", "CAMERAS NCHW ×", "CAMERAS default ×",
+                  "max |Δmap|", "met"],
+                 [[r["model"], r["batch"], f"{r['floor']:.2f}", f"{r['floor_cl'] / r['floor']:.2f}",
+                   f"{r['cameras_nchw'] / r['floor']:.2f}", f"{r['cameras_auto'] / r['floor']:.2f}",
+                   f"{r['max_abs_diff']:.1e}", ok(r["cameras_auto"] <= 0.9 * r["floor"] and r["max_abs_diff"] <= 1e-5)]
+                  for r in res["exact"]])
+    if res.get("compile"):
+        out += table("torch.compile (inductor, one graph per scale) of the forward passes, batch 1",
+                     ["model", "compile s (8 scales)", "eager forwards s", "compiled forwards s", "×"],
+                     [[r["model"], f"{sum(r['compile_seconds']):.0f}", f"{r['eager']:.3f}", f"{r['compiled']:.3f}",
+                       f"{r['compiled'] / r['eager']:.2f}"] for r in res["compile"]])
+    out += table("precision=\"bf16\" (below the layer in bf16; head and fusion fp32), batch 1 "
+                 "(target ≤ 0.4× the floor with r ≥ 0.99)",
+                 ["model", "bf16 kernels", "floor s", "CAMERAS fp32 ×", "CAMERAS bf16 ×", "Pearson r (min over photos)",
+                  "max |Δmap|", "arg-max same", "met"],
+                 [[r["model"], "emulated (no AVX512-BF16/AMX)" if r.get("bf16_emulated") else "native",
+                   f"{r['floor']:.2f}", f"{r['cameras_fp32'] / r['floor']:.2f}",
+                   f"{r['cameras_bf16'] / r['floor']:.2f}", f"{min(f['pearson'] for f in r['fidelity']):.4f}",
+                   f"{max(f['max_abs_diff'] for f in r['fidelity']):.3f}",
+                   f"{sum(f['argmax_same'] for f in r['fidelity'])}/{len(r['fidelity'])}",
+                   ok(r["cameras_bf16"] <= 0.4 * r["floor"] and min(f["pearson"] for f in r["fidelity"]) >= 0.99)]
+                  for r in res["bf16"]])
+    out += table("bf16 fidelity per photo (the model's top-1; maps against fp32)",
+                 ["model", "photo", "input", "Pearson r", "max |Δmap|", "arg-max moved (px)"],
+                 [[r["model"], f["photo"], "×".join(map(str, f["size"])), f"{f['pearson']:.4f}",
+                   f"{f['max_abs_diff']:.3f}", f"{f['argmax_distance_px']:.0f}"]
+                  for r in res["bf16"] for f in r["fidelity"]])
+    return out + [""]
+
+
 def main():
     lines = ["# Benchmarks", "",
              "Regenerate with `make bench` (this device) — it runs `benchmarks/run.py`, writes",
@@ -304,6 +343,8 @@ def main():
         lines += topk_section(json.loads(f.read_text()))
     for f in sorted((HERE / "results" / "methods").glob("*.json")):
         lines += methods_section(json.loads(f.read_text()))
+    for f in sorted((HERE / "results" / "fast").glob("*.json")):
+        lines += fast_section(json.loads(f.read_text()))
     (HERE.parent / "BENCHMARKS.md").write_text("\n".join(lines))
     print("wrote BENCHMARKS.md")
 

@@ -1,0 +1,158 @@
+"""Below the eager floor: channels-last, torch.compile and bf16 against the NCHW fp32 floor (part of `make bench`).
+
+Usage: python benchmarks/fast_paths.py [--device cpu|cuda] [--quick] [--models efficientnet_lite0,resnet50]
+              [--bf16-models efficientnet_lite0,...] [--no-compile]
+Writes benchmarks/results/fast/<device>.json and regenerates BENCHMARKS.md (benchmarks/report.py).
+
+- Exact fp32: the floor is the eager NCHW fp32 forward passes at CAMERAS's 8 scales (what
+  `benchmarks/run.py` calls the floor); CAMERAS runs with channels_last=False (the NCHW path)
+  and with the default "auto" (channels-last on a CPU), plus the same forward passes in
+  channels-last; ratios from one round-robin group in one process, and the largest map
+  difference between the two CAMERAS paths.
+- torch.compile (inductor) of the model for the forward passes at fixed scales: the compile
+  time of the first call at each scale and the steady-state forward passes, against eager.
+- bf16 (`precision="bf16"`): time against the floor and fidelity against fp32 maps on the
+  sample photos (scikit-image's chelsea, coffee, astronaut, rocket; the model's top-1):
+  Pearson r, max abs difference, arg-max agreement. On a CPU without bf16 instructions (no
+  AVX512-BF16 or AMX) bf16 is emulated, slower than fp32: its time is then one round.
+"""
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import cameras
+from cameras.allocator import tune_cpu_allocator
+from cameras.bench import forward_all, interleaved_seconds, scaled_inputs
+from cameras.core.memory import channels_last, fast_bf16
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from run import SCALES, batch_input, load, write_result  # noqa: E402
+
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
+
+
+def cl_inputs(inputs):
+    return [i.contiguous(memory_format=torch.channels_last) for i in inputs]
+
+
+def time_exact(name, device, batches, reps):
+    bundle = load(name, device)
+    return [exact_row(name, bundle.model, bundle.layer, b, device, reps) for b in batches]
+
+
+def exact_row(name, model, layer, b, device, reps):
+    x = batch_input(b, 224, device)
+    with torch.no_grad():
+        t = model(x).argmax(1)
+    nchw = cameras.CAMERAS(model, layer=layer, scales=SCALES, channels_last=False)
+    auto = cameras.CAMERAS(model, layer=layer, scales=SCALES)
+    inputs = scaled_inputs(x, nchw)
+    inputs_cl = cl_inputs(inputs)
+
+    def floor_cl():
+        with channels_last(model):
+            forward_all(model, inputs_cl)
+
+    r = {"model": name, "batch": b, "input": 224}
+    r.update(interleaved_seconds({"floor": lambda: forward_all(model, inputs), "floor_cl": floor_cl,
+                                  "cameras_nchw": lambda: nchw(x, target=t),
+                                  "cameras_auto": lambda: auto(x, target=t)}, device, reps))
+    r["layer"] = nchw.layer_name
+    r["max_abs_diff"] = float((auto(x, target=t).maps - nchw(x, target=t).maps).abs().max())
+    print(json.dumps(r), flush=True)
+    return r
+
+
+def time_compile(name, device, reps):
+    """torch.compile of the model for the forward passes at CAMERAS's scales (batch 1)."""
+    bundle = load(name, device)
+    model = bundle.model
+    x = batch_input(1, 224, device)
+    inputs = scaled_inputs(x, cameras.CAMERAS(model, layer=bundle.layer, scales=SCALES))
+    torch._dynamo.reset()
+    compiled = torch.compile(model, dynamic=False)
+    first = []
+    with torch.inference_mode():
+        for xi in inputs:  # one compilation per input shape
+            start = time.perf_counter()
+            compiled(xi)
+            first.append(time.perf_counter() - start)
+    r = {"model": name, "batch": 1, "compile_seconds": first}
+    r.update(interleaved_seconds({"eager": lambda: forward_all(model, inputs),
+                                  "compiled": lambda: forward_all(compiled, inputs)}, device, reps))
+    torch._dynamo.reset()
+    print(json.dumps(r), flush=True)
+    return r
+
+
+def photo_inputs(bundle):
+    from skimage import data
+
+    return {p: bundle.prepare(Image.fromarray(getattr(data, p)())) for p in PHOTOS}
+
+
+def time_bf16(name, device, reps):
+    bundle = load(name, device)
+    model, layer = bundle.model, bundle.layer
+    fp32 = cameras.CAMERAS(model, layer=layer, scales=SCALES)
+    low = cameras.CAMERAS(model, layer=layer, scales=SCALES, precision="bf16")
+    fid = []
+    for p, x in photo_inputs(bundle).items():
+        with torch.no_grad():
+            t = model(x).argmax(1)
+        a, b = fp32(x, target=t).maps[0], low(x, target=t).maps[0]
+        r = float(np.corrcoef(a.flatten().numpy(), b.flatten().numpy())[0, 1])
+        fid.append({"photo": p, "size": list(x.shape[-2:]), "pearson": r, "max_abs_diff": float((a - b).abs().max()),
+                    "argmax_same": bool(int(a.argmax()) == int(b.argmax())),
+                    "argmax_distance_px": float(np.hypot(*np.subtract(np.unravel_index(int(a.argmax()), a.shape),
+                                                                      np.unravel_index(int(b.argmax()), b.shape))))})
+    x = batch_input(1, 224, device)
+    with torch.no_grad():
+        t = model(x).argmax(1)
+    inputs = scaled_inputs(x, fp32)
+    emulated = not fast_bf16(device)
+    r = {"model": name, "batch": 1, "fidelity": fid, "bf16_emulated": emulated}
+    r.update(interleaved_seconds({"floor": lambda: forward_all(model, inputs),
+                                  "cameras_fp32": lambda: fp32(x, target=t),
+                                  "cameras_bf16": lambda: low(x, target=t)}, device, 1 if emulated else reps,
+                                 warmup=0 if emulated else 1))
+    r["layer"] = fp32.layer_name
+    print(json.dumps(r), flush=True)
+    return r
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--models", default="efficientnet_lite0,resnet50")
+    ap.add_argument("--bf16-models", default=None, help="models of the bf16 rows (default: --models)")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (minutes of compilation)")
+    a = ap.parse_args(argv)
+    tuned = tune_cpu_allocator()
+    device = torch.device(a.device)
+    reps = 2 if a.quick else 3
+    t0 = time.time()
+    names = a.models.split(",")
+    exact = [r for n in names for r in time_exact(n, device, (1, 8), reps)]
+    bf16 = [time_bf16(n, device, reps) for n in (a.bf16_models or a.models).split(",")]
+    compiled = [] if a.no_compile else [time_compile(n, device, reps) for n in names]
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or \
+        platform.machine()
+    result = {"device": device.type, "device_name": dev_name, "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "allocator": "tuned" if tuned else "default", "scales": SCALES,
+              "rounds": reps, "seconds_total": time.time() - t0, "exact": exact, "bf16": bf16, "compile": compiled}
+    write_result(result, HERE / "results" / "fast" / f"{device.type}.json")
+
+
+if __name__ == "__main__":
+    main()
