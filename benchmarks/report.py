@@ -301,7 +301,7 @@ def fast_section(res):
     out += table("Exact fp32: CAMERAS with channels-last (the default on a CPU) against the NCHW floor "
                  "(target ≤ 0.9×, maps equal to 1e-5)",
                  ["model", "batch", "floor s", "channels-last forwards ×", "CAMERAS NCHW ×", "CAMERAS default ×",
-                  "max |Δmap|", "met"],
+                  "max \\|Δmap\\|", "met"],
                  [[r["model"], r["batch"], f"{r['floor']:.2f}", f"{r['floor_cl'] / r['floor']:.2f}",
                    f"{r['cameras_nchw'] / r['floor']:.2f}", f"{r['cameras_auto'] / r['floor']:.2f}",
                    f"{r['max_abs_diff']:.1e}", ok(r["cameras_auto"] <= 0.9 * r["floor"] and r["max_abs_diff"] <= 1e-5)]
@@ -314,7 +314,7 @@ def fast_section(res):
     out += table("precision=\"bf16\" (below the layer in bf16; head and fusion fp32), batch 1 "
                  "(target ≤ 0.4× the floor with r ≥ 0.99)",
                  ["model", "bf16 kernels", "floor s", "CAMERAS fp32 ×", "CAMERAS bf16 ×", "Pearson r (min over photos)",
-                  "max |Δmap|", "arg-max same", "met"],
+                  "max \\|Δmap\\|", "arg-max same", "met"],
                  [[r["model"], "emulated (no AVX512-BF16/AMX)" if r.get("bf16_emulated") else "native",
                    f"{r['floor']:.2f}", f"{r['cameras_fp32'] / r['floor']:.2f}",
                    f"{r['cameras_bf16'] / r['floor']:.2f}", f"{min(f['pearson'] for f in r['fidelity']):.4f}",
@@ -323,7 +323,7 @@ def fast_section(res):
                    ok(r["cameras_bf16"] <= 0.4 * r["floor"] and min(f["pearson"] for f in r["fidelity"]) >= 0.99)]
                   for r in res["bf16"]])
     out += table("bf16 fidelity per photo (the model's top-1; maps against fp32)",
-                 ["model", "photo", "input", "Pearson r", "max |Δmap|", "arg-max moved (px)"],
+                 ["model", "photo", "input", "Pearson r", "max \\|Δmap\\|", "arg-max moved (px)"],
                  [[r["model"], f["photo"], "×".join(map(str, f["size"])), f"{f['pearson']:.4f}",
                    f"{f['max_abs_diff']:.3f}", f"{f['argmax_distance_px']:.0f}"]
                   for r in res["bf16"] for f in r["fidelity"]])
