@@ -17,9 +17,7 @@ Writes benchmarks/results/fast/<device>.json and regenerates BENCHMARKS.md (benc
   AVX512-BF16 or AMX) bf16 is emulated, slower than fp32: its time is then one round.
 """
 
-import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,7 +33,7 @@ from cameras.core.memory import channels_last, fast_bf16
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from run import SCALES, batch_input, load, write_result  # noqa: E402
+from run import SCALES, batch_input, load, result_header, script_args, write_result  # noqa: E402
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 
@@ -131,10 +129,7 @@ def time_bf16(name, device, reps):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--models", default="efficientnet_lite0,resnet50")
+    ap = script_args()
     ap.add_argument("--bf16-models", default=None, help="models of the bf16 rows (default: --models)")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (minutes of compilation)")
     a = ap.parse_args(argv)
@@ -146,11 +141,7 @@ def main(argv=None):
     exact = [r for n in names for r in time_exact(n, device, (1, 8), reps)]
     bf16 = [time_bf16(n, device, reps) for n in (a.bf16_models or a.models).split(",")]
     compiled = [] if a.no_compile else [time_compile(n, device, reps) for n in names]
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or \
-        platform.machine()
-    result = {"device": device.type, "device_name": dev_name, "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "allocator": "tuned" if tuned else "default", "scales": SCALES,
-              "rounds": reps, "seconds_total": time.time() - t0, "exact": exact, "bf16": bf16, "compile": compiled}
+    result = {**result_header(device, tuned, reps, t0), "exact": exact, "bf16": bf16, "compile": compiled}
     write_result(result, HERE / "results" / "fast" / f"{device.type}.json")
 
 

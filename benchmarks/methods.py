@@ -7,9 +7,7 @@ forward passes at its scales) and CAMERAS itself; Smooth against one forward of 
 views; Score-CAM against the masked forward passes it runs; ROAD against its 18 forwards.
 """
 
-import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ from cameras.metrics import road
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from run import SCALES, batch_input, load, write_result  # noqa: E402
+from run import SCALES, batch_input, load, result_header, script_args, write_result  # noqa: E402
 
 CAMS = ["gradcam", "gradcampp", "xgradcam", "layercam", "hirescam"]
 
@@ -80,21 +78,13 @@ def time_methods(name, device, reps):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--models", default="efficientnet_lite0,resnet50")
-    a = ap.parse_args(argv)
+    a = script_args().parse_args(argv)
     tuned = tune_cpu_allocator()
     device = torch.device(a.device)
     reps = 2 if a.quick else 3
     t0 = time.time()
     rows = [time_methods(n, device, reps) for n in a.models.split(",")]
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or \
-        platform.machine()
-    result = {"device": device.type, "device_name": dev_name, "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "allocator": "tuned" if tuned else "default", "scales": SCALES,
-              "rounds": reps, "seconds_total": time.time() - t0, "rows": rows}
+    result = {**result_header(device, tuned, reps, t0), "rows": rows}
     write_result(result, HERE / "results" / "methods" / f"{device.type}.json")
 
 

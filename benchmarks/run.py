@@ -321,6 +321,24 @@ def main():
     write_result(result, Path(a.out) if a.out else HERE / "results" / f"{device.type}.json")
 
 
+def script_args(models: str = "efficientnet_lite0,resnet50") -> argparse.ArgumentParser:
+    """The options every benchmark script shares: --device, --quick, --models."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--models", default=models)
+    return ap
+
+
+def result_header(device: torch.device, tuned: bool, reps: int, t0: float) -> dict:
+    """What every results file starts with: the device, threads, torch, allocator, scales, rounds, seconds."""
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or \
+        platform.machine()
+    return {"device": device.type, "device_name": dev_name, "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "allocator": "tuned" if tuned else "default", "scales": SCALES,
+            "rounds": reps, "seconds_total": time.time() - t0}
+
+
 def write_result(result: dict, out: Path) -> None:
     """Write one results file and regenerate BENCHMARKS.md from all of them."""
     import report
