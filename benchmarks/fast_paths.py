@@ -141,7 +141,9 @@ def main(argv=None):
     exact = [r for n in names for r in time_exact(n, device, (1, 8), reps)]
     bf16 = [time_bf16(n, device, reps) for n in (a.bf16_models or a.models).split(",")]
     compiled = [] if a.no_compile else [time_compile(n, device, reps) for n in names]
-    result = {**result_header(device, tuned, reps, t0), "exact": exact, "bf16": bf16, "compile": compiled}
+    command = " ".join(["python benchmarks/fast_paths.py", *(sys.argv[1:] if argv is None else argv)])
+    result = {**result_header(device, tuned, reps, t0), "command": command,
+              "exact": exact, "bf16": bf16, "compile": compiled}
     write_result(result, HERE / "results" / "fast" / f"{device.type}.json")
 
 

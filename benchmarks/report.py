@@ -297,7 +297,8 @@ def fast_section(res):
     out = ["", f"## Below the eager floor: {dev}", "",
            f"Input 224×224 (CAMERAS at its 8 scales, 224…924), random input, explicit target; medians of "
            f"{res['rounds']} rounds, each group round-robin in one process (`benchmarks/fast_paths.py`). The floor is "
-           "the eager NCHW fp32 forward passes at the 8 scales."]
+           "the eager NCHW fp32 forward passes at the 8 scales."
+           + (f" Made by `{res['command']}`." if res.get("command") else "")]
     out += table("Exact fp32: CAMERAS with channels-last (the default on a CPU) against the NCHW floor "
                  "(target ≤ 0.9×, maps equal to 1e-5)",
                  ["model", "batch", "floor s", "channels-last forwards ×", "CAMERAS NCHW ×", "CAMERAS default ×",
