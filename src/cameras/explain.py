@@ -223,8 +223,7 @@ def _picture(rgb, sal, res, b, name, cls, method, alpha, look, in_hw=None) -> by
     if plain:
         shown = overlay(rgb, sal, alpha, cmap, fade)
         if shapes:
-            width = max(1, round(min(rgb.shape[:2]) / 150))
-            shown = outline(shown, shapes.get("boxes"), shapes.get("mask"), width=width)
+            shown = outline(shown, shapes.get("boxes"), shapes.get("mask"))
         return encode_png(shown)
     what = f"{name} ({cls})" if cls >= 0 else name
     title = f"{what} · p = {float(res.probs[b]):.2f} · {method}"

@@ -101,14 +101,14 @@ def overlay(image: np.ndarray | Image.Image, saliency: np.ndarray, alpha: float 
 
 
 def outline(image: np.ndarray, boxes: list | None = None, mask: np.ndarray | None = None,
-            colours: list[tuple[int, int, int]] | None = None, width: int = 2) -> np.ndarray:
+            colours: list[tuple[int, int, int]] | None = None, width: int | None = None) -> np.ndarray:
     """Draw boxes and a region's boundary over an RGB image: what a segmentation or detection map explains.
 
     Args:
         image: H×W×3 uint8. boxes: (x0, y0, x1, y1) in the image's pixels (x1/y1
             exclusive); the first is drawn white, further ones in ``colours`` (default:
             yellow, then cyan). mask: H×W bool region whose boundary is drawn white.
-        width: line width in pixels.
+        width: line width in pixels (default: 1 per 150 pixels of the shorter side, at least 1).
 
     Returns:
         A new H×W×3 uint8 array.
@@ -121,6 +121,8 @@ def outline(image: np.ndarray, boxes: list | None = None, mask: np.ndarray | Non
     from skimage.segmentation import find_boundaries
 
     out = np.array(image, dtype=np.uint8, copy=True)
+    if width is None:
+        width = max(1, round(min(out.shape[:2]) / 150))
     if mask is not None:
         m = np.asarray(mask, bool)
         if m.shape != out.shape[:2]:
@@ -184,7 +186,7 @@ def explanation_figure(image: np.ndarray, saliency: np.ndarray, title: str, alph
     ax = fig.add_axes((0.02, 0.02, w / dpi / (w / dpi + 1.1), h / dpi / (h / dpi + 0.55)))
     shown = overlay(image, saliency, alpha, cmap, fade)
     if shapes:
-        shown = outline(shown, shapes.get("boxes"), shapes.get("mask"), width=max(1, round(min(h, w) / 150)))
+        shown = outline(shown, shapes.get("boxes"), shapes.get("mask"))
     ax.imshow(shown)
     ax.set_axis_off()
     fig.suptitle(title, fontsize=9, y=1 - 0.12 / (h / dpi + 0.55))

@@ -8,6 +8,7 @@ import click
 
 from .common import (
     check_out,
+    load_classifier,
     main,
     model_option,
     parse_eps,
@@ -91,7 +92,6 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
     """
     from ..commands.attack import PAPER_REDUCTION, attack_images, image_paths
     from ..distributed import launch
-    from ..models import load_model
 
     with user_errors():
         check_out(out_dir)
@@ -102,7 +102,7 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
         if a <= 0:
             raise click.BadParameter(f"--alpha must be > 0, got {alpha}")
         paths = image_paths(images, data_dir)
-        bundle = load_model(model_name, weights, device=run.device).require_classifier("cameras attack")
+        bundle = load_classifier(model_name, weights, run.device, "cameras attack")
         s = attack_images(bundle, paths, out_dir, opts, a, steps, beta, threshold, square, figures=data_dir is None,
                           progress=progress_flag(quiet), run=run)
     if s is None:
@@ -142,7 +142,6 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
     from ..commands.attack import image_paths, sanity_images
     from ..distributed import launch
     from ..methods import method_names
-    from ..models import load_model
 
     with user_errors():
         check_out(out_dir)
@@ -151,7 +150,7 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
         names = method_names(methods)
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
         paths = image_paths(images, data_dir)
-        bundle = load_model(model_name, weights, device=run.device).require_classifier("cameras sanity")
+        bundle = load_classifier(model_name, weights, run.device, "cameras sanity")
         s = sanity_images(bundle, paths, names, out_dir, fraction, steps, opts, 1 / 255, attack_steps, beta,
                           square, figures=data_dir is None, progress=progress_flag(quiet), run=run)
     if s is None:
@@ -176,7 +175,6 @@ def randomize(image, methods, mode, seed, model_name, weights, square, device, o
     """Model-randomisation sanity check: grid of maps per re-initialised block and similarity curves."""
     from ..commands.attack import image_paths
     from ..methods import method_names
-    from ..models import load_model
     from ..randomization import randomize_image
 
     with user_errors():
@@ -184,7 +182,7 @@ def randomize(image, methods, mode, seed, model_name, weights, square, device, o
         set_threads(threads)
         names = method_names(methods)
         paths = image_paths([image], None)
-        bundle = load_model(model_name, weights, device=torch_device(device)).require_classifier("cameras randomize")
+        bundle = load_classifier(model_name, weights, torch_device(device), "cameras randomize")
         s = randomize_image(bundle, paths[0], names, out_dir, mode, seed, square)
     for m, steps in s["methods"].items():
         click.echo(f"{m}: spearman |·| " + " ".join(f"{o['spearman_abs']:.2f}" for o in steps))

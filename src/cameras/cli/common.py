@@ -146,3 +146,11 @@ def main(ctx: click.Context) -> None:
 
     if ctx.invoked_subcommand != "app":
         tune_cpu_allocator()
+
+
+def load_classifier(name, weights, device, what: str):
+    """:func:`cameras.load_model`, refused with how to explain it instead when the model is not a classifier
+    (``what`` names the command in the message)."""
+    from ..models import load_model
+
+    return load_model(name, weights, device=device).require_classifier(what)

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import click
 
-from .common import FORMATS, check_out, main, model_option, progress_flag, set_threads, threads_option, user_errors
+from .common import (
+    FORMATS,
+    check_out,
+    load_classifier,
+    main,
+    model_option,
+    progress_flag,
+    set_threads,
+    threads_option,
+    user_errors,
+)
 
 
 @main.command()
@@ -47,7 +57,6 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
     from ..distributed import launch
     from ..evaluate import evaluate_dataset
     from ..methods import check_options, method_names, parse_option_strings
-    from ..models import load_model
 
     with user_errors():
         check_out(out_dir)
@@ -56,7 +65,7 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
         names = method_names(methods)
         wanted = {m.strip() for m in metrics.split(",") if m.strip()}
         opts = {k: check_options(k, v) for k, v in parse_option_strings(settings, per_method=True).items()}
-        bundle = load_model(model_name, weights, device=run.device).require_classifier("cameras evaluate")
+        bundle = load_classifier(model_name, weights, run.device, "cameras evaluate")
         summary = evaluate_dataset(data_dir, fmt, bundle, names, opts, wanted, out_dir, mapping, limit, batch_size,
                                    insdel_step, square, progress_flag(quiet), run, target_kind)
     if summary is None:
@@ -107,13 +116,12 @@ def experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, d
     """
     from ..distributed import launch
     from ..experiments import experiment_inputs
-    from ..models import load_model
 
     with user_errors():
         check_out(out_dir)
     with user_errors(), launch(device) as run:
         set_threads(threads)
-        bundle = load_model(model_name, weights, device=run.device).require_classifier("cameras experiment")
+        bundle = load_classifier(model_name, weights, run.device, "cameras experiment")
         yield run, bundle, experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
 
 

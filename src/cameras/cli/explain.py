@@ -12,6 +12,7 @@ from ..names import DEFAULT_SCALE_RULE
 from .common import (
     check_out,
     fail,
+    load_classifier,
     main,
     model_option,
     progress_flag,
@@ -285,7 +286,7 @@ def compare(image, methods, models, weights, target, target_kind, settings, squa
     from ..compare import compare as run_compare
     from ..core.targets import label_target
     from ..methods import check_options, method_names, parse_option_strings
-    from ..models import DEFAULT_MODEL, load_model
+    from ..models import DEFAULT_MODEL
 
     with user_errors():
         names = method_names(methods)
@@ -295,8 +296,8 @@ def compare(image, methods, models, weights, target, target_kind, settings, squa
         check_out(out_png, "file")
         set_threads(threads)
         model_names = [m.strip() for m in (models or DEFAULT_MODEL).split(",") if m.strip()]
-        bundles = [load_model(n, weights if len(model_names) == 1 else None, device=torch_device(device))
-                   .require_classifier("cameras compare") for n in model_names]
+        bundles = [load_classifier(n, weights if len(model_names) == 1 else None, torch_device(device),
+                                   "cameras compare") for n in model_names]
         tid = bundles[0].class_index(target) if target is not None else None
         if target_kind != "class":  # the class as a target of that kind (default: the top-1 of that kind)
             tid = label_target(target_kind, tid)

@@ -6,7 +6,17 @@ from pathlib import Path
 
 import click
 
-from .common import FORMATS, check_out, main, progress_flag, set_threads, threads_option, torch_device, user_errors
+from .common import (
+    FORMATS,
+    check_out,
+    load_classifier,
+    main,
+    progress_flag,
+    set_threads,
+    threads_option,
+    torch_device,
+    user_errors,
+)
 
 DEFAULT_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
@@ -35,7 +45,6 @@ def reproduce(models, weights, data_dir, fmt, mapping, limit, quick, only, devic
 
     Resumable: a rerun into the same --out keeps every finished section and image.
     """
-    from ..models import load_model
     from ..reproduce import check_request
     from ..reproduce import reproduce as run
 
@@ -49,7 +58,7 @@ def reproduce(models, weights, data_dir, fmt, mapping, limit, quick, only, devic
         set_threads(threads)
         dev = torch_device(device)
         ws = [None if w.lower() == "none" else w for w in weights] or [None] * len(models)
-        bundles = [load_model(m, w, device=dev).require_classifier("cameras reproduce") for m, w in zip(models, ws)]
+        bundles = [load_classifier(m, w, dev, "cameras reproduce") for m, w in zip(models, ws)]
         r = run(bundles, out_dir, data_dir, fmt, mapping, limit, quick, progress=progress_flag(quiet), only=sections)
     for name, sec in r["sections"].items():
         for v in [sec["verdict"]] if "verdict" in sec else sec.get("verdicts", []):

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..names import DEFAULT_MODEL
-from .common import fail, main, model_option, set_threads, threads_option, torch_device, user_errors
+from .common import fail, load_classifier, main, model_option, set_threads, threads_option, torch_device, user_errors
 
 
 @main.command()
@@ -25,11 +25,10 @@ def bench(model_name, weights, batches, size, scales, device, reps, threads) -> 
 
     from ..bench import bench_cameras
     from ..methods.cameras import parse_scales
-    from ..models import load_model
 
     with user_errors():
         set_threads(threads)
-        bundle = load_model(model_name, weights, device=torch_device(device)).require_classifier("cameras bench")
+        bundle = load_classifier(model_name, weights, torch_device(device), "cameras bench")
         try:
             sizes = [int(b) for b in batches.split(",")]
         except ValueError:
@@ -64,14 +63,13 @@ def app_cmd(host, port, models, weights, device, max_upload_mb, max_pixels) -> N
     if importlib.util.find_spec("gradio") is None:
         fail("cameras app needs the optional web extra: pip install 'cameras[app]' (Gradio)")
     from ..app import serve
-    from ..models import load_model
 
     with user_errors():
         if weights is not None and len(models) != 1:
             raise click.BadParameter("--weights goes with exactly one --model (run one app per weights file)")
         chosen = {models[0]: weights} if weights is not None else {}
-        for m in models:  # fail now, not in the page, for an unknown model or bad weights
-            load_model(m, chosen.get(m), device=torch_device(device))
+        for m in models:  # fail now, not in the page, for an unknown model, bad weights or a non-classifier
+            load_classifier(m, chosen.get(m), torch_device(device), "the app")
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding to {host}: anyone who can reach this machine can use the app", err=True)
     click.echo(f"cameras app on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}  (Ctrl+C to stop)")

@@ -207,23 +207,21 @@ class RegionTarget(_PlacedTarget):
             return self.mask
         return v.sample(self.mask, out_hw)
 
-    def score(self, output: Any) -> Tensor:
-        logits = segmentation_logits(output)
-        ids = self._ids()
-        B, _, h, w = logits.shape
-        cls = logits.gather(1, ids.view(B, 1, 1, 1).expand(B, 1, h, w))[:, 0].float()
+    def _over_region(self, scores: Tensor, reduce: str) -> Tensor:
+        """The class's plane of B×C×h×w ``scores`` summed (or averaged) over the region: B values."""
+        B, _, h, w = scores.shape
+        plane = scores.gather(1, self._ids().view(B, 1, 1, 1).expand(B, 1, h, w))[:, 0].float()
         wts = self.weights((h, w))
-        total = (cls * wts).flatten(1).sum(1)
-        if self.reduce == "sum":
+        total = (plane * wts).flatten(1).sum(1)
+        if reduce == "sum":
             return total
         return total / wts.flatten(1).sum(1).clamp_min(1e-12)  # an empty region scores 0
 
+    def score(self, output: Any) -> Tensor:
+        return self._over_region(segmentation_logits(output), self.reduce)
+
     def probability(self, output: Any) -> Tensor:
-        logits = segmentation_logits(output).detach().float()
-        B, _, h, w = logits.shape
-        p = logits.softmax(1).gather(1, self._ids().view(B, 1, 1, 1).expand(B, 1, h, w))[:, 0]
-        wts = self.weights((h, w))
-        return (p * wts).flatten(1).sum(1) / wts.flatten(1).sum(1).clamp_min(1e-12)
+        return self._over_region(segmentation_logits(output).detach().float().softmax(1), "mean")
 
     def select(self, index: slice | Tensor) -> "RegionTarget":
         if self.ids.dim() == 0:

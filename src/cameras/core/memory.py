@@ -55,19 +55,24 @@ def channels_last(model: nn.Module) -> Iterator[nn.Module]:
         >>> net.weight.is_contiguous()
         True
     """
+    tensors = [t for t in [*model.parameters(), *model.buffers()]
+               if t.dim() == 4 and not t.is_contiguous(memory_format=torch.channels_last)]
+    with _swapped_data(tensors, lambda d: d.contiguous(memory_format=torch.channels_last)):
+        yield model
+
+
+@contextlib.contextmanager
+def _swapped_data(tensors, convert) -> Iterator[None]:
+    """Inside the block each tensor's ``.data`` is ``convert(data)``; the original storage is put back after."""
     swapped = []
     try:
-        for t in [*model.parameters(), *model.buffers()]:
-            if t.dim() == 4 and not t.is_contiguous(memory_format=torch.channels_last):
-                swapped.append((t, t.data))
-                t.data = t.data.contiguous(memory_format=torch.channels_last)
-        yield model
+        for t in tensors:
+            swapped.append((t, t.data))
+            t.data = convert(t.data)
+        yield
     finally:
         for t, original in swapped:
             t.data = original
-
-
-
 
 
 def fast_bf16(device: torch.device) -> bool:
@@ -135,21 +140,14 @@ def low_precision_below(modules: list[nn.Module], layer: nn.Module, dtype: torch
         >>> net[0].weight.dtype
         torch.float32
     """
-    swapped = []
-    handle = None
-    try:
-        for m in modules:
-            for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]:
-                if t.is_floating_point() and t.dtype != dtype:
-                    swapped.append((t, t.data))
-                    t.data = t.data.to(dtype)
+    tensors = [t for m in modules for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]
+               if t.is_floating_point() and t.dtype != dtype]
+    with _swapped_data(tensors, lambda d: d.to(dtype)):
         handle = layer.register_forward_hook(lambda _m, _i, out: out.float() if torch.is_tensor(out) else out)
-        yield
-    finally:
-        if handle is not None:
+        try:
+            yield
+        finally:
             handle.remove()
-        for t, original in swapped:
-            t.data = original
 
 __all__ = ["channels_last", "fast_bf16", "has_convolutions", "low_precision_below", "modules_below",
            "prefers_channels_last"]

@@ -228,6 +228,7 @@ class CAMERAS(SaliencyMethod):
         if precision == "bf16" and amp is not None:
             raise InputError("give precision='bf16' or amp, not both (amp runs the whole forward under autocast)")
         self.precision = precision
+        self._below: tuple[nn.Module, list[nn.Module]] | None = None  # (layer, the modules below it) for bf16
         p = next(self.model.parameters(), None)
         if precision == "bf16" and p is not None and not fast_bf16(p.device):
             warnings.warn(f"precision='bf16' on a {p.device.type} without bf16 instructions (no AVX512-BF16 or AMX): "
@@ -351,7 +352,7 @@ class CAMERAS(SaliencyMethod):
         layout = channels_last_model(self.model) if nhwc else contextlib.nullcontext()
         low = contextlib.nullcontext()
         if self.precision == "bf16":
-            if getattr(self, "_below", (None,))[0] is not self.layer:  # found once per layer, by one forward pass
+            if self._below is None or self._below[0] is not self.layer:  # found once per layer, by one forward pass
                 self._below = (self.layer, modules_below(self.model, self.layer, x[:1]))
             low = low_precision_below(self._below[1], self.layer)
         with torch.autocast(x.device.type, enabled=False), layout, low:
