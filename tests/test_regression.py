@@ -1,10 +1,15 @@
 """Every map the library makes stays what it was: every method (and wrapper) on the sample photos.
 
 ``tests/fixtures/regression_maps.npz`` holds the maps of a known-good version (see
-``tests/fixtures/make_regression.py``); refactors must reproduce them to 1e-6. The fixtures
-were made in NCHW memory format: CAMERAS and MultiScale now run channels-last on a CPU by
-default (float rounding only), so their default maps are held to 1e-5 and their NCHW path
-(``channels_last=False``) to 1e-6.
+``tests/fixtures/make_regression.py``); refactors must reproduce them to ``EXACT`` (2e-6):
+float32 rounding differs by about 1e-6 between CPUs whose vector units sum in a different
+order (NormGrad on an AVX-512 machine differs from the fixtures by 1.01e-6), so the bound
+is twice that, still far below any change a refactor could make.
+The fixtures were made in NCHW memory format: CAMERAS and MultiScale now run channels-last
+on a CPU by default (float rounding only), so their default maps are held to 1e-5 and their
+NCHW path (``channels_last=False``) to ``EXACT``. Extremal perturbation optimises its mask
+over iterations, which carries that rounding forward (1.7e-5 between the two machines): it is
+held to 1e-4.
 """
 
 import numpy as np
@@ -12,6 +17,7 @@ import pytest
 
 from tests.fixtures.make_regression import CASES, PHOTOS, compute
 
+EXACT = 2e-6
 FIXTURE = np.load(__import__("pathlib").Path(__file__).parent / "fixtures" / "regression_maps.npz")
 
 
@@ -32,12 +38,13 @@ def test_map_unchanged(current, photo, key):
 
     name = next(c[1] for c in CASES if c[0] == key)
     fast = "channels_last" in cameras.methods.method_option_names(name)  # channels-last by default on a CPU
-    assert float(np.abs(now - ref).max()) <= (1e-5 if fast else 1e-6)
+    tol = 1e-4 if key == "extremal" else 1e-5 if fast else EXACT
+    assert float(np.abs(now - ref).max()) <= tol
     assert float(ref.max()) > 0  # a real map, not an empty one
 
 
 @pytest.mark.parametrize("photo", PHOTOS)
-def test_nchw_cameras_unchanged_to_1e6(photo, embedded):
+def test_nchw_cameras_unchanged_exactly(photo, embedded):
     import torch
 
     import cameras
