@@ -143,13 +143,13 @@ def test_experiment_attack_sanity_two_processes_equal_one(name, tmp_path):
 
 
 def test_attack_killed_rank_then_three_processes_complete(tmp_path):
-    data = make_imagenet(tmp_path / "inet", n=6)
+    data = make_imagenet(tmp_path / "inet", n=4)
     args = ["attack", "--steps", "10", "--threshold", "0.999999", "--square", "--quiet"]
     run_single(data, tmp_path / "single", args)
     out = tmp_path / "dist"
     kill_one_worker(torchrun(2, data, out, args), out, "*.jsonl", 2)
     partial = sum(len(records(f)) for f in (out / "shards").glob("*.jsonl"))
-    assert 0 < partial < 6
+    assert 0 < partial < 4
     p = torchrun(3, data, out, args)
     log, _ = p.communicate(timeout=600)
     assert p.returncode == 0, log
