@@ -70,3 +70,50 @@ def test_bf16_precision_runs_below_the_layer_in_bf16_and_stays_close(resnet):
         cameras.CAMERAS(resnet, precision="fp16")
     with pytest.raises(cameras.InputError, match="not both"):
         cameras.CAMERAS(resnet, precision="bf16", amp="bf16")
+
+
+def tiny_bn_net():
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5))
+    for bn in (net[1], net[4]):  # non-trivial statistics, so folding them into the convolutions matters
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def test_compiled_cameras_equals_eager_follows_weight_changes_and_restores_the_model():
+    from cameras.core.compiled import compiled_roots
+
+    net = tiny_bn_net()
+    x = torch.randn(2, 3, 24, 32, generator=torch.Generator().manual_seed(4))
+    eager = cameras.CAMERAS(net, layer="4", scales=[24, 36], channels_last=False)
+    fast = cameras.CAMERAS(net, layer="4", scales=[24, 36], compile=True)
+    ptrs = [p.data_ptr() for p in net.parameters()]
+    got = fast(x, target=[1, 2])
+    assert (got.maps - eager(x, target=[1, 2]).maps).abs().max() < 1e-5
+    assert got.maps.abs().max() > 0
+    below = fast._compiled
+    assert below.roots == [net[0], net[1], net[3], net[4]]  # up to the layer; the head stays eager
+    assert compiled_roots(net, net[4], {net[0], net[1], net[3], net[4]}) == below.roots
+    assert not any("forward" in vars(m) for m in net.modules())  # the compiled forwards are swapped out again
+    assert [p.data_ptr() for p in net.parameters()] == ptrs
+    # the same weights: no new compilation; changed weights: compiled afresh, maps follow them
+    fast(x, target=[1, 2])
+    assert below.compilations == 1
+    with torch.no_grad():
+        net[3].weight.mul_(-1.0)
+    changed = eager(x, target=[1, 2]).maps
+    assert (changed - got.maps).abs().max() > 0.05
+    assert (fast(x, target=[1, 2]).maps - changed).abs().max() < 1e-5
+    assert below.compilations == 2
+    # restored also when the block raises
+    with pytest.raises(RuntimeError, match="boom"), below.active():
+        assert "forward" in vars(net[0])
+        raise RuntimeError("boom")
+    assert "forward" not in vars(net[0])
+    assert "compile" not in fast.result_options()  # it does not change the maps: runs with and without it resume
+    for bad in ({"compile": "yes"}, {"compile": True, "precision": "bf16"}, {"compile": True, "amp": "bf16"}):
+        with pytest.raises(cameras.InputError, match="compile"):
+            cameras.CAMERAS(net, layer="4", **bad)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.base import SaliencyMethod
+from ..core.compiled import CompiledBelow
 from ..core.errors import InputError
 from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale, fuse_on_grid
 from ..core.gradients import LayerGradients, layer_gradients
@@ -152,6 +153,14 @@ class CAMERAS(SaliencyMethod):
             normalised again. At large scales the layer's zero padding darkens a band a few pixels wide
             along the image border; mirroring moves that band outside the cropped map. It costs
             (1 + 2·border_pad)² the pixels.
+        compile: False (default) or True: ``torch.compile`` (inductor) the layers below the
+            explained one, with their weights frozen into the compiled code (batch norms folded
+            into convolutions), for the no-grad part of every pass; the head above the layer
+            and the fusion stay eager. Each new input size compiles once (seconds to a minute
+            per scale) and a change of the weights compiles afresh, so it pays off over many
+            images of one size (``cameras evaluate``; see BENCHMARKS.md for the measured
+            compile time and speed). Maps equal the eager ones up to float rounding (1e-5).
+            Float32 only (not with ``amp`` or ``precision="bf16"``).
 
     Call: ``CAMERAS(model)(x, target=None)`` with x of shape B×C×H×W returns a
     :class:`~cameras.SaliencyResult` whose ``maps`` are B×H×W in [0, 1] and
@@ -168,7 +177,7 @@ class CAMERAS(SaliencyMethod):
     name = "cameras"
     passes = 8
     _nhwc = False  # whether this call runs channels-last (set per call from `channels_last`)
-    neutral_options = ("batch_pixels", "chunk_elements", "channels_last")
+    neutral_options = ("batch_pixels", "chunk_elements", "channels_last", "compile")
 
     @property
     def options(self) -> dict:
@@ -195,6 +204,7 @@ class CAMERAS(SaliencyMethod):
         to_spatial: Callable[[Tensor], Tensor] | None = None,
         scale_rule: str = DEFAULT_SCALE_RULE,
         border_pad: float = 0.0,
+        compile: bool = False,
     ) -> None:
         super().__init__(model, layer, to_spatial)
         if not (isinstance(border_pad, (int, float)) and 0 <= border_pad <= 0.5):
@@ -229,6 +239,12 @@ class CAMERAS(SaliencyMethod):
             raise InputError("give precision='bf16' or amp, not both (amp runs the whole forward under autocast)")
         self.precision = precision
         self._below: tuple[nn.Module, list[nn.Module]] | None = None  # (layer, the modules below it) for bf16
+        if compile not in (True, False):
+            raise InputError(f"compile must be True or False, got {compile!r}")
+        if compile and (precision != "fp32" or amp is not None):
+            raise InputError("compile=True compiles the float32 passes; give it without amp and with precision='fp32'")
+        self.compile = compile
+        self._compiled: CompiledBelow | None = None  # the compiled lower layers, made on the first call
         p = next(self.model.parameters(), None)
         if precision == "bf16" and p is not None and not fast_bf16(p.device):
             warnings.warn(f"precision='bf16' on a {p.device.type} without bf16 instructions (no AVX512-BF16 or AMX): "
@@ -350,6 +366,10 @@ class CAMERAS(SaliencyMethod):
             nhwc = prefers_channels_last(self.model, x.device) and self.layout.patch is None
         self._nhwc = bool(nhwc)
         layout = channels_last_model(self.model) if nhwc else contextlib.nullcontext()
+        if self.compile:  # inductor picks the weights' layout itself; the inputs are still fed channels-last
+            if self._compiled is None or self._compiled.layer is not self.layer:
+                self._compiled = CompiledBelow(self.model, self.layer, x[:1])
+            layout = self._compiled.active()
         low = contextlib.nullcontext()
         if self.precision == "bf16":
             if self._below is None or self._below[0] is not self.layer:  # found once per layer, by one forward pass

@@ -60,6 +60,7 @@ class MultiScale(CAMERAS):
         batch_pixels: int | str | None = "auto",
         scale_rule: str = DEFAULT_SCALE_RULE,
         border_pad: float = 0.0,
+        compile: bool = False,
     ) -> None:
         if not isinstance(method, GradientCAM):
             got = getattr(method, "name", None) or type(method).__name__
@@ -71,7 +72,8 @@ class MultiScale(CAMERAS):
                 "(MultiScale(HiResCAM(model)) is CAMERAS)")
         layer = method.layer if method.layer is not None else method._layer_arg
         super().__init__(method.model, layer, scales, steps, max_size, base_size, resample, chunk_elements, fusion,
-                         amp, channels_last, precision, batch_pixels, method.to_spatial, scale_rule, border_pad)
+                         amp, channels_last, precision, batch_pixels, method.to_spatial, scale_rule, border_pad,
+                         compile=compile)
         self.method = method
         self.name = f"multiscale-{method.name}"
 
