@@ -1,16 +1,18 @@
 """Below the eager floor: channels-last, torch.compile and bf16 against the NCHW fp32 floor (part of `make bench`).
 
 Usage: python benchmarks/fast_paths.py [--device cpu|cuda] [--quick] [--models efficientnet_lite0,resnet50]
-              [--bf16-models efficientnet_lite0,...] [--no-compile]
-Writes benchmarks/results/fast/<device>.json and regenerates BENCHMARKS.md (benchmarks/report.py).
+              [--bf16-models efficientnet_lite0,...] [--compile-models ...] [--no-compile]
+Writes benchmarks/results/fast/<device>.json (or --out FILE) and regenerates BENCHMARKS.md (benchmarks/report.py).
 
 - Exact fp32: the floor is the eager NCHW fp32 forward passes at CAMERAS's 8 scales (what
   `benchmarks/run.py` calls the floor); CAMERAS runs with channels_last=False (the NCHW path)
   and with the default "auto" (channels-last on a CPU), plus the same forward passes in
   channels-last; ratios from one round-robin group in one process, and the largest map
   difference between the two CAMERAS paths.
-- torch.compile (inductor) of the model for the forward passes at fixed scales: the compile
-  time of the first call at each scale and the steady-state forward passes, against eager.
+- torch.compile (`CAMERAS(compile=True)`: inductor compiles the layers below the explained one
+  with frozen weights): the first call (compilation at every scale), the steady state against
+  the floor and the eager default, the largest map difference against the NCHW path, and how
+  many images of one size pay for the compilation.
 - bf16 (`precision="bf16"`): time against the floor and fidelity against fp32 maps on the
   sample photos (scikit-image's chelsea, coffee, astronaut, rocket; the model's top-1):
   Pearson r, max abs difference, arg-max agreement. On a CPU without bf16 instructions (no
@@ -71,22 +73,29 @@ def exact_row(name, model, layer, b, device, reps):
 
 
 def time_compile(name, device, reps):
-    """torch.compile of the model for the forward passes at CAMERAS's scales (batch 1)."""
+    """CAMERAS(compile=True) at batch 1: the first call (compiles the lower layers at every scale)
+    and the steady state against the NCHW floor and the eager default; the images a folder needs
+    before compiling has paid for itself."""
     bundle = load(name, device)
-    model = bundle.model
+    model, layer = bundle.model, bundle.layer
     x = batch_input(1, 224, device)
-    inputs = scaled_inputs(x, cameras.CAMERAS(model, layer=bundle.layer, scales=SCALES))
+    with torch.no_grad():
+        t = model(x).argmax(1)
+    nchw = cameras.CAMERAS(model, layer=layer, scales=SCALES, channels_last=False)
+    auto = cameras.CAMERAS(model, layer=layer, scales=SCALES)
+    comp = cameras.CAMERAS(model, layer=layer, scales=SCALES, compile=True)
+    inputs = scaled_inputs(x, nchw)
     torch._dynamo.reset()
-    compiled = torch.compile(model, dynamic=False)
-    first = []
-    with torch.inference_mode():
-        for xi in inputs:  # one compilation per input shape
-            start = time.perf_counter()
-            compiled(xi)
-            first.append(time.perf_counter() - start)
-    r = {"model": name, "batch": 1, "compile_seconds": first}
-    r.update(interleaved_seconds({"eager": lambda: forward_all(model, inputs),
-                                  "compiled": lambda: forward_all(compiled, inputs)}, device, reps))
+    start = time.perf_counter()
+    comp(x, target=t)
+    first = time.perf_counter() - start
+    r = {"model": name, "batch": 1, "layer": nchw.layer_name, "first_call_seconds": first}
+    r.update(interleaved_seconds({"floor": lambda: forward_all(model, inputs),
+                                  "cameras_auto": lambda: auto(x, target=t),
+                                  "cameras_compiled": lambda: comp(x, target=t)}, device, reps))
+    r["max_abs_diff"] = float((comp(x, target=t).maps - nchw(x, target=t).maps).abs().max())
+    saved = r["cameras_auto"] - r["cameras_compiled"]
+    r["break_even_images"] = (first - r["cameras_compiled"]) / saved if saved > 0 else None
     torch._dynamo.reset()
     print(json.dumps(r), flush=True)
     return r
@@ -131,7 +140,9 @@ def time_bf16(name, device, reps):
 def main(argv=None):
     ap = script_args()
     ap.add_argument("--bf16-models", default=None, help="models of the bf16 rows (default: --models)")
+    ap.add_argument("--compile-models", default=None, help="models of the torch.compile rows (default: --models)")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (minutes of compilation)")
+    ap.add_argument("--out", default=None, help="results file (default: benchmarks/results/fast/<device>.json)")
     a = ap.parse_args(argv)
     tuned = tune_cpu_allocator()
     device = torch.device(a.device)
@@ -140,11 +151,12 @@ def main(argv=None):
     names = a.models.split(",")
     exact = [r for n in names for r in time_exact(n, device, (1, 8), reps)]
     bf16 = [time_bf16(n, device, reps) for n in (a.bf16_models or a.models).split(",")]
-    compiled = [] if a.no_compile else [time_compile(n, device, reps) for n in names]
+    compile_names = [] if a.no_compile else (a.compile_models or a.models).split(",")
+    compiled = [time_compile(n, device, reps) for n in compile_names]
     command = " ".join(["python benchmarks/fast_paths.py", *(sys.argv[1:] if argv is None else argv)])
     result = {**result_header(device, tuned, reps, t0), "command": command,
               "exact": exact, "bf16": bf16, "compile": compiled}
-    write_result(result, HERE / "results" / "fast" / f"{device.type}.json")
+    write_result(result, Path(a.out) if a.out else HERE / "results" / "fast" / f"{device.type}.json")
 
 
 if __name__ == "__main__":

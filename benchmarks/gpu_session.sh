@@ -2,7 +2,8 @@
 # One GPU session: the CUDA correctness checks, the CUDA benchmark table, and the CLI commands
 # on --device cuda (explain, attack --data, interpolation under torchrun).
 # Usage on a machine with a GPU and cameras importable: bash benchmarks/gpu_session.sh OUTDIR
-# Then copy OUTDIR/cuda.json to benchmarks/results/ and run python benchmarks/report.py.
+# Then copy OUTDIR/cuda.json to benchmarks/results/, OUTDIR/fast-cuda.json to
+# benchmarks/results/fast/cuda.json, and run python benchmarks/report.py.
 set -euo pipefail
 OUT=${1:-gpu-out}
 mkdir -p "$OUT"
@@ -14,3 +15,7 @@ python -m cameras attack --data "$OUT/samples" --steps 20 --device cuda --out "$
 torchrun --standalone --nproc-per-node 1 -m cameras experiment interpolation "$OUT"/samples/*.jpg \
     --device cuda --out "$OUT/interp" --quiet
 python benchmarks/run.py --device cuda --out "$OUT/cuda.json" 2>&1 | tail -3
+# below the eager floor on the GPU: channels-last, CAMERAS(compile=True) and bf16 against the floor
+python benchmarks/fast_paths.py --device cuda --models efficientnet_lite0,resnet50 \
+    --bf16-models efficientnet_lite0,efficientnet_lite1,efficientnet_lite2,resnet50,timm:vit_small_patch16_224 \
+    --out "$OUT/fast-cuda.json" 2>&1 | tail -3

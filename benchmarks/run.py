@@ -32,8 +32,8 @@ VIT = "timm:vit_small_patch16_224"  # the transformer row: CAMERAS on 16-px toke
 
 
 def load(name, device):
-    if name == "efficientnet_lite0":
-        b = cameras.load_model()
+    if name.startswith("efficientnet_lite"):  # the offline ImageNet bundles
+        b = cameras.load_model(name)
     elif name.startswith("timm:"):
         b = cameras.load_model(name, weights="random")
     else:
@@ -330,10 +330,22 @@ def script_args(models: str = "efficientnet_lite0,resnet50") -> argparse.Argumen
     return ap
 
 
+def cpu_name() -> str:
+    """The CPU's model name and the vector instructions PyTorch uses on it, e.g. "AMD EPYC (AVX512)"."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
+
+
 def result_header(device: torch.device, tuned: bool, reps: int, t0: float) -> dict:
     """What every results file starts with: the device, threads, torch, allocator, scales, rounds, seconds."""
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or \
-        platform.machine()
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": device.type, "device_name": dev_name, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "allocator": "tuned" if tuned else "default", "scales": SCALES,
             "rounds": reps, "seconds_total": time.time() - t0}

@@ -114,6 +114,36 @@ def test_compiled_cameras_equals_eager_follows_weight_changes_and_restores_the_m
         raise RuntimeError("boom")
     assert "forward" not in vars(net[0])
     assert "compile" not in fast.result_options()  # it does not change the maps: runs with and without it resume
-    for bad in ({"compile": "yes"}, {"compile": True, "precision": "bf16"}, {"compile": True, "amp": "bf16"}):
+    for bad in ({"compile": "yes"}, {"compile": True, "amp": "bf16"}):
         with pytest.raises(cameras.InputError, match="compile"):
             cameras.CAMERAS(net, layer="4", **bad)
+
+
+def test_held_copies_are_reused_and_remade_when_weights_change_even_through_data():
+    net = tiny_bn_net()
+    x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(5))
+    auto = cameras.CAMERAS(net, layer="4", scales=[24, 36], channels_last=True)
+    nchw = cameras.CAMERAS(net, layer="4", scales=[24, 36], channels_last=False)
+    first = auto(x, target=1).maps
+    auto(x, target=1)
+    assert auto._held_layout.conversions == 1  # the channels-last weights were kept for the second call
+    net[0].weight.data.mul_(-1.0)  # an edit that bumps no version counter
+    changed = nchw(x, target=1).maps
+    assert (changed - first).abs().max() > 0.05
+    assert (auto(x, target=1).maps - changed).abs().max() < 1e-5 and auto._held_layout.conversions == 2
+    assert all(p.is_contiguous() for p in net.parameters())  # the model's own layout is back
+
+
+def test_bf16_compiled_keeps_one_compilation_and_stays_close():
+    net = tiny_bn_net()
+    x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(6))
+    ref = cameras.CAMERAS(net, layer="4", scales=[24], channels_last=False)(x, target=1).maps
+    with pytest.warns(RuntimeWarning, match="emulated") if not fast_bf16(torch.device("cpu")) \
+            else contextlib.nullcontext():
+        low = cameras.CAMERAS(net, layer="4", scales=[24], precision="bf16", compile=True)
+    maps = [low(x, target=1).maps for _ in range(2)]
+    assert low._compiled.compilations == 1 and low._held_low.conversions == 1  # the bf16 copies are the same tensors
+    assert torch.equal(maps[0], maps[1])
+    r = torch.corrcoef(torch.stack([maps[0].flatten(), ref.flatten()]))[0, 1]
+    assert r > 0.99
+    assert all(p.dtype == torch.float32 for p in net.parameters())

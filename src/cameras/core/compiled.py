@@ -6,15 +6,17 @@ inference computation: inductor can compile it with *freezing* (weights folded i
 compiled code: batch norms merged into the convolutions, weights pre-packed for oneDNN).
 On a 2-core CPU this ran ResNet-50's forward passes in 0.67× the time of the eager
 channels-last ones (see BENCHMARKS.md), at the price of a compilation per module, input
-shape and weight version (seconds to a minute each).
+shape and set of weights (seconds to a minute each).
 
 :class:`CompiledBelow` finds the largest submodules that run entirely below the layer (the
 layer itself included: its forward hooks, which capture the activation, stay outside the
 compiled code because only ``forward`` is compiled), and swaps their ``forward`` for a
 compiled one inside :meth:`CompiledBelow.active`. Frozen weights would go stale if the
-weights changed, so every entry into the block compares the weights' storage and version
-counters with those compiled, and compiles afresh (a new backend, so old code is never
-reused) when they differ.
+weights changed, so every entry into the block compares the weights' fingerprint (storage,
+version counter and sum of each tensor) with the one compiled, and compiles afresh (a new
+backend, so old code is never reused) when they differ. Weights in another dtype for the
+call (``precision="bf16"``) must be the same tensors from call to call (see
+:class:`~cameras.core.memory.HeldCopies`), or every call compiles.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .memory import modules_below
+from .memory import modules_below, weights_fingerprint
 
 #: dynamo's per-function limit of compiled variants, raised inside the block: a shared
 #: ``forward`` (every ``nn.Sequential`` stage of a ResNet) is compiled once per module and input shape.
@@ -92,14 +94,10 @@ class CompiledBelow:
         self._forwards: list = []
         self.compilations = 0  # how many times the weights were (re)compiled
 
-    def _weights_fingerprint(self) -> tuple:
-        return tuple((t.data_ptr(), t._version, t.dtype, tuple(t.stride()))
-                     for r in self.roots for t in [*r.parameters(), *r.buffers()])
-
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         """Inside the block the roots run their compiled ``forward``; the original is restored after, also on errors."""
-        now = self._weights_fingerprint()
+        now = weights_fingerprint([t for r in self.roots for t in [*r.parameters(), *r.buffers()]])
         if now != self._fingerprint:  # new weights (or the first call): frozen code must not be reused
             self._forwards = [torch.compile(r.forward, backend=_fresh_inductor(), dynamic=False) for r in self.roots]
             self._fingerprint = now

@@ -40,12 +40,14 @@ def prefers_channels_last(model: nn.Module, device: torch.device) -> bool:
 
 
 @contextlib.contextmanager
-def channels_last(model: nn.Module) -> Iterator[nn.Module]:
+def channels_last(model: nn.Module, held: HeldCopies | None = None) -> Iterator[nn.Module]:
     """Inside the block the model's 4-D parameters and buffers are channels-last; each is restored after.
 
     Only the memory layout changes (``tensor.data`` is swapped for a channels-last copy and
     back), so parameters keep their identity, values and ``requires_grad``; tensors that
-    were channels-last already are left alone. Restored also when the block raises.
+    were channels-last already are left alone. Restored also when the block raises. With
+    ``held`` (a :class:`HeldCopies`) the copies are kept for the next call while the weights
+    stay unchanged, instead of being made every call.
 
     Example:
         >>> net = nn.Conv2d(3, 4, 3)
@@ -57,18 +59,73 @@ def channels_last(model: nn.Module) -> Iterator[nn.Module]:
     """
     tensors = [t for t in [*model.parameters(), *model.buffers()]
                if t.dim() == 4 and not t.is_contiguous(memory_format=torch.channels_last)]
-    with _swapped_data(tensors, lambda d: d.contiguous(memory_format=torch.channels_last)):
+    with _swapped_data(tensors, lambda d: d.contiguous(memory_format=torch.channels_last), held):
         yield model
 
 
+def weights_fingerprint(tensors: list[torch.Tensor]) -> tuple:
+    """What identifies a set of tensors' current values: each one's storage, version, dtype and strides, and
+    each one's sum, so that also edits through ``.data`` (which bump no version counter) change it.
+
+    Example:
+        >>> w = torch.ones(2, 2)
+        >>> a = weights_fingerprint([w])
+        >>> w.data.mul_(2)[0, 0].item(), weights_fingerprint([w]) == a
+        (2.0, False)
+    """
+    if not tensors:
+        return ()
+    with torch.no_grad():
+        sums = torch.stack([t.detach().sum(dtype=torch.float32) for t in tensors]).tolist()
+    return tuple((t.data_ptr(), t._version, t.dtype, tuple(t.stride()), s) for t, s in zip(tensors, sums))
+
+
+class HeldCopies:
+    """Converted copies of a model's tensors, kept from one call to the next while the tensors are unchanged.
+
+    :func:`channels_last` and :func:`low_precision_below` swap each tensor's ``.data`` for a
+    converted copy during a call. Converting every call costs a pass over the weights (for
+    ResNet-50 about 100 MB); a method that keeps a ``HeldCopies`` converts once and reuses the
+    copies while :func:`weights_fingerprint` of the sources is unchanged (any edit of the
+    weights, also through ``.data``, makes fresh copies). The swapped-in storage then stays the
+    same from call to call, which compiled code relies on. The cost is memory: one copy of the
+    converted tensors, held as long as the object.
+
+    Example:
+        >>> net, held = nn.Conv2d(3, 4, 3), HeldCopies()
+        >>> ptrs = []
+        >>> for _ in range(2):
+        ...     with channels_last(net, held):
+        ...         ptrs.append(net.weight.data_ptr())
+        >>> ptrs[0] == ptrs[1], held.conversions
+        (True, 1)
+    """
+
+    def __init__(self) -> None:
+        self._fingerprint: tuple | None = None
+        self._copies: list[torch.Tensor] = []
+        self.conversions = 0  # how many times the copies were made
+
+    def copies(self, tensors: list[torch.Tensor], convert) -> list[torch.Tensor]:
+        """``convert(t.data)`` for each tensor, made afresh only when the tensors changed."""
+        now = weights_fingerprint(tensors)
+        if now != self._fingerprint or len(self._copies) != len(tensors):
+            self._copies = [convert(t.data) for t in tensors]
+            self._fingerprint = now
+            self.conversions += 1
+        return self._copies
+
+
 @contextlib.contextmanager
-def _swapped_data(tensors, convert) -> Iterator[None]:
-    """Inside the block each tensor's ``.data`` is ``convert(data)``; the original storage is put back after."""
+def _swapped_data(tensors, convert, held: HeldCopies | None = None) -> Iterator[None]:
+    """Inside the block each tensor's ``.data`` is ``convert(data)`` (from ``held`` when given); the original
+    storage is put back after."""
+    new = held.copies(tensors, convert) if held is not None else None
     swapped = []
     try:
-        for t in tensors:
+        for i, t in enumerate(tensors):
             swapped.append((t, t.data))
-            t.data = convert(t.data)
+            t.data = new[i] if new is not None else convert(t.data)
         yield
     finally:
         for t, original in swapped:
@@ -125,12 +182,14 @@ def modules_below(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> list[n
 
 
 @contextlib.contextmanager
-def low_precision_below(modules: list[nn.Module], layer: nn.Module, dtype: torch.dtype = torch.bfloat16):
+def low_precision_below(modules: list[nn.Module], layer: nn.Module, dtype: torch.dtype = torch.bfloat16,
+                        held: HeldCopies | None = None):
     """Inside the block ``modules`` hold their floating tensors in ``dtype`` and ``layer``'s output is cast to float32.
 
     The model's input must be given in ``dtype`` too. Everything above the layer (the head that
     the gradients are taken through) keeps its float32 weights and sees a float32 activation.
-    Each tensor's original storage is put back afterwards, also when the block raises.
+    Each tensor's original storage is put back afterwards, also when the block raises. With
+    ``held`` the converted tensors are kept for the next call (see :class:`HeldCopies`).
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(144, 2))
@@ -142,12 +201,12 @@ def low_precision_below(modules: list[nn.Module], layer: nn.Module, dtype: torch
     """
     tensors = [t for m in modules for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]
                if t.is_floating_point() and t.dtype != dtype]
-    with _swapped_data(tensors, lambda d: d.to(dtype)):
+    with _swapped_data(tensors, lambda d: d.to(dtype), held):
         handle = layer.register_forward_hook(lambda _m, _i, out: out.float() if torch.is_tensor(out) else out)
         try:
             yield
         finally:
             handle.remove()
 
-__all__ = ["channels_last", "fast_bf16", "has_convolutions", "low_precision_below", "modules_below",
-           "prefers_channels_last"]
+__all__ = ["HeldCopies", "channels_last", "fast_bf16", "has_convolutions", "low_precision_below", "modules_below",
+           "prefers_channels_last", "weights_fingerprint"]

@@ -17,8 +17,8 @@ from ..core.compiled import CompiledBelow
 from ..core.errors import InputError
 from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale, fuse_on_grid
 from ..core.gradients import LayerGradients, layer_gradients
+from ..core.memory import HeldCopies, fast_bf16, low_precision_below, modules_below, prefers_channels_last
 from ..core.memory import channels_last as channels_last_model
-from ..core.memory import fast_bf16, low_precision_below, modules_below, prefers_channels_last
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
 from ..core.targets import InputView, Target, bind_target, logits_or_none
@@ -126,7 +126,8 @@ class CAMERAS(SaliencyMethod):
             activations and gradients are still fused in float32.
         channels_last: run the passes in channels-last memory format: the model's 4-D
             weights are converted for the call (and restored after; values unchanged) and
-            the inputs fed channels-last. ``"auto"`` (default): on a CPU for convolutional
+            the inputs fed channels-last; the converted weights are kept between calls while the
+            weights are unchanged (memory: one copy). ``"auto"`` (default): on a CPU for convolutional
             networks (not transformers), where oneDNN runs them faster (maps equal to NCHW
             ones to 1e-5; see BENCHMARKS.md); True: always; False: never.
         precision: ``"fp32"`` (default, exact) or ``"bf16"``: the layers below the explained
@@ -160,7 +161,7 @@ class CAMERAS(SaliencyMethod):
             per scale) and a change of the weights compiles afresh, so it pays off over many
             images of one size (``cameras evaluate``; see BENCHMARKS.md for the measured
             compile time and speed). Maps equal the eager ones up to float rounding (1e-5).
-            Float32 only (not with ``amp`` or ``precision="bf16"``).
+            With ``precision="bf16"`` the bf16 lower layers are compiled; not with ``amp``.
 
     Call: ``CAMERAS(model)(x, target=None)`` with x of shape B×C×H×W returns a
     :class:`~cameras.SaliencyResult` whose ``maps`` are B×H×W in [0, 1] and
@@ -241,10 +242,11 @@ class CAMERAS(SaliencyMethod):
         self._below: tuple[nn.Module, list[nn.Module]] | None = None  # (layer, the modules below it) for bf16
         if compile not in (True, False):
             raise InputError(f"compile must be True or False, got {compile!r}")
-        if compile and (precision != "fp32" or amp is not None):
-            raise InputError("compile=True compiles the float32 passes; give it without amp and with precision='fp32'")
+        if compile and amp is not None:
+            raise InputError("compile=True compiles the passes as they are; give it without amp (autocast)")
         self.compile = compile
         self._compiled: CompiledBelow | None = None  # the compiled lower layers, made on the first call
+        self._held_layout, self._held_low = HeldCopies(), HeldCopies()
         p = next(self.model.parameters(), None)
         if precision == "bf16" and p is not None and not fast_bf16(p.device):
             warnings.warn(f"precision='bf16' on a {p.device.type} without bf16 instructions (no AVX512-BF16 or AMX): "
@@ -318,8 +320,7 @@ class CAMERAS(SaliencyMethod):
         for sl in self.sub_batches(x.shape[0], size, x.device):
             self.check_stop()
             xt = x[sl] if first else F.interpolate(x[sl], size=size, mode=self.resample, align_corners=False)
-            if self.precision == "bf16":
-                xt = xt.to(torch.bfloat16)
+            xt = xt.to(self._input_dtype)
             if self._nhwc:
                 xt = xt.contiguous(memory_format=torch.channels_last)
             rows = [None if t is None else t.select(sl) for t in targets]
@@ -365,18 +366,31 @@ class CAMERAS(SaliencyMethod):
         if nhwc == "auto":  # convolutional networks on a CPU; transformers (a patch grid) keep their layout
             nhwc = prefers_channels_last(self.model, x.device) and self.layout.patch is None
         self._nhwc = bool(nhwc)
-        layout = channels_last_model(self.model) if nhwc else contextlib.nullcontext()
-        if self.compile:  # inductor picks the weights' layout itself; the inputs are still fed channels-last
+        # converted weights (channels-last, bf16) are kept between calls while the weights are unchanged
+        layout = contextlib.nullcontext()
+        if nhwc and not self.compile:  # compiled code picks the weights' layout itself; inputs are still NHWC
+            layout = channels_last_model(self.model, self._held_layout)
+        if self.precision == "bf16" and (self._below is None or self._below[0] is not self.layer):
+            self._below = (self.layer, modules_below(self.model, self.layer, x[:1]))  # once per layer, one pass
+
+        def low():
+            if self.precision != "bf16":
+                return contextlib.nullcontext()
+            return low_precision_below(self._below[1], self.layer, held=self._held_low)
+
+        compiled = contextlib.nullcontext()
+        if self.compile:
             if self._compiled is None or self._compiled.layer is not self.layer:
-                self._compiled = CompiledBelow(self.model, self.layer, x[:1])
-            layout = self._compiled.active()
-        low = contextlib.nullcontext()
-        if self.precision == "bf16":
-            if self._below is None or self._below[0] is not self.layer:  # found once per layer, by one forward pass
-                self._below = (self.layer, modules_below(self.model, self.layer, x[:1]))
-            low = low_precision_below(self._below[1], self.layer)
-        with torch.autocast(x.device.type, enabled=False), layout, low:
+                with low():
+                    self._compiled = CompiledBelow(self.model, self.layer, x[:1].to(self._input_dtype))
+            compiled = self._compiled.active()
+        with torch.autocast(x.device.type, enabled=False), layout, low(), compiled:
             return self._explain(x, list(targets))
+
+    @property
+    def _input_dtype(self) -> torch.dtype:
+        """The dtype the model's input is fed in: bfloat16 with ``precision="bf16"``, else float32."""
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
 
     def pad_pixels(self, height: int, width: int) -> int:
         """Pixels of mirrored border added on every side of an H×W input (``border_pad``).
@@ -395,7 +409,7 @@ class CAMERAS(SaliencyMethod):
             return self._explain_padded(x, targets, 0)
         # the class (top-1 without a target) and its probability come from the image as given
         with torch.no_grad():
-            out = self.model(x.to(torch.bfloat16) if self.precision == "bf16" else x)
+            out = self.model(x.to(self._input_dtype))
         bound = [bind_target(t, out) for t in targets]
         results = self._explain_padded(F.pad(x, (p, p, p, p), mode="reflect"), bound, p, [t is None for t in targets])
         for r, t in zip(results, bound):
