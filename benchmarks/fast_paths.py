@@ -15,8 +15,10 @@ Writes benchmarks/results/fast/<device>.json (or --out FILE) and regenerates BEN
   many images of one size pay for the compilation.
 - bf16 (`precision="bf16"`): time against the floor and fidelity against fp32 maps on the
   sample photos (scikit-image's chelsea, coffee, astronaut, rocket; the model's top-1):
-  Pearson r, max abs difference, arg-max agreement. On a CPU without bf16 instructions (no
-  AVX512-BF16 or AMX) bf16 is emulated, slower than fp32: its time is then one round.
+  Pearson r, max abs difference, arg-max agreement; and bf16 compiled (`compile=True`), its time
+  and its fidelity on the random input (compiling at every photo's size would take minutes).
+  On a CPU without bf16 instructions (no AVX512-BF16 or AMX) bf16 is emulated, slower than
+  fp32: its time is then one round.
 """
 
 import json
@@ -107,7 +109,7 @@ def photo_inputs(bundle):
     return {p: bundle.prepare(Image.fromarray(getattr(data, p)())) for p in PHOTOS}
 
 
-def time_bf16(name, device, reps):
+def time_bf16(name, device, reps, compiled=True):
     bundle = load(name, device)
     model, layer = bundle.model, bundle.layer
     fp32 = cameras.CAMERAS(model, layer=layer, scales=SCALES)
@@ -128,10 +130,18 @@ def time_bf16(name, device, reps):
     inputs = scaled_inputs(x, fp32)
     emulated = not fast_bf16(device)
     r = {"model": name, "batch": 1, "fidelity": fid, "bf16_emulated": emulated}
-    r.update(interleaved_seconds({"floor": lambda: forward_all(model, inputs),
-                                  "cameras_fp32": lambda: fp32(x, target=t),
-                                  "cameras_bf16": lambda: low(x, target=t)}, device, 1 if emulated else reps,
-                                 warmup=0 if emulated else 1))
+    groups = {"floor": lambda: forward_all(model, inputs), "cameras_fp32": lambda: fp32(x, target=t),
+              "cameras_bf16": lambda: low(x, target=t)}
+    if compiled and not emulated:  # bf16 and compile=True: compiled at the 8 scales of this input once
+        comp = cameras.CAMERAS(model, layer=layer, scales=SCALES, precision="bf16", compile=True)
+        start = time.perf_counter()
+        got = comp(x, target=t).maps[0]
+        r["compiled_first_call_seconds"] = time.perf_counter() - start
+        ref = fp32(x, target=t).maps[0]
+        r["compiled_pearson"] = float(np.corrcoef(got.flatten().numpy(), ref.flatten().numpy())[0, 1])
+        r["compiled_max_abs_diff"] = float((got - ref).abs().max())
+        groups["cameras_bf16_compiled"] = lambda: comp(x, target=t)
+    r.update(interleaved_seconds(groups, device, 1 if emulated else reps, warmup=0 if emulated else 1))
     r["layer"] = fp32.layer_name
     print(json.dumps(r), flush=True)
     return r
@@ -150,7 +160,7 @@ def main(argv=None):
     t0 = time.time()
     names = a.models.split(",")
     exact = [r for n in names for r in time_exact(n, device, (1, 8), reps)]
-    bf16 = [time_bf16(n, device, reps) for n in (a.bf16_models or a.models).split(",")]
+    bf16 = [time_bf16(n, device, reps, not a.no_compile) for n in (a.bf16_models or a.models).split(",")]
     compile_names = [] if a.no_compile else (a.compile_models or a.models).split(",")
     compiled = [time_compile(n, device, reps) for n in compile_names]
     command = " ".join(["python benchmarks/fast_paths.py", *(sys.argv[1:] if argv is None else argv)])
