@@ -320,7 +320,7 @@ class CAMERAS(SaliencyMethod):
         for sl in self.sub_batches(x.shape[0], size, x.device):
             self.check_stop()
             xt = x[sl] if first else F.interpolate(x[sl], size=size, mode=self.resample, align_corners=False)
-            xt = xt.to(self._input_dtype)
+            xt = self._fed(xt)
             if self._nhwc:
                 xt = xt.contiguous(memory_format=torch.channels_last)
             rows = [None if t is None else t.select(sl) for t in targets]
@@ -382,15 +382,14 @@ class CAMERAS(SaliencyMethod):
         if self.compile:
             if self._compiled is None or self._compiled.layer is not self.layer:
                 with low():
-                    self._compiled = CompiledBelow(self.model, self.layer, x[:1].to(self._input_dtype))
+                    self._compiled = CompiledBelow(self.model, self.layer, self._fed(x[:1]))
             compiled = self._compiled.active()
         with torch.autocast(x.device.type, enabled=False), layout, low(), compiled:
             return self._explain(x, list(targets))
 
-    @property
-    def _input_dtype(self) -> torch.dtype:
-        """The dtype the model's input is fed in: bfloat16 with ``precision="bf16"``, else float32."""
-        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+    def _fed(self, x: Tensor) -> Tensor:
+        """The model's input as fed: bfloat16 with ``precision="bf16"``, else as given."""
+        return x.to(torch.bfloat16) if self.precision == "bf16" else x
 
     def pad_pixels(self, height: int, width: int) -> int:
         """Pixels of mirrored border added on every side of an H×W input (``border_pad``).
@@ -409,7 +408,7 @@ class CAMERAS(SaliencyMethod):
             return self._explain_padded(x, targets, 0)
         # the class (top-1 without a target) and its probability come from the image as given
         with torch.no_grad():
-            out = self.model(x.to(self._input_dtype))
+            out = self.model(self._fed(x))
         bound = [bind_target(t, out) for t in targets]
         results = self._explain_padded(F.pad(x, (p, p, p, p), mode="reflect"), bound, p, [t is None for t in targets])
         for r, t in zip(results, bound):
