@@ -109,6 +109,12 @@ def photo_inputs(bundle):
     return {p: bundle.prepare(Image.fromarray(getattr(data, p)())) for p in PHOTOS}
 
 
+def closeness(a, b):
+    """Pearson r and the largest absolute difference of two maps (H×W tensors)."""
+    return {"pearson": float(np.corrcoef(a.flatten().numpy(), b.flatten().numpy())[0, 1]),
+            "max_abs_diff": float((a - b).abs().max())}
+
+
 def time_bf16(name, device, reps, compiled=True):
     bundle = load(name, device)
     model, layer = bundle.model, bundle.layer
@@ -119,8 +125,7 @@ def time_bf16(name, device, reps, compiled=True):
         with torch.no_grad():
             t = model(x).argmax(1)
         a, b = fp32(x, target=t).maps[0], low(x, target=t).maps[0]
-        r = float(np.corrcoef(a.flatten().numpy(), b.flatten().numpy())[0, 1])
-        fid.append({"photo": p, "size": list(x.shape[-2:]), "pearson": r, "max_abs_diff": float((a - b).abs().max()),
+        fid.append({"photo": p, "size": list(x.shape[-2:]), **closeness(a, b),
                     "argmax_same": bool(int(a.argmax()) == int(b.argmax())),
                     "argmax_distance_px": float(np.hypot(*np.subtract(np.unravel_index(int(a.argmax()), a.shape),
                                                                       np.unravel_index(int(b.argmax()), b.shape))))})
@@ -137,9 +142,7 @@ def time_bf16(name, device, reps, compiled=True):
         start = time.perf_counter()
         got = comp(x, target=t).maps[0]
         r["compiled_first_call_seconds"] = time.perf_counter() - start
-        ref = fp32(x, target=t).maps[0]
-        r["compiled_pearson"] = float(np.corrcoef(got.flatten().numpy(), ref.flatten().numpy())[0, 1])
-        r["compiled_max_abs_diff"] = float((got - ref).abs().max())
+        r.update({f"compiled_{k}": v for k, v in closeness(fp32(x, target=t).maps[0], got).items()})
         groups["cameras_bf16_compiled"] = lambda: comp(x, target=t)
     r.update(interleaved_seconds(groups, device, 1 if emulated else reps, warmup=0 if emulated else 1))
     r["layer"] = fp32.layer_name

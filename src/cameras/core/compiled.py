@@ -4,8 +4,8 @@ CAMERAS runs the model up to the explained layer without recording a graph and o
 head above it with gradients. That lower part is nearly all of the cost, and it is an
 inference computation: inductor can compile it with *freezing* (weights folded into the
 compiled code: batch norms merged into the convolutions, weights pre-packed for oneDNN).
-On a 2-core CPU this ran ResNet-50's forward passes in 0.67× the time of the eager
-channels-last ones (see BENCHMARKS.md), at the price of a compilation per module, input
+On a 2-core CPU CAMERAS then ran at 0.68–0.81× the eager NCHW forward passes (see
+BENCHMARKS.md), at the price of a compilation per module, input
 shape and set of weights (seconds to a minute each).
 
 :class:`CompiledBelow` finds the largest submodules that run entirely below the layer (the
@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .memory import modules_below, weights_fingerprint
+from .memory import weights_fingerprint
 
 #: dynamo's per-function limit of compiled variants, raised inside the block: a shared
 #: ``forward`` (every ``nn.Sequential`` stage of a ResNet) is compiled once per module and input shape.
@@ -69,15 +69,17 @@ class CompiledBelow:
         model: the network (eval mode; its weights are read, never changed).
         layer: the module whose output is explained; it and everything that runs before it
             are compiled, the rest is not.
-        x: one input (1×C×H×W) to find, by one forward pass, which modules run below the layer.
+        below: the modules that run below the layer (from
+            :func:`~cameras.core.memory.modules_below`, which finds them by one forward pass).
 
     Use it for forward passes under ``torch.no_grad()`` (frozen code is inference code);
     outputs equal the eager ones up to float rounding (batch norms folded into convolutions:
     about 1e-5 relative).
 
     Example:
+        >>> from cameras.core.memory import modules_below
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2)).eval()
-        >>> below = CompiledBelow(net, net[0], torch.zeros(1, 3, 8, 8))
+        >>> below = CompiledBelow(net, net[0], modules_below(net, net[0], torch.zeros(1, 3, 8, 8)))
         >>> [type(m).__name__ for m in below.roots]
         ['Conv2d']
         >>> with below.active():
@@ -87,9 +89,9 @@ class CompiledBelow:
         False
     """
 
-    def __init__(self, model: nn.Module, layer: nn.Module, x: torch.Tensor) -> None:
+    def __init__(self, model: nn.Module, layer: nn.Module, below: list[nn.Module]) -> None:
         self.layer = layer
-        self.roots = compiled_roots(model, layer, set(modules_below(model, layer, x)))
+        self.roots = compiled_roots(model, layer, set(below))
         self._fingerprint: tuple | None = None
         self._forwards: list = []
         self.compilations = 0  # how many times the weights were (re)compiled

@@ -239,7 +239,7 @@ class CAMERAS(SaliencyMethod):
         if precision == "bf16" and amp is not None:
             raise InputError("give precision='bf16' or amp, not both (amp runs the whole forward under autocast)")
         self.precision = precision
-        self._below: tuple[nn.Module, list[nn.Module]] | None = None  # (layer, the modules below it) for bf16
+        self._below: tuple[nn.Module, list[nn.Module]] | None = None  # (layer, modules below it): bf16, compile
         if compile not in (True, False):
             raise InputError(f"compile must be True or False, got {compile!r}")
         if compile and amp is not None:
@@ -370,21 +370,17 @@ class CAMERAS(SaliencyMethod):
         layout = contextlib.nullcontext()
         if nhwc and not self.compile:  # compiled code picks the weights' layout itself; inputs are still NHWC
             layout = channels_last_model(self.model, self._held_layout)
-        if self.precision == "bf16" and (self._below is None or self._below[0] is not self.layer):
+        if (self.precision == "bf16" or self.compile) and (self._below is None or self._below[0] is not self.layer):
             self._below = (self.layer, modules_below(self.model, self.layer, x[:1]))  # once per layer, one pass
-
-        def low():
-            if self.precision != "bf16":
-                return contextlib.nullcontext()
-            return low_precision_below(self._below[1], self.layer, held=self._held_low)
-
+        low = contextlib.nullcontext()
+        if self.precision == "bf16":
+            low = low_precision_below(self._below[1], self.layer, held=self._held_low)
         compiled = contextlib.nullcontext()
         if self.compile:
             if self._compiled is None or self._compiled.layer is not self.layer:
-                with low():
-                    self._compiled = CompiledBelow(self.model, self.layer, self._fed(x[:1]))
+                self._compiled = CompiledBelow(self.model, self.layer, self._below[1])
             compiled = self._compiled.active()
-        with torch.autocast(x.device.type, enabled=False), layout, low(), compiled:
+        with torch.autocast(x.device.type, enabled=False), layout, low, compiled:
             return self._explain(x, list(targets))
 
     def _fed(self, x: Tensor) -> Tensor:
