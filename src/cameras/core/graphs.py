@@ -1,0 +1,207 @@
+"""CUDA graphs of the layers below an explained layer: one capture per module and input shape, then replays.
+
+On a GPU at batch 1 a forward pass is bound by the CPU issuing kernels (hundreds of launches
+of a few microseconds of GPU work each), not by the GPU. A CUDA graph records a module's
+kernels once for a fixed input shape and replays them with one launch. CAMERAS runs the
+model up to the explained layer without recording an autograd graph, at a fixed set of
+scales: exactly the case graphs serve.
+
+:class:`GraphedBelow` takes the same modules :class:`~cameras.core.compiled.CompiledBelow`
+compiles (the largest submodules that run entirely below the layer, the layer included)
+and, inside :meth:`GraphedBelow.active`, swaps each one's ``forward`` for one that copies
+its input into a static buffer, replays the graph captured for that shape, and returns a
+copy of the graph's output. The layer's forward hooks (the activation capture) stay outside
+the graph. A call with gradients enabled, with more than one argument or with keyword
+arguments runs the module as it is.
+
+A graph reads the weights from the addresses they had when it was captured, so in-place
+edits of the weights (``.data.mul_``, an optimiser step) are seen by the next replay; a
+weight that moved (a new tensor assigned, ``.to()``, a held converted copy remade) makes
+:meth:`GraphedBelow.active` drop every graph and capture afresh. The graphs share one
+memory pool; at most :data:`MAX_GRAPHS` are kept (8 scales of 8 input sizes for a model with
+one root), after which all are dropped and captured again as shapes come.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from .compiled import compiled_roots
+
+#: graphs kept at most (all modules and shapes together) before all are dropped and recaptured
+MAX_GRAPHS = 512
+#: eager runs on a side stream before a capture (cuDNN and cuBLAS pick their algorithms and workspaces)
+WARMUP_RUNS = 2
+
+
+def weights_addresses(tensors: list[Tensor]) -> tuple:
+    """Where each tensor's values live and how they are laid out: what a captured graph depends on.
+
+    Unlike :func:`~cameras.core.memory.weights_fingerprint` it reads no values (no device
+    synchronisation): a graph reads the weights at replay, so only a move invalidates it.
+
+    Example:
+        >>> w = torch.ones(2, 2)
+        >>> a = weights_addresses([w])
+        >>> _ = w.mul_(2)  # edited in place: same address
+        >>> weights_addresses([w]) == a
+        True
+        >>> w.data = torch.zeros(2, 2)  # moved
+        >>> weights_addresses([w]) == a
+        False
+    """
+    return tuple((t.data_ptr(), t.dtype, tuple(t.shape), tuple(t.stride()), t.device) for t in tensors)
+
+
+def capture_cuda_graph(forward: Callable[[Tensor], Tensor], static_in: Tensor,
+                       pool) -> tuple[Callable[[], None], Tensor]:
+    """Capture ``forward(static_in)`` as a CUDA graph: returns ``(replay, static_out)``.
+
+    ``replay()`` reruns the recorded kernels on whatever ``static_in`` holds and leaves the
+    result in ``static_out``. ``pool`` (from ``torch.cuda.graph_pool_handle()``) is shared by
+    the graphs of one :class:`GraphedBelow`.
+
+    Example (needs a GPU):
+        >>> conv = nn.Conv2d(3, 4, 3).cuda()  # doctest: +SKIP
+        >>> x = torch.randn(1, 3, 8, 8, device="cuda")  # doctest: +SKIP
+        >>> replay, out = capture_cuda_graph(conv, x.clone(), torch.cuda.graph_pool_handle())  # doctest: +SKIP
+        >>> replay(); torch.allclose(out, conv(x))  # doctest: +SKIP
+        True
+    """
+    side = torch.cuda.Stream(device=static_in.device)
+    side.wait_stream(torch.cuda.current_stream(static_in.device))
+    with torch.cuda.stream(side):
+        for _ in range(WARMUP_RUNS):
+            forward(static_in)
+    torch.cuda.current_stream(static_in.device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        static_out = forward(static_in)
+    return graph.replay, static_out
+
+
+def new_pool(device: torch.device):
+    """A memory pool for the graphs of one :class:`GraphedBelow` (None off CUDA)."""
+    return torch.cuda.graph_pool_handle() if device.type == "cuda" else None
+
+
+def supports_graphs(device: torch.device) -> bool:
+    """Whether CUDA graphs can run on ``device``: a CUDA device.
+
+    Example:
+        >>> supports_graphs(torch.device("cpu"))
+        False
+    """
+    return device.type == "cuda"
+
+
+class GraphedBelow:
+    """The modules below ``layer`` replayed from CUDA graphs, one per module and input shape, inside :meth:`active`.
+
+    Args:
+        model: the network (eval mode; its weights are read, never changed).
+        layer: the module whose output is explained; it and everything that runs before it
+            are graphed, the rest is not.
+        below: the modules that run below the layer (from
+            :func:`~cameras.core.memory.modules_below`).
+        capture: how one graph is made: ``capture(forward, static_in, pool) -> (replay,
+            static_out)``; :func:`capture_cuda_graph` by default.
+
+    Outputs equal the eager ones exactly (the same kernels run); each is a fresh tensor. A
+    module whose capture fails (one that synchronises with the CPU, for example) runs eagerly
+    from then on, with a warning. ``captures`` counts the graphs made, ``replays`` their runs.
+
+    Example (a stand-in for the CUDA capture, so that it runs on a CPU):
+        >>> def rerun(forward, static_in, pool):
+        ...     out = forward(static_in)
+        ...     return (lambda: out.copy_(forward(static_in))), out
+        >>> from cameras.core.memory import modules_below
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2)).eval()
+        >>> x = torch.zeros(1, 3, 8, 8)
+        >>> graphs = GraphedBelow(net, net[0], modules_below(net, net[0], x), capture=rerun)
+        >>> with graphs.active(), torch.no_grad():
+        ...     _ = net(x); _ = net(x)
+        >>> graphs.captures, graphs.replays
+        (1, 2)
+    """
+
+    def __init__(self, model: nn.Module, layer: nn.Module, below: list[nn.Module],
+                 capture: Callable | None = None) -> None:
+        self.layer = layer
+        self.roots = compiled_roots(model, layer, set(below))
+        self._capture = capture or capture_cuda_graph
+        self._graphs: dict[tuple, tuple[Callable[[], None], Tensor, Tensor] | None] = {}
+        self._addresses: tuple | None = None
+        self._pool = None
+        self.captures = 0  # graphs made
+        self.replays = 0  # graph runs
+
+    def release(self) -> None:
+        """Drop every graph and its memory (they are captured again as shapes come)."""
+        self._graphs.clear()
+        self._pool = None
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Inside the block the roots run from their graphs; their own ``forward`` is restored after, also on errors."""
+        now = weights_addresses([t for r in self.roots for t in [*r.parameters(), *r.buffers()]])
+        if now != self._addresses:  # weights moved (or the first call): graphs read the old addresses
+            self.release()
+            self._addresses = now
+        swapped = []
+        try:
+            for i, r in enumerate(self.roots):
+                swapped.append((r, vars(r).get("forward")))
+                r.forward = self._graphed(i, r, r.forward)
+            yield
+        finally:
+            for r, own in swapped:
+                if own is None:
+                    del r.forward
+                else:
+                    r.forward = own
+
+    def _graphed(self, index: int, root: nn.Module, forward: Callable) -> Callable:
+        def run(*args, **kwargs):
+            if kwargs or len(args) != 1 or not isinstance(args[0], Tensor) or torch.is_grad_enabled():
+                return forward(*args, **kwargs)
+            x = args[0]
+            key = (index, tuple(x.shape), tuple(x.stride()), x.dtype, x.device)
+            if key not in self._graphs:
+                self._graphs[key] = self._new_graph(root, forward, x)
+            entry = self._graphs[key]
+            if entry is None:  # capture failed: eager
+                return forward(x)
+            replay, static_in, static_out = entry
+            static_in.copy_(x)
+            replay()
+            self.replays += 1
+            return static_out.clone(memory_format=torch.preserve_format)
+
+        return run
+
+    def _new_graph(self, root: nn.Module, forward: Callable, x: Tensor):
+        if len(self._graphs) >= MAX_GRAPHS:
+            self.release()
+        if self._pool is None:
+            self._pool = new_pool(x.device)
+        static_in = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
+        static_in.copy_(x)
+        try:
+            replay, static_out = self._capture(forward, static_in, self._pool)
+        except Exception as err:  # noqa: BLE001 - any capture failure: this module runs eagerly
+            warnings.warn(f"CUDA graph capture of a {type(root).__name__} at input {tuple(x.shape)} failed "
+                          f"({type(err).__name__}: {err}); it runs eagerly", RuntimeWarning, stacklevel=4)
+            return None
+        if not isinstance(static_out, Tensor):
+            return None
+        self.captures += 1
+        return replay, static_in, static_out
+
+
+__all__ = ["GraphedBelow", "capture_cuda_graph", "supports_graphs", "weights_addresses", "MAX_GRAPHS"]

@@ -1,0 +1,146 @@
+"""CUDA graphs of the lower layers (`cuda_graphs=True`): the bookkeeping around the capture, run on a CPU.
+
+CI has no GPU, so these tests put a stand-in for `torch.cuda.CUDAGraph` in place: a "graph"
+that reruns the captured forward on its static input buffer, writes into its static output,
+and refuses to replay when a weight it read has moved (a real graph would then read freed
+memory). Everything else (which modules are graphed, keys per shape, copies in and out, the
+eager fallbacks, recapture when weights move, state restored) is the code that runs on a GPU.
+`benchmarks/cuda_check.py` checks the real capture against eager maps on a GPU.
+"""
+
+import pytest
+import torch
+import torchvision
+
+import cameras
+from cameras.core import graphs
+from cameras.core.graphs import GraphedBelow, weights_addresses
+from cameras.core.memory import modules_below
+
+
+def stand_in(forward, static_in, pool):
+    """A graph that reruns ``forward``; replaying after one of the module's weights moved is an error."""
+    module = forward.__self__
+    tensors = lambda: [*module.parameters(), *module.buffers()]  # noqa: E731
+    seen = weights_addresses(tensors())
+    static_out = forward(static_in)
+
+    def replay():
+        assert weights_addresses(tensors()) == seen, "stale graph: a weight moved after the capture"
+        static_out.copy_(forward(static_in))
+
+    return replay, static_out
+
+
+@pytest.fixture
+def on_stand_in(monkeypatch):
+    monkeypatch.setattr(graphs, "capture_cuda_graph", stand_in)
+    monkeypatch.setattr(graphs, "supports_graphs", lambda device: True)
+
+
+def small_net():
+    torch.manual_seed(0)
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+                         nn.Conv2d(4, 5, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(5, 3)).eval()
+
+
+def test_graphed_layers_equal_eager_capture_once_per_shape_and_restore_forwards():
+    net = small_net()
+    x = torch.randn(2, 3, 8, 8)
+    g = GraphedBelow(net, net[3], modules_below(net, net[3], x[:1]), capture=stand_in)
+    assert g.roots == [net[0], net[1], net[3]]  # the ReLU has no weights: it runs as it is
+    with torch.no_grad():
+        ref = net(x).clone()
+        ref_small = net(x[:1, :, :6, :6]).clone()
+        with g.active():
+            assert all("forward" in vars(r) for r in g.roots)
+            outs = [net(x), net(x), net(x[:1, :, :6, :6])]
+    assert torch.equal(outs[0], ref) and torch.equal(outs[1], ref) and torch.equal(outs[2], ref_small)
+    assert g.captures == 6 and g.replays == 9  # 3 modules × 2 shapes; 3 modules × 3 calls
+    assert not any("forward" in vars(r) for r in g.roots)
+    # outputs are copies: the in-place ReLU after the batch norm edits its copy, not the graph's buffer
+    key = next(k for k in g._graphs if k[0] == 1 and k[1] == (2, 4, 8, 8))
+    assert (g._graphs[key][2] < 0).any()
+    # with gradients on (the head's pass), modules run as they are
+    with g.active():
+        y = net(x)
+    assert y.requires_grad and g.replays == 9
+
+
+def test_graphs_follow_weights_edited_in_place_and_are_recaptured_when_weights_move():
+    net = small_net()
+    x = torch.randn(1, 3, 8, 8)
+    g = GraphedBelow(net, net[3], modules_below(net, net[3], x), capture=stand_in)
+    with torch.no_grad(), g.active():
+        net(x)
+    assert g.captures == 3
+    with torch.no_grad():
+        net[0].weight.mul_(2)  # in place: the graphs still read the right memory
+        ref = net(x).clone()
+        with g.active():
+            assert torch.equal(net(x), ref)
+    assert g.captures == 3
+    net[3].weight.data = net[3].weight.data * 0.5  # moved: the stand-in would refuse a stale replay
+    with torch.no_grad():
+        ref = net(x).clone()
+        with g.active():
+            assert torch.equal(net(x), ref)
+    assert g.captures == 6
+
+
+def test_failed_capture_runs_eagerly_with_a_warning_and_the_graph_count_is_bounded(monkeypatch):
+    net = small_net()
+    x = torch.randn(1, 3, 8, 8)
+
+    def refuses(forward, static_in, pool):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    g = GraphedBelow(net, net[3], modules_below(net, net[3], x), capture=refuses)
+    with torch.no_grad():
+        ref = net(x).clone()
+        with g.active(), pytest.warns(RuntimeWarning, match="capture of a .* at input .*runs eagerly") as seen:
+            assert torch.equal(net(x), ref)
+    assert [str(w.message).split(" at ")[0].split()[-1] for w in seen] == ["Conv2d", "BatchNorm2d", "Conv2d"]
+    with torch.no_grad():
+        with g.active():  # no second attempt, no second warning
+            assert torch.equal(net(x), ref)
+    assert g.captures == 0 and g.replays == 0
+    monkeypatch.setattr(graphs, "MAX_GRAPHS", 4)
+    g = GraphedBelow(net, net[3], modules_below(net, net[3], x), capture=stand_in)
+    with torch.no_grad(), g.active():
+        for size in (6, 7, 8):
+            net(x[..., :size, :size])
+    assert g.captures == 9 and len(g._graphs) <= 4  # dropped and captured again as shapes came
+
+
+def test_cameras_with_cuda_graphs_gives_the_eager_maps(on_stand_in):
+    net = torchvision.models.resnet18(num_classes=7).eval()
+    x = torch.randn(2, 3, 64, 80, generator=torch.Generator().manual_seed(3))
+    ref = cameras.CAMERAS(net, scales=[64, 96, 128])(x, target=[1, 2])
+    fast = cameras.CAMERAS(net, scales=[64, 96, 128], cuda_graphs=True)
+    got = fast(x, target=[1, 2])
+    assert torch.equal(got.maps, ref.maps) and torch.equal(got.probs, ref.probs)
+    roots = fast._graphed.roots
+    assert [type(r).__name__ for r in roots] == ["Conv2d", "BatchNorm2d", "Sequential", "Sequential",
+                                                 "Sequential", "Sequential"]  # conv1, bn1, layer1..layer4
+    assert fast._graphed.captures == 6 * 3
+    again = fast(x, target=None)  # the top-1 rule: same passes, no new capture
+    assert torch.equal(again.maps, cameras.CAMERAS(net, scales=[64, 96, 128])(x).maps)
+    assert fast._graphed.captures == 6 * 3
+    assert not any("forward" in vars(m) for m in net.modules())
+    ms = cameras.MultiScale(cameras.LayerCAM(net), scales=[64, 96], cuda_graphs=True)
+    ref_ms = cameras.MultiScale(cameras.LayerCAM(net), scales=[64, 96])(x, target=1)
+    assert torch.equal(ms(x, target=1).maps, ref_ms.maps) and ms._graphed.captures == 12
+
+
+def test_cuda_graphs_option_is_checked():
+    net = torchvision.models.resnet18(num_classes=7).eval()
+    with pytest.raises(cameras.InputError, match="cuda_graphs must be True or False"):
+        cameras.CAMERAS(net, cuda_graphs="yes")
+    with pytest.raises(cameras.InputError, match="without amp"):
+        cameras.CAMERAS(net, cuda_graphs=True, amp="bf16")
+    with pytest.raises(cameras.InputError, match="needs the model and input on a CUDA device.*cpu"):
+        cameras.CAMERAS(net, scales=[64], cuda_graphs=True)(torch.randn(1, 3, 64, 64))
+    assert "cuda_graphs" in cameras.CAMERAS.neutral_options
