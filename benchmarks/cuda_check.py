@@ -1,7 +1,10 @@
-"""Check the CUDA path against the CPU: same maps, tensors stay on the GPU, AMP works.
+"""Check the CUDA path against the CPU: same maps, tensors stay on the GPU, AMP works, CUDA graphs
+(`cuda_graphs=True`) give the eager maps and follow weight edits.
 
 Run on a machine with a GPU: python benchmarks/cuda_check.py  (prints one line per check)
 """
+
+import traceback
 
 import torch
 import torchvision
@@ -11,11 +14,53 @@ from skimage import data
 import cameras
 
 
+def check_graphs(dev):
+    """cuda_graphs=True against eager CAMERAS on the GPU: ResNet-50 and the embedded model, batch 1 and 3,
+    a given and the top-1 target, after an in-place weight edit and after weights moved; with bf16 and compile."""
+    bundle = cameras.load_model()
+    net = torchvision.models.resnet50(num_classes=1000).eval()
+    for name, model, layer in (("resnet50", net, None), ("embedded", bundle.model, bundle.layer)):
+        model.to(dev)
+        graphed = cameras.CAMERAS(model, layer=layer, cuda_graphs=True)
+        for b in (1, 3):
+            x = torch.randn(b, 3, 224, 288, device=dev)
+            for target in (285, None):
+                ref = cameras.CAMERAS(model, layer=layer)(x, target=target)
+                got = graphed(x, target=target)
+                print(f"{name:9s} graphs b{b} target {target}: max|graphs-eager| = "
+                      f"{(got.maps - ref.maps).abs().max().item():.1e}, same targets "
+                      f"{bool(torch.equal(got.targets, ref.targets))}, captured {graphed._graphed.captures}, "
+                      f"replays {graphed._graphed.replays}", flush=True)
+        x = torch.randn(1, 3, 224, 224, device=dev)
+        p = next(model.parameters())
+        with torch.no_grad():
+            p.mul_(1.5)  # in place: the graphs read it
+        d1 = (graphed(x, target=1).maps - cameras.CAMERAS(model, layer=layer)(x, target=1).maps).abs().max().item()
+        p.data = p.data * 1.0  # moved: captured again
+        before = graphed._graphed.captures
+        d2 = (graphed(x, target=1).maps - cameras.CAMERAS(model, layer=layer)(x, target=1).maps).abs().max().item()
+        print(f"{name:9s} graphs after in-place edit {d1:.1e}, after a move {d2:.1e} "
+              f"(recaptured {graphed._graphed.captures - before})", flush=True)
+        for opts in ({"precision": "bf16"}, {"compile": True}):
+            try:
+                ref = cameras.CAMERAS(model, layer=layer, **opts)(x, target=1)
+                got = cameras.CAMERAS(model, layer=layer, cuda_graphs=True, **opts)(x, target=1)
+                print(f"{name:9s} graphs with {opts}: max|graphs-eager| {(got.maps - ref.maps).abs().max().item():.1e}",
+                      flush=True)
+            except Exception:  # noqa: BLE001 - report and go on: one GPU session must measure everything else
+                print(f"{name:9s} graphs with {opts}: FAILED\n{traceback.format_exc()}", flush=True)
+        model.cpu()
+
+
 def main():
     assert torch.cuda.is_available(), "no CUDA device"
     dev = torch.device("cuda")
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        check_graphs(dev)
+    except Exception:  # noqa: BLE001
+        print(f"graphs: FAILED\n{traceback.format_exc()}", flush=True)
     bundle = cameras.load_model()
     x = cameras.preprocess(Image.fromarray(data.chelsea()), square=True)
     net = torchvision.models.resnet50(num_classes=1000).eval()

@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/fast_paths.py [--device cpu|cuda] [--quick] [--models efficientnet_lite0,resnet50]
               [--bf16-models efficientnet_lite0,...] [--compile-models ...] [--no-compile]
+              [--graph-models ...] [--graph-batches 1,8,32,64] [--skip exact,bf16,compile,graphs]
 Writes benchmarks/results/fast/<device>.json (or --out FILE) and regenerates BENCHMARKS.md (benchmarks/report.py).
 
 - Exact fp32: the floor is the eager NCHW fp32 forward passes at CAMERAS's 8 scales (what
@@ -19,6 +20,10 @@ Writes benchmarks/results/fast/<device>.json (or --out FILE) and regenerates BEN
   and its fidelity on the random input (compiling at every photo's size would take minutes).
   On a CPU without bf16 instructions (no AVX512-BF16 or AMX) bf16 is emulated, slower than
   fp32: its time is then one round.
+- CUDA graphs (`CAMERAS(cuda_graphs=True)`, GPU only) and throughput: at each batch size the
+  floor, the eager CAMERAS and the graphed one, the first call (captures), the largest map
+  difference, and images per second; on a CPU (only with --graph-models) the eager CAMERAS
+  throughput, which the report otherwise takes from the exact rows (batch 1 and 8).
 """
 
 import json
@@ -103,6 +108,43 @@ def time_compile(name, device, reps):
     return r
 
 
+def time_graphs(name, device, reps, batches):
+    """CUDA graphs (`CAMERAS(cuda_graphs=True)`) against the eager floor and the eager CAMERAS at each
+    batch size: the first call (captures every scale), the steady state, the largest map difference
+    (exact: the same kernels run), and images per second of both CAMERAS paths (the throughput row
+    takes the best batch). On a CPU (no graphs) only the eager CAMERAS throughput is measured."""
+    bundle = load(name, device)
+    rows = []
+    for b in batches:
+        rows.append(graphs_row(name, bundle.model, bundle.layer, b, device, reps))
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def graphs_row(name, model, layer, b, device, reps):
+    x = batch_input(b, 224, device)
+    with torch.no_grad():
+        t = model(x).argmax(1)
+    eager = cameras.CAMERAS(model, layer=layer, scales=SCALES)
+    inputs = scaled_inputs(x, eager)
+    groups = {"floor": lambda: forward_all(model, inputs), "cameras": lambda: eager(x, target=t)}
+    r = {"model": name, "batch": b, "layer": eager.layer_name}
+    if device.type == "cuda":
+        graphed = cameras.CAMERAS(model, layer=layer, scales=SCALES, cuda_graphs=True)
+        start = time.perf_counter()
+        got = graphed(x, target=t).maps
+        torch.cuda.synchronize(device)
+        r["first_call_seconds"] = time.perf_counter() - start
+        r["max_abs_diff"] = float((got - eager(x, target=t).maps).abs().max())
+        r["graphs_captured"] = graphed._graphed.captures
+        groups["cameras_graphs"] = lambda: graphed(x, target=t)
+    r.update(interleaved_seconds(groups, device, reps))
+    r.update({f"{k}_images_per_second": b / r[k] for k in groups if k != "floor"})
+    print(json.dumps(r), flush=True)
+    return r
+
+
 def photo_inputs(bundle):
     from skimage import data
 
@@ -155,6 +197,11 @@ def main(argv=None):
     ap.add_argument("--bf16-models", default=None, help="models of the bf16 rows (default: --models)")
     ap.add_argument("--compile-models", default=None, help="models of the torch.compile rows (default: --models)")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (minutes of compilation)")
+    ap.add_argument("--graph-models", default=None, help="models of the CUDA graphs and throughput rows "
+                    "(default: --models on cuda, none on cpu)")
+    ap.add_argument("--graph-batches", default=None,
+                    help="batch sizes of the CUDA graphs and throughput rows (default: 1,8,32,64 on cuda, 1,8 on cpu)")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: exact,bf16,compile,graphs")
     ap.add_argument("--out", default=None, help="results file (default: benchmarks/results/fast/<device>.json)")
     a = ap.parse_args(argv)
     tuned = tune_cpu_allocator()
@@ -162,13 +209,23 @@ def main(argv=None):
     reps = 2 if a.quick else 3
     t0 = time.time()
     names = a.models.split(",")
-    exact = [r for n in names for r in time_exact(n, device, (1, 8), reps)]
-    bf16 = [time_bf16(n, device, reps, not a.no_compile) for n in (a.bf16_models or a.models).split(",")]
-    compile_names = [] if a.no_compile else (a.compile_models or a.models).split(",")
+    skip = set(filter(None, a.skip.split(",")))
+    if skip - {"exact", "bf16", "compile", "graphs"}:
+        ap.error(f"--skip takes exact, bf16, compile, graphs; got {a.skip}")
+    batches = [int(b) for b in (a.graph_batches or ("1,8,32,64" if device.type == "cuda" else "1,8")).split(",")]
+    # the GPU goals first: a session on a lent GPU may end before the rest
+    # on a CPU the exact rows' batch 1 and 8 already give the eager throughput: graph rows only when asked
+    graph_models = a.graph_models or (a.models if device.type == "cuda" else "")
+    graphed = [] if "graphs" in skip else [r for n in filter(None, graph_models.split(","))
+                                           for r in time_graphs(n, device, reps, batches)]
+    exact = [] if "exact" in skip else [r for n in names for r in time_exact(n, device, (1, 8), reps)]
+    bf16 = [] if "bf16" in skip else [time_bf16(n, device, reps, not a.no_compile)
+                                      for n in (a.bf16_models or a.models).split(",")]
+    compile_names = [] if a.no_compile or "compile" in skip else (a.compile_models or a.models).split(",")
     compiled = [time_compile(n, device, reps) for n in compile_names]
     command = " ".join(["python benchmarks/fast_paths.py", *(sys.argv[1:] if argv is None else argv)])
     result = {**result_header(device, tuned, reps, t0), "command": command,
-              "exact": exact, "bf16": bf16, "compile": compiled}
+              "exact": exact, "bf16": bf16, "compile": compiled, "graphs": graphed}
     write_result(result, Path(a.out) if a.out else HERE / "results" / "fast" / f"{device.type}.json")
 
 

@@ -299,14 +299,16 @@ def fast_section(res):
            f"{res['rounds']} rounds, each group round-robin in one process (`benchmarks/fast_paths.py`). The floor is "
            "the eager NCHW fp32 forward passes at the 8 scales."
            + (f" Made by `{res['command']}`." if res.get("command") else "")]
-    out += table("Exact fp32: CAMERAS with channels-last (the default on a CPU) against the NCHW floor "
-                 "(target ≤ 0.9×, maps equal to 1e-5)",
-                 ["model", "batch", "floor s", "channels-last forwards ×", "CAMERAS NCHW ×", "CAMERAS default ×",
-                  "max \\|Δmap\\|", "met"],
-                 [[r["model"], r["batch"], f"{r['floor']:.2f}", f"{r['floor_cl'] / r['floor']:.2f}",
-                   f"{r['cameras_nchw'] / r['floor']:.2f}", f"{r['cameras_auto'] / r['floor']:.2f}",
-                   f"{r['max_abs_diff']:.1e}", ok(r["cameras_auto"] <= 0.9 * r["floor"] and r["max_abs_diff"] <= 1e-5)]
-                  for r in res["exact"]])
+    if res.get("exact"):
+        out += table("Exact fp32: CAMERAS with channels-last (the default on a CPU) against the NCHW floor "
+                     "(target ≤ 0.9×, maps equal to 1e-5)",
+                     ["model", "batch", "floor s", "channels-last forwards ×", "CAMERAS NCHW ×", "CAMERAS default ×",
+                      "max \\|Δmap\\|", "met"],
+                     [[r["model"], r["batch"], f"{r['floor']:.2f}", f"{r['floor_cl'] / r['floor']:.2f}",
+                       f"{r['cameras_nchw'] / r['floor']:.2f}", f"{r['cameras_auto'] / r['floor']:.2f}",
+                       f"{r['max_abs_diff']:.1e}",
+                       ok(r["cameras_auto"] <= 0.9 * r["floor"] and r["max_abs_diff"] <= 1e-5)]
+                      for r in res["exact"]])
     if res.get("compile"):
         out += table("CAMERAS(compile=True): inductor compiles the layers below the explained one (frozen weights), "
                      "batch 1 (target ≤ 0.9× the floor, maps equal to 1e-5)",
@@ -318,12 +320,42 @@ def fast_section(res):
                        "never" if r["break_even_images"] is None else f"{r['break_even_images']:.0f}",
                        ok(r["cameras_compiled"] <= 0.9 * r["floor"] and r["max_abs_diff"] <= 1e-5)]
                       for r in res["compile"]])
+    graphed = [r for r in res.get("graphs", []) if "cameras_graphs" in r]
+    if graphed:
+        out += table("CAMERAS(cuda_graphs=True): the layers below the explained one replayed from CUDA graphs "
+                     "(target at batch 1: ≤ 1.1× the floor; maps equal)",
+                     ["model", "batch", "floor s", "CAMERAS eager ×", "CAMERAS graphs ×", "max \\|Δmap\\|",
+                      "first call s (captures)", "graphs", "met"],
+                     [[r["model"], r["batch"], f"{r['floor']:.4f}", f"{r['cameras'] / r['floor']:.2f}",
+                       f"{r['cameras_graphs'] / r['floor']:.2f}", f"{r['max_abs_diff']:.1e}",
+                       f"{r['first_call_seconds']:.1f}", r["graphs_captured"],
+                       ok(r["cameras_graphs"] <= 1.1 * r["floor"] and r["max_abs_diff"] <= 1e-5)
+                       if r["batch"] == 1 else "–"]
+                      for r in graphed])
+    # throughput: the graph rows' batch sweep, or else the exact rows (CAMERAS default at batch 1 and 8)
+    sweep = res.get("graphs") or [{"model": r["model"], "batch": r["batch"],
+                                   "cameras_images_per_second": r["batch"] / r["cameras_auto"]}
+                                  for r in res.get("exact", [])]
+    if sweep:
+        models = list(dict.fromkeys(r["model"] for r in sweep))
+        paths = [("cameras", "CAMERAS")] + ([("cameras_graphs", "CAMERAS cuda_graphs")] if graphed else [])
+        lines = []
+        for m in models:
+            rows = [r for r in sweep if r["model"] == m]
+            for key, label in paths:
+                per = {r["batch"]: r[f"{key}_images_per_second"] for r in rows}
+                top = max(per, key=per.get)
+                lines.append([m, label, ", ".join(f"{b}: {v:.1f}" for b, v in per.items()), top, f"{per[top]:.1f}"])
+        out += table("Throughput: images per second (224×224, CAMERAS's 8 scales, explicit target) by batch size",
+                     ["model", "path", "images/s by batch", "best batch", "best images/s"], lines)
     def best(r):  # the faster bf16 path and its smallest Pearson r
         low = [(r["cameras_bf16"], min(f["pearson"] for f in r["fidelity"]))]
         if "cameras_bf16_compiled" in r:
             low.append((r["cameras_bf16_compiled"], r["compiled_pearson"]))
         return min(low)
 
+    if not res.get("bf16"):
+        return out + [""]
     out += table("precision=\"bf16\" (below the layer in bf16; head and fusion fp32), batch 1 "
                  "(target ≤ 0.4× the floor with r ≥ 0.99)",
                  ["model", "bf16 kernels", "floor s", "CAMERAS fp32 ×", "CAMERAS bf16 ×", "Pearson r (min over photos)",
