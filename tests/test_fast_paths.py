@@ -147,3 +147,21 @@ def test_bf16_compiled_keeps_one_compilation_and_stays_close():
     r = torch.corrcoef(torch.stack([maps[0].flatten(), ref.flatten()]))[0, 1]
     assert r > 0.99
     assert all(p.dtype == torch.float32 for p in net.parameters())
+    # an edit of the fp32 weights makes new bf16 copies (new storage), so the compiled code follows
+    # it although the copies are fingerprinted by storage alone
+    net[0].weight.data.mul_(-1.0)
+    changed = cameras.CAMERAS(net, layer="4", scales=[24], channels_last=False)(x, target=1).maps
+    assert (changed - ref).abs().max() > 0.05
+    got = low(x, target=1).maps
+    assert low._compiled.compilations == 2 and low._held_low.conversions == 2
+    assert torch.corrcoef(torch.stack([got.flatten(), changed.flatten()]))[0, 1] > 0.99
+
+
+def test_fingerprint_reads_no_sums_of_held_copies():
+    from cameras.core.memory import HeldCopies, weights_fingerprint
+
+    src, held = [torch.ones(3), torch.ones(2)], HeldCopies()
+    made = held.copies(src, lambda d: d.to(torch.bfloat16))
+    print_ = weights_fingerprint([made[0], src[1]], held)
+    assert print_[0][-1] is None and print_[1][-1] == 2.0
+    assert weights_fingerprint([made[0]])[0][-1] == 3.0  # without `held` every sum is read

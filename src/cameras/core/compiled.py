@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .memory import weights_fingerprint
+from .memory import HeldCopies, weights_fingerprint
 
 #: dynamo's per-function limit of compiled variants, raised inside the block: a shared
 #: ``forward`` (every ``nn.Sequential`` stage of a ResNet) is compiled once per module and input shape.
@@ -97,9 +97,13 @@ class CompiledBelow:
         self.compilations = 0  # how many times the weights were (re)compiled
 
     @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        """Inside the block the roots run their compiled ``forward``; the original is restored after, also on errors."""
-        now = weights_fingerprint([t for r in self.roots for t in [*r.parameters(), *r.buffers()]])
+    def active(self, held: HeldCopies | None = None) -> Iterator[None]:
+        """Inside the block the roots run their compiled ``forward``; the original is restored after, also on errors.
+
+        ``held``: the :class:`~cameras.core.memory.HeldCopies` whose copies are swapped into the
+        roots for the call (bf16 weights), identified by storage alone (see
+        :func:`~cameras.core.memory.weights_fingerprint`)."""
+        now = weights_fingerprint([t for r in self.roots for t in [*r.parameters(), *r.buffers()]], held)
         if now != self._fingerprint:  # new weights (or the first call): frozen code must not be reused
             self._forwards = [torch.compile(r.forward, backend=_fresh_inductor(), dynamic=False) for r in self.roots]
             self._fingerprint = now

@@ -63,9 +63,13 @@ def channels_last(model: nn.Module, held: HeldCopies | None = None) -> Iterator[
         yield model
 
 
-def weights_fingerprint(tensors: list[torch.Tensor]) -> tuple:
+def weights_fingerprint(tensors: list[torch.Tensor], held: HeldCopies | None = None) -> tuple:
     """What identifies a set of tensors' current values: each one's storage, version, dtype and strides, and
     each one's sum, so that also edits through ``.data`` (which bump no version counter) change it.
+
+    Tensors that are ``held``'s current copies (see :class:`HeldCopies`) are identified without
+    their sums: those copies change only by being made afresh, in new storage, so reading them
+    again would be a wasted pass over the weights.
 
     Example:
         >>> w = torch.ones(2, 2)
@@ -75,9 +79,12 @@ def weights_fingerprint(tensors: list[torch.Tensor]) -> tuple:
     """
     if not tensors:
         return ()
+    mine = held.holds(tensors) if held is not None else [False] * len(tensors)
     with torch.no_grad():
-        sums = torch.stack([t.detach().sum(dtype=torch.float32) for t in tensors]).tolist()
-    return tuple((t.data_ptr(), t._version, t.dtype, tuple(t.stride()), s) for t, s in zip(tensors, sums))
+        summed = [t.detach().sum(dtype=torch.float32) for t, m in zip(tensors, mine) if not m]
+        sums = iter(torch.stack(summed).tolist() if summed else [])
+    return tuple((t.data_ptr(), t._version, t.dtype, tuple(t.stride()), None if m else next(sums))
+                 for t, m in zip(tensors, mine))
 
 
 class HeldCopies:
@@ -105,6 +112,18 @@ class HeldCopies:
         self._fingerprint: tuple | None = None
         self._copies: list[torch.Tensor] = []
         self.conversions = 0  # how many times the copies were made
+
+    def holds(self, tensors: list[torch.Tensor]) -> list[bool]:
+        """For each tensor, whether its storage is one of the current copies.
+
+        Example:
+            >>> held = HeldCopies()
+            >>> made = held.copies([torch.ones(2)], lambda d: d * 2)
+            >>> held.holds([made[0], torch.ones(2)])
+            [True, False]
+        """
+        mine = {c.data_ptr() for c in self._copies}
+        return [t.data_ptr() in mine for t in tensors]
 
     def copies(self, tensors: list[torch.Tensor], convert) -> list[torch.Tensor]:
         """``convert(t.data)`` for each tensor, made afresh only when the tensors changed."""
