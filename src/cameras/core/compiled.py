@@ -22,7 +22,7 @@ call (``precision="bf16"``) must be the same tensors from call to call (see
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -111,21 +111,37 @@ class CompiledBelow:
         import torch._dynamo.config as dynamo_config
         import torch._inductor.config as inductor_config
 
-        swapped = []
-        try:
-            for r, f in zip(self.roots, self._forwards):
-                swapped.append((r, vars(r).get("forward")))
-                r.forward = f
-            limits = dynamo_config.patch(recompile_limit=RECOMPILE_LIMIT,
-                                         accumulated_recompile_limit=16 * RECOMPILE_LIMIT)
-            with inductor_config.patch(freezing=True), limits:
-                yield
-        finally:
-            for r, own in swapped:
-                if own is None:
-                    del r.forward
-                else:
-                    r.forward = own
+        limits = dynamo_config.patch(recompile_limit=RECOMPILE_LIMIT, accumulated_recompile_limit=16 * RECOMPILE_LIMIT)
+        forwards = dict(zip(map(id, self.roots), self._forwards))
+        with swapped_forwards(self.roots, lambda r: forwards[id(r)]), inductor_config.patch(freezing=True), limits:
+            yield
+
+
+@contextlib.contextmanager
+def swapped_forwards(modules: list[nn.Module], make: Callable[[nn.Module], Callable]) -> Iterator[None]:
+    """Inside the block each module's ``forward`` is ``make(module)`` (an instance attribute, so ``__call__``
+    and its hooks stay the module's); its own ``forward`` is back after, also on errors.
+
+    Example:
+        >>> relu = nn.ReLU()
+        >>> with swapped_forwards([relu], lambda m: (lambda x: x + 1)):
+        ...     relu(torch.zeros(1)).item()
+        1.0
+        >>> relu(torch.zeros(1)).item(), "forward" in vars(relu)
+        (0.0, False)
+    """
+    swapped = []
+    try:
+        for m in modules:
+            swapped.append((m, vars(m).get("forward")))
+            m.forward = make(m)
+        yield
+    finally:
+        for m, own in swapped:
+            if own is None:
+                del m.forward
+            else:
+                m.forward = own
 
 
 def _fresh_inductor():
@@ -138,4 +154,4 @@ def _fresh_inductor():
     return inductor
 
 
-__all__ = ["CompiledBelow", "compiled_roots"]
+__all__ = ["CompiledBelow", "compiled_roots", "swapped_forwards"]

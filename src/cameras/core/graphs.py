@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from .compiled import compiled_roots
+from .compiled import compiled_roots, swapped_forwards
 
 #: graphs kept at most (all modules and shapes together) before all are dropped and recaptured
 MAX_GRAPHS = 512
@@ -155,18 +155,9 @@ class GraphedBelow:
         if now != self._addresses:  # weights moved (or the first call): graphs read the old addresses
             self.release()
             self._addresses = now
-        swapped = []
-        try:
-            for i, r in enumerate(self.roots):
-                swapped.append((r, vars(r).get("forward")))
-                r.forward = self._graphed(i, r, r.forward)
+        index = {id(r): i for i, r in enumerate(self.roots)}
+        with swapped_forwards(self.roots, lambda r: self._graphed(index[id(r)], r, r.forward)):
             yield
-        finally:
-            for r, own in swapped:
-                if own is None:
-                    del r.forward
-                else:
-                    r.forward = own
 
     def _graphed(self, index: int, root: nn.Module, forward: Callable) -> Callable:
         def run(*args, **kwargs):
