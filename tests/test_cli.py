@@ -195,8 +195,10 @@ def test_out_threads_recursive_topk_and_layers(sample_dir, tmp_path):
         r = run(args)
         assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, (args, r.output)
     if not __import__("torch").cuda.is_available():
-        r = run(["explain", img, "--device", "cuda", "--out", str(tmp_path / "o")])
-        assert r.exit_code == 2 and "no CUDA GPU is available" in r.output
+        for cmd in (["explain", img], ["attack", img], ["evaluate", "--data", str(sample_dir), "--format", "voc"],
+                    ["experiment", "interpolation", img]):
+            r = run([*cmd, "--device", "cuda", "--out", str(tmp_path / "o")])
+            assert r.exit_code == 2 and "no CUDA GPU is available" in r.output, (cmd, r.output)
     import torch
 
     threads_before = torch.get_num_threads()

@@ -95,7 +95,7 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
 
     with user_errors():
         check_out(out_dir)
-    with user_errors(), launch(device) as run:
+    with user_errors(), launch(str(torch_device(device))) as run:
         set_threads(threads)
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
         a = parse_eps(alpha)
@@ -145,7 +145,7 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
 
     with user_errors():
         check_out(out_dir)
-    with user_errors(), launch(device) as run:
+    with user_errors(), launch(str(torch_device(device))) as run:
         set_threads(threads)
         names = method_names(methods)
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)

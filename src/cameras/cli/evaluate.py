@@ -16,6 +16,7 @@ from .common import (
     progress_flag,
     set_threads,
     threads_option,
+    torch_device,
     user_errors,
 )
 
@@ -60,7 +61,7 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
 
     with user_errors():
         check_out(out_dir)
-    with user_errors(), launch(device) as run:
+    with user_errors(), launch(str(torch_device(device))) as run:
         set_threads(threads)
         names = method_names(methods)
         wanted = {m.strip() for m in metrics.split(",") if m.strip()}
@@ -119,7 +120,7 @@ def experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, d
 
     with user_errors():
         check_out(out_dir)
-    with user_errors(), launch(device) as run:
+    with user_errors(), launch(str(torch_device(device))) as run:
         set_threads(threads)
         bundle = load_classifier(model_name, weights, run.device, "cameras experiment")
         yield run, bundle, experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
