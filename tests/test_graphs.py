@@ -19,9 +19,12 @@ from cameras.core.memory import modules_below
 
 
 def stand_in(forward, static_in, pool):
-    """A graph that reruns ``forward``; replaying after one of the module's weights moved is an error."""
-    module = forward.__self__
-    tensors = lambda: [*module.parameters(), *module.buffers()]  # noqa: E731
+    """A graph that reruns ``forward``; replaying after one of the module's weights moved is an error.
+
+    Like a real graph it keeps running the code it captured: a compiled forward (no module of its
+    own) that was recompiled since is not the one a replay runs."""
+    module = getattr(forward, "__self__", None)
+    tensors = lambda: [] if module is None else [*module.parameters(), *module.buffers()]  # noqa: E731
     seen = weights_addresses(tensors())
     static_out = forward(static_in)
 
@@ -94,19 +97,24 @@ def test_failed_capture_runs_eagerly_with_a_warning_and_the_graph_count_is_bound
     net = small_net()
     x = torch.randn(1, 3, 8, 8)
 
+    tries = []
+
     def refuses(forward, static_in, pool):
+        tries.append(static_in.shape)
         raise RuntimeError("operation not permitted when stream is capturing")
 
     g = GraphedBelow(net, net[3], modules_below(net, net[3], x), capture=refuses)
     with torch.no_grad():
         ref = net(x).clone()
-        with g.active(), pytest.warns(RuntimeWarning, match="capture of a .* at input .*runs eagerly") as seen:
+        with g.active(), pytest.warns(RuntimeWarning, match="capture of a Conv2d at input .*eagerly from now on") \
+                as seen:
             assert torch.equal(net(x), ref)
-    assert [str(w.message).split(" at ")[0].split()[-1] for w in seen] == ["Conv2d", "BatchNorm2d", "Conv2d"]
-    with torch.no_grad():
-        with g.active():  # no second attempt, no second warning
+        with g.active():  # no second attempt, no second warning, at any shape
             assert torch.equal(net(x), ref)
+            net(x[..., :6, :6])
+    assert len(seen) == 1 and len(tries) == 1 and "Conv2d" in g.disabled
     assert g.captures == 0 and g.replays == 0
+    assert not any("forward" in vars(m) for m in net.modules())
     monkeypatch.setattr(graphs, "MAX_GRAPHS", 4)
     g = GraphedBelow(net, net[3], modules_below(net, net[3], x), capture=stand_in)
     with torch.no_grad(), g.active():
@@ -144,3 +152,39 @@ def test_cuda_graphs_option_is_checked():
     with pytest.raises(cameras.InputError, match="needs the model and input on a CUDA device.*cpu"):
         cameras.CAMERAS(net, scales=[64], cuda_graphs=True)(torch.randn(1, 3, 64, 64))
     assert "cuda_graphs" in cameras.CAMERAS.neutral_options
+
+
+def test_modules_with_hooks_inside_run_eagerly_and_expanded_inputs_are_copied_densely():
+    nn = torch.nn
+    net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), nn.Conv2d(4, 2, 1), nn.Flatten()).eval()
+    x = torch.randn(1, 3, 8, 8).expand(2, 3, 8, 8)  # overlapping memory (stride 0)
+    fired = []
+    handle = net[0][0].register_forward_hook(lambda *_: fired.append(1))
+    g = GraphedBelow(net, net[1], modules_below(net, net[1], x[:1]), capture=stand_in)
+    assert g.roots == [net[0], net[1]]
+    fired.clear()  # modules_below ran the model once
+    with torch.no_grad():
+        ref = net(x).clone()
+        with g.active():
+            outs = [net(x), net(x)]
+    handle.remove()
+    assert all(torch.equal(o, ref) for o in outs)
+    assert len(fired) == 3  # the hook inside net[0] fired on every call: that root was not graphed
+    assert g.captures == 1 and g.replays == 2  # net[1] was
+
+
+def test_compiled_and_graphed_lower_layers_follow_an_in_place_weight_edit(on_stand_in):
+    torch.manual_seed(0)
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=1),
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)).eval()
+    x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(4))
+    both = cameras.CAMERAS(net, layer="3", scales=[24], compile=True, cuda_graphs=True)
+    eager = cameras.CAMERAS(net, layer="3", scales=[24], channels_last=False)
+    assert (both(x, target=1).maps - eager(x, target=1).maps).abs().max() < 1e-5
+    with torch.no_grad():
+        net[0].weight.mul_(-1.0)  # in place: the compiled code (frozen weights) is recompiled: old graphs are stale
+    changed = eager(x, target=1).maps
+    got = both(x, target=1).maps
+    assert both._compiled.compilations == 2 and both._graphed.captures == 6  # 3 roots, captured twice
+    assert (got - changed).abs().max() < 1e-5

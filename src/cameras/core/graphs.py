@@ -12,14 +12,22 @@ and, inside :meth:`GraphedBelow.active`, swaps each one's ``forward`` for one th
 its input into a static buffer, replays the graph captured for that shape, and returns a
 copy of the graph's output. The layer's forward hooks (the activation capture) stay outside
 the graph. A call with gradients enabled, with more than one argument or with keyword
-arguments runs the module as it is.
+arguments runs the module as it is, and so does a module with forward hooks inside it (or
+global ones: they would fire while capturing only, never on replays).
 
 A graph reads the weights from the addresses they had when it was captured, so in-place
 edits of the weights (``.data.mul_``, an optimiser step) are seen by the next replay; a
 weight that moved (a new tensor assigned, ``.to()``, a held converted copy remade) makes
 :meth:`GraphedBelow.active` drop every graph and capture afresh. The graphs share one
-memory pool; at most :data:`MAX_GRAPHS` are kept (8 scales of 8 input sizes for a model with
-one root), after which all are dropped and captured again as shapes come.
+memory pool; at most :data:`MAX_GRAPHS` are kept, after which all are dropped and captured
+again as shapes come. Each graph holds its module's input and output at its shape, so the
+memory held grows with the sizes and batch sizes seen (for ResNet-50 at batch 32 and 8
+scales up to 924 px, tens of GB): call :meth:`GraphedBelow.release` to give it back.
+A compiled ``forward`` (``compile=True``) that is recompiled is captured afresh too.
+
+A capture that fails (a module that synchronises with the CPU, for example) turns graphs
+off for the object, with one warning: after a failed capture PyTorch may leave the CUDA
+allocator's capture state inconsistent, so no further capture is tried.
 """
 
 from __future__ import annotations
@@ -75,15 +83,21 @@ def capture_cuda_graph(forward: Callable[[Tensor], Tensor], static_in: Tensor,
         static_in.copy_(x * 2)
         replay()  # out now holds conv(x * 2)
     """
-    side = torch.cuda.Stream(device=static_in.device)
-    side.wait_stream(torch.cuda.current_stream(static_in.device))
-    with torch.cuda.stream(side):
-        for _ in range(WARMUP_RUNS):
-            forward(static_in)
-    torch.cuda.current_stream(static_in.device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, pool=pool):
-        static_out = forward(static_in)
+    device = static_in.device
+    with torch.cuda.device(device):  # capture on the tensors' device, whichever is current
+        current = torch.cuda.current_stream(device)
+        side = torch.cuda.Stream(device=device)
+        side.wait_stream(current)
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_RUNS):
+                forward(static_in)
+        current.wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, pool=pool, stream=side, capture_error_mode="thread_local"):
+                static_out = forward(static_in)
+        finally:  # a capture that fails at its end leaves the capture stream current: put the caller's back
+            torch.cuda.set_stream(current)
     return graph.replay, static_out
 
 
@@ -114,9 +128,10 @@ class GraphedBelow:
         capture: how one graph is made: ``capture(forward, static_in, pool) -> (replay,
             static_out)``; :func:`capture_cuda_graph` by default.
 
-    Outputs equal the eager ones exactly (the same kernels run); each is a fresh tensor. A
-    module whose capture fails (one that synchronises with the CPU, for example) runs eagerly
-    from then on, with a warning. ``captures`` counts the graphs made, ``replays`` their runs.
+    Outputs equal the eager ones exactly (the same kernels run); each is a fresh tensor. After
+    a failed capture (a module that synchronises with the CPU, for example) every module runs
+    eagerly from then on, with one warning (``disabled`` says why). ``captures`` counts the
+    graphs made, ``replays`` their runs.
 
     Example (a stand-in for the CUDA capture, so that it runs on a CPU):
         >>> def rerun(forward, static_in, pool):
@@ -139,7 +154,9 @@ class GraphedBelow:
         self._capture = capture or capture_cuda_graph
         self._graphs: dict[tuple, tuple[Callable[[], None], Tensor, Tensor] | None] = {}
         self._addresses: tuple | None = None
+        self._forwards: list = []  # the roots' own forwards when captured (compile=True swaps in compiled ones)
         self._pool = None
+        self.disabled: str | None = None  # why graphs are off for good (a capture failed), else None
         self.captures = 0  # graphs made
         self.replays = 0  # graph runs
 
@@ -150,28 +167,41 @@ class GraphedBelow:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        """Inside the block the roots run from their graphs; their own ``forward`` is restored after, also on errors."""
+        """Inside the block the roots run from their graphs; their own ``forward`` is restored after, also on errors.
+
+        Graphs are captured afresh when a weight moved or when a root's ``forward`` is another
+        object than at the capture (a recompiled forward of ``compile=True``: its frozen weights
+        are new constants). After a failed capture every root runs eagerly (see ``disabled``).
+        """
+        if self.disabled:
+            yield
+            return
         now = weights_addresses([t for r in self.roots for t in [*r.parameters(), *r.buffers()]])
-        if now != self._addresses:  # weights moved (or the first call): graphs read the old addresses
+        forwards = [vars(r).get("forward") for r in self.roots]
+        stale = len(forwards) != len(self._forwards) or any(a is not b for a, b in zip(forwards, self._forwards))
+        if now != self._addresses or stale:  # the graphs would read old weights or run old code
             self.release()
-            self._addresses = now
+            self._addresses, self._forwards = now, forwards  # held: no id is reused while compared
         index = {id(r): i for i, r in enumerate(self.roots)}
         with swapped_forwards(self.roots, lambda r: self._graphed(index[id(r)], r, r.forward)):
             yield
 
     def _graphed(self, index: int, root: nn.Module, forward: Callable) -> Callable:
         def run(*args, **kwargs):
-            if kwargs or len(args) != 1 or not isinstance(args[0], Tensor) or torch.is_grad_enabled():
+            if (kwargs or len(args) != 1 or not isinstance(args[0], Tensor) or torch.is_grad_enabled()
+                    or self.disabled):
                 return forward(*args, **kwargs)
             x = args[0]
             key = (index, tuple(x.shape), tuple(x.stride()), x.dtype, x.device)
             if key not in self._graphs:
                 self._graphs[key] = self._new_graph(root, forward, x)
             entry = self._graphs[key]
-            if entry is None:  # capture failed: eager
+            if entry is None:  # not graphed (hooks inside, or not one tensor out, or the capture failed): eager
                 return forward(x)
             replay, static_in, static_out = entry
             static_in.copy_(x)
+            # one stream, and the output copied before any other replay: graphs sharing the pool may
+            # overwrite each other's outputs, never a copy
             replay()
             self.replays += 1
             return static_out.clone(memory_format=torch.preserve_format)
@@ -179,22 +209,37 @@ class GraphedBelow:
         return run
 
     def _new_graph(self, root: nn.Module, forward: Callable, x: Tensor):
+        if _hooks_inside(root):  # hooks would fire only while capturing, never on replays
+            return None
         if len(self._graphs) >= MAX_GRAPHS:
             self.release()
         if self._pool is None:
             self._pool = new_pool(x.device)
-        static_in = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
+        static_in = torch.empty_like(x, memory_format=torch.preserve_format)  # dense, also for an expanded x
         static_in.copy_(x)
         try:
             replay, static_out = self._capture(forward, static_in, self._pool)
-        except Exception as err:  # noqa: BLE001 - any capture failure: this module runs eagerly
-            warnings.warn(f"CUDA graph capture of a {type(root).__name__} at input {tuple(x.shape)} failed "
-                          f"({type(err).__name__}: {err}); it runs eagerly", RuntimeWarning, stacklevel=4)
+        except Exception as err:  # noqa: BLE001 - any capture failure turns graphs off
+            self.disabled = f"capture of a {type(root).__name__} at input {tuple(x.shape)} failed " \
+                            f"({type(err).__name__}: {err})"
+            self.release()
+            warnings.warn(f"CUDA graph {self.disabled}; every module runs eagerly from now on (a failed capture "
+                          "can leave CUDA's allocator inconsistent: if later CUDA calls fail, restart the process)",
+                          RuntimeWarning, stacklevel=4)
             return None
         if not isinstance(static_out, Tensor):
             return None
         self.captures += 1
         return replay, static_in, static_out
+
+
+def _hooks_inside(root: nn.Module) -> bool:
+    """Whether a forward hook (global, or on a module inside ``root``) would run during its forward."""
+    from torch.nn.modules import module as _module
+
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in root.modules() if m is not root)
 
 
 __all__ = ["GraphedBelow", "capture_cuda_graph", "supports_graphs", "weights_addresses", "MAX_GRAPHS"]
