@@ -8,8 +8,9 @@ is twice that, still far below any change a refactor could make.
 The fixtures were made in NCHW memory format: CAMERAS and MultiScale now run channels-last
 on a CPU by default (float rounding only), so their default maps are held to 1e-5 and their
 NCHW path (``channels_last=False``) to ``EXACT``. Extremal perturbation optimises its mask
-over iterations, which carries that rounding forward (1.7e-5 between the two machines): it is
-held to 1e-4.
+over iterations, which carries that rounding forward (1.7e-5 on an AMD EPYC, 1.6e-4 on an
+Intel Xeon with AVX-512, both with the code that made the fixtures): it is held to 5e-4, still
+far below what a change to the method makes (its maps span [0, 1]).
 """
 
 import numpy as np
@@ -38,7 +39,7 @@ def test_map_unchanged(current, photo, key):
 
     name = next(c[1] for c in CASES if c[0] == key)
     fast = "channels_last" in cameras.methods.method_option_names(name)  # channels-last by default on a CPU
-    tol = 1e-4 if key == "extremal" else 1e-5 if fast else EXACT
+    tol = 5e-4 if key == "extremal" else 1e-5 if fast else EXACT
     assert float(np.abs(now - ref).max()) <= tol
     assert float(ref.max()) > 0  # a real map, not an empty one
 
