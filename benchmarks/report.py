@@ -204,9 +204,10 @@ def section(res):
                    "batch 1, Grad-CAM) found 0.5 ms of GPU kernel time against about 7 ms of CPU-side dispatch per "
                    "call, about 70 µs per convolution. So the floor is launch overhead, and every operation a method "
                    "adds (the backward through the head, resizing, normalising, RISE's masks, Extremal's mask "
-                   "generator) costs its launch time in full, however little arithmetic it does. Removing that "
-                   "overhead would need CUDA graphs (`torch.compile(mode=\"reduce-overhead\")`) around the model, "
-                   "which the library does not do for the user.")
+                   "generator) costs its launch time in full, however little arithmetic it does. "
+                   "`CAMERAS(cuda_graphs=True)` replays the layers below the explained one from CUDA graphs to "
+                   "remove most of it; its rows are in the \"Below the eager floor\" section of a GPU run "
+                   "(`benchmarks/gpu_session.sh`), when one has been made.")
     for r in base:
         if r["rise"] / r["rise_floor"] > 1.1:
             out.append(f"- RISE on {r['model']}: {r['rise'] / r['rise_floor']:.2f}× its masked forward passes "
