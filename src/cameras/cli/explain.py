@@ -178,6 +178,13 @@ def _box_text(text: str, option: str) -> tuple[float, float, float, float]:
     return vals
 
 
+def _scaled_box(box, image_wh, input_wh) -> list[float]:
+    """A box x0,y0,x1,y1 in an image's pixels (W×H) in the model input's pixels (w×h)."""
+    (W, H), (w, h) = image_wh, input_wh
+    x0, y0, x1, y1 = box
+    return [x0 * w / W, y0 * h / H, x1 * w / W, y1 * h / H]
+
+
 def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kind):
     """For segmentation and detection: a function building each image's target from the image and its input.
 
@@ -223,8 +230,7 @@ def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kin
             H, W = img.height, img.width
             h, w = x.shape[-2:]
             if region_box is not None:
-                x0, y0, x1, y1 = region_box
-                return RegionTarget.from_box(label, [x0 * w / W, y0 * h / H, x1 * w / W, y1 * h / H], (h, w))
+                return RegionTarget.from_box(label, _scaled_box(region_box, (W, H), (w, h)), (h, w))
             if mask01 is not None:
                 if tuple(mask01.shape) != (H, W):
                     raise CamerasError(f"--mask is {mask01.shape[1]}×{mask01.shape[0]} pixels but the image is "
@@ -240,11 +246,8 @@ def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kin
     given = None if box is None else _box_text(box, "--box")
 
     def box_target(img, x):
-        H, W = img.height, img.width
-        h, w = x.shape[-2:]
         if given is not None:
-            x0, y0, x1, y1 = given
-            return BoxTarget([x0 * w / W, y0 * h / H, x1 * w / W, y1 * h / H], label, iou)
+            return BoxTarget(_scaled_box(given, (img.width, img.height), (x.shape[-1], x.shape[-2])), label, iou)
         from ..core.layouts import any_input_size
 
         with torch.no_grad(), any_input_size(bundle.model):  # the top-scoring detection (of --target)
