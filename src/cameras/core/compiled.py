@@ -103,7 +103,7 @@ class CompiledBelow:
         ``held``: the :class:`~cameras.core.memory.HeldCopies` whose copies are swapped into the
         roots for the call (bf16 weights), identified by storage alone (see
         :func:`~cameras.core.memory.weights_fingerprint`)."""
-        now = weights_fingerprint([t for r in self.roots for t in [*r.parameters(), *r.buffers()]], held)
+        now = weights_fingerprint(tensors_of(self.roots), held)
         if now != self._fingerprint:  # new weights (or the first call): frozen code must not be reused
             self._forwards = [torch.compile(r.forward, backend=_fresh_inductor(), dynamic=False) for r in self.roots]
             self._fingerprint = now
@@ -112,19 +112,18 @@ class CompiledBelow:
         import torch._inductor.config as inductor_config
 
         limits = dynamo_config.patch(recompile_limit=RECOMPILE_LIMIT, accumulated_recompile_limit=16 * RECOMPILE_LIMIT)
-        forwards = dict(zip(map(id, self.roots), self._forwards))
-        with swapped_forwards(self.roots, lambda r: forwards[id(r)]), inductor_config.patch(freezing=True), limits:
+        with swapped_forwards(self.roots, self._forwards), inductor_config.patch(freezing=True), limits:
             yield
 
 
 @contextlib.contextmanager
-def swapped_forwards(modules: list[nn.Module], make: Callable[[nn.Module], Callable]) -> Iterator[None]:
-    """Inside the block each module's ``forward`` is ``make(module)`` (an instance attribute, so ``__call__``
-    and its hooks stay the module's); its own ``forward`` is back after, also on errors.
+def swapped_forwards(modules: list[nn.Module], forwards: list[Callable]) -> Iterator[None]:
+    """Inside the block each module's ``forward`` is the matching one of ``forwards`` (an instance attribute,
+    so ``__call__`` and its hooks stay the module's); its own ``forward`` is back after, also on errors.
 
     Example:
         >>> relu = nn.ReLU()
-        >>> with swapped_forwards([relu], lambda m: (lambda x: x + 1)):
+        >>> with swapped_forwards([relu], [lambda x: x + 1]):
         ...     relu(torch.zeros(1)).item()
         1.0
         >>> relu(torch.zeros(1)).item(), "forward" in vars(relu)
@@ -132,9 +131,9 @@ def swapped_forwards(modules: list[nn.Module], make: Callable[[nn.Module], Calla
     """
     swapped = []
     try:
-        for m in modules:
+        for m, f in zip(modules, forwards, strict=True):
             swapped.append((m, vars(m).get("forward")))
-            m.forward = make(m)
+            m.forward = f
         yield
     finally:
         for m, own in swapped:
@@ -142,6 +141,16 @@ def swapped_forwards(modules: list[nn.Module], make: Callable[[nn.Module], Calla
                 del m.forward
             else:
                 m.forward = own
+
+
+def tensors_of(modules: list[nn.Module]) -> list[torch.Tensor]:
+    """Every parameter and buffer of ``modules`` (and their submodules), in order.
+
+    Example:
+        >>> len(tensors_of([nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)]))  # weight, bias; weight, bias, 3 buffers
+        7
+    """
+    return [t for m in modules for t in [*m.parameters(), *m.buffers()]]
 
 
 def _fresh_inductor():
@@ -154,4 +163,4 @@ def _fresh_inductor():
     return inductor
 
 
-__all__ = ["CompiledBelow", "compiled_roots", "swapped_forwards"]
+__all__ = ["CompiledBelow", "compiled_roots", "swapped_forwards", "tensors_of"]

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from .compiled import compiled_roots, swapped_forwards
+from .compiled import compiled_roots, swapped_forwards, tensors_of
 
 #: graphs kept at most (all modules and shapes together) before all are dropped and recaptured
 MAX_GRAPHS = 512
@@ -176,14 +176,13 @@ class GraphedBelow:
         if self.disabled:
             yield
             return
-        now = weights_addresses([t for r in self.roots for t in [*r.parameters(), *r.buffers()]])
+        now = weights_addresses(tensors_of(self.roots))
         forwards = [vars(r).get("forward") for r in self.roots]
         stale = len(forwards) != len(self._forwards) or any(a is not b for a, b in zip(forwards, self._forwards))
         if now != self._addresses or stale:  # the graphs would read old weights or run old code
             self.release()
             self._addresses, self._forwards = now, forwards  # held: no id is reused while compared
-        index = {id(r): i for i, r in enumerate(self.roots)}
-        with swapped_forwards(self.roots, lambda r: self._graphed(index[id(r)], r, r.forward)):
+        with swapped_forwards(self.roots, [self._graphed(i, r, r.forward) for i, r in enumerate(self.roots)]):
             yield
 
     def _graphed(self, index: int, root: nn.Module, forward: Callable) -> Callable:

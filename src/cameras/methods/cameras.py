@@ -399,7 +399,7 @@ class CAMERAS(SaliencyMethod):
         if self.compile:
             if self._compiled is None or self._compiled.layer is not self.layer:
                 self._compiled = CompiledBelow(self.model, self.layer, self._below[1])
-            compiled = self._compiled.active(self._held_low if self.precision == "bf16" else None)
+            compiled = self._compiled.active(self._held_low)  # holds copies with precision="bf16" only
         graphed = contextlib.nullcontext()
         if self.cuda_graphs:  # entered after `compiled`: with compile=True the compiled code is captured
             if self._graphed is None or self._graphed.layer is not self.layer:
