@@ -6,10 +6,11 @@ Usage: python benchmarks/fast_paths.py [--device cpu|cuda] [--quick] [--models e
 Writes benchmarks/results/fast/<device>.json (or --out FILE) and regenerates BENCHMARKS.md (benchmarks/report.py).
 
 - Exact fp32: the floor is the eager NCHW fp32 forward passes at CAMERAS's 8 scales (what
-  `benchmarks/run.py` calls the floor); CAMERAS runs with channels_last=False (the NCHW path)
-  and with the default "auto" (channels-last on a CPU), plus the same forward passes in
+  `benchmarks/run.py` calls the floor); CAMERAS runs on the reference path (channels_last=False,
+  fold_batchnorm=False), with channels-last alone (fold_batchnorm=False) and with the defaults
+  (channels-last on a CPU, batch norms folded below the layer), plus the same forward passes in
   channels-last; ratios from one round-robin group in one process, and the largest map
-  difference between the two CAMERAS paths.
+  difference between the default and the reference path.
 - torch.compile (`CAMERAS(compile=True)`: inductor compiles the layers below the explained one
   with frozen weights): the first call (compilation at every scale), the steady state against
   the floor and the eager default, the largest map difference against the NCHW path, and how
@@ -60,7 +61,9 @@ def exact_row(name, model, layer, b, device, reps):
     x = batch_input(b, 224, device)
     with torch.no_grad():
         t = model(x).argmax(1)
-    nchw = cameras.CAMERAS(model, layer=layer, scales=SCALES, channels_last=False)
+    # the reference path (NCHW, batch norms as they are), channels-last alone, and the default (also folded)
+    nchw = cameras.CAMERAS(model, layer=layer, scales=SCALES, channels_last=False, fold_batchnorm=False)
+    unfolded = cameras.CAMERAS(model, layer=layer, scales=SCALES, fold_batchnorm=False)
     auto = cameras.CAMERAS(model, layer=layer, scales=SCALES)
     inputs = scaled_inputs(x, nchw)
     inputs_cl = cl_inputs(inputs)
@@ -72,8 +75,10 @@ def exact_row(name, model, layer, b, device, reps):
     r = {"model": name, "batch": b, "input": 224}
     r.update(interleaved_seconds({"floor": lambda: forward_all(model, inputs), "floor_cl": floor_cl,
                                   "cameras_nchw": lambda: nchw(x, target=t),
+                                  "cameras_unfolded": lambda: unfolded(x, target=t),
                                   "cameras_auto": lambda: auto(x, target=t)}, device, reps))
     r["layer"] = nchw.layer_name
+    r["folded_pairs"] = len(auto._folded.pairs) if auto._folded is not None else 0
     r["max_abs_diff"] = float((auto(x, target=t).maps - nchw(x, target=t).maps).abs().max())
     print(json.dumps(r), flush=True)
     return r
@@ -88,7 +93,7 @@ def time_compile(name, device, reps):
     x = batch_input(1, 224, device)
     with torch.no_grad():
         t = model(x).argmax(1)
-    nchw = cameras.CAMERAS(model, layer=layer, scales=SCALES, channels_last=False)
+    nchw = cameras.CAMERAS(model, layer=layer, scales=SCALES, channels_last=False, fold_batchnorm=False)
     auto = cameras.CAMERAS(model, layer=layer, scales=SCALES)
     comp = cameras.CAMERAS(model, layer=layer, scales=SCALES, compile=True)
     inputs = scaled_inputs(x, nchw)

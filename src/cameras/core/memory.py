@@ -179,6 +179,24 @@ def modules_below(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> list[n
         >>> [type(m).__name__ for m in modules_below(net, net[1], torch.zeros(1, 3, 8, 8))]
         ['Conv2d']
     """
+    with recording_below(model, layer) as order, torch.no_grad():
+        model(x)
+    return order
+
+
+@contextlib.contextmanager
+def recording_below(model: nn.Module, layer: nn.Module) -> Iterator[list[nn.Module]]:
+    """Inside the block a forward pass records, into the list it yields, the modules with parameters or
+    buffers of their own that start before ``layer`` finishes, in the order they start (as
+    :func:`modules_below`, for a caller that watches the same pass for more). The hooks are removed after.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+        >>> with recording_below(net, net[0]) as below:
+        ...     _ = net(torch.zeros(1, 3, 8, 8))
+        >>> [type(m).__name__ for m in below]
+        ['Conv2d']
+    """
     order: list[nn.Module] = []
     finished = []
     handles = []
@@ -192,12 +210,10 @@ def modules_below(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> list[n
             if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)):
                 handles.append(m.register_forward_pre_hook(started))
         handles.append(layer.register_forward_hook(lambda *_: finished.append(True)))
-        with torch.no_grad():
-            model(x)
+        yield order
     finally:
         for h in handles:
             h.remove()
-    return order
 
 
 @contextlib.contextmanager
@@ -228,4 +244,4 @@ def low_precision_below(modules: list[nn.Module], layer: nn.Module, dtype: torch
             handle.remove()
 
 __all__ = ["HeldCopies", "channels_last", "fast_bf16", "has_convolutions", "low_precision_below", "modules_below",
-           "prefers_channels_last", "weights_fingerprint"]
+           "prefers_channels_last", "recording_below", "weights_fingerprint"]

@@ -16,6 +16,7 @@ from ..core import graphs
 from ..core.base import SaliencyMethod
 from ..core.compiled import CompiledBelow
 from ..core.errors import InputError
+from ..core.folding import FoldedBelow
 from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale, fuse_on_grid
 from ..core.gradients import LayerGradients, layer_gradients
 from ..core.memory import HeldCopies, fast_bf16, low_precision_below, modules_below, prefers_channels_last
@@ -171,6 +172,15 @@ class CAMERAS(SaliencyMethod):
             are seen by the next replay; weights moved to new memory are captured afresh. The
             graphs hold their activations' memory between calls (one buffer per module and
             size). Combines with ``compile`` and ``precision="bf16"``; not with ``amp``.
+        fold_batchnorm: True (default) or False: below the explained layer, where the passes
+            record no gradients, each batch norm that reads a convolution's output (and nothing
+            else reads it) is folded into that convolution for the call (weights ``W·s``, bias
+            ``(b − mean)·s + β`` with ``s = γ/√(var + ε)``, computed once and kept while the
+            weights are unchanged), saving a pass over every batch-normed activation. Batch
+            norms in training mode and modules with hooks of their own are left alone; the
+            model is never changed. Maps equal the unfolded ones up to float rounding (1e-5).
+            Applies to exact fp32 eager passes; ``compile`` folds by itself, and with
+            ``precision="bf16"``, ``amp`` or ``cuda_graphs`` nothing is folded.
 
     Call: ``CAMERAS(model)(x, target=None)`` with x of shape B×C×H×W returns a
     :class:`~cameras.SaliencyResult` whose ``maps`` are B×H×W in [0, 1] and
@@ -187,7 +197,7 @@ class CAMERAS(SaliencyMethod):
     name = "cameras"
     passes = 8
     _nhwc = False  # whether this call runs channels-last (set per call from `channels_last`)
-    neutral_options = ("batch_pixels", "chunk_elements", "channels_last", "compile", "cuda_graphs")
+    neutral_options = ("batch_pixels", "chunk_elements", "channels_last", "compile", "cuda_graphs", "fold_batchnorm")
 
     @property
     def options(self) -> dict:
@@ -216,6 +226,7 @@ class CAMERAS(SaliencyMethod):
         border_pad: float = 0.0,
         compile: bool = False,
         cuda_graphs: bool = False,
+        fold_batchnorm: bool = True,
     ) -> None:
         super().__init__(model, layer, to_spatial)
         if not (isinstance(border_pad, (int, float)) and 0 <= border_pad <= 0.5):
@@ -249,7 +260,7 @@ class CAMERAS(SaliencyMethod):
         if precision == "bf16" and amp is not None:
             raise InputError("give precision='bf16' or amp, not both (amp runs the whole forward under autocast)")
         self.precision = precision
-        self._below: tuple[nn.Module, list[nn.Module]] | None = None  # (layer, modules below it): bf16, compile
+        self._below: tuple[nn.Module, list[nn.Module]] | None = None  # (layer, modules below it), found once
         if compile not in (True, False):
             raise InputError(f"compile must be True or False, got {compile!r}")
         if compile and amp is not None:
@@ -262,6 +273,10 @@ class CAMERAS(SaliencyMethod):
             raise InputError("cuda_graphs=True replays the passes as captured; give it without amp (autocast)")
         self.cuda_graphs = cuda_graphs
         self._graphed: graphs.GraphedBelow | None = None  # the lower layers' CUDA graphs, made on the first call
+        if fold_batchnorm not in (True, False):
+            raise InputError(f"fold_batchnorm must be True or False, got {fold_batchnorm!r}")
+        self.fold_batchnorm = fold_batchnorm
+        self._folded: FoldedBelow | None = None  # the foldable pairs below the layer, found on the first call
         self._held_layout, self._held_low = HeldCopies(), HeldCopies()
         p = next(self.model.parameters(), None)
         if precision == "bf16" and p is not None and not fast_bf16(p.device):
@@ -389,6 +404,8 @@ class CAMERAS(SaliencyMethod):
         if self.cuda_graphs and not graphs.supports_graphs(x.device):
             raise InputError(f"cuda_graphs=True needs the model and input on a CUDA device, got the input on "
                              f"{x.device}; leave cuda_graphs off there")
+        fold = (self.fold_batchnorm and self.precision == "fp32" and self.amp is None and not self.compile
+                and not self.cuda_graphs)
         lower = self.precision == "bf16" or self.compile or self.cuda_graphs
         if lower and (self._below is None or self._below[0] is not self.layer):
             self._below = (self.layer, modules_below(self.model, self.layer, x[:1]))  # once per layer, one pass
@@ -400,12 +417,17 @@ class CAMERAS(SaliencyMethod):
             if self._compiled is None or self._compiled.layer is not self.layer:
                 self._compiled = CompiledBelow(self.model, self.layer, self._below[1])
             compiled = self._compiled.active(self._held_low)  # holds copies with precision="bf16" only
+        folded = contextlib.nullcontext()
+        if fold:  # entered after `layout`: the folded weights take the channels-last weights' format
+            if self._folded is None or self._folded.layer is not self.layer:
+                self._folded = FoldedBelow(self.model, self.layer, x[:1])  # one pass, once per layer
+            folded = self._folded.active()
         graphed = contextlib.nullcontext()
         if self.cuda_graphs:  # entered after `compiled`: with compile=True the compiled code is captured
             if self._graphed is None or self._graphed.layer is not self.layer:
                 self._graphed = graphs.GraphedBelow(self.model, self.layer, self._below[1])
             graphed = self._graphed.active()
-        with torch.autocast(x.device.type, enabled=False), layout, low, compiled, graphed:
+        with torch.autocast(x.device.type, enabled=False), layout, low, compiled, folded, graphed:
             return self._explain(x, list(targets))
 
     def _fed(self, x: Tensor) -> Tensor:

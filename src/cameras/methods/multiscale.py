@@ -62,6 +62,7 @@ class MultiScale(CAMERAS):
         border_pad: float = 0.0,
         compile: bool = False,
         cuda_graphs: bool = False,
+        fold_batchnorm: bool = True,
     ) -> None:
         if not isinstance(method, GradientCAM):
             got = getattr(method, "name", None) or type(method).__name__
@@ -74,7 +75,7 @@ class MultiScale(CAMERAS):
         layer = method.layer if method.layer is not None else method._layer_arg
         super().__init__(method.model, layer, scales, steps, max_size, base_size, resample, chunk_elements, fusion,
                          amp, channels_last, precision, batch_pixels, method.to_spatial, scale_rule, border_pad,
-                         compile=compile, cuda_graphs=cuda_graphs)
+                         compile=compile, cuda_graphs=cuda_graphs, fold_batchnorm=fold_batchnorm)
         self.method = method
         self.name = f"multiscale-{method.name}"
 

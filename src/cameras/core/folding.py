@@ -1,0 +1,268 @@
+"""Batch norms folded into the convolutions that feed them, for the no-grad passes below an explained layer.
+
+In inference a batch norm is an affine map per channel, ``y = (x - mean) / sqrt(var + eps) * gamma
++ beta``; when its input is a convolution's output and nothing else reads that output, the pair
+is one convolution with weights ``W * s`` and bias ``(b - mean) * s + beta``, where
+``s = gamma / sqrt(var + eps)``. The CAM family runs the layers below the explained one without
+recording gradients, so there the fold is exact up to float rounding (maps equal to about
+1e-6) and saves one pass over every batch-normed activation: on a 2-core CPU ResNet-50's
+forward passes ran 0.84–0.89× as long without their batch norms (``benchmarks/cpu_probe.py``).
+
+A pair is folded only when it is certain to compute the same thing. :func:`foldable_pairs`
+watches one forward pass and keeps a plain ``nn.Conv2d`` and a ``BatchNorm2d`` (or subclass) when
+
+- both run below the layer, each exactly once, and the convolution is not the layer itself;
+- the batch norm's input *is* the convolution's output, and that tensor is read by nothing
+  else (no residual branch, no in-place edit; only shape queries), which a
+  :class:`~torch.overrides.TorchFunctionMode` over the pass checks for every torch call;
+- a subclass (such as timm's ``BatchNormAct2d``, normalisation then activation) normalises
+  its input with exactly one ``batch_norm`` call.
+
+:class:`FoldedBelow` then swaps, inside :meth:`FoldedBelow.active`, each convolution's
+``forward`` for one with the folded weights and each batch norm's normalisation for the
+identity (a subclass's other work, such as its activation, still runs). Pairs whose batch norm
+is in training mode, or where a module has hooks of its own, are left as they are for that call.
+The folded weights are computed once (in float64, stored in the convolution's dtype and memory
+format) and kept while the weights' fingerprint is unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
+
+from .compiled import swapped_forwards
+from .memory import recording_below, weights_fingerprint
+
+#: torch calls that read a tensor's metadata, not its values: they do not make it "read by something else"
+_METADATA = frozenset({"dim", "ndim", "size", "shape", "dtype", "device", "layout", "stride", "numel", "nelement",
+                       "is_contiguous", "is_floating_point", "is_complex", "requires_grad", "is_cuda", "is_sparse",
+                       "is_quantized", "element_size", "data_ptr", "__len__", "names", "is_nested"})
+
+
+def _name(func) -> str:
+    name = getattr(func, "__name__", "")
+    if name == "__get__":  # a property such as ``tensor.shape``: the property's own name
+        name = getattr(getattr(func, "__self__", None), "__name__", name)
+    return name
+
+
+class _Watch(TorchFunctionMode):
+    """Counts value reads of the watched tensors by torch calls, and notes which batch norm made each batch_norm call.
+
+    A tensor is watched from the moment it is added to ``watched`` (kept alive there, so that
+    its id is its own for the rest of the pass: ids of freed tensors are reused)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watched: dict[int, tuple[nn.Module, torch.Tensor]] = {}  # id -> (convolution, its output)
+        self.reads: Counter[int] = Counter()
+        self.norm_calls: list[tuple[nn.Module | None, int]] = []  # (running batch norm, id of the normalised input)
+        self.running: list[nn.Module] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = _name(func)
+        if name not in _METADATA:
+            for t in tree_leaves((args, kwargs)):
+                if isinstance(t, torch.Tensor) and id(t) in self.watched:
+                    self.reads[id(t)] += 1
+            if name == "batch_norm" and args:
+                self.norm_calls.append((self.running[-1] if self.running else None, id(args[0])))
+        return func(*args, **kwargs)
+
+
+class _SkipNorm(TorchFunctionMode):
+    """Inside the block ``batch_norm(x, ...)`` returns ``x``: a batch norm subclass's other work still runs."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if _name(func) == "batch_norm":
+            return args[0] if args else kwargs["input"]
+        return func(*args, **(kwargs or {}))
+
+
+def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+    """The (convolution, batch norm) pairs below ``layer`` that can be folded into one convolution.
+
+    Found by one forward pass of ``x`` (no gradients; one image is enough) under the rules in
+    this module's description; the same pass finds which modules run before ``layer``
+    finishes (:func:`~cameras.core.memory.recording_below`).
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1),
+        ...                     nn.BatchNorm2d(2)).eval()
+        >>> pairs = foldable_pairs(net, net[2], torch.zeros(1, 3, 8, 8))  # the layer: the first ReLU
+        >>> [(type(c).__name__, type(b).__name__) for c, b in pairs]
+        [('Conv2d', 'BatchNorm2d')]
+    """
+    convs = [m for m in model.modules() if type(m) is nn.Conv2d and m is not layer]
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not convs or not norms:
+        return []
+    watch = _Watch()
+    fed: dict[nn.Module, list[int]] = {m: [] for m in norms}
+    calls: Counter[nn.Module] = Counter()
+    handles = []
+
+    def conv_done(m, _args, out):
+        calls[m] += 1
+        if isinstance(out, torch.Tensor):
+            watch.watched[id(out)] = (m, out)
+
+    def norm_starts(m, args):
+        calls[m] += 1
+        fed[m].append(id(args[0]) if args and isinstance(args[0], torch.Tensor) else -1)
+        watch.running.append(m)
+
+    def norm_done(m, _args, _out):
+        watch.running.pop()
+
+    try:
+        for m in convs:
+            handles.append(m.register_forward_hook(conv_done))
+        for m in norms:
+            handles.append(m.register_forward_pre_hook(norm_starts))
+            handles.append(m.register_forward_hook(norm_done))
+        with recording_below(model, layer) as below, torch.no_grad(), watch:
+            model(x)
+    except Exception:  # noqa: BLE001 - a model that cannot run under the watch is simply not folded
+        return []
+    finally:
+        for h in handles:
+            h.remove()
+    own_calls: dict[nn.Module, list[int]] = {m: [] for m in norms}
+    for m, i in watch.norm_calls:
+        if m is not None:
+            own_calls[m].append(i)
+    pairs = []
+    below_set = set(below)
+    for bn in norms:
+        if calls[bn] != 1 or len(fed[bn]) != 1 or bn not in below_set:
+            continue
+        conv = watch.watched.get(fed[bn][0], (None,))[0]
+        if conv is None or calls[conv] != 1 or conv not in below_set:
+            continue
+        if own_calls[bn] != fed[bn] or watch.reads[fed[bn][0]] != 1:  # one read: the batch_norm call itself
+            continue
+        pairs.append((conv, bn))
+    return pairs
+
+
+def _hooked(m: nn.Module) -> bool:
+    return bool(m._forward_hooks or m._forward_pre_hooks or getattr(m, "_forward_hooks_with_kwargs", None)
+                or getattr(m, "_forward_pre_hooks_with_kwargs", None))
+
+
+def folded_weights(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight (O×I/g×kh×kw) and bias (O) of one convolution that computes ``bn(conv(x))`` in inference.
+
+    Computed in float64 and returned in the convolution's dtype and memory format, detached.
+
+    Example:
+        >>> conv, bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4).eval()
+        >>> _ = nn.init.uniform_(bn.running_var, 0.5, 2.0), nn.init.normal_(bn.running_mean)
+        >>> w, b = folded_weights(conv, bn)
+        >>> x = torch.randn(1, 3, 8, 8)
+        >>> torch.allclose(nn.functional.conv2d(x, w, b), bn(conv(x)), atol=1e-5)
+        True
+    """
+    with torch.no_grad():
+        w = conv.weight.detach()
+        var, mean = bn.running_var.detach().double(), bn.running_mean.detach().double()
+        s = torch.rsqrt(var + bn.eps)
+        if bn.weight is not None:
+            s = s * bn.weight.detach().double()
+        b = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(mean)
+        b = (b - mean) * s
+        if bn.bias is not None:
+            b = b + bn.bias.detach().double()
+        fmt = torch.channels_last if w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last) \
+            and not w.is_contiguous() else torch.contiguous_format
+        folded = (w.double() * s.reshape(-1, 1, 1, 1)).to(w.dtype).contiguous(memory_format=fmt)
+        return folded, b.to(w.dtype)
+
+
+class FoldedBelow:
+    """The (convolution, batch norm) pairs below ``layer`` folded into single convolutions inside :meth:`active`.
+
+    Args:
+        model: the network; its weights are read, never changed.
+        layer: the explained module; pairs are folded only below it.
+        x: an input like the ones to come (one image is enough), for the forward pass that finds the pairs.
+
+    Use it for forward passes under ``torch.no_grad()`` up to the layer (as the CAM family
+    runs them); outputs equal the unfolded ones up to float rounding.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2)).eval()
+        >>> x = torch.randn(1, 3, 8, 8)
+        >>> folded = FoldedBelow(net, net[2], x)
+        >>> len(folded.pairs)
+        1
+        >>> with torch.no_grad(), folded.active():
+        ...     y = net(x)
+        >>> torch.allclose(y, net(x), atol=1e-5), "forward" in vars(net[0])
+        (True, False)
+    """
+
+    def __init__(self, model: nn.Module, layer: nn.Module, x: torch.Tensor) -> None:
+        self.layer = layer
+        self.pairs = foldable_pairs(model, layer, x)
+        self._fingerprint: tuple | None = None
+        self._weights: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.folds = 0  # how many times the folded weights were computed
+
+    def _tensors(self) -> list[torch.Tensor]:
+        return [t for c, b in self.pairs for t in [*c.parameters(), *b.parameters(), *b.buffers()]]
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Inside the block the folded pairs run as single convolutions; every ``forward`` is restored after,
+        also on errors."""
+        live = [i for i, (c, b) in enumerate(self.pairs)
+                if not b.training and b.running_mean is not None and b.running_var is not None
+                and not _hooked(c) and not _hooked(b)]
+        if not live:
+            yield
+            return
+        now = weights_fingerprint(self._tensors())
+        if now != self._fingerprint:  # the first call, or the weights changed: fold afresh
+            self._weights = [folded_weights(c, b) for c, b in self.pairs]
+            self._fingerprint = now
+            self.folds += 1
+        modules, forwards = [], []
+        for i in live:
+            conv, bn = self.pairs[i]
+            w, b = self._weights[i]
+            modules += [conv, bn]
+            forwards += [_folded_forward(conv, w, b), _identity_norm(bn)]
+        with swapped_forwards(modules, forwards):
+            yield
+
+
+def _folded_forward(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor):
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return conv._conv_forward(x, weight, bias)
+
+    return forward
+
+
+def _identity_norm(bn: nn.BatchNorm2d):
+    if type(bn) is nn.BatchNorm2d:
+        return lambda x: x
+    own = type(bn).forward.__get__(bn)
+
+    def forward(*args, **kwargs):
+        with _SkipNorm():
+            return own(*args, **kwargs)
+
+    return forward
+
+
+__all__ = ["FoldedBelow", "foldable_pairs", "folded_weights"]

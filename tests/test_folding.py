@@ -1,0 +1,155 @@
+"""Batch norms folded into convolutions below the explained layer: same maps, only safe pairs, model untouched."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import cameras
+from cameras.core.folding import FoldedBelow, foldable_pairs, folded_weights
+
+
+def with_statistics(net: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial batch norm statistics and affine weights, so that a wrong fold shows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(n, generator=g) - 0.5)
+    return net.eval()
+
+
+def pairs_of(net, layer, x):
+    return foldable_pairs(net, layer, x)
+
+
+class NormAct(nn.BatchNorm2d):
+    """A batch norm subclass that also activates (as timm's BatchNormAct2d): only the norm may be skipped."""
+
+    def forward(self, x):
+        return torch.nn.functional.relu6(super().forward(x) * 3.0)
+
+
+def test_folded_weights_compute_the_pair_in_float64_precision():
+    conv, bn = nn.Conv2d(3, 5, 3, bias=False), with_statistics(nn.BatchNorm2d(5))
+    x = torch.randn(2, 3, 9, 9, generator=torch.Generator().manual_seed(1))
+    w, b = folded_weights(conv, bn)
+    want = bn(conv(x.double().float()))
+    got = nn.functional.conv2d(x, w, b)
+    assert w.dtype == torch.float32 and (got - want).abs().max() < 1e-5
+    # channels-last weights give channels-last folded weights (what the passes then run with)
+    conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
+    w2, _ = folded_weights(conv, bn)
+    assert w2.is_contiguous(memory_format=torch.channels_last) and torch.allclose(w2, w)
+
+
+def test_cameras_folded_equals_unfolded_on_resnet_and_restores_the_model():
+    torch.manual_seed(0)
+    net = with_statistics(torchvision.models.resnet18(num_classes=7))
+    x = torch.randn(2, 3, 64, 80, generator=torch.Generator().manual_seed(2))
+    before = {n: (p.data_ptr(), p.detach().clone()) for n, p in [*net.named_parameters(), *net.named_buffers()]}
+    for channels_last in (False, True):
+        plain = cameras.CAMERAS(net, scales=[64, 96], channels_last=channels_last, fold_batchnorm=False)
+        folded = cameras.CAMERAS(net, scales=[64, 96], channels_last=channels_last)
+        a, b = plain(x, target=[1, 2]).maps, folded(x, target=[1, 2]).maps
+        assert (a - b).abs().max() < 1e-5 and a.abs().max() > 0
+        assert len(folded._folded.pairs) == 20  # every batch norm of a ResNet-18 (downsampling ones too)
+        multi = cameras.MultiScale(cameras.LayerCAM(net), scales=[64, 96], channels_last=channels_last)
+        unf = cameras.MultiScale(cameras.LayerCAM(net), scales=[64, 96], channels_last=channels_last,
+                                 fold_batchnorm=False)
+        assert (multi(x, target=1).maps - unf(x, target=1).maps).abs().max() < 1e-5
+    assert not any("forward" in vars(m) for m in net.modules())
+    after = dict([*net.named_parameters(), *net.named_buffers()])
+    assert all(after[n].data_ptr() == p and torch.equal(after[n], v) for n, (p, v) in before.items())
+    assert "fold_batchnorm" not in folded.result_options()  # it does not change the maps
+    with pytest.raises(cameras.InputError, match="fold_batchnorm"):
+        cameras.CAMERAS(net, fold_batchnorm="yes")
+
+
+def test_weights_changed_between_calls_are_folded_afresh():
+    torch.manual_seed(1)
+    net = with_statistics(torchvision.models.resnet18(num_classes=5))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    folded = cameras.CAMERAS(net, scales=[64, 96])
+    plain = cameras.CAMERAS(net, scales=[64, 96], fold_batchnorm=False)
+    first = folded(x, target=1).maps
+    folded(x, target=1)
+    assert folded._folded.folds == 1  # kept between calls
+    net.layer3[0].bn1.running_mean.data.add_(2.0)  # through .data: no version counter moves
+    changed = plain(x, target=1).maps
+    assert (changed - first).abs().max() > 0.01
+    assert (folded(x, target=1).maps - changed).abs().max() < 1e-5
+    assert folded._folded.folds == 2
+
+
+def test_only_pairs_whose_convolution_output_is_read_by_the_norm_alone_are_folded():
+    class Residual(nn.Module):  # the convolution's output is also added back: folding it would change the sum
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    class Reused(nn.Module):  # one convolution run twice
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn1, self.bn2 = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return self.bn1(self.conv(x)) + self.bn2(self.conv(x))
+
+    net = with_statistics(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), Residual(), Reused(),
+                                        nn.Conv2d(4, 4, 1), NormAct(4), nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4),
+                                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)))
+    x = torch.randn(1, 3, 12, 12, generator=torch.Generator().manual_seed(4))
+    pairs = pairs_of(net, net[6], x)  # the layer is a convolution: its own batch norm runs above it
+    assert pairs == [(net[0], net[1]), (net[4], net[5])]
+    assert pairs_of(net, net[7], x)[-1] == (net[6], net[7])  # a batch norm as the layer: its input may be folded
+    assert pairs_of(net, net[5], x) == pairs  # net[6], net[7] run above the layer (with gradients): left alone
+    # and the folded network computes what the original does (the subclass's activation still applies)
+    folded = FoldedBelow(net, net[7], x)
+    with torch.no_grad():
+        want = net(x)
+        with folded.active():
+            assert "forward" in vars(net[5]) and "forward" not in vars(net[2].conv)
+            got = net(x)
+    assert (got - want).abs().max() < 1e-5 and not any("forward" in vars(m) for m in net.modules())
+
+
+def test_training_mode_and_hooks_leave_a_pair_unfolded_for_that_call():
+    net = with_statistics(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 1),
+                                        nn.BatchNorm2d(4), nn.ReLU()))
+    x = torch.randn(1, 3, 8, 8)
+    folded = FoldedBelow(net, net[5], x)
+    assert len(folded.pairs) == 2
+    net[1].train()
+    seen = []
+    handle = net[3].register_forward_hook(lambda _m, _i, out: seen.append(out.clone()))
+    with folded.active():
+        assert "forward" not in vars(net[0]) and "forward" not in vars(net[3])  # training; hooked
+        assert "forward" not in vars(net[4])
+    handle.remove()
+    net[1].eval()
+    with folded.active():
+        assert all("forward" in vars(m) for m in (net[0], net[1], net[3], net[4]))
+    with pytest.raises(RuntimeError, match="boom"), folded.active():
+        raise RuntimeError("boom")
+    assert not any("forward" in vars(m) for m in net.modules())
+
+
+def test_a_model_that_cannot_run_under_the_watch_is_not_folded():
+    class Picky(nn.Module):
+        def forward(self, x):
+            if torch._C._is_torch_function_mode_enabled():
+                raise RuntimeError("no modes here")
+            return x
+
+    net = with_statistics(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), Picky()))
+    x = torch.randn(1, 3, 8, 8)
+    assert pairs_of(net, net[2], x) == []
