@@ -153,3 +153,17 @@ def test_a_model_that_cannot_run_under_the_watch_is_not_folded():
     net = with_statistics(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), Picky()))
     x = torch.randn(1, 3, 8, 8)
     assert pairs_of(net, net[2], x) == []
+
+
+def test_densenet_concatenations_are_not_mistaken_for_convolution_outputs():
+    # DenseNet normalises concatenations that are freed after use; a later convolution's output may get the
+    # same id, which once paired a batch norm with a convolution that runs after it
+    torch.manual_seed(2)
+    net = with_statistics(torchvision.models.densenet121(num_classes=6))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    cam = cameras.CAMERAS(net, scales=[64, 96])
+    got = cam(x, target=2).maps
+    pairs = cam._folded.pairs
+    assert len(pairs) == 59 and all(c.out_channels == b.num_features for c, b in pairs)  # conv0/norm0 + conv1/norm2s
+    want = cameras.CAMERAS(net, scales=[64, 96], fold_batchnorm=False)(x, target=2).maps
+    assert (got - want).abs().max() < 1e-5

@@ -106,7 +106,7 @@ def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> list[
     if not convs or not norms:
         return []
     watch = _Watch()
-    fed: dict[nn.Module, list[int]] = {m: [] for m in norms}
+    fed: dict[nn.Module, list[tuple[int, nn.Module | None]]] = {m: [] for m in norms}  # (input id, its conv)
     calls: Counter[nn.Module] = Counter()
     handles = []
 
@@ -117,7 +117,10 @@ def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> list[
 
     def norm_starts(m, args):
         calls[m] += 1
-        fed[m].append(id(args[0]) if args and isinstance(args[0], torch.Tensor) else -1)
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        made = watch.watched.get(id(x))
+        # resolved now: the input may be freed after the call and its id reused by a later convolution's output
+        fed[m].append((id(x), made[0] if made is not None and made[1] is x else None))
         watch.running.append(m)
 
     def norm_done(m, _args, _out):
@@ -145,10 +148,10 @@ def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> list[
     for bn in norms:
         if calls[bn] != 1 or len(fed[bn]) != 1 or bn not in below_set:
             continue
-        conv = watch.watched.get(fed[bn][0], (None,))[0]
+        fed_id, conv = fed[bn][0]
         if conv is None or calls[conv] != 1 or conv not in below_set:
             continue
-        if own_calls[bn] != fed[bn] or watch.reads[fed[bn][0]] != 1:  # one read: the batch_norm call itself
+        if own_calls[bn] != [fed_id] or watch.reads[fed_id] != 1:  # one read: the batch_norm call itself
             continue
         pairs.append((conv, bn))
     return pairs
