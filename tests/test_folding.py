@@ -84,6 +84,12 @@ def test_weights_changed_between_calls_are_folded_afresh():
     assert (changed - first).abs().max() > 0.01
     assert (folded(x, target=1).maps - changed).abs().max() < 1e-5
     assert folded._folded.folds == 2
+    # a convolution's weight edited through .data: the channels-last copies are made afresh, and so the fold
+    net.layer2[0].conv1.weight.data.mul_(-1.0)
+    again = plain(x, target=1).maps
+    assert (again - changed).abs().max() > 0.01
+    assert (folded(x, target=1).maps - again).abs().max() < 1e-5
+    assert folded._folded.folds == 3 and folded._held_layout.conversions == 2
 
 
 def test_only_pairs_whose_convolution_output_is_read_by_the_norm_alone_are_folded():

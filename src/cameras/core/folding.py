@@ -38,7 +38,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 from .compiled import swapped_forwards
-from .memory import recording_below, weights_fingerprint
+from .memory import HeldCopies, recording_below, weights_fingerprint
 
 #: torch calls that read a tensor's metadata, not its values: they do not make it "read by something else"
 _METADATA = frozenset({"dim", "ndim", "size", "shape", "dtype", "device", "layout", "stride", "numel", "nelement",
@@ -225,16 +225,20 @@ class FoldedBelow:
         return [t for c, b in self.pairs for t in [*c.parameters(), *b.parameters(), *b.buffers()]]
 
     @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
+    def active(self, held: HeldCopies | None = None) -> Iterator[None]:
         """Inside the block the folded pairs run as single convolutions; every ``forward`` is restored after,
-        also on errors."""
+        also on errors.
+
+        ``held``: the :class:`~cameras.core.memory.HeldCopies` whose copies are swapped into the
+        model for the call (channels-last weights); they are identified by storage alone, not
+        summed again (see :func:`~cameras.core.memory.weights_fingerprint`)."""
         live = [i for i, (c, b) in enumerate(self.pairs)
                 if not b.training and b.running_mean is not None and b.running_var is not None
                 and not _hooked(c) and not _hooked(b)]
         if not live:
             yield
             return
-        now = weights_fingerprint(self._tensors())
+        now = weights_fingerprint(self._tensors(), held)
         if now != self._fingerprint:  # the first call, or the weights changed: fold afresh
             self._weights = [folded_weights(c, b) for c, b in self.pairs]
             self._fingerprint = now

@@ -421,7 +421,7 @@ class CAMERAS(SaliencyMethod):
         if fold:  # entered after `layout`: the folded weights take the channels-last weights' format
             if self._folded is None or self._folded.layer is not self.layer:
                 self._folded = FoldedBelow(self.model, self.layer, x[:1])  # one pass, once per layer
-            folded = self._folded.active()
+            folded = self._folded.active(self._held_layout)  # holds copies when channels-last only
         graphed = contextlib.nullcontext()
         if self.cuda_graphs:  # entered after `compiled`: with compile=True the compiled code is captured
             if self._graphed is None or self._graphed.layer is not self.layer:
