@@ -163,5 +163,38 @@ def test_fingerprint_reads_no_sums_of_held_copies():
     src, held = [torch.ones(3), torch.ones(2)], HeldCopies()
     made = held.copies(src, lambda d: d.to(torch.bfloat16))
     print_ = weights_fingerprint([made[0], src[1]], held)
-    assert print_[0][-1] is None and print_[1][-1] == 2.0
-    assert weights_fingerprint([made[0]])[0][-1] == 3.0  # without `held` every sum is read
+    from cameras.core.memory import _weighted_sum
+
+    assert print_[0][-1] is None and print_[1][-1] == float(_weighted_sum(src[1]))
+    assert weights_fingerprint([made[0]])[0][-1] == float(_weighted_sum(made[0]))  # without `held` all are read
+
+
+def test_fingerprint_sees_swaps_and_edits_through_data_and_spans_devices():
+    from cameras.core.memory import _weighted_sum, weights_fingerprint
+
+    # a weight-like tensor longer than the weights' period (65,536)
+    w = torch.randn(200_000, generator=torch.Generator().manual_seed(1)) * 0.05
+    count = torch.ones(3, dtype=torch.int64)  # an integer buffer (num_batches_tracked) is read too
+    ref = weights_fingerprint([w, count])
+
+    def swap(d):
+        d[[3, 70_000]] = d[[70_000, 3]].clone()
+
+    def opposite(d):  # +1e-3 and -1e-3: the plain sum stays
+        d[10] += 1e-3
+        d[199_999] -= 1e-3
+
+    for edit in (swap, opposite, lambda d: d.neg_()):
+        v = w.clone()
+        edit(v.data)
+        assert weights_fingerprint([v, count])[0][-1] != ref[0][-1]
+    assert weights_fingerprint([w, count]) == ref  # unchanged: the same
+    # the weighted sum against a straightforward one
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(1 << 16, generator=g) + 0.5
+    want = sum(float(w[i]) * float(p[i % (1 << 16)]) for i in range(0, 200_000, 997))
+    sub = torch.zeros_like(w)
+    sub[::997] = w[::997]
+    assert abs(float(_weighted_sum(sub)) - want) <= 1e-5 * sum(abs(float(v)) for v in w[::997])
+    if torch.cuda.is_available():  # a model split over devices: sums per device
+        assert len(weights_fingerprint([w, w.cuda()])) == 2

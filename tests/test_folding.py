@@ -16,8 +16,9 @@ def with_statistics(net: nn.Module, seed: int = 0) -> nn.Module:
         for m in net.modules():
             if isinstance(m, nn.BatchNorm2d):
                 n = m.num_features
-                m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+                if m.running_mean is not None:
+                    m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+                    m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
                 m.weight.copy_(torch.rand(n, generator=g) + 0.5)
                 m.bias.copy_(torch.rand(n, generator=g) - 0.5)
     return net.eval()
@@ -173,3 +174,120 @@ def test_densenet_concatenations_are_not_mistaken_for_convolution_outputs():
     assert len(pairs) == 59 and all(c.out_channels == b.num_features for c, b in pairs)  # conv0/norm0 + conv1/norm2s
     want = cameras.CAMERAS(net, scales=[64, 96], fold_batchnorm=False)(x, target=2).maps
     assert (got - want).abs().max() < 1e-5
+
+
+def small_pair_net(norm=None):
+    return with_statistics(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), norm or nn.BatchNorm2d(4), nn.ReLU(),
+                                         nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)))
+
+
+def test_norms_that_do_not_normalise_with_their_own_statistics_are_not_folded():
+    class BatchStats(nn.BatchNorm2d):  # test-time adaptation: batch statistics in eval mode
+        def forward(self, x):
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True,
+                                            0.0, self.eps)
+
+    class Doubled(nn.BatchNorm2d):  # not its own weight
+        def forward(self, x):
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight * 2, self.bias,
+                                            False, 0.0, self.eps)
+
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    for norm in (BatchStats(4), Doubled(4), nn.BatchNorm2d(4, track_running_stats=False)):
+        net = small_pair_net(norm)
+        assert pairs_of(net, net[5], x) == [(net[3], net[4])], type(norm).__name__
+    # statistics dropped after the pairs were found: left alone for the call, no crash
+    net = small_pair_net()
+    folded = FoldedBelow(net, net[5], x)
+    net[1].running_mean, net[1].running_var = None, None
+    with torch.no_grad():
+        want = net(x)
+        with folded.active():
+            assert "forward" not in vars(net[0]) and "forward" in vars(net[3])
+            assert torch.allclose(net(x), want, atol=1e-5)
+
+
+def test_readers_the_watch_cannot_see_are_caught_by_the_check_pass():
+    @torch.jit.script
+    def scripted(y: torch.Tensor) -> torch.Tensor:
+        return y * 0.5
+
+    class Hidden(nn.Module):  # the convolution's output is read by TorchScript, which no torch function mode sees
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + scripted(y)
+
+    net = with_statistics(nn.Sequential(Hidden(), nn.ReLU(), nn.Conv2d(4, 2, 1), nn.AdaptiveAvgPool2d(1),
+                                        nn.Flatten()))
+    x = torch.randn(1, 3, 8, 8)
+    assert pairs_of(net, net[1], x) == [(net[0].conv, net[0].bn)]  # the watch alone would fold it
+    folded = FoldedBelow(net, net[1], x)
+    assert folded.pairs == [] and not folded.checked
+    a = cameras.CAMERAS(net, layer="1", scales=[8, 12])(x, target=1).maps
+    b = cameras.CAMERAS(net, layer="1", scales=[8, 12], fold_batchnorm=False)(x, target=1).maps
+    assert (a - b).abs().max() < 1e-6
+
+
+def test_replaced_modules_eps_global_hooks_and_instance_forwards_are_respected():
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(7))
+    net = small_pair_net()
+    folded_cam = cameras.CAMERAS(net, layer="5", scales=[16, 24])
+    plain_cam = cameras.CAMERAS(net, layer="5", scales=[16, 24], fold_batchnorm=False)
+
+    def same():
+        return (folded_cam(x, target=1).maps - plain_cam(x, target=1).maps).abs().max() < 1e-5
+
+    assert same() and len(folded_cam._folded.pairs) == 2
+    first = folded_cam._folded
+    net[1] = with_statistics(nn.BatchNorm2d(4), seed=9)  # a module replaced: the pairs are found again
+    assert same() and folded_cam._folded is not first and folded_cam._folded.pairs[0] == (net[0], net[1])
+    net[4].eps = 0.5  # not a tensor: in the fingerprint on its own
+    assert same()
+    seen = []
+    handle = nn.modules.module.register_module_forward_hook(lambda m, i, o: seen.append(type(m)))
+    try:
+        with folded_cam._folded.active():
+            assert not any("forward" in vars(m) for m in net.modules())  # hooks on every module: nothing folded
+    finally:
+        handle.remove()
+    net[3].forward = lambda t: nn.Conv2d.forward(net[3], t) * 0.5  # a patched instance forward is kept
+    assert same()
+    with folded_cam._folded.active():
+        assert "forward" in vars(net[0]) and "forward" not in vars(net[4])
+    del net[3].forward
+    # a bfloat16 model: folding in bf16 would round differently, so it is left alone
+    low = small_pair_net().to(torch.bfloat16)
+    assert pairs_of(low, low[5], x.to(torch.bfloat16)) == []
+
+
+def test_overlapping_blocks_in_two_threads_leave_the_model_unchanged():
+    import threading
+
+    net = small_pair_net()
+    x = torch.randn(1, 3, 8, 8)
+    a, b = FoldedBelow(net, net[5], x), FoldedBelow(net, net[5], x)  # two explainers on one model
+    a_in, release, b_in = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with a.active():
+            a_in.set()
+            release.wait(10)
+
+    def second():
+        a_in.wait(10)
+        with b.active():
+            b_in.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    assert a_in.wait(10) and not b_in.wait(0.3)  # the second waits for the first block to end
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert b_in.is_set() and not any("forward" in vars(m) for m in net.modules())

@@ -22,12 +22,16 @@ call (``precision="bf16"``) must be the same tensors from call to call (see
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 
 from .memory import HeldCopies, weights_fingerprint
+
+#: held while forwards are swapped (:func:`swapped_forwards`): one thread's swaps at a time, re-entrant
+SWAP_LOCK = threading.RLock()
 
 #: dynamo's per-function limit of compiled variants, raised inside the block: a shared
 #: ``forward`` (every ``nn.Sequential`` stage of a ResNet) is compiled once per module and input shape.
@@ -103,7 +107,8 @@ class CompiledBelow:
         ``held``: the :class:`~cameras.core.memory.HeldCopies` whose copies are swapped into the
         roots for the call (bf16 weights), identified by storage alone (see
         :func:`~cameras.core.memory.weights_fingerprint`)."""
-        now = weights_fingerprint(tensors_of(self.roots), held)
+        # the copies' generation too: a fresh copy may land at a freed copy's address
+        now = (held.conversions if held is not None else None, weights_fingerprint(tensors_of(self.roots), held))
         if now != self._fingerprint:  # new weights (or the first call): frozen code must not be reused
             self._forwards = [torch.compile(r.forward, backend=_fresh_inductor(), dynamic=False) for r in self.roots]
             self._fingerprint = now
@@ -121,6 +126,10 @@ def swapped_forwards(modules: list[nn.Module], forwards: list[Callable]) -> Iter
     """Inside the block each module's ``forward`` is the matching one of ``forwards`` (an instance attribute,
     so ``__call__`` and its hooks stay the module's); its own ``forward`` is back after, also on errors.
 
+    The block holds :data:`SWAP_LOCK`: another thread that swaps forwards (two explainers on one
+    model, say) waits until this block ends, so that neither takes the other's swapped-in
+    forward for the module's own and leaves it behind.
+
     Example:
         >>> relu = nn.ReLU()
         >>> with swapped_forwards([relu], [lambda x: x + 1]):
@@ -130,17 +139,18 @@ def swapped_forwards(modules: list[nn.Module], forwards: list[Callable]) -> Iter
         (0.0, False)
     """
     swapped = []
-    try:
-        for m, f in zip(modules, forwards, strict=True):
-            swapped.append((m, vars(m).get("forward")))
-            m.forward = f
-        yield
-    finally:
-        for m, own in swapped:
-            if own is None:
-                del m.forward
-            else:
-                m.forward = own
+    with SWAP_LOCK:
+        try:
+            for m, f in zip(modules, forwards, strict=True):
+                swapped.append((m, vars(m).get("forward")))
+                m.forward = f
+            yield
+        finally:
+            for m, own in swapped:
+                if own is None:
+                    del m.forward
+                else:
+                    m.forward = own
 
 
 def tensors_of(modules: list[nn.Module]) -> list[torch.Tensor]:
@@ -163,4 +173,4 @@ def _fresh_inductor():
     return inductor
 
 
-__all__ = ["CompiledBelow", "compiled_roots", "swapped_forwards", "tensors_of"]
+__all__ = ["SWAP_LOCK", "CompiledBelow", "compiled_roots", "swapped_forwards", "tensors_of"]

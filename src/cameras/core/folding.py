@@ -5,25 +5,31 @@ In inference a batch norm is an affine map per channel, ``y = (x - mean) / sqrt(
 is one convolution with weights ``W * s`` and bias ``(b - mean) * s + beta``, where
 ``s = gamma / sqrt(var + eps)``. The CAM family runs the layers below the explained one without
 recording gradients, so there the fold is exact up to float rounding (maps equal to about
-1e-6) and saves one pass over every batch-normed activation: on a 2-core CPU ResNet-50's
-forward passes ran 0.84–0.89× as long without their batch norms (``benchmarks/cpu_probe.py``).
+2e-6) and saves one pass over every batch-normed activation.
 
 A pair is folded only when it is certain to compute the same thing. :func:`foldable_pairs`
-watches one forward pass and keeps a plain ``nn.Conv2d`` and a ``BatchNorm2d`` (or subclass) when
+watches one forward pass and keeps a plain ``nn.Conv2d`` and a ``BatchNorm2d`` (or subclass), both
+float32 or float64, neither with a ``forward`` of its own set on the instance, when
 
 - both run below the layer, each exactly once, and the convolution is not the layer itself;
-- the batch norm's input *is* the convolution's output, and that tensor is read by nothing
-  else (no residual branch, no in-place edit; only shape queries), which a
-  :class:`~torch.overrides.TorchFunctionMode` over the pass checks for every torch call;
-- a subclass (such as timm's ``BatchNormAct2d``, normalisation then activation) normalises
-  its input with exactly one ``batch_norm`` call.
+- the batch norm's input *is* the convolution's output, and no other torch call reads that
+  tensor's values (no residual branch, no in-place edit; shape queries are allowed), as a
+  :class:`~torch.overrides.TorchFunctionMode` over the pass sees them;
+- the batch norm normalises it with exactly one ``batch_norm`` call in inference form: its
+  own running statistics, weight and bias, its ``eps``, no batch statistics (a subclass such
+  as timm's ``BatchNormAct2d``, normalisation then activation, qualifies).
 
-:class:`FoldedBelow` then swaps, inside :meth:`FoldedBelow.active`, each convolution's
-``forward`` for one with the folded weights and each batch norm's normalisation for the
-identity (a subclass's other work, such as its activation, still runs). Pairs whose batch norm
-is in training mode, or where a module has hooks of its own, are left as they are for that call.
-The folded weights are computed once (in float64, stored in the convolution's dtype and memory
-format) and kept while the weights' fingerprint is unchanged.
+Readers that a torch function mode cannot see (TorchScript functions, C++ extensions, other
+threads) are caught by a check: :class:`FoldedBelow` runs the same input once more with the
+pairs folded and folds nothing if the layer's output differs by more than float rounding.
+
+Inside :meth:`FoldedBelow.active` each convolution's ``forward`` is swapped for one with the
+folded weights and each batch norm's normalisation for the identity (a subclass's other work,
+such as its activation, still runs). Pairs whose batch norm is in training mode or lost its
+running statistics, modules with hooks of their own, and every pair while global module
+hooks are registered are left as they are for that call. The folded weights are computed once
+(in float64, float32 where the device has no float64; stored in the convolution's dtype and
+memory format) and kept while the weights' fingerprint and the norms' ``eps`` are unchanged.
 """
 
 from __future__ import annotations
@@ -34,16 +40,20 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
+from torch.nn.modules import module as module_hooks
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
-from .compiled import swapped_forwards
+from .compiled import SWAP_LOCK, swapped_forwards
 from .memory import HeldCopies, recording_below, weights_fingerprint
 
 #: torch calls that read a tensor's metadata, not its values: they do not make it "read by something else"
 _METADATA = frozenset({"dim", "ndim", "size", "shape", "dtype", "device", "layout", "stride", "numel", "nelement",
                        "is_contiguous", "is_floating_point", "is_complex", "requires_grad", "is_cuda", "is_sparse",
-                       "is_quantized", "element_size", "data_ptr", "__len__", "names", "is_nested"})
+                       "is_quantized", "element_size", "__len__", "names", "is_nested"})
+#: F.batch_norm's parameters, in order
+_NORM_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+_FLOATS = (torch.float32, torch.float64)
 
 
 def _name(func) -> str:
@@ -53,8 +63,19 @@ def _name(func) -> str:
     return name
 
 
+def _inference_norm(bn: nn.Module | None, args: tuple, kwargs: dict) -> bool:
+    """Whether a ``batch_norm`` call made by ``bn`` normalises with its own running statistics, weight, bias and eps."""
+    if bn is None:
+        return False
+    given = {**dict(zip(_NORM_ARGS, args)), **kwargs}
+    return (given.get("running_mean") is bn.running_mean is not None
+            and given.get("running_var") is bn.running_var is not None
+            and given.get("weight") is bn.weight and given.get("bias") is bn.bias
+            and given.get("training", False) is False and given.get("eps", 1e-5) == bn.eps)
+
+
 class _Watch(TorchFunctionMode):
-    """Counts value reads of the watched tensors by torch calls, and notes which batch norm made each batch_norm call.
+    """Counts value reads of the watched tensors by torch calls, and notes each batch_norm call and its batch norm.
 
     A tensor is watched from the moment it is added to ``watched`` (kept alive there, so that
     its id is its own for the rest of the pass: ids of freed tensors are reused)."""
@@ -63,7 +84,8 @@ class _Watch(TorchFunctionMode):
         super().__init__()
         self.watched: dict[int, tuple[nn.Module, torch.Tensor]] = {}  # id -> (convolution, its output)
         self.reads: Counter[int] = Counter()
-        self.norm_calls: list[tuple[nn.Module | None, int]] = []  # (running batch norm, id of the normalised input)
+        # (running batch norm, id of the normalised input, whether the call is the norm's own inference form)
+        self.norm_calls: list[tuple[nn.Module | None, int, bool]] = []
         self.running: list[nn.Module] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -73,8 +95,10 @@ class _Watch(TorchFunctionMode):
             for t in tree_leaves((args, kwargs)):
                 if isinstance(t, torch.Tensor) and id(t) in self.watched:
                     self.reads[id(t)] += 1
-            if name == "batch_norm" and args:
-                self.norm_calls.append((self.running[-1] if self.running else None, id(args[0])))
+            if name == "batch_norm":
+                bn = self.running[-1] if self.running else None
+                x = args[0] if args else kwargs.get("input")
+                self.norm_calls.append((bn, id(x), _inference_norm(bn, args, kwargs)))
         return func(*args, **kwargs)
 
 
@@ -87,12 +111,23 @@ class _SkipNorm(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+def _candidate(m: nn.Module, kind: type) -> bool:
+    """A module of this kind that may be folded at all: float weights, no instance ``forward`` of its own."""
+    if "forward" in vars(m) or not isinstance(m, kind):
+        return False
+    if kind is nn.Conv2d:
+        return type(m) is nn.Conv2d and m.weight.dtype in _FLOATS
+    return m.running_mean is not None and m.running_var is not None and m.running_mean.dtype in _FLOATS
+
+
+def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor,
+                   layer_output: list | None = None) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
     """The (convolution, batch norm) pairs below ``layer`` that can be folded into one convolution.
 
     Found by one forward pass of ``x`` (no gradients; one image is enough) under the rules in
     this module's description; the same pass finds which modules run before ``layer``
-    finishes (:func:`~cameras.core.memory.recording_below`).
+    finishes (:func:`~cameras.core.memory.recording_below`). ``layer_output``: a list that
+    receives the layer's output of that pass (for a check against a folded pass).
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1),
@@ -101,8 +136,8 @@ def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> list[
         >>> [(type(c).__name__, type(b).__name__) for c, b in pairs]
         [('Conv2d', 'BatchNorm2d')]
     """
-    convs = [m for m in model.modules() if type(m) is nn.Conv2d and m is not layer]
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    convs = [m for m in model.modules() if _candidate(m, nn.Conv2d) and m is not layer]
+    norms = [m for m in model.modules() if _candidate(m, nn.BatchNorm2d)]
     if not convs or not norms:
         return []
     watch = _Watch()
@@ -126,23 +161,27 @@ def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> list[
     def norm_done(m, _args, _out):
         watch.running.pop()
 
-    try:
-        for m in convs:
-            handles.append(m.register_forward_hook(conv_done))
-        for m in norms:
-            handles.append(m.register_forward_pre_hook(norm_starts))
-            handles.append(m.register_forward_hook(norm_done))
-        with recording_below(model, layer) as below, torch.no_grad(), watch:
-            model(x)
-    except Exception:  # noqa: BLE001 - a model that cannot run under the watch is simply not folded
-        return []
-    finally:
-        for h in handles:
-            h.remove()
-    own_calls: dict[nn.Module, list[int]] = {m: [] for m in norms}
-    for m, i in watch.norm_calls:
+    # the hooks sit on the caller's model: no other explainer's swapped forwards run meanwhile
+    with SWAP_LOCK:
+        try:
+            for m in convs:
+                handles.append(m.register_forward_hook(conv_done))
+            for m in norms:
+                handles.append(m.register_forward_pre_hook(norm_starts))
+                handles.append(m.register_forward_hook(norm_done))
+            if layer_output is not None:
+                handles.append(layer.register_forward_hook(lambda _m, _i, out: layer_output.append(out)))
+            with recording_below(model, layer) as below, torch.no_grad(), watch:
+                model(x)
+        except Exception:  # noqa: BLE001 - a model that cannot run under the watch is simply not folded
+            return []
+        finally:
+            for h in handles:
+                h.remove()
+    own_calls: dict[nn.Module, list[tuple[int, bool]]] = {m: [] for m in norms}
+    for m, i, inference in watch.norm_calls:
         if m is not None:
-            own_calls[m].append(i)
+            own_calls[m].append((i, inference))
     pairs = []
     below_set = set(below)
     for bn in norms:
@@ -151,7 +190,7 @@ def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> list[
         fed_id, conv = fed[bn][0]
         if conv is None or calls[conv] != 1 or conv not in below_set:
             continue
-        if own_calls[bn] != [fed_id] or watch.reads[fed_id] != 1:  # one read: the batch_norm call itself
+        if own_calls[bn] != [(fed_id, True)] or watch.reads[fed_id] != 1:  # one read: the batch_norm call itself
             continue
         pairs.append((conv, bn))
     return pairs
@@ -162,10 +201,17 @@ def _hooked(m: nn.Module) -> bool:
                 or getattr(m, "_forward_pre_hooks_with_kwargs", None))
 
 
+def _global_hooks() -> bool:
+    """Whether hooks registered for every module (``register_module_forward_hook`` and friends) are present."""
+    return any(bool(getattr(module_hooks, n, None)) for n in
+               ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_forward_hooks_always_called"))
+
+
 def folded_weights(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """The weight (O×I/g×kh×kw) and bias (O) of one convolution that computes ``bn(conv(x))`` in inference.
 
-    Computed in float64 and returned in the convolution's dtype and memory format, detached.
+    Computed in float64 (float32 on a device without float64, such as Apple's MPS) and returned
+    in the convolution's dtype and memory format, detached.
 
     Example:
         >>> conv, bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4).eval()
@@ -177,18 +223,36 @@ def folded_weights(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, t
     """
     with torch.no_grad():
         w = conv.weight.detach()
-        var, mean = bn.running_var.detach().double(), bn.running_mean.detach().double()
+        wide = torch.float32 if w.device.type == "mps" else torch.float64
+        var, mean = bn.running_var.detach().to(wide), bn.running_mean.detach().to(wide)
         s = torch.rsqrt(var + bn.eps)
         if bn.weight is not None:
-            s = s * bn.weight.detach().double()
-        b = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(mean)
+            s = s * bn.weight.detach().to(wide)
+        b = conv.bias.detach().to(wide) if conv.bias is not None else torch.zeros_like(mean)
         b = (b - mean) * s
         if bn.bias is not None:
-            b = b + bn.bias.detach().double()
+            b = b + bn.bias.detach().to(wide)
         fmt = torch.channels_last if w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last) \
             and not w.is_contiguous() else torch.contiguous_format
-        folded = (w.double() * s.reshape(-1, 1, 1, 1)).to(w.dtype).contiguous(memory_format=fmt)
+        folded = (w.to(wide) * s.reshape(-1, 1, 1, 1)).to(w.dtype).contiguous(memory_format=fmt)
         return folded, b.to(w.dtype)
+
+
+def _close(a, b) -> bool:
+    """Whether two outputs (tensors, or structures of them) are equal up to float rounding."""
+    xs, ys = [t for t in tree_leaves(a) if torch.is_tensor(t)], [t for t in tree_leaves(b) if torch.is_tensor(t)]
+    if len(xs) != len(ys):
+        return False
+    for p, q in zip(xs, ys):
+        if p.shape != q.shape:
+            return False
+        if p.is_floating_point():
+            p, q = p.double(), q.double()
+            if not bool(((p - q).abs().max() <= 1e-4 * max(float(q.abs().max()), 1e-12)).item()):
+                return False
+        elif not torch.equal(p, q):
+            return False
+    return True
 
 
 class FoldedBelow:
@@ -197,10 +261,14 @@ class FoldedBelow:
     Args:
         model: the network; its weights are read, never changed.
         layer: the explained module; pairs are folded only below it.
-        x: an input like the ones to come (one image is enough), for the forward pass that finds the pairs.
+        x: an input like the ones to come (one image is enough), for the forward pass that finds
+            the pairs and the one that checks them (the layer's output with the pairs folded
+            must equal the unfolded one up to float rounding, or nothing is folded).
+        held: as for :meth:`active`, when the model's weights are swapped for held copies.
 
     Use it for forward passes under ``torch.no_grad()`` up to the layer (as the CAM family
-    runs them); outputs equal the unfolded ones up to float rounding.
+    runs them); outputs equal the unfolded ones up to float rounding. A model whose modules
+    were replaced since (:meth:`current` is False) needs a new ``FoldedBelow``.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2)).eval()
@@ -214,15 +282,45 @@ class FoldedBelow:
         (True, False)
     """
 
-    def __init__(self, model: nn.Module, layer: nn.Module, x: torch.Tensor) -> None:
-        self.layer = layer
-        self.pairs = foldable_pairs(model, layer, x)
+    def __init__(self, model: nn.Module, layer: nn.Module, x: torch.Tensor, held: HeldCopies | None = None) -> None:
+        self.model, self.layer = model, layer
+        self._structure = list(model.modules())
         self._fingerprint: tuple | None = None
-        self._weights: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._weights: list[tuple[torch.Tensor, torch.Tensor] | None] = []
         self.folds = 0  # how many times the folded weights were computed
+        unfolded: list = []
+        self.pairs = foldable_pairs(model, layer, x, unfolded)
+        self.checked = True  # whether the folded pass gave the unfolded layer output (False: nothing is folded)
+        if self.pairs:
+            folded: list = []
+            handle = layer.register_forward_hook(lambda _m, _i, out: folded.append(out))
+            try:
+                with torch.no_grad(), self.active(held):
+                    model(x)
+            finally:
+                handle.remove()
+            if len(folded) != 1 or len(unfolded) != 1 or not _close(folded[0], unfolded[0]):
+                self.pairs, self._weights, self.checked = [], [], False
 
-    def _tensors(self) -> list[torch.Tensor]:
-        return [t for c, b in self.pairs for t in [*c.parameters(), *b.parameters(), *b.buffers()]]
+    def current(self) -> bool:
+        """Whether the model still has the modules it had when the pairs were found (none replaced or added).
+
+        Example:
+            >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
+            >>> folded = FoldedBelow(net, net[2], torch.zeros(1, 3, 8, 8))
+            >>> net[1] = nn.BatchNorm2d(4).eval()
+            >>> folded.current()
+            False
+        """
+        return list(self.model.modules()) == self._structure
+
+    def _live(self) -> list[int]:
+        """The pairs that may be folded for this call."""
+        if _global_hooks():
+            return []
+        return [i for i, (c, b) in enumerate(self.pairs)
+                if not b.training and b.running_mean is not None and b.running_var is not None
+                and not _hooked(c) and not _hooked(b) and "forward" not in vars(c) and "forward" not in vars(b)]
 
     @contextlib.contextmanager
     def active(self, held: HeldCopies | None = None) -> Iterator[None]:
@@ -230,17 +328,22 @@ class FoldedBelow:
         also on errors.
 
         ``held``: the :class:`~cameras.core.memory.HeldCopies` whose copies are swapped into the
-        model for the call (channels-last weights); they are identified by storage alone, not
-        summed again (see :func:`~cameras.core.memory.weights_fingerprint`)."""
-        live = [i for i, (c, b) in enumerate(self.pairs)
-                if not b.training and b.running_mean is not None and b.running_var is not None
-                and not _hooked(c) and not _hooked(b)]
+        model for the call (channels-last weights); they are identified by storage and the
+        copies' generation, not summed again (see :func:`~cameras.core.memory.weights_fingerprint`)."""
+        with SWAP_LOCK:  # another thread's swapped-in forwards are not taken for the modules' own
+            yield from self._active(held)
+
+    def _active(self, held: HeldCopies | None) -> Iterator[None]:
+        live = self._live()
         if not live:
             yield
             return
-        now = weights_fingerprint(self._tensors(), held)
-        if now != self._fingerprint:  # the first call, or the weights changed: fold afresh
-            self._weights = [folded_weights(c, b) for c, b in self.pairs]
+        tensors = [t for i in live for t in [*self.pairs[i][0].parameters(), *self.pairs[i][1].parameters(),
+                                              *self.pairs[i][1].buffers()]]
+        now = (tuple(live), tuple(self.pairs[i][1].eps for i in live), held.conversions if held else None,
+               weights_fingerprint(tensors, held))
+        if now != self._fingerprint:  # the first call, new weights or other live pairs: fold afresh
+            self._weights = [folded_weights(*p) if i in live else None for i, p in enumerate(self.pairs)]
             self._fingerprint = now
             self.folds += 1
         modules, forwards = [], []

@@ -65,26 +65,55 @@ def channels_last(model: nn.Module, held: HeldCopies | None = None) -> Iterator[
 
 def weights_fingerprint(tensors: list[torch.Tensor], held: HeldCopies | None = None) -> tuple:
     """What identifies a set of tensors' current values: each one's storage, version, dtype and strides, and
-    each one's sum, so that also edits through ``.data`` (which bump no version counter) change it.
+    a position-weighted sum of its values (weights in [0.5, 1.5) that repeat every 65,536
+    elements), so that edits through ``.data`` (which bump no version counter) change it too,
+    swapped elements included; an edit that leaves the weighted sum equal to float32 rounding
+    is not seen. One pass over the tensors, one synchronisation per device.
 
     Tensors that are ``held``'s current copies (see :class:`HeldCopies`) are identified without
     their sums: those copies change only by being made afresh, in new storage, so reading them
     again would be a wasted pass over the weights.
 
     Example:
-        >>> w = torch.ones(2, 2)
+        >>> w = torch.tensor([1.0, 2.0])
         >>> a = weights_fingerprint([w])
-        >>> w.data.mul_(2)[0, 0].item(), weights_fingerprint([w]) == a
-        (2.0, False)
+        >>> w.data[:] = torch.tensor([2.0, 1.0])  # same sum, same version counter
+        >>> weights_fingerprint([w]) == a
+        False
     """
     if not tensors:
         return ()
     mine = held.holds(tensors) if held is not None else [False] * len(tensors)
+    read = [t for t, m in zip(tensors, mine) if not m]
+    values: dict[int, float] = {}
     with torch.no_grad():
-        summed = [t.detach().sum(dtype=torch.float32) for t, m in zip(tensors, mine) if not m]
-        sums = iter(torch.stack(summed).tolist() if summed else [])
+        by_device: dict[torch.device, list[int]] = {}
+        for k, t in enumerate(read):
+            by_device.setdefault(t.device, []).append(k)
+        for ks in by_device.values():  # a model split over devices: one stack per device
+            for k, v in zip(ks, torch.stack([_weighted_sum(read[k]) for k in ks]).tolist()):
+                values[k] = v
+    sums = iter(values[k] for k in range(len(read)))
     return tuple((t.data_ptr(), t._version, t.dtype, tuple(t.stride()), None if m else next(sums))
                  for t, m in zip(tensors, mine))
+
+
+_PERIOD = 1 << 16
+_POSITION_WEIGHTS: dict[torch.device, torch.Tensor] = {}
+
+
+def _weighted_sum(t: torch.Tensor) -> torch.Tensor:
+    """Σ_i w_(i mod 65536) · t_i over the flattened tensor, float32 (a 0-d tensor on t's device)."""
+    w = _POSITION_WEIGHTS.get(t.device)
+    if w is None:
+        g = torch.Generator().manual_seed(0)
+        w = _POSITION_WEIGHTS[t.device] = (torch.rand(_PERIOD, generator=g) + 0.5).to(t.device)
+    v = t.detach().reshape(-1).to(torch.float32)
+    whole = v.numel() // _PERIOD * _PERIOD
+    total = (v[whole:] * w[:v.numel() - whole]).sum()
+    if whole:
+        total = total + (v[:whole].view(-1, _PERIOD) @ w).sum()
+    return total
 
 
 class HeldCopies:

@@ -417,17 +417,21 @@ class CAMERAS(SaliencyMethod):
             if self._compiled is None or self._compiled.layer is not self.layer:
                 self._compiled = CompiledBelow(self.model, self.layer, self._below[1])
             compiled = self._compiled.active(self._held_low)  # holds copies with precision="bf16" only
-        folded = contextlib.nullcontext()
-        if fold:  # entered after `layout`: the folded weights take the channels-last weights' format
-            if self._folded is None or self._folded.layer is not self.layer:
-                self._folded = FoldedBelow(self.model, self.layer, x[:1])  # one pass, once per layer
-            folded = self._folded.active(self._held_layout)  # holds copies when channels-last only
         graphed = contextlib.nullcontext()
         if self.cuda_graphs:  # entered after `compiled`: with compile=True the compiled code is captured
             if self._graphed is None or self._graphed.layer is not self.layer:
                 self._graphed = graphs.GraphedBelow(self.model, self.layer, self._below[1])
             graphed = self._graphed.active()
-        with torch.autocast(x.device.type, enabled=False), layout, low, compiled, folded, graphed:
+        with contextlib.ExitStack() as stack:
+            for block in (torch.autocast(x.device.type, enabled=False), layout, low, compiled):
+                stack.enter_context(block)
+            if fold:  # after `layout`: the pairs are found, and folded weights take their format, as the passes run
+                folded = self._folded
+                if folded is None or folded.layer is not self.layer or not folded.current():
+                    first = x[:1].contiguous(memory_format=torch.channels_last) if self._nhwc else x[:1]
+                    folded = self._folded = FoldedBelow(self.model, self.layer, first, self._held_layout)
+                stack.enter_context(folded.active(self._held_layout))  # holds copies when channels-last only
+            stack.enter_context(graphed)
             return self._explain(x, list(targets))
 
     def _fed(self, x: Tensor) -> Tensor:
