@@ -208,6 +208,7 @@ def test_norms_that_do_not_normalise_with_their_own_statistics_are_not_folded():
             assert torch.allclose(net(x), want, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_readers_the_watch_cannot_see_are_caught_by_the_check_pass():
     @torch.jit.script
     def scripted(y: torch.Tensor) -> torch.Tensor:
