@@ -300,30 +300,26 @@ def fast_section(res):
            f"{res['rounds']} rounds, each group round-robin in one process (`benchmarks/fast_paths.py`). The floor is "
            "the eager NCHW fp32 forward passes at the 8 scales."
            + (f" Made by `{res['command']}`." if res.get("command") else "")]
-    folded = any("folded_pairs" in r for r in res.get("exact", []))
-    if res.get("exact") and not folded:  # a run from before batch-norm folding: its default was channels-last alone
-        out += table("Exact fp32: CAMERAS with channels-last (the default then; before batch-norm folding) against "
-                     "the NCHW floor (target ≤ 0.9×, maps equal to 1e-5)",
-                     ["model", "batch", "floor s", "channels-last forwards ×", "CAMERAS NCHW ×", "CAMERAS default ×",
-                      "max \\|Δmap\\|", "met"],
-                     [[r["model"], r["batch"], f"{r['floor']:.2f}", f"{r['floor_cl'] / r['floor']:.2f}",
-                       f"{r['cameras_nchw'] / r['floor']:.2f}", f"{r['cameras_auto'] / r['floor']:.2f}",
-                       f"{r['max_abs_diff']:.1e}",
-                       ok(r["cameras_auto"] <= 0.9 * r["floor"] and r["max_abs_diff"] <= 1e-5)]
-                      for r in res["exact"]])
-    elif res.get("exact"):
-        out += table("Exact fp32: CAMERAS with its defaults (channels-last on a CPU, batch norms folded below the "
-                     "layer) against the NCHW floor (target ≤ 0.9×, maps equal to the reference path's to 1e-5)",
-                     ["model", "batch", "floor s", "channels-last forwards ×", "CAMERAS reference (NCHW, unfolded) ×",
-                      "CAMERAS channels-last, unfolded ×", "CAMERAS default ×", "folded pairs",
-                      "max \\|Δmap\\|", "met"],
-                     [[r["model"], r["batch"], f"{r['floor']:.2f}", f"{r['floor_cl'] / r['floor']:.2f}",
-                       f"{r['cameras_nchw'] / r['floor']:.2f}",
-                       f"{r['cameras_unfolded'] / r['floor']:.2f}", f"{r['cameras_auto'] / r['floor']:.2f}",
-                       r["folded_pairs"],
-                       f"{r['max_abs_diff']:.1e}",
-                       ok(r["cameras_auto"] <= 0.9 * r["floor"] and r["max_abs_diff"] <= 1e-5)]
-                      for r in res["exact"]])
+    if res.get("exact"):
+        # a run from before batch-norm folding has no unfolded channels-last path: its default was channels-last alone
+        folded = all("folded_pairs" in r for r in res["exact"])
+        title = ("Exact fp32: CAMERAS with its defaults (channels-last on a CPU, batch norms folded below the layer) "
+                 "against the NCHW floor (target ≤ 0.9×, maps equal to the reference path's to 1e-5)" if folded else
+                 "Exact fp32: CAMERAS with channels-last (the default then; before batch-norm folding) against the "
+                 "NCHW floor (target ≤ 0.9×, maps equal to 1e-5)")
+        head = ["model", "batch", "floor s", "channels-last forwards ×",
+                "CAMERAS reference (NCHW, unfolded) ×" if folded else "CAMERAS NCHW ×"]
+        head += ["CAMERAS channels-last, unfolded ×", "CAMERAS default ×", "folded pairs"] if folded else \
+            ["CAMERAS default ×"]
+        rows = []
+        for r in res["exact"]:
+            row = [r["model"], r["batch"], f"{r['floor']:.2f}", f"{r['floor_cl'] / r['floor']:.2f}",
+                   f"{r['cameras_nchw'] / r['floor']:.2f}"]
+            row += [f"{r['cameras_unfolded'] / r['floor']:.2f}", f"{r['cameras_auto'] / r['floor']:.2f}",
+                    r["folded_pairs"]] if folded else [f"{r['cameras_auto'] / r['floor']:.2f}"]
+            rows.append(row + [f"{r['max_abs_diff']:.1e}",
+                               ok(r["cameras_auto"] <= 0.9 * r["floor"] and r["max_abs_diff"] <= 1e-5)])
+        out += table(title, head + ["max \\|Δmap\\|", "met"], rows)
     if res.get("compile"):
         out += table("CAMERAS(compile=True): inductor compiles the layers below the explained one (frozen weights), "
                      "batch 1 (target ≤ 0.9× the floor, maps equal to 1e-5)",
