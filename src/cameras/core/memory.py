@@ -91,7 +91,13 @@ def weights_fingerprint(tensors: list[torch.Tensor], held: HeldCopies | None = N
         for k, t in enumerate(read):
             by_device.setdefault(t.device, []).append(k)
         for ks in by_device.values():  # a model split over devices: one stack per device
-            for k, v in zip(ks, torch.stack([_weighted_sum(read[k]) for k in ks]).tolist()):
+            # tensors of at most one period (biases, norms' statistics: most of a model's tensors, few of
+            # its values) are summed together, a few operations for all; larger ones one by one
+            small = [k for k in ks if read[k].numel() <= _PERIOD]
+            large = [k for k in ks if read[k].numel() > _PERIOD]
+            parts = ([_weighted_sums([read[k] for k in small])] if small else []) + \
+                ([torch.stack([_weighted_sum(read[k]) for k in large])] if large else [])
+            for k, v in zip(small + large, torch.cat(parts).tolist()):
                 values[k] = v
     sums = iter(values[k] for k in range(len(read)))
     return tuple((t.data_ptr(), t._version, t.dtype, tuple(t.stride()), None if m else next(sums))
@@ -102,18 +108,44 @@ _PERIOD = 1 << 16
 _POSITION_WEIGHTS: dict[torch.device, torch.Tensor] = {}
 
 
-def _weighted_sum(t: torch.Tensor) -> torch.Tensor:
-    """Σ_i w_(i mod 65536) · t_i over the flattened tensor, float32 (a 0-d tensor on t's device)."""
-    w = _POSITION_WEIGHTS.get(t.device)
+def _position_weights(device: torch.device) -> torch.Tensor:
+    """The 65,536 position weights in [0.5, 1.5) on ``device`` (the same on every device: seed 0)."""
+    w = _POSITION_WEIGHTS.get(device)
     if w is None:
         g = torch.Generator().manual_seed(0)
-        w = _POSITION_WEIGHTS[t.device] = (torch.rand(_PERIOD, generator=g) + 0.5).to(t.device)
+        w = _POSITION_WEIGHTS[device] = (torch.rand(_PERIOD, generator=g) + 0.5).to(device)
+    return w
+
+
+def _weighted_sum(t: torch.Tensor) -> torch.Tensor:
+    """Σ_i w_(i mod 65536) · t_i over the flattened tensor, float32 (a 0-d tensor on t's device)."""
+    w = _position_weights(t.device)
     v = t.detach().reshape(-1).to(torch.float32)
     whole = v.numel() // _PERIOD * _PERIOD
     total = (v[whole:] * w[:v.numel() - whole]).sum()
     if whole:
         total = total + (v[:whole].view(-1, _PERIOD) @ w).sum()
     return total
+
+
+_SEGMENTS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _weighted_sums(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """:func:`_weighted_sum` of each of several tensors of at most 65,536 elements on one device, as one
+    float32 vector: their values are concatenated and summed per tensor in one pass, the position
+    weights and sizes kept per list of sizes (a model's sizes repeat from call to call)."""
+    sizes = tuple(t.numel() for t in tensors)
+    device = tensors[0].device
+    key = (device, sizes)
+    seg = _SEGMENTS.get(key)
+    if seg is None:
+        w = _position_weights(device)
+        if len(_SEGMENTS) >= 32:  # a few models' sets; not a growing cache
+            _SEGMENTS.clear()
+        seg = _SEGMENTS[key] = (torch.cat([w[:n] for n in sizes]), torch.tensor(sizes, device=device))
+    flat = torch.cat([t.detach().reshape(-1) for t in tensors]).to(torch.float32)
+    return torch.segment_reduce(flat * seg[0], "sum", lengths=seg[1])
 
 
 class HeldCopies:
