@@ -126,11 +126,11 @@ def test_held_copies_are_reused_and_remade_when_weights_change_even_through_data
     nchw = cameras.CAMERAS(net, layer="4", scales=[24, 36], channels_last=False)
     first = auto(x, target=1).maps
     auto(x, target=1)
-    assert auto._held_layout.conversions == 1  # the channels-last weights were kept for the second call
+    assert auto.held_layout.conversions == 1  # the channels-last weights were kept for the second call
     net[0].weight.data.mul_(-1.0)  # an edit that bumps no version counter
     changed = nchw(x, target=1).maps
     assert (changed - first).abs().max() > 0.05
-    assert (auto(x, target=1).maps - changed).abs().max() < 1e-5 and auto._held_layout.conversions == 2
+    assert (auto(x, target=1).maps - changed).abs().max() < 1e-5 and auto.held_layout.conversions == 2
     assert all(p.is_contiguous() for p in net.parameters())  # the model's own layout is back
 
 
@@ -198,3 +198,105 @@ def test_fingerprint_sees_swaps_and_edits_through_data_and_spans_devices():
     assert abs(float(_weighted_sum(sub)) - want) <= 1e-5 * sum(abs(float(v)) for v in w[::997])
     if torch.cuda.is_available():  # a model split over devices: sums per device
         assert len(weights_fingerprint([w, w.cuda()])) == 2
+
+
+@pytest.mark.parametrize("name", ["gradcam", "gradcampp", "xgradcam", "hirescam", "layercam"])
+def test_gradient_cams_run_channels_last_and_folded_with_the_reference_maps(name):
+    from tests.test_folding import with_statistics
+
+    torch.manual_seed(0)
+    net = with_statistics(torchvision.models.resnet18(num_classes=7))
+    x = torch.randn(2, 3, 64, 80, generator=torch.Generator().manual_seed(4))
+    before = {n: (p.data_ptr(), p.is_contiguous(), p.detach().clone())
+              for n, p in [*net.named_parameters(), *net.named_buffers()]}
+    ref = cameras.get_method(name, net, channels_last=False)  # the NCHW reference path, nothing folded
+    auto = cameras.get_method(name, net)  # "auto": channels-last on a CPU
+    folded = cameras.get_method(name, net, fold_batchnorm=True)
+    nchw_folded = cameras.get_method(name, net, channels_last=False, fold_batchnorm=True)
+    want = ref(x, target=[1, 2])
+    got = [m(x, target=[1, 2]) for m in (auto, folded, nchw_folded)]  # the first folded calls also find the pairs
+    seen = []
+    hook = net.layer1.register_forward_hook(lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last)))
+    try:
+        for m in (ref, auto, folded, nchw_folded):
+            m(x, target=[1, 2])
+    finally:
+        hook.remove()
+    assert seen == [False, True, True, False]  # the passes really ran in the layout asked for
+    assert want.maps.abs().max() > 0 and ref.channels_last_now is False and auto.channels_last_now is True
+    for r in got:
+        assert (r.maps - want.maps).abs().max() < 1e-5
+        assert (r.extras["low_res"] - want.extras["low_res"]).abs().max() <= 1e-5 * want.extras["low_res"].abs().max()
+        assert torch.equal(r.target.ids, want.target.ids)
+    assert auto.folded is None and len(folded.folded.pairs) == 20 and len(nchw_folded.folded.pairs) == 20
+    # the model as it was: storage, layout, values, no swapped forwards
+    after = dict([*net.named_parameters(), *net.named_buffers()])
+    assert all(after[n].data_ptr() == p and after[n].is_contiguous() == c and torch.equal(after[n], v)
+               for n, (p, c, v) in before.items())
+    assert not any("forward" in vars(m) for m in net.modules())
+    # options that do not change the maps: recorded, but not among the settings a resumed run must share
+    assert folded.options["fold_batchnorm"] is True and "fold_batchnorm" not in folded.result_options()
+    assert "channels_last" not in auto.result_options()
+    with pytest.raises(cameras.InputError, match="channels_last"):
+        cameras.get_method(name, net, channels_last="nhwc")
+    with pytest.raises(cameras.InputError, match="fold_batchnorm"):
+        cameras.get_method(name, net, fold_batchnorm=1)
+
+
+def test_gradient_cam_keeps_copies_between_calls_and_follows_weight_edits():
+    from tests.test_folding import with_statistics
+
+    torch.manual_seed(1)
+    net = with_statistics(torchvision.models.resnet18(num_classes=5))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    fast = cameras.GradCAM(net, fold_batchnorm=True)
+    ref = cameras.GradCAM(net, channels_last=False)
+    fast(x, target=1)
+    fast(x, target=1)
+    assert fast.held_layout.conversions == 1 and fast.folded.folds == 1  # made once, reused
+    net.layer2[1].bn2.running_var.data.mul_(3.0)  # through .data: no version counter moves
+    net.layer3[0].conv2.weight.data.neg_()
+    want = ref(x, target=1).maps
+    assert (fast(x, target=1).maps - want).abs().max() < 1e-5
+    assert fast.held_layout.conversions == 2 and fast.folded.folds == 2
+    # an error inside the pass leaves the model as it was (forwards and layouts restored)
+    bad = torch.randn(1, 3, 64, 64)
+    net.layer4.register_forward_hook(lambda m, i, o: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        fast(bad, target=1)
+    assert not any("forward" in vars(m) for m in net.modules())
+    assert all(p.is_contiguous() for p in net.parameters())
+
+
+def test_gradient_cam_on_a_transformer_keeps_its_layout():
+    import timm
+
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=4, img_size=64).eval()
+    cam = cameras.GradCAM(vit)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    a = cam(x, target=1).maps
+    assert cam.channels_last_now is False  # "auto": a patch grid stays as it is
+    assert torch.equal(a, cameras.GradCAM(vit, channels_last=False)(x, target=1).maps)
+
+
+def test_fingerprint_sums_small_tensors_together_as_one_by_one():
+    from cameras.core.memory import _weighted_sum, _weighted_sums, weights_fingerprint
+
+    g = torch.Generator().manual_seed(2)
+    small = [torch.randn(n, generator=g) for n in (0, 1, 7, 300, 65_536)]
+    small.append(torch.arange(5, dtype=torch.int64))  # an integer buffer (num_batches_tracked)
+    small.append(torch.randn(3, 4, 1, 1, generator=g).double())
+    got = _weighted_sums(small)
+    want = torch.stack([_weighted_sum(t) for t in small])
+    assert got.shape == (len(small),) and torch.allclose(got, want, rtol=1e-5, atol=1e-5)
+    big = torch.randn(70_000, generator=g)
+    ref = weights_fingerprint([*small, big])
+    assert [f[-1] for f in ref] == pytest.approx([*want.tolist(), float(_weighted_sum(big))], rel=1e-5, abs=1e-5)
+    a, b = torch.randn(16, generator=g), torch.randn(16, generator=g)
+    base = weights_fingerprint([a, b])
+    a2, b2 = b.clone(), a.clone()  # two equally long tensors' values exchanged (new storage: compared by sums)
+    swapped = weights_fingerprint([a2, b2])
+    assert [f[-1] for f in swapped] != [f[-1] for f in base]
+    c = a.clone()
+    c.data[[0, 5]] = c.data[[5, 0]].clone()  # a swap inside a small tensor
+    assert weights_fingerprint([c])[0][-1] != weights_fingerprint([a])[0][-1]

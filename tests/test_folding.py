@@ -58,7 +58,7 @@ def test_cameras_folded_equals_unfolded_on_resnet_and_restores_the_model():
         folded = cameras.CAMERAS(net, scales=[64, 96], channels_last=channels_last)
         a, b = plain(x, target=[1, 2]).maps, folded(x, target=[1, 2]).maps
         assert (a - b).abs().max() < 1e-5 and a.abs().max() > 0
-        assert len(folded._folded.pairs) == 20  # every batch norm of a ResNet-18 (downsampling ones too)
+        assert len(folded.folded.pairs) == 20  # every batch norm of a ResNet-18 (downsampling ones too)
         multi = cameras.MultiScale(cameras.LayerCAM(net), scales=[64, 96], channels_last=channels_last)
         unf = cameras.MultiScale(cameras.LayerCAM(net), scales=[64, 96], channels_last=channels_last,
                                  fold_batchnorm=False)
@@ -79,18 +79,18 @@ def test_weights_changed_between_calls_are_folded_afresh():
     plain = cameras.CAMERAS(net, scales=[64, 96], fold_batchnorm=False)
     first = folded(x, target=1).maps
     folded(x, target=1)
-    assert folded._folded.folds == 1  # kept between calls
+    assert folded.folded.folds == 1  # kept between calls
     net.layer3[0].bn1.running_mean.data.add_(2.0)  # through .data: no version counter moves
     changed = plain(x, target=1).maps
     assert (changed - first).abs().max() > 0.01
     assert (folded(x, target=1).maps - changed).abs().max() < 1e-5
-    assert folded._folded.folds == 2
+    assert folded.folded.folds == 2
     # a convolution's weight edited through .data: the channels-last copies are made afresh, and so the fold
     net.layer2[0].conv1.weight.data.mul_(-1.0)
     again = plain(x, target=1).maps
     assert (again - changed).abs().max() > 0.01
     assert (folded(x, target=1).maps - again).abs().max() < 1e-5
-    assert folded._folded.folds == 3 and folded._held_layout.conversions == 2
+    assert folded.folded.folds == 3 and folded.held_layout.conversions == 2
 
 
 def test_only_pairs_whose_convolution_output_is_read_by_the_norm_alone_are_folded():
@@ -170,7 +170,7 @@ def test_densenet_concatenations_are_not_mistaken_for_convolution_outputs():
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
     cam = cameras.CAMERAS(net, scales=[64, 96])
     got = cam(x, target=2).maps
-    pairs = cam._folded.pairs
+    pairs = cam.folded.pairs
     assert len(pairs) == 59 and all(c.out_channels == b.num_features for c, b in pairs)  # conv0/norm0 + conv1/norm2s
     want = cameras.CAMERAS(net, scales=[64, 96], fold_batchnorm=False)(x, target=2).maps
     assert (got - want).abs().max() < 1e-5
@@ -243,22 +243,22 @@ def test_replaced_modules_eps_global_hooks_and_instance_forwards_are_respected()
     def same():
         return (folded_cam(x, target=1).maps - plain_cam(x, target=1).maps).abs().max() < 1e-5
 
-    assert same() and len(folded_cam._folded.pairs) == 2
-    first = folded_cam._folded
+    assert same() and len(folded_cam.folded.pairs) == 2
+    first = folded_cam.folded
     net[1] = with_statistics(nn.BatchNorm2d(4), seed=9)  # a module replaced: the pairs are found again
-    assert same() and folded_cam._folded is not first and folded_cam._folded.pairs[0] == (net[0], net[1])
+    assert same() and folded_cam.folded is not first and folded_cam.folded.pairs[0] == (net[0], net[1])
     net[4].eps = 0.5  # not a tensor: in the fingerprint on its own
     assert same()
     seen = []
     handle = nn.modules.module.register_module_forward_hook(lambda m, i, o: seen.append(type(m)))
     try:
-        with folded_cam._folded.active():
+        with folded_cam.folded.active():
             assert not any("forward" in vars(m) for m in net.modules())  # hooks on every module: nothing folded
     finally:
         handle.remove()
     net[3].forward = lambda t: nn.Conv2d.forward(net[3], t) * 0.5  # a patched instance forward is kept
     assert same()
-    with folded_cam._folded.active():
+    with folded_cam.folded.active():
         assert "forward" in vars(net[0]) and "forward" not in vars(net[4])
     del net[3].forward
     # a bfloat16 model: folding in bf16 would round differently, so it is left alone

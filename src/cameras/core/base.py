@@ -97,7 +97,7 @@ class SaliencyMethod(abc.ABC):
             >>> import torchvision
             >>> from cameras.methods import GradCAM
             >>> GradCAM(torchvision.models.resnet18(), layer="layer3").options
-            {'layer': 'layer3', 'to_spatial': None}
+            {'layer': 'layer3', 'to_spatial': None, 'channels_last': 'auto', 'fold_batchnorm': False}
         """
         out = {}
         for k, v in getattr(self, "_options", {}).items():

@@ -9,6 +9,10 @@ y, a weight tensor W (B×K×1×1 per channel, or B×K×h×w per location) and th
 upsampled bilinearly (``align_corners=False``) to the input size and min-max normalised per
 image (an all-zero map stays zero). A method is one function ``weights(A, G) -> W``.
 
+The forward pass runs without gradients up to the layer, so the exact eager fast paths of
+:class:`~cameras.core.eager.EagerFastPaths` apply: channels-last on a CPU by default, batch-norm
+folding on request (``fold_batchnorm=True``).
+
 Methods whose weights are *local* (the weight at a location depends on the gradient at
 that location only: HiResCAM's G, LayerCAM's ReLU(G)) set ``local_weights = True``; only
 they can be accumulated over scales by :class:`~cameras.methods.multiscale.MultiScale`.
@@ -17,6 +21,7 @@ they can be accumulated over scales by :class:`~cameras.methods.multiscale.Multi
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -24,17 +29,31 @@ import torch
 from torch import Tensor, nn
 
 from .base import SaliencyMethod
+from .eager import EagerFastPaths
 from .gradients import layer_gradients
 from .ops import normalize_maps, resize_maps
 from .result import SaliencyResult
 from .targets import Target
 
 
-class GradientCAM(SaliencyMethod):
+class GradientCAM(EagerFastPaths, SaliencyMethod):
     """Base class of the gradient CAMs: subclasses implement :meth:`weights` (and set ``name``).
 
     ``result.extras["low_res"]`` holds the B×h×w layer-resolution map ReLU(Σ_k W_k ⊙ A_k)
     before upsampling. Activations and gradients are read in float32.
+
+    Args:
+        model, layer, to_spatial: as for every layer method (see :class:`SaliencyMethod`).
+        channels_last: the forward pass in channels-last memory format, the model's 4-D weights
+            swapped for channels-last copies for the call (kept between calls while the weights
+            are unchanged; memory: one copy). ``"auto"`` (default): convolutional networks on a
+            CPU, where oneDNN runs them faster; True: always; False: never (the NCHW reference
+            path). Maps equal the NCHW ones to 1e-5.
+        fold_batchnorm: False (default) or True: below the layer, each batch norm that only
+            rescales a convolution's output is folded into it for the call (see
+            :class:`~cameras.core.folding.FoldedBelow`; maps equal to 1e-5). With one forward
+            per call the check that the weights are unchanged costs about what folding saves on
+            one 224-px image; it pays at larger batches (see the README's "Below the eager floor").
 
     Example:
         >>> import torch, torchvision
@@ -48,10 +67,13 @@ class GradientCAM(SaliencyMethod):
 
     #: True when the weight at a location depends on that location's gradient only
     local_weights: ClassVar[bool] = False
+    neutral_options = ("channels_last", "fold_batchnorm")
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None,
-                 to_spatial: Callable[[Tensor], Tensor] | None = None) -> None:
+                 to_spatial: Callable[[Tensor], Tensor] | None = None,
+                 channels_last: bool | str = "auto", fold_batchnorm: bool = False) -> None:
         super().__init__(model, layer, to_spatial)
+        self.init_fast_paths(channels_last, fold_batchnorm)
 
     @abc.abstractmethod
     def weights(self, act: Tensor, grad: Tensor) -> Tensor:
@@ -80,8 +102,14 @@ class GradientCAM(SaliencyMethod):
         return torch.relu((self.weights(act, grad) * act).sum(1))
 
     def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
-        with self.capture() as cap:
-            g = layer_gradients(self.model, x, [cap], target)
+        nhwc = self.use_channels_last(x)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self.layout_block(nhwc))
+            if self.fold_batchnorm:  # after the layout: folded weights take its format
+                stack.enter_context(self.fold_block(x))
+            with self.capture() as cap:
+                g = layer_gradients(self.model, x.contiguous(memory_format=torch.channels_last) if nhwc else x,
+                                    [cap], target)
         low = self.low_res(g.activations[0], g.gradients[0])
         maps = normalize_maps(resize_maps(low, tuple(x.shape[-2:])))
         return self.result(maps, g.target, g.probs, g.logits, extras={"low_res": low})

@@ -15,12 +15,11 @@ from torch import Tensor, nn
 from ..core import graphs
 from ..core.base import SaliencyMethod
 from ..core.compiled import CompiledBelow
+from ..core.eager import EagerFastPaths
 from ..core.errors import InputError
-from ..core.folding import FoldedBelow
 from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale, fuse_on_grid
 from ..core.gradients import LayerGradients, layer_gradients
-from ..core.memory import HeldCopies, fast_bf16, low_precision_below, modules_below, prefers_channels_last
-from ..core.memory import channels_last as channels_last_model
+from ..core.memory import HeldCopies, fast_bf16, low_precision_below, modules_below
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
 from ..core.targets import InputView, Target, bind_target, logits_or_none
@@ -97,7 +96,7 @@ def check_scales(scales: str | Sequence[int]) -> list[int]:
     return vals
 
 
-class CAMERAS(SaliencyMethod):
+class CAMERAS(EagerFastPaths, SaliencyMethod):
     """CAMERAS saliency (Jalwana et al., CVPR 2021): exact, batched, on the input's device.
 
     For each scale ζ_t the (normalised) batch is resized by ζ_t/ζ_0 on both sides (scale 0
@@ -196,7 +195,6 @@ class CAMERAS(SaliencyMethod):
 
     name = "cameras"
     passes = 8
-    _nhwc = False  # whether this call runs channels-last (set per call from `channels_last`)
     neutral_options = ("batch_pixels", "chunk_elements", "channels_last", "compile", "cuda_graphs", "fold_batchnorm")
 
     @property
@@ -252,9 +250,6 @@ class CAMERAS(SaliencyMethod):
         if amp not in (None, "bf16", "fp16"):
             raise InputError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
         self.amp = amp
-        if channels_last not in (True, False, "auto"):
-            raise InputError(f"channels_last must be True, False or 'auto', got {channels_last!r}")
-        self.channels_last = channels_last
         if precision not in ("fp32", "bf16"):
             raise InputError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         if precision == "bf16" and amp is not None:
@@ -273,11 +268,8 @@ class CAMERAS(SaliencyMethod):
             raise InputError("cuda_graphs=True replays the passes as captured; give it without amp (autocast)")
         self.cuda_graphs = cuda_graphs
         self._graphed: graphs.GraphedBelow | None = None  # the lower layers' CUDA graphs, made on the first call
-        if fold_batchnorm not in (True, False):
-            raise InputError(f"fold_batchnorm must be True or False, got {fold_batchnorm!r}")
-        self.fold_batchnorm = fold_batchnorm
-        self._folded: FoldedBelow | None = None  # the foldable pairs below the layer, found on the first call
-        self._held_layout, self._held_low = HeldCopies(), HeldCopies()
+        self.init_fast_paths(channels_last, fold_batchnorm)  # channels-last copies and folded pairs, kept
+        self._held_low = HeldCopies()
         p = next(self.model.parameters(), None)
         if precision == "bf16" and p is not None and not fast_bf16(p.device):
             warnings.warn(f"precision='bf16' on a {p.device.type} without bf16 instructions (no AVX512-BF16 or AMX): "
@@ -352,7 +344,7 @@ class CAMERAS(SaliencyMethod):
             self.check_stop()
             xt = x[sl] if first else F.interpolate(x[sl], size=size, mode=self.resample, align_corners=False)
             xt = self._fed(xt)
-            if self._nhwc:
+            if self.channels_last_now:
                 xt = xt.contiguous(memory_format=torch.channels_last)
             rows = [None if t is None else t.select(sl) for t in targets]
             # fp16 gradients underflow: scale the score (the normalised map is invariant to it)
@@ -393,14 +385,10 @@ class CAMERAS(SaliencyMethod):
 
     def explain_batch_many(self, x: Tensor, targets: list[Target | None]) -> list[SaliencyResult]:
         # float32 throughout, also inside a caller's autocast block; `amp` enables it for the passes only
-        nhwc = self.channels_last
-        if nhwc == "auto":  # convolutional networks on a CPU; transformers (a patch grid) keep their layout
-            nhwc = prefers_channels_last(self.model, x.device) and self.layout.patch is None
-        self._nhwc = bool(nhwc)
+        nhwc = self.use_channels_last(x)  # convolutional networks on a CPU by default
         # converted weights (channels-last, bf16) are kept between calls while the weights are unchanged
-        layout = contextlib.nullcontext()
-        if nhwc and not self.compile:  # compiled code picks the weights' layout itself; inputs are still NHWC
-            layout = channels_last_model(self.model, self._held_layout)
+        # compiled code picks the weights' layout itself; inputs are still NHWC
+        layout = self.layout_block(nhwc and not self.compile)
         if self.cuda_graphs and not graphs.supports_graphs(x.device):
             raise InputError(f"cuda_graphs=True needs the model and input on a CUDA device, got the input on "
                              f"{x.device}; leave cuda_graphs off there")
@@ -426,11 +414,7 @@ class CAMERAS(SaliencyMethod):
             for block in (torch.autocast(x.device.type, enabled=False), layout, low, compiled):
                 stack.enter_context(block)
             if fold:  # after `layout`: the pairs are found, and folded weights take their format, as the passes run
-                folded = self._folded
-                if folded is None or folded.layer is not self.layer or not folded.current():
-                    first = x[:1].contiguous(memory_format=torch.channels_last) if self._nhwc else x[:1]
-                    folded = self._folded = FoldedBelow(self.model, self.layer, first, self._held_layout)
-                stack.enter_context(folded.active(self._held_layout))  # holds copies when channels-last only
+                stack.enter_context(self.fold_block(x))
             stack.enter_context(graphed)
             return self._explain(x, list(targets))
 

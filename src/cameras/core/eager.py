@@ -1,0 +1,130 @@
+"""Exact eager fast paths for the passes below a method's layer: channels-last weights and folded batch norms.
+
+The CAM family runs its forward passes under ``torch.no_grad()`` up to the explained layer
+(:class:`~cameras.core.capture.LayerCapture` switches recording on there). Two changes make
+those passes faster without changing what they compute beyond float rounding (maps equal to
+1e-5):
+
+- **channels-last**: the model's 4-D weights are swapped for channels-last copies for the
+  call and the input is fed channels-last; oneDNN runs convolutions faster that way on a
+  CPU. The copies are kept between calls while the weights are unchanged.
+- **batch-norm folding**: below the layer, a batch norm that only rescales a convolution's
+  output becomes part of that convolution for the call
+  (:class:`~cameras.core.folding.FoldedBelow`).
+
+:class:`EagerFastPaths` holds both for a method: the options, their checks and the state
+kept from call to call. The model is never changed: swapped tensors and ``forward`` s are
+restored after every call, also on errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager
+
+import torch
+from torch import Tensor
+
+from .errors import InputError
+from .folding import FoldedBelow
+from .memory import HeldCopies, prefers_channels_last
+from .memory import channels_last as channels_last_model
+
+
+class EagerFastPaths:
+    """Mixin of a :class:`~cameras.core.base.SaliencyMethod` with a layer: the channels-last and folding options.
+
+    A method calls :meth:`init_fast_paths` in its constructor and, per call,
+    :meth:`use_channels_last`, then enters :meth:`layout_block` and (after it)
+    :meth:`fold_block` around its passes, feeding inputs channels-last when
+    ``self.channels_last_now`` is True.
+
+    Example:
+        >>> import torch, torchvision
+        >>> from cameras.methods import GradCAM
+        >>> cam = GradCAM(torchvision.models.resnet18(num_classes=3), fold_batchnorm=True)
+        >>> _ = cam(torch.randn(1, 3, 64, 64))
+        >>> cam.channels_last_now, len(cam.folded.pairs)  # on a CPU; all 20 norms lie below layer4's output
+        (True, 20)
+    """
+
+    channels_last: bool | str = "auto"
+    fold_batchnorm: bool = True
+    channels_last_now: bool = False  # whether the current (or last) call runs channels-last
+    folded: FoldedBelow | None = None  # the foldable pairs below the layer, found on the first folded call
+
+    def init_fast_paths(self, channels_last: bool | str, fold_batchnorm: bool) -> None:
+        """Check and keep the two options (see :meth:`use_channels_last`, :meth:`fold_block`).
+
+        Example:
+            >>> EagerFastPaths().init_fast_paths("yes", True)
+            Traceback (most recent call last):
+            ...
+            cameras.core.errors.InputError: channels_last must be True, False or 'auto', got 'yes'
+        """
+        if not (type(channels_last) is bool or channels_last == "auto"):  # 1 and 0 are not taken for booleans
+            raise InputError(f"channels_last must be True, False or 'auto', got {channels_last!r}")
+        if type(fold_batchnorm) is not bool:
+            raise InputError(f"fold_batchnorm must be True or False, got {fold_batchnorm!r}")
+        self.channels_last, self.fold_batchnorm = channels_last, fold_batchnorm
+        self.folded = None
+        self.held_layout = HeldCopies()  # the channels-last weights, kept while the weights are unchanged
+
+    def use_channels_last(self, x: Tensor) -> bool:
+        """Whether this call on ``x`` (B×C×H×W) runs channels-last; sets ``channels_last_now``.
+
+        ``"auto"``: convolutional networks on a CPU, where oneDNN runs them faster; never
+        transformers (a patch grid) or a GPU. True: always; False: never.
+
+        Example:
+            >>> import torch, torchvision
+            >>> from cameras.methods import GradCAM
+            >>> GradCAM(torchvision.models.resnet18()).use_channels_last(torch.zeros(1, 3, 8, 8))
+            True
+        """
+        nhwc = self.channels_last
+        if nhwc == "auto":
+            nhwc = prefers_channels_last(self.model, x.device) and self.layout.patch is None
+        self.channels_last_now = bool(nhwc)
+        return self.channels_last_now
+
+    def layout_block(self, active: bool) -> ContextManager:
+        """Inside it the model's 4-D weights are channels-last when ``active`` (held copies; restored after).
+
+        Example:
+            >>> import torch
+            >>> from cameras.methods import GradCAM
+            >>> cam = GradCAM(torch.nn.Conv2d(3, 2, 3))
+            >>> with cam.layout_block(True):
+            ...     cam.model.weight.is_contiguous(memory_format=torch.channels_last)
+            True
+        """
+        return channels_last_model(self.model, self.held_layout) if active else contextlib.nullcontext()
+
+    def fold_block(self, x: Tensor) -> ContextManager:
+        """Inside it the foldable (convolution, batch norm) pairs below ``self.layer`` run as single convolutions.
+
+        Enter it after :meth:`layout_block`: the pairs are found on ``x[:1]`` (B×C×H×W, fed as
+        the passes will be) on the first call, and again when the layer or the model's modules
+        changed; folded weights are kept while the weights are unchanged.
+
+        Example:
+            >>> import torch, torchvision
+            >>> from cameras.methods import GradCAM
+            >>> cam = GradCAM(torchvision.models.resnet18(num_classes=3).eval(), layer="layer4")
+            >>> cam.use_channels_last(torch.zeros(1, 3, 64, 64)), cam.layer_name
+            (True, 'layer4')
+            >>> with cam.layout_block(True), cam.fold_block(torch.randn(1, 3, 64, 64)):
+            ...     "forward" in vars(cam.model.conv1)  # folded with bn1 for the block
+            True
+            >>> "forward" in vars(cam.model.conv1)
+            False
+        """
+        folded = self.folded
+        if folded is None or folded.layer is not self.layer or not folded.current():
+            first = x[:1].contiguous(memory_format=torch.channels_last) if self.channels_last_now else x[:1]
+            folded = self.folded = FoldedBelow(self.model, self.layer, first, self.held_layout)
+        return folded.active(self.held_layout)
+
+
+__all__ = ["EagerFastPaths"]
