@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/fast_paths.py [--device cpu|cuda] [--quick] [--models efficientnet_lite0,resnet50]
               [--bf16-models efficientnet_lite0,...] [--compile-models ...] [--no-compile]
-              [--graph-models ...] [--graph-batches 1,8,32,64] [--skip exact,bf16,compile,graphs]
+              [--graph-models ...] [--graph-batches 1,8,32,64] [--cam-models ...]
+              [--skip exact,cams,bf16,compile,graphs]
 Writes benchmarks/results/fast/<device>.json (or --out FILE) and regenerates BENCHMARKS.md (benchmarks/report.py).
 
 - Exact fp32: the floor is the eager NCHW fp32 forward passes at CAMERAS's 8 scales (what
@@ -11,6 +12,11 @@ Writes benchmarks/results/fast/<device>.json (or --out FILE) and regenerates BEN
   (channels-last on a CPU, batch norms folded below the layer), plus the same forward passes in
   channels-last; ratios from one round-robin group in one process, and the largest map
   difference between the default and the reference path.
+- The gradient CAM family (Grad-CAM: one forward pass, a backward to the layer): the floor is one
+  eager NCHW fp32 forward pass at 224 px; Grad-CAM on its NCHW reference path
+  (channels_last=False), with its defaults (channels-last on a CPU) and with fold_batchnorm=True,
+  at batch 1 and 8, blocks of 5 calls per timing, and the largest map difference against the
+  reference path.
 - torch.compile (`CAMERAS(compile=True)`: inductor compiles the layers below the explained one
   with frozen weights): the first call (compilation at every scale), the steady state against
   the floor and the eager default, the largest map difference against the NCHW path, and how
@@ -78,8 +84,42 @@ def exact_row(name, model, layer, b, device, reps):
                                   "cameras_unfolded": lambda: unfolded(x, target=t),
                                   "cameras_auto": lambda: auto(x, target=t)}, device, reps))
     r["layer"] = nchw.layer_name
-    r["folded_pairs"] = len(auto._folded.pairs) if auto._folded is not None else 0
+    r["folded_pairs"] = len(auto.folded.pairs) if auto.folded is not None else 0
     r["max_abs_diff"] = float((auto(x, target=t).maps - nchw(x, target=t).maps).abs().max())
+    print(json.dumps(r), flush=True)
+    return r
+
+
+def time_cams(name, device, batches, reps):
+    bundle = load(name, device)
+    return [cam_row(name, bundle.model, bundle.layer, b, device, reps) for b in batches]
+
+
+def cam_row(name, model, layer, b, device, reps, block=5):
+    """Grad-CAM's paths against one NCHW forward pass, each timing a block of ``block`` calls."""
+    x = batch_input(b, 224, device)
+    with torch.no_grad():
+        t = model(x).argmax(1)
+    paths = {"gradcam_nchw": cameras.GradCAM(model, layer=layer, channels_last=False),
+             "gradcam_auto": cameras.GradCAM(model, layer=layer),
+             "gradcam_folded": cameras.GradCAM(model, layer=layer, fold_batchnorm=True)}
+
+    def blocked(fn):
+        def run():
+            for _ in range(block):
+                fn()
+        return run
+
+    groups = {"forward": blocked(lambda: forward_all(model, [x]))}
+    groups.update({k: blocked(lambda m=m: m(x, target=t)) for k, m in paths.items()})
+    r = {"model": name, "batch": b, "input": 224, "method": "gradcam"}
+    r.update({k: v / block for k, v in interleaved_seconds(groups, device, reps).items()})
+    ref = paths["gradcam_nchw"](x, target=t).maps
+    r["channels_last"] = paths["gradcam_auto"].channels_last_now
+    r["folded_pairs"] = len(paths["gradcam_folded"].folded.pairs) if paths["gradcam_folded"].folded else 0
+    r["max_abs_diff"] = max(float((paths[k](x, target=t).maps - ref).abs().max())
+                            for k in ("gradcam_auto", "gradcam_folded"))
+    r["layer"] = paths["gradcam_nchw"].layer_name
     print(json.dumps(r), flush=True)
     return r
 
@@ -206,7 +246,10 @@ def main(argv=None):
                     "(default: --models on cuda, none on cpu)")
     ap.add_argument("--graph-batches", default=None,
                     help="batch sizes of the CUDA graphs and throughput rows (default: 1,8,32,64 on cuda, 1,8 on cpu)")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: exact,bf16,compile,graphs")
+    ap.add_argument("--cam-models", default=None, help="models of the gradient CAM rows (default: --models)")
+    ap.add_argument("--exact-batches", default="1,8", help="batch sizes of the exact and gradient CAM rows")
+    ap.add_argument("--note", default=None, help="a sentence the report prints under the section's title")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: exact,cams,bf16,compile,graphs")
     ap.add_argument("--out", default=None, help="results file (default: benchmarks/results/fast/<device>.json)")
     a = ap.parse_args(argv)
     tuned = tune_cpu_allocator()
@@ -215,22 +258,25 @@ def main(argv=None):
     t0 = time.time()
     names = a.models.split(",")
     skip = set(filter(None, a.skip.split(",")))
-    if skip - {"exact", "bf16", "compile", "graphs"}:
-        ap.error(f"--skip takes exact, bf16, compile, graphs; got {a.skip}")
+    if skip - {"exact", "cams", "bf16", "compile", "graphs"}:
+        ap.error(f"--skip takes exact, cams, bf16, compile, graphs; got {a.skip}")
     batches = [int(b) for b in (a.graph_batches or ("1,8,32,64" if device.type == "cuda" else "1,8")).split(",")]
     # the GPU goals first: a session on a lent GPU may end before the rest
     # on a CPU the exact rows' batch 1 and 8 already give the eager throughput: graph rows only when asked
     graph_models = a.graph_models or (a.models if device.type == "cuda" else "")
     graphed = [] if "graphs" in skip else [r for n in filter(None, graph_models.split(","))
                                            for r in time_graphs(n, device, reps, batches)]
-    exact = [] if "exact" in skip else [r for n in names for r in time_exact(n, device, (1, 8), reps)]
+    exact_batches = [int(b) for b in a.exact_batches.split(",")]
+    exact = [] if "exact" in skip else [r for n in names for r in time_exact(n, device, exact_batches, reps)]
+    cams = [] if "cams" in skip else [r for n in (a.cam_models or a.models).split(",")
+                                      for r in time_cams(n, device, exact_batches, 2 * reps + 1)]
     bf16 = [] if "bf16" in skip else [time_bf16(n, device, reps, not a.no_compile)
                                       for n in (a.bf16_models or a.models).split(",")]
     compile_names = [] if a.no_compile or "compile" in skip else (a.compile_models or a.models).split(",")
     compiled = [time_compile(n, device, reps) for n in compile_names]
     command = " ".join(["python benchmarks/fast_paths.py", *(sys.argv[1:] if argv is None else argv)])
-    result = {**result_header(device, tuned, reps, t0), "command": command,
-              "exact": exact, "bf16": bf16, "compile": compiled, "graphs": graphed}
+    result = {**result_header(device, tuned, reps, t0), "command": command, "note": a.note,
+              "exact": exact, "cams": cams, "bf16": bf16, "compile": compiled, "graphs": graphed}
     write_result(result, Path(a.out) if a.out else HERE / "results" / "fast" / f"{device.type}.json")
 
 
