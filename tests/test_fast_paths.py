@@ -216,7 +216,8 @@ def test_gradient_cams_run_channels_last_and_folded_with_the_reference_maps(name
     want = ref(x, target=[1, 2])
     got = [m(x, target=[1, 2]) for m in (auto, folded, nchw_folded)]  # the first folded calls also find the pairs
     seen = []
-    hook = net.layer1.register_forward_hook(lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last)))
+    hook = net.layer1.register_forward_hook(
+        lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last)))
     try:
         for m in (ref, auto, folded, nchw_folded):
             m(x, target=[1, 2])
@@ -240,7 +241,7 @@ def test_gradient_cams_run_channels_last_and_folded_with_the_reference_maps(name
     with pytest.raises(cameras.InputError, match="channels_last"):
         cameras.get_method(name, net, channels_last="nhwc")
     with pytest.raises(cameras.InputError, match="fold_batchnorm"):
-        cameras.get_method(name, net, fold_batchnorm=1)
+        cameras.get_method(name, net, fold_batchnorm=2)
 
 
 def test_gradient_cam_keeps_copies_between_calls_and_follows_weight_edits():
@@ -284,11 +285,13 @@ def test_fingerprint_sums_small_tensors_together_as_one_by_one():
 
     g = torch.Generator().manual_seed(2)
     small = [torch.randn(n, generator=g) for n in (0, 1, 7, 300, 65_536)]
-    small.append(torch.arange(5, dtype=torch.int64))  # an integer buffer (num_batches_tracked)
+    small.append(torch.arange(5, dtype=torch.int64) + 70_000)  # an integer buffer (num_batches_tracked), > fp16's max
     small.append(torch.randn(3, 4, 1, 1, generator=g).double())
+    small.append(torch.randn(6, generator=g).half())  # a half-precision neighbour promotes nothing
     got = _weighted_sums(small)
     want = torch.stack([_weighted_sum(t) for t in small])
     assert got.shape == (len(small),) and torch.allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(got).all()
     big = torch.randn(70_000, generator=g)
     ref = weights_fingerprint([*small, big])
     assert [f[-1] for f in ref] == pytest.approx([*want.tolist(), float(_weighted_sum(big))], rel=1e-5, abs=1e-5)
@@ -300,3 +303,58 @@ def test_fingerprint_sums_small_tensors_together_as_one_by_one():
     c = a.clone()
     c.data[[0, 5]] = c.data[[5, 0]].clone()  # a swap inside a small tensor
     assert weights_fingerprint([c])[0][-1] != weights_fingerprint([a])[0][-1]
+
+
+class FlatView(torch.nn.Module):
+    """A network that flattens a feature map with ``.view`` (LeNet style): it cannot take channels-last tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.fc = torch.nn.Linear(4 * 14 * 14, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).view(x.shape[0], -1))
+
+
+def test_models_that_cannot_take_channels_last_fall_back_to_nchw():
+    torch.manual_seed(3)
+    net = FlatView().eval()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(7))
+    for make in (lambda **kw: cameras.GradCAM(net, layer="conv", **kw),
+                 lambda **kw: cameras.CAMERAS(net, layer="conv", scales=[16], **kw)):  # a fixed input size
+        ref = make(channels_last=False)(x, target=[0, 1]).maps
+        auto = make()
+        assert (auto(x, target=[0, 1]).maps - ref).abs().max() < 1e-5  # retried in NCHW
+        assert auto.layout_refused and not auto.channels_last_now
+        assert (auto(x, target=[0, 1]).maps - ref).abs().max() < 1e-5  # and NCHW from then on
+        with pytest.raises(cameras.InputError, match="cannot run channels-last"):
+            make(channels_last=True)(x, target=[0, 1])
+        assert all(p.is_contiguous() for p in net.parameters()) and not any("forward" in vars(m) for m in net.modules())
+    other = cameras.GradCAM(net, layer="conv", channels_last=False)
+    with pytest.raises(RuntimeError, match="size mismatch|shapes cannot be multiplied"):
+        other(torch.randn(1, 3, 20, 20))  # other errors are not taken for layout trouble
+    assert not other.layout_refused
+
+
+def test_methods_on_one_model_share_one_set_of_channels_last_copies():
+    torch.manual_seed(4)
+    net = torchvision.models.resnet18(num_classes=3).eval()
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(8))
+    a, b = cameras.GradCAM(net), cameras.CAMERAS(net, scales=[64, 96])
+    a(x, target=1)
+    b(x, target=1)
+    cameras.LayerCAM(net)(x, target=1)
+    assert a.held_layout is b.held_layout and a.held_layout.conversions == 1  # converted once for all three
+    assert cameras.GradCAM(torchvision.models.resnet18()).held_layout is not a.held_layout
+
+
+def test_multiscale_offers_no_dummy_options_of_its_cam():
+    names = cameras.methods.method_option_names("multiscale-layercam")
+    assert "channels_last" in names and "fold_batchnorm" in names  # MultiScale's own, for its passes
+    assert not any(n.startswith("method_") for n in names)
+    torch.manual_seed(5)
+    ms = cameras.build_method("multiscale-layercam", torchvision.models.resnet18(num_classes=3), scales=[64])
+    assert "channels_last" not in ms.result_options() and "fold_batchnorm" not in ms.result_options()
+    assert "channels_last" in cameras.methods.method_option_names("smooth-gradcam")  # Smooth runs its CAM

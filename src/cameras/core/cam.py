@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .base import SaliencyMethod
 from .eager import EagerFastPaths
-from .gradients import layer_gradients
+from .gradients import LayerGradients, layer_gradients
 from .ops import normalize_maps, resize_maps
 from .result import SaliencyResult
 from .targets import Target
@@ -67,7 +67,7 @@ class GradientCAM(EagerFastPaths, SaliencyMethod):
 
     #: True when the weight at a location depends on that location's gradient only
     local_weights: ClassVar[bool] = False
-    neutral_options = ("channels_last", "fold_batchnorm")
+    neutral_options = (*SaliencyMethod.neutral_options, "channels_last", "fold_batchnorm")
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None,
                  to_spatial: Callable[[Tensor], Tensor] | None = None,
@@ -87,6 +87,16 @@ class GradientCAM(EagerFastPaths, SaliencyMethod):
             torch.Size([1, 2, 1, 1])
         """
 
+    def _gradients(self, x: Tensor, target: Target | None, nhwc: bool) -> LayerGradients:
+        """The forward and backward pass, in channels-last when ``nhwc`` (weights swapped for the call)."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self.layout_block(nhwc))
+            if self.fold_batchnorm:  # after the layout: folded weights take its format
+                stack.enter_context(self.fold_block(x))
+            with self.capture() as cap:
+                return layer_gradients(self.model, x.contiguous(memory_format=torch.channels_last) if nhwc else x,
+                                       [cap], target)
+
     def low_res(self, act: Tensor, grad: Tensor) -> Tensor:
         """ReLU(Σ_k W_k ⊙ A_k) at the layer's resolution, B×h×w float32.
 
@@ -102,14 +112,7 @@ class GradientCAM(EagerFastPaths, SaliencyMethod):
         return torch.relu((self.weights(act, grad) * act).sum(1))
 
     def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
-        nhwc = self.use_channels_last(x)
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(self.layout_block(nhwc))
-            if self.fold_batchnorm:  # after the layout: folded weights take its format
-                stack.enter_context(self.fold_block(x))
-            with self.capture() as cap:
-                g = layer_gradients(self.model, x.contiguous(memory_format=torch.channels_last) if nhwc else x,
-                                    [cap], target)
+        g = self.with_layout(x, lambda nhwc: self._gradients(x, target, nhwc))
         low = self.low_res(g.activations[0], g.gradients[0])
         maps = normalize_maps(resize_maps(low, tuple(x.shape[-2:])))
         return self.result(maps, g.target, g.probs, g.logits, extras={"low_res": low})

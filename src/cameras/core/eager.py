@@ -20,24 +20,32 @@ restored after every call, also on errors.
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
+import weakref
+from collections.abc import Callable
+from typing import ContextManager, TypeVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .errors import InputError
 from .folding import FoldedBelow
 from .memory import HeldCopies, prefers_channels_last
 from .memory import channels_last as channels_last_model
 
+R = TypeVar("R")
+# the channels-last copies of a model's weights, one set per model however many methods explain it (held as
+# long as the model lives)
+_LAYOUT_COPIES: weakref.WeakKeyDictionary[nn.Module, HeldCopies] = weakref.WeakKeyDictionary()
+
 
 class EagerFastPaths:
     """Mixin of a :class:`~cameras.core.base.SaliencyMethod` with a layer: the channels-last and folding options.
 
-    A method calls :meth:`init_fast_paths` in its constructor and, per call,
-    :meth:`use_channels_last`, then enters :meth:`layout_block` and (after it)
-    :meth:`fold_block` around its passes, feeding inputs channels-last when
-    ``self.channels_last_now`` is True.
+    A method calls :meth:`init_fast_paths` in its constructor and runs each call through
+    :meth:`with_layout`, which decides the layout and passes it on; inside, it enters
+    :meth:`layout_block` and (after it) :meth:`fold_block` around its passes, feeding inputs
+    channels-last when the layout says so. The channels-last copies of the weights are shared
+    by all methods on one model (one copy in memory, converted once).
 
     Example:
         >>> import torch, torchvision
@@ -49,9 +57,10 @@ class EagerFastPaths:
     """
 
     channels_last: bool | str = "auto"
-    fold_batchnorm: bool = True
+    fold_batchnorm: bool = False
     channels_last_now: bool = False  # whether the current (or last) call runs channels-last
     folded: FoldedBelow | None = None  # the foldable pairs below the layer, found on the first folded call
+    layout_refused: bool = False  # the model failed on channels-last tensors: "auto" runs NCHW from then on
 
     def init_fast_paths(self, channels_last: bool | str, fold_batchnorm: bool) -> None:
         """Check and keep the two options (see :meth:`use_channels_last`, :meth:`fold_block`).
@@ -62,13 +71,30 @@ class EagerFastPaths:
             ...
             cameras.core.errors.InputError: channels_last must be True, False or 'auto', got 'yes'
         """
-        if not (type(channels_last) is bool or channels_last == "auto"):  # 1 and 0 are not taken for booleans
+        if channels_last not in (True, False, "auto"):  # 1 and 0 count as True and False
             raise InputError(f"channels_last must be True, False or 'auto', got {channels_last!r}")
-        if type(fold_batchnorm) is not bool:
+        if fold_batchnorm not in (True, False):
             raise InputError(f"fold_batchnorm must be True or False, got {fold_batchnorm!r}")
-        self.channels_last, self.fold_batchnorm = channels_last, fold_batchnorm
-        self.folded = None
-        self.held_layout = HeldCopies()  # the channels-last weights, kept while the weights are unchanged
+        self.channels_last = channels_last if channels_last == "auto" else bool(channels_last)
+        self.fold_batchnorm = bool(fold_batchnorm)
+        self.folded, self.layout_refused = None, False
+
+    @property
+    def held_layout(self) -> HeldCopies:
+        """The channels-last copies of the model's weights, kept while the weights are unchanged and shared by
+        every method on this model.
+
+        Example:
+            >>> import torchvision
+            >>> from cameras.methods import GradCAM, LayerCAM
+            >>> net = torchvision.models.resnet18()
+            >>> GradCAM(net).held_layout is LayerCAM(net).held_layout
+            True
+        """
+        held = _LAYOUT_COPIES.get(self.model)
+        if held is None:
+            held = _LAYOUT_COPIES[self.model] = HeldCopies()
+        return held
 
     def use_channels_last(self, x: Tensor) -> bool:
         """Whether this call on ``x`` (B×C×H×W) runs channels-last; sets ``channels_last_now``.
@@ -84,9 +110,43 @@ class EagerFastPaths:
         """
         nhwc = self.channels_last
         if nhwc == "auto":
-            nhwc = prefers_channels_last(self.model, x.device) and self.layout.patch is None
+            nhwc = prefers_channels_last(self.model, x.device) and self.layout.patch is None and not self.layout_refused
         self.channels_last_now = bool(nhwc)
         return self.channels_last_now
+
+    def with_layout(self, x: Tensor, run: Callable[[bool], R]) -> R:
+        """``run(nhwc)`` with the layout :meth:`use_channels_last` picks for ``x`` (B×C×H×W).
+
+        With ``channels_last="auto"``, a model that cannot take channels-last tensors (a
+        ``.view`` of a feature map, as in ``x.view(x.size(0), -1)``) is run again in NCHW, and
+        every later call runs NCHW (``layout_refused``); with ``channels_last=True`` the error
+        is raised, with what to change.
+
+        Example:
+            >>> import torch
+            >>> from cameras.methods import GradCAM
+            >>> class Flat(torch.nn.Module):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.conv, self.fc = torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4 * 6 * 6, 2)
+            ...     def forward(self, x):
+            ...         return self.fc(self.conv(x).view(x.shape[0], -1))
+            >>> cam = GradCAM(Flat(), layer="conv")
+            >>> _ = cam(torch.randn(1, 3, 8, 8))
+            >>> cam.layout_refused, cam.channels_last_now
+            (True, False)
+        """
+        nhwc = self.use_channels_last(x)
+        try:
+            return run(nhwc)
+        except RuntimeError as e:
+            if not (nhwc and "view size is not compatible" in str(e)):
+                raise
+            if self.channels_last is True:
+                raise InputError(f"this model cannot run channels-last ({e}); use channels_last='auto' or False, "
+                                 "or .reshape instead of .view in its forward") from e
+            self.layout_refused, self.channels_last_now = True, False
+            return run(False)
 
     def layout_block(self, active: bool) -> ContextManager:
         """Inside it the model's 4-D weights are channels-last when ``active`` (held copies; restored after).

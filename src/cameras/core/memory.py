@@ -93,8 +93,9 @@ def weights_fingerprint(tensors: list[torch.Tensor], held: HeldCopies | None = N
         for ks in by_device.values():  # a model split over devices: one stack per device
             # tensors of at most one period (biases, norms' statistics: most of a model's tensors, few of
             # its values) are summed together, a few operations for all; larger ones one by one
-            small = [k for k in ks if read[k].numel() <= _PERIOD]
-            large = [k for k in ks if read[k].numel() > _PERIOD]
+            together = read[ks[0]].device.type in ("cpu", "cuda")  # where segment_reduce has kernels
+            small = [k for k in ks if together and read[k].numel() <= _PERIOD]
+            large = [k for k in ks if not (together and read[k].numel() <= _PERIOD)]
             parts = ([_weighted_sums([read[k] for k in small])] if small else []) + \
                 ([torch.stack([_weighted_sum(read[k]) for k in large])] if large else [])
             for k, v in zip(small + large, torch.cat(parts).tolist()):
@@ -144,8 +145,10 @@ def _weighted_sums(tensors: list[torch.Tensor]) -> torch.Tensor:
         if len(_SEGMENTS) >= 32:  # a few models' sets; not a growing cache
             _SEGMENTS.clear()
         seg = _SEGMENTS[key] = (torch.cat([w[:n] for n in sizes]), torch.tensor(sizes, device=device))
-    flat = torch.cat([t.detach().reshape(-1) for t in tensors]).to(torch.float32)
-    return torch.segment_reduce(flat * seg[0], "sum", lengths=seg[1])
+    # each in float32 before joining (no promotion through a half-precision neighbour); lengths are ours: unsafe
+    # skips segment_reduce's checks, which would synchronise a GPU twice
+    flat = torch.cat([t.detach().reshape(-1).to(torch.float32) for t in tensors])
+    return torch.segment_reduce(flat * seg[0], "sum", lengths=seg[1], unsafe=True)
 
 
 class HeldCopies:

@@ -112,10 +112,12 @@ def _wrapped_class(prefix: str, inner_name: str) -> type[SaliencyMethod]:
 
     wrap_params = [p for p in params(wrapper, ("self", "method")) if p.name not in fixed]
     wrap_names = {p.name for p in wrap_params}
+    # MultiScale reads only the CAM's weights: the CAM's own speed options (its forward pass's channels-last
+    # and folding, which MultiScale has for its passes) would be dummies, so they are not offered
+    skip = ("self", "model", *(inner.neutral_options if prefix == "multiscale" else ()))
     # an inner option with a wrapper option's name (smooth-rise: seed, batch_size) is method_<name>
-    inner_names = {("method_" + p.name if p.name in wrap_names else p.name): p.name
-                   for p in params(inner, ("self", "model"))}
-    inner_params = [p.replace(name=n) for n, p in zip(inner_names, params(inner, ("self", "model")))]
+    inner_names = {("method_" + p.name if p.name in wrap_names else p.name): p.name for p in params(inner, skip)}
+    inner_params = [p.replace(name=n) for n, p in zip(inner_names, params(inner, skip))]
     sig = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
                              inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
                             + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inner_params + wrap_params])

@@ -384,8 +384,11 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
         return self.explain_batch_many(x, [target])[0]
 
     def explain_batch_many(self, x: Tensor, targets: list[Target | None]) -> list[SaliencyResult]:
+        # channels-last for convolutional networks on a CPU by default (NCHW for models that cannot take it)
+        return self.with_layout(x, lambda nhwc: self._explain_many(x, targets, nhwc))
+
+    def _explain_many(self, x: Tensor, targets: list[Target | None], nhwc: bool) -> list[SaliencyResult]:
         # float32 throughout, also inside a caller's autocast block; `amp` enables it for the passes only
-        nhwc = self.use_channels_last(x)  # convolutional networks on a CPU by default
         # converted weights (channels-last, bf16) are kept between calls while the weights are unchanged
         # compiled code picks the weights' layout itself; inputs are still NHWC
         layout = self.layout_block(nhwc and not self.compile)
