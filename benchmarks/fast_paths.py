@@ -274,7 +274,10 @@ def main(argv=None):
                                       for n in (a.bf16_models or a.models).split(",")]
     compile_names = [] if a.no_compile or "compile" in skip else (a.compile_models or a.models).split(",")
     compiled = [time_compile(n, device, reps) for n in compile_names]
-    command = " ".join(["python benchmarks/fast_paths.py", *(sys.argv[1:] if argv is None else argv)])
+    given = list(sys.argv[1:] if argv is None else argv)
+    if "--note" in given[:-1]:  # the note is printed under the title: the command names it only
+        given[given.index("--note") + 1] = "TEXT"
+    command = " ".join(["python benchmarks/fast_paths.py", *given])
     result = {**result_header(device, tuned, reps, t0), "command": command, "note": a.note,
               "exact": exact, "cams": cams, "bf16": bf16, "compile": compiled, "graphs": graphed}
     write_result(result, Path(a.out) if a.out else HERE / "results" / "fast" / f"{device.type}.json")
