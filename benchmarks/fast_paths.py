@@ -103,17 +103,10 @@ def cam_row(name, model, layer, b, device, reps, block=5):
     paths = {"gradcam_nchw": cameras.GradCAM(model, layer=layer, channels_last=False),
              "gradcam_auto": cameras.GradCAM(model, layer=layer),
              "gradcam_folded": cameras.GradCAM(model, layer=layer, fold_batchnorm=True)}
-
-    def blocked(fn):
-        def run():
-            for _ in range(block):
-                fn()
-        return run
-
-    groups = {"forward": blocked(lambda: forward_all(model, [x]))}
-    groups.update({k: blocked(lambda m=m: m(x, target=t)) for k, m in paths.items()})
+    groups = {"forward": lambda: forward_all(model, [x])}
+    groups.update({k: (lambda m=m: m(x, target=t)) for k, m in paths.items()})
     r = {"model": name, "batch": b, "input": 224, "method": "gradcam"}
-    r.update({k: v / block for k, v in interleaved_seconds(groups, device, reps).items()})
+    r.update(interleaved_seconds(groups, device, reps, block=block))
     ref = paths["gradcam_nchw"](x, target=t).maps
     r["channels_last"] = paths["gradcam_auto"].channels_last_now
     r["folded_pairs"] = len(paths["gradcam_folded"].folded.pairs) if paths["gradcam_folded"].folded else 0

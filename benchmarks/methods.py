@@ -33,11 +33,10 @@ def time_methods(name, device, reps):
     with torch.no_grad():
         t = model(x).argmax(1)
     r = {"model": name, "batch": 1, "input": 224}
-    k = 10  # milliseconds each: blocks of k calls
     cams = {n: cameras.build_method(n, model, layer=layer) for n in CAMS}
-    fns = {"forward": lambda: [forward_all(model, [x]) for _ in range(k)]}
-    fns.update({n: (lambda m=m: [m(x, target=t) for _ in range(k)]) for n, m in cams.items()})
-    r.update({n: v / k for n, v in interleaved_seconds(fns, device, 3 * reps).items()})
+    fns = {"forward": lambda: forward_all(model, [x])}
+    fns.update({n: (lambda m=m: m(x, target=t)) for n, m in cams.items()})
+    r.update(interleaved_seconds(fns, device, 3 * reps, block=10))  # milliseconds each: blocks of 10 calls
     r["layer"] = cams["gradcam"].layer_name
 
     cam = cameras.CAMERAS(model, layer=layer, scales=SCALES)

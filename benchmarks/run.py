@@ -101,12 +101,9 @@ def time_model(name, batches, device, rounds, naive_batches, extras):
             t5 = interleaved_seconds({"top1": lambda: exact.explain_targets(x, [None]),
                                       "top5": lambda: exact.explain_targets(x, ranks)}, device, reps)
             r["cameras_top1"], r["cameras_top5"] = t5["top1"], t5["top5"]
-        k = 10  # Grad-CAM and one forward take milliseconds: time blocks of k calls
-        t = interleaved_seconds({
-            "forward": lambda: [forward_all(model, [x]) for _ in range(k)],
-            "gradcam": lambda: [gc(x, target=target) for _ in range(k)],
-        }, device, rounds["gradcam"])
-        r.update({key: v / k for key, v in t.items()})
+        # Grad-CAM and one forward take milliseconds: time blocks of 10 calls
+        r.update(interleaved_seconds({"forward": lambda: forward_all(model, [x]),
+                                      "gradcam": lambda: gc(x, target=target)}, device, rounds["gradcam"], block=10))
         maps = exact(x, target=target).maps
         r["layer"] = exact.layer_name
         gmaps = grid(x, target=target).maps

@@ -38,25 +38,29 @@ def median_seconds(fn: Callable[[], object], device: torch.device, reps: int = 3
 
 
 def interleaved_seconds(fns: dict[str, Callable[[], object]], device: torch.device, reps: int = 3,
-                        warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each function, timed round-robin so that a noisy, drifting machine
+                        warmup: int = 1, block: int = 1) -> dict[str, float]:
+    """Median seconds per call of each function, timed round-robin so that a noisy, drifting machine
     biases none of them (the ratios of these medians are what benchmarks report).
 
+    ``block``: each timing runs the function that many times in a row and is divided by it (for
+    calls of milliseconds, which one timer reading cannot resolve); ``warmup`` blocks run first.
+
     Example:
-        >>> sorted(interleaved_seconds({"a": lambda: 1, "b": lambda: 2}, torch.device("cpu"), reps=2))
+        >>> sorted(interleaved_seconds({"a": lambda: 1, "b": lambda: 2}, torch.device("cpu"), reps=2, block=3))
         ['a', 'b']
     """
     for fn in fns.values():
-        for _ in range(warmup):
+        for _ in range(warmup * block):
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
             sync(device)
             start = time.perf_counter()
-            fn()
+            for _ in range(block):
+                fn()
             sync(device)
-            times[k].append(time.perf_counter() - start)
+            times[k].append((time.perf_counter() - start) / block)
     return {k: statistics.median(v) for k, v in times.items()}
 
 

@@ -94,8 +94,7 @@ class GradientCAM(EagerFastPaths, SaliencyMethod):
             if self.fold_batchnorm:  # after the layout: folded weights take its format
                 stack.enter_context(self.fold_block(x))
             with self.capture() as cap:
-                return layer_gradients(self.model, x.contiguous(memory_format=torch.channels_last) if nhwc else x,
-                                       [cap], target)
+                return layer_gradients(self.model, self.in_layout(x), [cap], target)
 
     def low_res(self, act: Tensor, grad: Tensor) -> Tensor:
         """ReLU(Σ_k W_k ⊙ A_k) at the layer's resolution, B×h×w float32.

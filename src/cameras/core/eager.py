@@ -44,7 +44,7 @@ class EagerFastPaths:
     A method calls :meth:`init_fast_paths` in its constructor and runs each call through
     :meth:`with_layout`, which decides the layout and passes it on; inside, it enters
     :meth:`layout_block` and (after it) :meth:`fold_block` around its passes, feeding inputs
-    channels-last when the layout says so. The channels-last copies of the weights are shared
+    through :meth:`in_layout`. The channels-last copies of the weights are shared
     by all methods on one model (one copy in memory, converted once).
 
     Example:
@@ -148,6 +148,18 @@ class EagerFastPaths:
             self.layout_refused, self.channels_last_now = True, False
             return run(False)
 
+    def in_layout(self, x: Tensor) -> Tensor:
+        """``x`` (B×C×H×W) as this call feeds it to the model: channels-last when the call runs so.
+
+        Example:
+            >>> import torch
+            >>> from cameras.methods import GradCAM
+            >>> cam = GradCAM(torch.nn.Conv2d(3, 2, 3))
+            >>> cam.use_channels_last(torch.zeros(1, 3, 4, 4)), cam.in_layout(torch.zeros(1, 3, 4, 4)).stride()
+            (True, (48, 1, 12, 3))
+        """
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last_now else x
+
     def layout_block(self, active: bool) -> ContextManager:
         """Inside it the model's 4-D weights are channels-last when ``active`` (held copies; restored after).
 
@@ -182,8 +194,7 @@ class EagerFastPaths:
         """
         folded = self.folded
         if folded is None or folded.layer is not self.layer or not folded.current():
-            first = x[:1].contiguous(memory_format=torch.channels_last) if self.channels_last_now else x[:1]
-            folded = self.folded = FoldedBelow(self.model, self.layer, first, self.held_layout)
+            folded = self.folded = FoldedBelow(self.model, self.layer, self.in_layout(x[:1]), self.held_layout)
         return folded.active(self.held_layout)
 
 

@@ -94,12 +94,11 @@ def weights_fingerprint(tensors: list[torch.Tensor], held: HeldCopies | None = N
             # tensors of at most one period (biases, norms' statistics: most of a model's tensors, few of
             # its values) are summed together, a few operations for all; larger ones one by one
             together = read[ks[0]].device.type in ("cpu", "cuda")  # where segment_reduce has kernels
-            small = [k for k in ks if together and read[k].numel() <= _PERIOD]
-            large = [k for k in ks if not (together and read[k].numel() <= _PERIOD)]
-            parts = ([_weighted_sums([read[k] for k in small])] if small else []) + \
-                ([torch.stack([_weighted_sum(read[k]) for k in large])] if large else [])
-            for k, v in zip(small + large, torch.cat(parts).tolist()):
-                values[k] = v
+            fits = {k for k in ks if together and read[k].numel() <= _PERIOD}
+            small, large = [k for k in ks if k in fits], [k for k in ks if k not in fits]
+            parts = [_weighted_sums([read[k] for k in small])] if small else []
+            parts += [torch.stack([_weighted_sum(read[k]) for k in large])] if large else []
+            values.update(zip(small + large, torch.cat(parts).tolist()))
     sums = iter(values[k] for k in range(len(read)))
     return tuple((t.data_ptr(), t._version, t.dtype, tuple(t.stride()), None if m else next(sums))
                  for t, m in zip(tensors, mine))

@@ -343,9 +343,7 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
         for sl in self.sub_batches(x.shape[0], size, x.device):
             self.check_stop()
             xt = x[sl] if first else F.interpolate(x[sl], size=size, mode=self.resample, align_corners=False)
-            xt = self._fed(xt)
-            if self.channels_last_now:
-                xt = xt.contiguous(memory_format=torch.channels_last)
+            xt = self.in_layout(self._fed(xt))
             rows = [None if t is None else t.select(sl) for t in targets]
             # fp16 gradients underflow: scale the score (the normalised map is invariant to it)
             parts.append(layer_gradients(self.model, xt, [cap], rows[0], _AMP[self.amp],
