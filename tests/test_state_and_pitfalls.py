@@ -223,3 +223,51 @@ def test_no_nan_on_degenerate_inputs(kind):
     res = cameras.CAMERAS(net, layer="features", scales=[16, 24, 32])(x)
     assert torch.isfinite(res.maps).all()
     assert res.maps.min() >= 0 and res.maps.max() <= 1
+
+
+def test_two_threads_on_one_model_take_turns():
+    """A call holds the model for its whole duration: a second thread's call on the same model waits, both maps
+    equal the calls made one after the other, and the model is left as it was."""
+    import threading
+
+    from cameras.methods import CAMERAS, GradCAM
+
+    torch.manual_seed(0)
+    order: list[str] = []
+    a_inside, b_inside = threading.Event(), threading.Event()
+
+    class Gate(torch.nn.Module):  # the first thread's first pass stops here until the second has run (or 1 s)
+        def forward(self, x):
+            who = threading.current_thread().name
+            order.append(who)
+            if who == "a" and not a_inside.is_set():
+                a_inside.set()
+                b_inside.wait(1.0)
+            elif who == "b":
+                b_inside.set()
+            return x
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), Gate(),
+                              torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+    net.eval()
+    xa, xb = torch.randn(1, 3, 16, 16), torch.randn(1, 3, 16, 16)
+    a_cam, b_cam = CAMERAS(net, layer="4", scales=[16, 24]), GradCAM(net, layer="4")
+    ref_a, ref_b = a_cam(xa, 1).maps, b_cam(xb, 2).maps
+    ptrs = [p.data_ptr() for p in net.parameters()]
+    order.clear()
+    got = {}
+    threads = [threading.Thread(target=lambda: got.__setitem__("a", a_cam(xa, 1).maps), name="a"),
+               threading.Thread(target=lambda: (a_inside.wait(10), got.__setitem__("b", b_cam(xb, 2).maps)), name="b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert a_inside.is_set() and b_inside.is_set()
+    assert order.index("b") > len(order) - 1 - order[::-1].index("a")  # every pass of a before the first of b
+    assert torch.allclose(got["a"], ref_a, atol=1e-6) and torch.allclose(got["b"], ref_b, atol=1e-6)
+    assert [p.data_ptr() for p in net.parameters()] == ptrs and not any("forward" in vars(m) for m in net.modules())
+    assert all(p.requires_grad for p in net.parameters())

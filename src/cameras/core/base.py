@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .capture import LayerCapture
 from .errors import Cancelled, InputError, LayerError
-from .guard import frozen_eval, unwrap_model
+from .guard import frozen_eval, model_lock, unwrap_model
 from .layers import module_name, resolve_layer
 from .layouts import Layout, any_input_size, model_size_errors, track_input_size
 from .ops import check_batch
@@ -46,6 +46,12 @@ class SaliencyMethod(abc.ABC):
     ``method.stop`` may hold a :class:`threading.Event`: setting it from another thread
     makes a running call raise :class:`~cameras.core.errors.Cancelled` at its next progress
     step (a RISE mask batch, an Extremal iteration, a CAMERAS scale), state restored.
+
+    Calls may come from several threads: calls on one model object take turns (they hold
+    :func:`~cameras.core.guard.model_lock` for their whole duration), calls on different
+    models run in parallel. A model wrapped in another module (``nn.Sequential(norm,
+    model)``) is a different object from the model inside it: explain one of the two per
+    process at a time, or from one thread.
     """
 
     stop: threading.Event | None = None
@@ -163,15 +169,16 @@ class SaliencyMethod(abc.ABC):
         x = check_batch(x).detach()
         if x.is_inference():
             x = x.clone()
-        with model_size_errors(self.model, x):
-            self._ensure_layer(x)
-        self.check_stop()
-        start = time.perf_counter()
-        with frozen_eval(self.model), any_input_size(self.model), model_size_errors(self.model, x), \
-                track_input_size(self.model, self.layout), torch.enable_grad():
-            out = work(x)
-        sync(x.device)
-        return out, time.perf_counter() - start
+        with model_lock(self.model):  # calls on one model from several threads take turns
+            with model_size_errors(self.model, x):
+                self._ensure_layer(x)
+            self.check_stop()
+            start = time.perf_counter()
+            with frozen_eval(self.model), any_input_size(self.model), model_size_errors(self.model, x), \
+                    track_input_size(self.model, self.layout), torch.enable_grad():
+                out = work(x)
+            sync(x.device)
+            return out, time.perf_counter() - start
 
     @torch.inference_mode(False)
     def __call__(self, x: Tensor, target: TargetLike = None) -> SaliencyResult:

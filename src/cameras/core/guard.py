@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -39,6 +41,34 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         )
         return orig
     return model
+
+
+_MODEL_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_MAKING_LOCKS = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The re-entrant lock a saliency method holds on ``model`` for the whole of one call.
+
+    A call changes the model for its duration: hooks on the explained layer, eval mode and
+    frozen parameters, weights swapped for channels-last copies, folded ``forward`` s. Two
+    threads explaining one model object at once would see each other's changes, so every
+    call (any method, any instance) holds this lock and calls on one model take turns;
+    calls on different models still run in parallel. The lock is re-entrant (a method that
+    calls another on the same model from inside its call does not wait for itself) and
+    lives as long as the model.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Linear(2, 2)
+        >>> model_lock(net) is model_lock(net), model_lock(net) is model_lock(torch.nn.Linear(2, 2))
+        (True, False)
+    """
+    with _MAKING_LOCKS:
+        lock = _MODEL_LOCKS.get(model)
+        if lock is None:
+            lock = _MODEL_LOCKS[model] = threading.RLock()
+        return lock
 
 
 def _walk(model: nn.Module) -> tuple[list[nn.Module], list[tuple[torch.nn.Parameter, object]]]:
