@@ -584,3 +584,19 @@ def test_classifier_commands_refuse_segmentation_models(scene_png, tmp_path):
 
     det = load_model("torchvision:fasterrcnn_mobilenet_v3_large_fpn", weights="random")
     assert det.prepare(Image.new("RGB", (400, 100))).shape == (1, 3, 333, 1332)  # longer side ≤ 1333, as torchvision
+
+
+def test_unbound_targets_say_what_binds_them():
+    """Label, region and box targets share their ids handling; an unbound one names the call that binds it."""
+    from cameras.core.targets import ClassTarget
+
+    cpu = torch.device("cpu")
+    with pytest.raises(InputError, match=r"ClassTarget is not bound to a batch; call bind\(output\) first"):
+        ClassTarget().labels(1, cpu)
+    with pytest.raises(InputError, match=r"RegionTarget is not bound to a batch; call for_batch\(B, device\) first"):
+        RegionTarget(1).labels(1, cpu)
+    with pytest.raises(InputError, match=r"BoxTarget is not bound to a batch; call for_batch"):
+        BoxTarget([0, 0, 4, 4], label=1).labels(1, cpu)
+    bound = BoxTarget([0, 0, 4, 4], label=[1, 2]).for_batch(2, cpu)
+    assert bound.labels(2, cpu).tolist() == [1, 2] and bound.select(slice(1, 2)).labels(1, cpu).tolist() == [2]
+    assert ClassTarget(3).for_batch(2, cpu).labels(2, cpu).tolist() == [3, 3]

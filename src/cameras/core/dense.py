@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .errors import InputError
-from .targets import InputView, Target, check_target_range, class_ids
+from .targets import InputView, Target, _IdsTarget, check_target_range, class_ids
 
 
 def segmentation_logits(output: Any) -> Tensor:
@@ -88,30 +88,17 @@ def box_mask(boxes: Sequence[float] | Tensor, hw: tuple[int, int]) -> Tensor:
     return (iny[:, :, None] & inx[:, None, :]).float()
 
 
-class _PlacedTarget(Target):
-    """What region and box targets share: copies with changes, views of the input, label ids."""
+class _PlacedTarget(_IdsTarget):
+    """What region and box targets share: views of the input."""
 
     ids: Tensor
-
-    def _copy(self, **kw):
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        new.__dict__.update(kw)
-        return new
+    unbound_hint = "call for_batch(B, device) first"
 
     def view(self, view: InputView):
         base = self.input_view
         if base is not None and base.src_hw != view.src_hw:
             raise InputError(f"a view of a {view.src_hw} input was given to a target placed on {base.src_hw}")
         return self._copy(input_view=view)
-
-    def _ids(self) -> Tensor:
-        if self.ids.dim() != 1:
-            raise InputError(f"{type(self).__name__} is not bound to a batch; call for_batch(B, device) first")
-        return self.ids
-
-    def labels(self, batch: int, device: torch.device) -> Tensor:
-        return class_ids(self._ids(), batch, device)
 
 
 class RegionTarget(_PlacedTarget):

@@ -328,20 +328,41 @@ class Target(abc.ABC):
         return {}
 
 
-class _LabelTarget(Target):
+class _IdsTarget(Target):
+    """What every target with per-image ids (class labels, detector labels) shares: checked ids, copies with changes.
+
+    ``ids`` is a 0-d tensor (one id for every image), B ids once bound to a batch, or None
+    (a class target whose ids come from the output: each image's top-1).
+    """
+
+    ids: Tensor | None
+    #: what the error of an unbound target asks for
+    unbound_hint: ClassVar[str] = "call bind(output) first"
+
+    def _copy(self, **changes: Any) -> "_IdsTarget":
+        """A shallow copy with some attributes changed (targets are never changed in place)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
+    def _ids(self) -> Tensor:
+        if self.ids is None or self.ids.dim() != 1:
+            raise InputError(f"{type(self).__name__} is not bound to a batch; {self.unbound_hint}")
+        return self.ids
+
+    def labels(self, batch: int, device: torch.device) -> Tensor:
+        return class_ids(self._ids(), batch, device)
+
+
+class _LabelTarget(_IdsTarget):
     """A target that reads one label's entry of the B×N scores per image."""
 
     def __init__(self, ids: int | Sequence[int] | Tensor | None = None) -> None:
         self.ids = None if ids is None else class_ids(ids)
 
-    def _with(self, ids: Tensor) -> "_LabelTarget":
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        new.ids = ids
-        return new
-
     def for_batch(self, batch: int, device: torch.device) -> "_LabelTarget":
-        return self if self.ids is None else self._with(class_ids(self.ids, batch, device))
+        return self if self.ids is None else self._copy(ids=class_ids(self.ids, batch, device))
 
     def default_ids(self, logits: Tensor) -> Tensor:
         """Ids used when none were given: each image's top-1."""
@@ -353,15 +374,10 @@ class _LabelTarget(Target):
     def bind(self, output: Any) -> "_LabelTarget":
         logits = class_scores(output)
         if self.ids is None:
-            return self._with(self.default_ids(logits))
+            return self._copy(ids=self.default_ids(logits))
         ids = class_ids(self.ids, logits.shape[0], logits.device)
         check_target_range(ids, logits.shape[1])
-        return self._with(ids)
-
-    def _ids(self) -> Tensor:
-        if self.ids is None or self.ids.dim() != 1:
-            raise InputError(f"{type(self).__name__} is not bound to a batch; call bind(output) first")
-        return self.ids
+        return self._copy(ids=ids)
 
     def logit(self, output: Any) -> Tensor:
         """The float32 pre-softmax score of each image's label (the one gather in the library)."""
@@ -370,13 +386,10 @@ class _LabelTarget(Target):
     def select(self, index: slice | Tensor) -> "_LabelTarget":
         if self.ids is None or self.ids.dim() == 0:
             return self
-        return self._with(self.ids[index])
+        return self._copy(ids=self.ids[index])
 
     def join(self, parts: list[Target]) -> "_LabelTarget":
-        return self._with(torch.cat([p._ids() for p in parts]))
-
-    def labels(self, batch: int, device: torch.device) -> Tensor:
-        return class_ids(self._ids(), batch, device)
+        return self._copy(ids=torch.cat([p._ids() for p in parts]))
 
     def __repr__(self) -> str:
         ids = None if self.ids is None else self.ids.tolist()
