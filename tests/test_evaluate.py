@@ -94,6 +94,29 @@ def test_coco_reader_polygon_and_rle(tmp_path):
         read_coco(root, None)
 
 
+def test_dataset_classes_must_be_the_models(tmp_path):
+    """Without a mapping, VOC class i (COCO category i) would be scored as the model's class i: refused unless the
+    model has as many classes; a mapping's ids must be the model's. Checked before any image is read."""
+    voc, coco = make_voc(tmp_path / "voc"), make_coco(tmp_path / "coco")
+    with pytest.raises(DatasetError, match="PASCAL VOC has 20 classes but the model has 1000.*--mapping"):
+        read_voc(voc, None, num_classes=1000)
+    assert [it.classes() for it in read_voc(voc, None, num_classes=20)] == [[7, 11], [7]]  # a VOC model: VOC order
+    with pytest.raises(DatasetError, match=r"class ids the model does not have \(\{'dog': 1000\}\).*0\.\.999"):
+        read_voc(voc, {"cat": 285, "dog": 1000}, num_classes=1000)
+    assert read_voc(voc, {"cat": 285}, num_classes=1000)[1].classes() == [285]
+    with pytest.raises(DatasetError, match=r"instances.json \(COCO\) has 2 classes but the model has 1000"):
+        read_coco(coco, None, num_classes=1000)
+    assert read_coco(coco, None, num_classes=2)[0].classes() == [0, 1]
+    with pytest.raises(DatasetError, match="class ids the model does not have"):
+        read_coco(coco, {"cat": -1}, num_classes=1000)
+    out = tmp_path / "out"
+    for fmt, root in (("voc", voc), ("coco", coco)):
+        r = CliRunner().invoke(main, ["evaluate", "--data", str(root), "--format", fmt, "--methods", "gradcam",
+                                      "--out", str(out), "--quiet"])
+        assert r.exit_code == 2 and "--mapping FILE.json" in r.output and "Traceback" not in r.output, r.output
+        assert not out.exists()  # refused before anything is written
+
+
 FAST = ["--set", "cameras.scales=[224, 256]", "--quiet"]
 
 
@@ -161,6 +184,18 @@ def test_other_settings_into_the_same_folder_are_refused(tmp_path):
     assert [r for r in rows if r["method"] == "gradcam"] == before
     config = json.loads((out / "evaluate.config.json").read_text())
     assert set(config["methods"]) == {"gradcam", "gradient"}
+    # a rerun naming only a new method keeps the earlier methods' rows in the results and the summary
+    both = (out / "results.csv").read_text()
+    r = CliRunner().invoke(main, [*args[:6], "gradient", *args[7:]])
+    assert r.exit_code == 0, r.output
+    assert (out / "results.csv").read_text() == both
+    r = CliRunner().invoke(main, [*args[:6], "gradcampp", *args[7:]])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["method"] for r in rows] == ["gradcam"] * 2 + ["gradient"] * 2 + ["gradcampp"] * 2 + [
+        "gradcam", "gradient", "gradcampp"]
+    assert json.loads((out / "summary.json").read_text())["items"] == {"gradcam": 3, "gradient": 3, "gradcampp": 3}
+    assert [r for r in rows if r["method"] != "gradcampp"] == list(csv.DictReader(io.StringIO(both)))
 
 
 def test_options_that_do_not_change_maps_may_differ(embedded, tmp_path):

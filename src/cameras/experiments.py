@@ -49,7 +49,7 @@ def experiment_inputs(images, data_dir, fmt: str | None, mapping, limit: int | N
         if fmt is None:
             raise InputError("--data needs --format imagenet|voc|coco")
         cmap = load_mapping(mapping, VOC_CLASSES if fmt == "voc" else None)
-        items = read_dataset(fmt, data_dir, wnids=bundle.wnids, mapping=cmap)
+        items = read_dataset(fmt, data_dir, wnids=bundle.wnids, mapping=cmap, num_classes=bundle.num_classes or None)
         items = items[:limit] if limit else items
         work = [(it.image, cls, it) for it in items for cls in it.classes() if not it.all_difficult(cls)]
         if not work:

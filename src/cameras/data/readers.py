@@ -105,12 +105,38 @@ def read_imagenet(root: str | Path, wnids: list[str]) -> list[Item]:
     return items
 
 
-def read_voc(root: str | Path, mapping: dict[str, int] | None, split: str = "test") -> list[Item]:
+def _check_mapping(mapping: dict[str, int] | None, num_classes: int | None, dataset: str, n_dataset: int) -> None:
+    """Refuse dataset classes that would be scored as some other class of the model.
+
+    Without a mapping the dataset's own class order is used, which is right only for a
+    model with as many classes (one trained on that dataset); a mapping's ids must be
+    classes of the model. ``num_classes`` None: the model is not known, nothing is checked.
+    """
+    if num_classes is None:
+        return
+    if mapping is None:
+        if n_dataset != num_classes:
+            raise DatasetError(f"{dataset} has {n_dataset} classes but the model has {num_classes}: without a mapping "
+                               f"each {dataset} class would be scored as the model's class of the same index; pass "
+                               "--mapping FILE.json mapping the dataset's class names to the model's class ids "
+                               "(e.g. {\"cat\": 285, \"dog\": 207} for an ImageNet model)")
+        return
+    bad = {k: v for k, v in mapping.items() if not 0 <= v < num_classes}
+    if bad:
+        raise DatasetError(f"the mapping gives class ids the model does not have ({bad}); the model's classes are "
+                           f"0..{num_classes - 1}")
+
+
+def read_voc(root: str | Path, mapping: dict[str, int] | None, split: str = "test",
+             num_classes: int | None = None) -> list[Item]:
     """PASCAL VOC 2007: ``root/JPEGImages``, ``root/Annotations``, ``root/ImageSets/Main/<split>.txt``.
 
     ``mapping`` maps the 20 VOC class names to the model's class ids (required unless the
-    model is a 20-class VOC model, when the VOC order is used).
+    model is a 20-class VOC model, when the VOC order is used). With the model's
+    ``num_classes``, a missing mapping for a model of another class count, or a mapping to
+    ids the model lacks, is refused before anything is read.
     """
+    _check_mapping(mapping, num_classes, "PASCAL VOC", len(VOC_CLASSES))
     root = Path(root)
     ids_file = root / "ImageSets" / "Main" / f"{split}.txt"
     if not ids_file.is_file():
@@ -133,12 +159,14 @@ def read_voc(root: str | Path, mapping: dict[str, int] | None, split: str = "tes
     return items
 
 
-def read_coco(root: str | Path, mapping: dict[str, int] | None, annotations: str | Path | None = None) -> list[Item]:
+def read_coco(root: str | Path, mapping: dict[str, int] | None, annotations: str | Path | None = None,
+              num_classes: int | None = None) -> list[Item]:
     """COCO instances: ``annotations`` (default: the single ``*.json`` in ``root`` or
     ``root/annotations``) and images in ``root`` (or ``root/images``). Masks come from
     polygons and RLE via pycocotools; crowd annotations are skipped. ``mapping`` maps
     category names (or ids as text) to the model's class ids; without it the category's
-    position in the file's category list is used.
+    position in the file's category list is used, which the model's ``num_classes`` (when
+    given) must then equal.
     """
     from pycocotools import mask as mask_utils
 
@@ -156,6 +184,7 @@ def read_coco(root: str | Path, mapping: dict[str, int] | None, annotations: str
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DatasetError(f"{ann_path}: missing list field '{key}'")
+    _check_mapping(mapping, num_classes, f"{ann_path.name} (COCO)", len(data["categories"]))
     cats = {}
     for pos, c in enumerate(data["categories"]):
         if "id" not in c or "name" not in c:
@@ -196,14 +225,14 @@ def read_coco(root: str | Path, mapping: dict[str, int] | None, annotations: str
     return [it for it in images.values() if it.objects]
 
 
-def read_dataset(fmt: str, root, wnids=None, mapping=None) -> list[Item]:
-    """Dispatch on ``fmt`` in {"imagenet", "voc", "coco"}."""
+def read_dataset(fmt: str, root, wnids=None, mapping=None, num_classes: int | None = None) -> list[Item]:
+    """Dispatch on ``fmt`` in {"imagenet", "voc", "coco"}; ``num_classes`` (the model's) checks the class mapping."""
     if fmt == "imagenet":
         return read_imagenet(root, wnids or [])
     if fmt == "voc":
-        return read_voc(root, mapping)
+        return read_voc(root, mapping, num_classes=num_classes)
     if fmt == "coco":
-        return read_coco(root, mapping)
+        return read_coco(root, mapping, num_classes=num_classes)
     raise DatasetError(f"unknown dataset format '{fmt}': use imagenet, voc or coco")
 
 
