@@ -71,6 +71,22 @@ def test_works_without_grad_mode(ctx):
         xi = torch.randn(1, 3, 16, 16) * 0 + x
         got = cameras.CAMERAS(net, layer="features", scales=[16, 24])(xi, target=1).maps
     assert torch.allclose(got, want)
+    # targets made in that mode too: class ids from the model's own output, a region mask
+    from cameras.methods import GradCAM
+
+    with ctx():
+        ids = torch.ones(1, dtype=torch.long) * net(x).argmax(1) * 0 + 1
+        got = cameras.CAMERAS(net, layer="features", scales=[16, 24])(xi, target=ids).maps
+        got_gc = GradCAM(net, layer="features")(xi, target=ids).maps
+    assert torch.allclose(got, want) and torch.allclose(got_gc, GradCAM(net, layer="features")(x, target=1).maps)
+    seg = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1))
+    mask = torch.zeros(16, 16)
+    mask[2:9, 3:12] = 1
+    want = GradCAM(seg, layer="1")(x, target=cameras.RegionTarget(2, mask=mask)).maps
+    with ctx():
+        region = cameras.RegionTarget(2, mask=mask * 1)
+        got = GradCAM(seg, layer="1")(xi, target=region).maps
+    assert torch.allclose(got, want) and want.abs().sum() > 0
 
 
 def test_no_backward_below_layer():
@@ -271,3 +287,83 @@ def test_two_threads_on_one_model_take_turns():
     assert torch.allclose(got["a"], ref_a, atol=1e-6) and torch.allclose(got["b"], ref_b, atol=1e-6)
     assert [p.data_ptr() for p in net.parameters()] == ptrs and not any("forward" in vars(m) for m in net.modules())
     assert all(p.requires_grad for p in net.parameters())
+
+
+def test_model_lock_scope_parallel_models_guarded_state_and_cancel():
+    """Calls on different models run at once (also CAMERAS with its folded batch norms); a frozen_eval block (the
+    metrics', the attacks') holds its model like a call; a call waiting for its turn can be cancelled; the lock goes
+    with its model."""
+    import threading
+
+    from cameras.core.errors import Cancelled
+    from cameras.core.guard import frozen_eval, model_lock
+    from cameras.methods import CAMERAS, GradCAM
+
+    def convnet():
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
+                            nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+        return net.eval()
+
+    x = torch.randn(1, 3, 16, 16)
+    a, b = convnet(), convnet()
+    b_done, a_saw_b = threading.Event(), threading.Event()
+
+    class Wait(nn.Module):
+        def forward(self, t):
+            if not a_saw_b.is_set():
+                a_saw_b.set() if b_done.wait(10) else None
+            return t
+
+    a.insert(3, Wait())
+    thread = threading.Thread(target=lambda: CAMERAS(a, layer="4", scales=[16, 24])(x, 0))
+    thread.start()
+    CAMERAS(b, layer="3", scales=[16, 24])(x, 0)  # runs while the call on a is inside its forward
+    b_done.set()
+    thread.join(20)
+    assert a_saw_b.is_set()
+
+    # a frozen_eval block holds the model: a call on it waits (model in train mode: its state stays the block's own)
+    net = convnet().train()
+    held, release, called = threading.Event(), threading.Event(), threading.Event()
+
+    def hold():
+        with frozen_eval(net):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    caller = threading.Thread(target=lambda: (GradCAM(net, layer="3")(x, 0), called.set()))
+    caller.start()
+    assert not called.wait(0.3)  # waiting for the block
+    release.set()
+    holder.join(10)
+    caller.join(20)
+    assert called.is_set() and net.training and float(net[1].running_mean.abs().sum()) == 0  # no batch statistics
+    assert int(net[1].num_batches_tracked) == 0
+
+    # cancelled while waiting for its turn
+    cam = GradCAM(net, layer="3")
+    cam.stop = threading.Event()
+    lock, outcome = model_lock(net), []
+    lock.acquire()
+    try:
+        waiter = threading.Thread(target=lambda: outcome.append(pytest.raises(Cancelled, cam, x, 0)))
+        waiter.start()
+        cam.stop.set()
+        waiter.join(5)
+        assert not waiter.is_alive() and outcome
+    finally:
+        lock.release()
+
+    # the lock lives as long as its model
+    from cameras.core import guard
+
+    gone = convnet()
+    GradCAM(gone, layer="3")(x, 0)
+    key = id(gone)
+    assert key in guard._MODEL_LOCKS
+    del gone
+    gc.collect()
+    assert key not in guard._MODEL_LOCKS

@@ -24,9 +24,15 @@ from .targets import Target, TargetLike, as_target
 
 
 def sync(device: torch.device) -> None:
-    """Wait for queued kernels on ``device`` (no-op on CPU) so timings are honest."""
+    """Wait for queued kernels on ``device`` (CUDA, MPS, XPU; no-op on CPU) so timings are honest.
+
+    Example:
+        >>> sync(torch.device("cpu"))
+    """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type in ("mps", "xpu"):
+        getattr(torch, device.type).synchronize()
 
 
 class SaliencyMethod(abc.ABC):
@@ -169,7 +175,10 @@ class SaliencyMethod(abc.ABC):
         x = check_batch(x).detach()
         if x.is_inference():
             x = x.clone()
-        with model_lock(self.model):  # calls on one model from several threads take turns
+        lock = model_lock(self.model)  # calls on one model from several threads take turns
+        while not lock.acquire(timeout=0.05):
+            self.check_stop()  # a call waiting for its turn can be cancelled too
+        try:
             with model_size_errors(self.model, x):
                 self._ensure_layer(x)
             self.check_stop()
@@ -179,6 +188,8 @@ class SaliencyMethod(abc.ABC):
                 out = work(x)
             sync(x.device)
             return out, time.perf_counter() - start
+        finally:
+            lock.release()
 
     @torch.inference_mode(False)
     def __call__(self, x: Tensor, target: TargetLike = None) -> SaliencyResult:

@@ -22,16 +22,13 @@ call (``precision="bf16"``) must be the same tensors from call to call (see
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 
+from .guard import model_lock
 from .memory import HeldCopies, weights_fingerprint
-
-#: held while forwards are swapped (:func:`swapped_forwards`): one thread's swaps at a time, re-entrant
-SWAP_LOCK = threading.RLock()
 
 #: dynamo's per-function limit of compiled variants, raised inside the block: a shared
 #: ``forward`` (every ``nn.Sequential`` stage of a ResNet) is compiled once per module and input shape.
@@ -94,7 +91,7 @@ class CompiledBelow:
     """
 
     def __init__(self, model: nn.Module, layer: nn.Module, below: list[nn.Module]) -> None:
-        self.layer = layer
+        self.model, self.layer = model, layer
         self.roots = compiled_roots(model, layer, set(below))
         self._fingerprint: tuple | None = None
         self._forwards: list = []
@@ -117,7 +114,8 @@ class CompiledBelow:
         import torch._inductor.config as inductor_config
 
         limits = dynamo_config.patch(recompile_limit=RECOMPILE_LIMIT, accumulated_recompile_limit=16 * RECOMPILE_LIMIT)
-        with swapped_forwards(self.roots, self._forwards), inductor_config.patch(freezing=True), limits:
+        with model_lock(self.model), swapped_forwards(self.roots, self._forwards), \
+                inductor_config.patch(freezing=True), limits:
             yield
 
 
@@ -126,9 +124,9 @@ def swapped_forwards(modules: list[nn.Module], forwards: list[Callable]) -> Iter
     """Inside the block each module's ``forward`` is the matching one of ``forwards`` (an instance attribute,
     so ``__call__`` and its hooks stay the module's); its own ``forward`` is back after, also on errors.
 
-    The block holds :data:`SWAP_LOCK`: another thread that swaps forwards (two explainers on one
-    model, say) waits until this block ends, so that neither takes the other's swapped-in
-    forward for the module's own and leaves it behind.
+    The caller holds the model's :func:`~cameras.core.guard.model_lock` (the fast paths' blocks
+    do): another thread swapping forwards on the same modules meanwhile would take this
+    block's swapped-in forward for the module's own and leave it behind.
 
     Example:
         >>> relu = nn.ReLU()
@@ -139,18 +137,17 @@ def swapped_forwards(modules: list[nn.Module], forwards: list[Callable]) -> Iter
         (0.0, False)
     """
     swapped = []
-    with SWAP_LOCK:
-        try:
-            for m, f in zip(modules, forwards, strict=True):
-                swapped.append((m, vars(m).get("forward")))
-                m.forward = f
-            yield
-        finally:
-            for m, own in swapped:
-                if own is None:
-                    del m.forward
-                else:
-                    m.forward = own
+    try:
+        for m, f in zip(modules, forwards, strict=True):
+            swapped.append((m, vars(m).get("forward")))
+            m.forward = f
+        yield
+    finally:
+        for m, own in swapped:
+            if own is None:
+                del m.forward
+            else:
+                m.forward = own
 
 
 def tensors_of(modules: list[nn.Module]) -> list[torch.Tensor]:
@@ -173,4 +170,4 @@ def _fresh_inductor():
     return inductor
 
 
-__all__ = ["SWAP_LOCK", "CompiledBelow", "compiled_roots", "swapped_forwards", "tensors_of"]
+__all__ = ["CompiledBelow", "compiled_roots", "swapped_forwards", "tensors_of"]

@@ -44,7 +44,8 @@ from torch.nn.modules import module as module_hooks
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
-from .compiled import SWAP_LOCK, swapped_forwards
+from .compiled import swapped_forwards
+from .guard import model_lock
 from .memory import HeldCopies, recording_below, weights_fingerprint
 
 #: torch calls that read a tensor's metadata, not its values: they do not make it "read by something else"
@@ -161,8 +162,8 @@ def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor,
     def norm_done(m, _args, _out):
         watch.running.pop()
 
-    # the hooks sit on the caller's model: no other explainer's swapped forwards run meanwhile
-    with SWAP_LOCK:
+    # the hooks sit on the caller's model: no other thread's call on it runs meanwhile
+    with model_lock(model):
         try:
             for m in convs:
                 handles.append(m.register_forward_hook(conv_done))
@@ -330,7 +331,7 @@ class FoldedBelow:
         ``held``: the :class:`~cameras.core.memory.HeldCopies` whose copies are swapped into the
         model for the call (channels-last weights); they are identified by storage and the
         copies' generation, not summed again (see :func:`~cameras.core.memory.weights_fingerprint`)."""
-        with SWAP_LOCK:  # another thread's swapped-in forwards are not taken for the modules' own
+        with model_lock(self.model):  # another thread's swapped-in forwards are not taken for the modules' own
             yield from self._active(held)
 
     def _active(self, held: HeldCopies | None) -> Iterator[None]:

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from .compiled import compiled_roots, swapped_forwards, tensors_of
+from .guard import model_lock
 
 #: graphs kept at most (all modules and shapes together) before all are dropped and recaptured
 MAX_GRAPHS = 512
@@ -149,7 +150,7 @@ class GraphedBelow:
 
     def __init__(self, model: nn.Module, layer: nn.Module, below: list[nn.Module],
                  capture: Callable | None = None) -> None:
-        self.layer = layer
+        self.model, self.layer = model, layer
         self.roots = compiled_roots(model, layer, set(below))
         self._capture = capture or capture_cuda_graph
         self._graphs: dict[tuple, tuple[Callable[[], None], Tensor, Tensor] | None] = {}
@@ -182,7 +183,8 @@ class GraphedBelow:
         if now != self._addresses or stale:  # the graphs would read old weights or run old code
             self.release()
             self._addresses, self._forwards = now, forwards  # held: no id is reused while compared
-        with swapped_forwards(self.roots, [self._graphed(i, r, r.forward) for i, r in enumerate(self.roots)]):
+        with model_lock(self.model), \
+                swapped_forwards(self.roots, [self._graphed(i, r, r.forward) for i, r in enumerate(self.roots)]):
             yield
 
     def _graphed(self, index: int, root: nn.Module, forward: Callable) -> Callable:

@@ -43,7 +43,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
-_MODEL_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_MODEL_LOCKS: dict[int, threading.RLock] = {}  # by id: a module may define __eq__ and so be unhashable
 _MAKING_LOCKS = threading.Lock()
 
 
@@ -53,10 +53,11 @@ def model_lock(model: nn.Module) -> threading.RLock:
     A call changes the model for its duration: hooks on the explained layer, eval mode and
     frozen parameters, weights swapped for channels-last copies, folded ``forward`` s. Two
     threads explaining one model object at once would see each other's changes, so every
-    call (any method, any instance) holds this lock and calls on one model take turns;
-    calls on different models still run in parallel. The lock is re-entrant (a method that
-    calls another on the same model from inside its call does not wait for itself) and
-    lives as long as the model.
+    call (any method, any instance) holds this lock, as do :func:`frozen_eval` (the metrics
+    and attacks) and the fast paths' swaps, and calls on one model take turns; calls on
+    different models still run in parallel. The lock is re-entrant (a method that calls
+    another on the same model from inside its call does not wait for itself) and lives as
+    long as the model.
 
     Example:
         >>> import torch
@@ -64,10 +65,12 @@ def model_lock(model: nn.Module) -> threading.RLock:
         >>> model_lock(net) is model_lock(net), model_lock(net) is model_lock(torch.nn.Linear(2, 2))
         (True, False)
     """
+    key = id(model)
     with _MAKING_LOCKS:
-        lock = _MODEL_LOCKS.get(model)
+        lock = _MODEL_LOCKS.get(key)
         if lock is None:
-            lock = _MODEL_LOCKS[model] = threading.RLock()
+            lock = _MODEL_LOCKS[key] = threading.RLock()
+            weakref.finalize(model, _MODEL_LOCKS.pop, key, None)  # the id may be reused once the model is gone
         return lock
 
 
@@ -107,7 +110,8 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
     Freezing the parameters means a backward pass never reaches them, and no graph is kept
     for the layers below a detached capture point. Only what needs changing is touched: a
     model already in eval mode is not switched, a frozen parameter is left alone, so the
-    guard costs a fraction of a millisecond.
+    guard costs a fraction of a millisecond. The block holds :func:`model_lock`: another
+    thread's block (or method call) on the same model waits for this one to end.
 
     Example:
         >>> import torch
@@ -118,6 +122,11 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
         >>> m.training, m.weight.requires_grad
         (True, True)
     """
+    with model_lock(model):  # another thread's call on this model would restore its state mid-way through ours
+        yield from _frozen(model)
+
+
+def _frozen(model: nn.Module) -> Iterator[nn.Module]:
     training, params = _walk(model)
     try:
         if training:

@@ -125,6 +125,8 @@ def class_ids(target: int | Sequence[int] | Tensor, batch: int | None = None, de
         raise InputError("target must be a class index, not a bool")
     if isinstance(target, Tensor):
         t = target.detach()
+        if t.is_inference():  # made under torch.inference_mode(): autograd could not save it for the backward
+            t = t.clone()
         if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
             raise InputError(f"target tensor must hold integer class ids, got {t.dtype}")
         if t.dim() > 1:
