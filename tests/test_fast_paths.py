@@ -332,6 +332,19 @@ def test_models_that_cannot_take_channels_last_fall_back_to_nchw():
         with pytest.raises(cameras.InputError, match="cannot run channels-last"):
             make(channels_last=True)(x, target=[0, 1])
         assert all(p.is_contiguous() for p in net.parameters()) and not any("forward" in vars(m) for m in net.modules())
+    # a foldable pair below the layer is still folded on the NCHW retry (the failed channels-last pass found none)
+    deep = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
+                               FlatView())
+    with torch.no_grad():
+        deep[1].running_mean.uniform_(-0.5, 0.5)
+        deep[1].running_var.uniform_(0.5, 2.0)
+    deep.eval()
+    for make in (lambda **kw: cameras.GradCAM(deep, layer="3.conv", **kw),
+                 lambda **kw: cameras.CAMERAS(deep, layer="3.conv", scales=[16], **kw)):
+        ref = make(channels_last=False, fold_batchnorm=False)(x, target=[0, 1]).maps
+        auto = make(fold_batchnorm=True)
+        assert (auto(x, target=[0, 1]).maps - ref).abs().max() < 1e-5
+        assert auto.layout_refused and len(auto.folded.pairs) == 1
     other = cameras.GradCAM(net, layer="conv", channels_last=False)
     with pytest.raises(RuntimeError, match="size mismatch|shapes cannot be multiplied"):
         other(torch.randn(1, 3, 20, 20))  # other errors are not taken for layout trouble

@@ -145,7 +145,8 @@ class EagerFastPaths:
             if self.channels_last is True:
                 raise InputError(f"this model cannot run channels-last ({e}); use channels_last='auto' or False, "
                                  "or .reshape instead of .view in its forward") from e
-            self.layout_refused, self.channels_last_now = True, False
+            # the pairs were looked for on the channels-last pass that failed (none found): look again in NCHW
+            self.layout_refused, self.channels_last_now, self.folded = True, False, None
             return run(False)
 
     def in_layout(self, x: Tensor) -> Tensor:
