@@ -107,6 +107,23 @@ def test_bad_options(sample_dir, tmp_path):
         assert not (tmp_path / "x").exists()
 
 
+def test_tool_commands_refuse_bad_options_clearly(sample_dir, tmp_path):
+    """bench, samples, synthetic and compare: bad values are one-line errors (exit 2), before any work."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    img = str(sample_dir / "coffee.png")
+    for args, msg in [(["bench", "--scales", "900,224"], "strictly increasing"),
+                      (["bench", "--batch-size", "0"], "batch sizes are at least 1"),
+                      (["bench", "--size", "-5"], "-5 is not in the range"),
+                      (["samples", "--out", str(afile)], "is a file, not a folder"),
+                      (["synthetic", "--out", str(afile / "x")], "is a file, so the output cannot be created"),
+                      (["compare", img, "--model", "efficientnet_lite0,efficientnet_lite1", "--weights", "random",
+                        "--out", str(tmp_path / "c.png")], "--weights random names one model's weights")]:
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, (args, r.output)
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_mix_of_good_and_bad(sample_dir, tmp_path):
     out = tmp_path / "mix"
     r = run(["explain", str(tmp_path / "missing.png"), str(sample_dir / "coffee.png"), "--out", str(out), *FAST])
@@ -114,6 +131,17 @@ def test_mix_of_good_and_bad(sample_dir, tmp_path):
     assert "missing.png: no such file" in r.output
     assert "explained 1 of 2" in r.output
     assert (out / "coffee.json").exists()
+    # an image whose files cannot be written (a folder holds its .json's name) fails alone and leaves no files
+    (out / "chelsea.json").mkdir()
+    r = run(["explain", str(sample_dir / "chelsea.jpg"), str(tmp_path / "missing.png"), "--out", str(out), *FAST])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "chelsea.jpg: IsADirectoryError" in r.output and "explained 0 of 2" in r.output, r.output
+    assert not list(out.glob("chelsea.cameras.*")) and not list(out.glob("*.part"))
+    shutil.copy(sample_dir / "chelsea.jpg", tmp_path / "twin.jpg")
+    r = run(["explain", str(sample_dir / "chelsea.jpg"), str(tmp_path / "twin.jpg"), "--out", str(out), *FAST,
+             "--batch-size", "2"])  # within one batch: the other image is still written
+    assert r.exit_code == 1 and "explained 1 of 2" in r.output and "twin.jpg:" not in r.output, r.output
+    assert (out / "twin.json").exists() and not list(out.glob("chelsea.cameras.*"))
 
 
 def test_batching_same_size_images(tmp_path):

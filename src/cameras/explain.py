@@ -81,6 +81,8 @@ def explain_images(
             loaded[i] = (img, x, None if target_for is None else target_for(img, x).for_batch(1, x.device))
         except CamerasError as e:
             o.error = e.args[0] if str(o.path) in str(e) else f"{o.path}: {e}"
+        except (RuntimeError, OSError) as e:  # the model or a target failed on this image: the others go on
+            o.error = f"{o.path}: {type(e).__name__}: {e}"
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, (_, x, _) in loaded.items():
         groups[tuple(x.shape)].append(i)
@@ -92,9 +94,12 @@ def explain_images(
             try:
                 _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params,
                                target_kind, (plain, cmap, fade))
-            except CamerasError as e:
+            except (CamerasError, RuntimeError, OSError) as e:  # e.g. out of memory, an unwritable file
+                what = str(e) if isinstance(e, CamerasError) else f"{type(e).__name__}: {e}"
                 for i in batch:
-                    outcomes[i].error = f"{outcomes[i].path}: {e}"
+                    if outcomes[i].files:  # written before a later image of the batch failed: kept
+                        continue
+                    outcomes[i].error = f"{outcomes[i].path}: {what}"
             bar.update(len(batch))
     finally:
         bar.close()
@@ -186,7 +191,11 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
             record["explanations"].append(entry)
             record["seconds"] += entry["seconds"]
         files[out_dir / f"{stem}.json"] = encode_json(record)
-        write_files_atomically(files)
+        try:
+            write_files_atomically(files)
+        except OSError as e:  # this image's files cannot be written (none are left); the batch's others can
+            outcomes[i].error = f"{outcomes[i].path}: {type(e).__name__}: {e}"
+            continue
         outcomes[i].files = list(files)
 
 

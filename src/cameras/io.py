@@ -42,7 +42,9 @@ def write_files_atomically(files: dict[Path, bytes]) -> None:
     """Write every file or none: all go to temporary files first, then are renamed.
 
     If anything fails before the renames, the temporaries are removed and no target file
-    changes; renames within one directory are atomic per file.
+    changes; renames within one directory are atomic per file. If a rename fails (a folder
+    of the file's name, no permission), the files this call created are removed again (files
+    it replaced keep their new content) and the error is raised.
 
     Example:
         >>> write_files_atomically({Path("/tmp/_a.txt"): b"hi"}); Path("/tmp/_a.txt").read_text()
@@ -58,8 +60,18 @@ def write_files_atomically(files: dict[Path, bytes]) -> None:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-        for tmp, path in tmps:
-            os.replace(tmp, path)
+        created: list[Path] = []
+        try:
+            for tmp, path in tmps:
+                existed = os.path.lexists(path)
+                os.replace(tmp, path)
+                if not existed:
+                    created.append(path)
+        except OSError:
+            for path in created:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
         tmps = []
     finally:
         for tmp, _ in tmps:

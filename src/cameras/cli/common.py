@@ -19,13 +19,16 @@ def fail(msg: str, code: int = 2) -> None:
 
 @contextlib.contextmanager
 def user_errors():
-    """Turn bad input (our errors, bad options, runtime errors from torch) into one line and exit 2."""
+    """Turn bad input (our errors, bad options, runtime errors from torch, unreadable or unwritable files) into one
+    line and exit 2."""
     try:
         yield
     except click.BadParameter as e:
         fail(e.message)
     except (CamerasError, RuntimeError) as e:
         fail(str(e))
+    except OSError as e:  # e.g. a folder where the output file should go, no permission, a full disk
+        fail(f"{type(e).__name__}: {e}")
 
 
 def torch_device(text: str):

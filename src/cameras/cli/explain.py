@@ -299,6 +299,9 @@ def compare(image, methods, models, weights, target, target_kind, settings, squa
         check_out(out_png, "file")
         set_threads(threads)
         model_names = [m.strip() for m in (models or DEFAULT_MODEL).split(",") if m.strip()]
+        if weights is not None and len(model_names) > 1:
+            raise click.BadParameter(f"--weights {weights} names one model's weights but --model gives "
+                                     f"{len(model_names)} models; compare one model with --weights, or several without")
         bundles = [load_classifier(n, weights if len(model_names) == 1 else None, torch_device(device),
                                    "cameras compare") for n in model_names]
         tid = bundles[0].class_index(target) if target is not None else None

@@ -7,14 +7,24 @@ from pathlib import Path
 import click
 
 from ..names import DEFAULT_MODEL
-from .common import fail, load_classifier, main, model_option, set_threads, threads_option, torch_device, user_errors
+from .common import (
+    check_out,
+    fail,
+    load_classifier,
+    main,
+    model_option,
+    set_threads,
+    threads_option,
+    torch_device,
+    user_errors,
+)
 
 
 @main.command()
 @model_option
 @click.option("--weights", default=None, help="Weights file, or 'random' (timings do not depend on weights).")
 @click.option("--batch-size", "batches", default="1", show_default=True, help="Comma list of batch sizes.")
-@click.option("--size", default=None, type=int, help="Input size (default: the model's).")
+@click.option("--size", default=None, type=click.IntRange(8, 4096), help="Input size (default: the model's).")
 @click.option("--scales", default=None, help="CAMERAS sizes (default 224..924 by 100).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--reps", default=3, show_default=True, type=click.IntRange(1, 100))
@@ -24,26 +34,30 @@ def bench(model_name, weights, batches, size, scales, device, reps, threads) -> 
     import torch
 
     from ..bench import bench_cameras
-    from ..methods.cameras import parse_scales
+    from ..methods.cameras import check_scales, parse_scales
 
     with user_errors():
-        set_threads(threads)
-        bundle = load_classifier(model_name, weights, torch_device(device), "cameras bench")
         try:
             sizes = [int(b) for b in batches.split(",")]
         except ValueError:
             raise click.BadParameter(f"--batch-size '{batches}' is not a comma list of integers") from None
+        if min(sizes) < 1:
+            raise click.BadParameter(f"--batch-size '{batches}': batch sizes are at least 1")
         scale_list = parse_scales(scales)
-    n = size or bundle.input_size
-    click.echo(f"{bundle.name} on {device}, input {n}×{n}, median of {reps}")
-    click.echo(f"{'batch':>5} {'floor s':>9} {'CAMERAS s':>10} {'×floor':>7} {'grid-mode s':>12} "
-               f"{'forward s':>10} {'Grad-CAM s':>11} {'×fwd':>6}")
-    for b in sizes:
-        x = torch.randn(b, 3, n, n, generator=torch.Generator().manual_seed(0)).to(device)
-        r = bench_cameras(bundle.model, x, 0, bundle.layer, scale_list, reps)
-        click.echo(f"{b:>5} {r['floor']:>9.3f} {r['cameras']:>10.3f} {r['cameras/floor']:>7.2f} "
-                   f"{r['cameras_grid']:>12.3f} {r['forward']:>10.3f} {r['gradcam']:>11.3f} "
-                   f"{r['gradcam/forward']:>6.2f}")
+        if scale_list is not None:
+            check_scales(scale_list)
+        set_threads(threads)
+        bundle = load_classifier(model_name, weights, torch_device(device), "cameras bench")
+        n = size or bundle.input_size
+        click.echo(f"{bundle.name} on {device}, input {n}×{n}, median of {reps}")
+        click.echo(f"{'batch':>5} {'floor s':>9} {'CAMERAS s':>10} {'×floor':>7} {'grid-mode s':>12} "
+                   f"{'forward s':>10} {'Grad-CAM s':>11} {'×fwd':>6}")
+        for b in sizes:
+            x = torch.randn(b, 3, n, n, generator=torch.Generator().manual_seed(0)).to(device)
+            r = bench_cameras(bundle.model, x, 0, bundle.layer, scale_list, reps)
+            click.echo(f"{b:>5} {r['floor']:>9.3f} {r['cameras']:>10.3f} {r['cameras/floor']:>7.2f} "
+                       f"{r['cameras_grid']:>12.3f} {r['forward']:>10.3f} {r['gradcam']:>11.3f} "
+                       f"{r['gradcam/forward']:>6.2f}")
 
 
 @main.command("app")
@@ -86,10 +100,12 @@ def samples(out_dir: Path) -> None:
     from PIL import Image
     from skimage import data
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("chelsea", "coffee"):
-        Image.fromarray(getattr(data, name)()).save(out_dir / f"{name}.jpg", quality=95)
-        click.echo(str(out_dir / f"{name}.jpg"))
+    with user_errors():
+        check_out(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("chelsea", "coffee"):
+            Image.fromarray(getattr(data, name)()).save(out_dir / f"{name}.jpg", quality=95)
+            click.echo(str(out_dir / f"{name}.jpg"))
 
 
 @main.command("synthetic")
@@ -108,8 +124,7 @@ def synthetic(out_dir: Path, count: int, seed: int) -> None:
     from ..data.synthetic import write_synthetic
 
     with user_errors():
-        if out_dir.exists() and not out_dir.is_dir():
-            raise click.BadParameter(f"{out_dir} exists and is not a folder", param_hint="--out")
+        check_out(out_dir)
         write_synthetic(out_dir, count, seed)
     click.echo(f"wrote {count} images to {out_dir}")
 
