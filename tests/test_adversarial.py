@@ -46,6 +46,21 @@ def test_pgd_step_cap_and_least_likely_default():
     assert torch.equal(r.targets, ll) and (r.steps == 3).all() and not r.success.any()
 
 
+def test_pgd_step_cap_is_per_image_in_a_batch():
+    """An image that reaches its target at once must not give the others an extra step past the cap: each image's
+    result equals its own attack alone, and its probability is the one at its returned image."""
+    net = Linear3()
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    logits = net(x)
+    target = torch.stack([logits[0].argmax(), logits[1].argmin()])
+    assert logits[0].softmax(0).max() > 0.9  # image 0 is there already
+    r = pgd(net, x, target=target, eps=1e-3, alpha=1e-3, steps=3, threshold=0.9)
+    alone = pgd(net, x[1:], target=target[1:], eps=1e-3, alpha=1e-3, steps=3, threshold=0.9)
+    assert r.steps.tolist() == [0, 3] and alone.steps.tolist() == [3]
+    assert torch.allclose(r.adversarial[1:], alone.adversarial, atol=1e-7)
+    assert torch.allclose(r.target_prob[1], net(r.adversarial[1:]).softmax(1)[0, target[1]], atol=1e-6)
+
+
 def test_pgd_l2_projection():
     net = Linear3()
     x = torch.full((2, 3, 8, 8), 0.5)

@@ -320,3 +320,40 @@ def test_resume_from_records_written_before_the_new_metric_columns(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["road_combined"]["gradcam"] is None and summary["items"]["gradcam"] == 2
     assert "Faithfulness" not in (out / "report.md").read_text()
+
+
+def test_pointing_smooths_every_input_gradient_map(embedded, tmp_path):
+    """Input-level gradient maps (gradient, smooth-gradient, tta-gradient) are smoothed before the pointing game:
+    a map whose one small spike lies outside the class's box and whose broad plateau covers it misses unsmoothed
+    and hits smoothed. The method's ``input_gradient`` decides, not its name."""
+    import torch.nn.functional as F
+
+    from cameras.core.base import SaliencyMethod
+    from cameras.core.targets import bind_target, logits_or_none
+    from cameras.evaluate import evaluate_items
+    from cameras.methods import build_method
+
+    class Spiky(SaliencyMethod):
+        name, uses_layer = "spiky", False
+
+        def explain_batch(self, x, target):
+            with torch.no_grad():
+                out = self.model(x)
+            t = bind_target(target, out)
+            H, W = x.shape[-2:]
+            m = torch.zeros(x.shape[0], 60, 80)
+            m[:, 5:30, 5:40] = 0.5  # the cat's box of the 60×80 image
+            m[:, 50:52, 70:72] = 1.0  # a small spike far from the box (> 15 px)
+            maps = F.interpolate(m[:, None], size=(H, W), mode="nearest")[:, 0]
+            return self.result(maps, t, t.probability(out), logits_or_none(out))
+
+    class SpikyGradient(Spiky):
+        name, input_gradient = "spiky-gradient", True
+
+    items = read_imagenet(make_imagenet(tmp_path / "inet", n=2), embedded.wnids)[1:]  # one cat, no espresso
+    rows = evaluate_items(items, embedded, {"spiky": Spiky(embedded.model), "spiky-gradient":
+                                            SpikyGradient(embedded.model)}, {"pointing"}, tmp_path / "out")
+    assert {r["method"]: r["pointing_hit"] for r in rows} == {"spiky": "0", "spiky-gradient": "1"}
+    assert [build_method(n, embedded).input_gradient for n in ("gradient", "smooth-gradient", "tta-gradient")] == [
+        True, True, True]
+    assert not any(build_method(n, embedded).input_gradient for n in ("gradcam", "smooth-gradcam", "rise"))

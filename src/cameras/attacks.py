@@ -118,7 +118,8 @@ def _attack(model, x01, target, eps, alpha, steps, norm, random_start, mask, nor
             output = model(normalize(x01 + p))
             prob = goal.probability(output)
             active = active & (prob < threshold)
-            if not bool(active.any()) or bool((used >= steps).all()):
+            stepping = active & (used < steps)  # not yet at the threshold and steps left: each image's own cap
+            if not bool(stepping.any()):
                 break
             # class targets: cross-entropy towards the class; other targets: raise their score
             loss = F.cross_entropy(class_scores(output), goal.ids, reduction="sum") if goal.is_class \
@@ -133,9 +134,9 @@ def _attack(model, x01, target, eps, alpha, steps, norm, random_start, mask, nor
                     step = alpha * grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
                 if mask is not None:
                     step = step * mask
-                step = step * active.view(-1, 1, 1, 1)
+                step = step * stepping.view(-1, 1, 1, 1)
                 p = _project(p.detach() - step, x01, eps, norm)
-                used = used + active.long()
+                used = used + stepping.long()
         p = p.detach()
     flat = p.flatten(1)
     return AttackResult(x01 + p, p, goal.labels(B, x01.device), prob, prob >= threshold, used, flat.norm(dim=1),

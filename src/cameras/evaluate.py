@@ -146,7 +146,7 @@ def evaluate_items(
         with frozen_eval(bundle.model):  # metrics see the model in eval mode, restored after
             # insertion/deletion score the clean top-1 for class logits (the RISE protocol), else the target
             curves = _score(rows, item, res.maps, m_name, target, None if target_kind == "class" else target,
-                            x01, xb, bundle, metrics, insdel_step, batch_size)
+                            x01, xb, bundle, metrics, insdel_step, batch_size, methods[m_name].input_gradient)
         for i, row, cur in zip(indices, rows, curves):
             yield i, {"row": {c: _fmt(row.get(c)) for c in COLUMNS}, "curves": cur}
 
@@ -234,7 +234,7 @@ def evaluate_dataset(
 
 
 def _score(rows, item, maps, m_name, target, insdel_target, x01, xb, bundle, metrics, insdel_step,
-           batch_size) -> list[dict | None]:
+           batch_size, input_gradient=False) -> list[dict | None]:
     """Fill each row's metrics in place; return the per-row insertion/deletion curves (or None)."""
     cls_list = [int(r["class"]) for r in rows]
     curves: list[dict | None] = [None] * len(cls_list)
@@ -242,7 +242,7 @@ def _score(rows, item, maps, m_name, target, insdel_target, x01, xb, bundle, met
         n_classes = len(item.classes())
         for i, c in enumerate(cls_list):
             region = torch.from_numpy(item.region(c)).to(maps.device)
-            rows[i]["pointing_hit"] = pointing_trial(maps[i], region, input_level=m_name == "gradient")
+            rows[i]["pointing_hit"] = pointing_trial(maps[i], region, input_level=input_gradient)
             rows[i]["difficult"] = is_difficult(float(region.sum()), region.numel(), n_classes > 1)
     if "energy" in metrics:  # the share of the map on the class's region, at the image's size
         for i, c in enumerate(cls_list):

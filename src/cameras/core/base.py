@@ -67,6 +67,8 @@ class SaliencyMethod(abc.ABC):
     # about how many forward (+ backward) passes one image costs at default settings; orders
     # methods fastest first where several run (the app)
     passes: ClassVar[int] = 1
+    #: the map is a gradient at the input's pixels (noisy pixel by pixel): the pointing game smooths it first
+    input_gradient: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

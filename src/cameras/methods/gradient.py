@@ -26,6 +26,7 @@ class Gradient(SaliencyMethod):
 
     name = "gradient"
     uses_layer = False
+    input_gradient = True
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)

@@ -73,6 +73,7 @@ class Smooth(SaliencyMethod):
             raise InputError(f"Smooth wraps a built method (e.g. Smooth(GradCAM(model))), got {type(method).__name__}")
         self.method = method
         self.uses_layer = method.uses_layer
+        self.input_gradient = method.input_gradient  # smooth-gradient and tta-gradient are input gradients too
         super().__init__(method.model)
         if augment not in AUGMENTS:
             raise InputError(f"augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")

@@ -56,8 +56,20 @@ def pointing_hit(saliency: Tensor, region: Tensor, tolerance: float = 15.0) -> b
 
 
 def pointing_trial(saliency: Tensor, region: Tensor, input_level: bool = False, tolerance: float = 15.0) -> bool | None:
-    """Resize an h×w map to the region's size (bilinear), smooth input-level maps, score it."""
-    full = resize_maps(saliency[None].float(), tuple(region.shape))
+    """Resize an h×w map to the region's size (bilinear), smooth input-level maps, score it.
+
+    A constant map (all zero, say) points at its first pixel whatever its size: resizing and
+    smoothing would leave float-rounding ripples whose arg-max lands anywhere.
+
+    Example:
+        >>> r = torch.zeros(375, 500, dtype=torch.bool); r[:10, :10] = True
+        >>> pointing_trial(torch.full((7, 7), 0.7), r), pointing_trial(torch.full((7, 7), 0.7), r, input_level=True)
+        (True, True)
+    """
+    s = saliency.float()
+    if bool(s.max() == s.min()):
+        return pointing_hit(torch.zeros(region.shape, device=region.device), region, tolerance)
+    full = resize_maps(s[None], tuple(region.shape))
     if input_level:
         full = smooth_input_level(full)
     return pointing_hit(full[0], region, tolerance)
