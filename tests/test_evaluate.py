@@ -34,6 +34,9 @@ def test_imagenet_xml_and_csv(tmp_path, embedded):
                                                    f"img1,{CAT} 4 4 39 29 {CAT} 50 50 60 55 \n")
     items = read_imagenet(csv_root, embedded.wnids)
     assert items[0].size == (60, 80) and len(items[0].objects) == 2 and items[0].region(285)[4, 4]
+    (csv_root / "img1.JPEG").write_text("junk")
+    with pytest.raises(DatasetError, match=r"img1.JPEG: not a readable image .*remove its line 2"):
+        read_imagenet(csv_root, embedded.wnids)
 
 
 def test_imagenet_malformed(tmp_path, embedded):

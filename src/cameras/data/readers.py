@@ -76,8 +76,12 @@ def read_imagenet(root: str | Path, wnids: list[str]) -> list[Item]:
                 if len(parts) % 5:
                     raise DatasetError(f"{csv_path}:{line}: PredictionString must hold groups of 'wnid x0 y0 x1 y1'")
                 img = _image_for(root, row["ImageId"])
-                with Image.open(img) as im:
-                    W, H = im.size
+                try:
+                    with Image.open(img) as im:
+                        W, H = im.size
+                except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for a file that is not an image
+                    raise DatasetError(f"{img}: not a readable image ({e}); replace it, or remove its line "
+                                       f"{line} from {csv_path.name}") from None
                 objs = []
                 for j in range(0, len(parts), 5):
                     w = parts[j]
