@@ -126,12 +126,16 @@ def synthetic_batch(n: int, seed: int = 0, size: int = 64):
     return (np.stack([o[0] for o in out]), np.array([o[1] for o in out]), np.array([o[2] for o in out]))
 
 
-def write_synthetic(out_dir: str | Path, n: int = 200, seed: int = 1, size: int = 64) -> Path:
+def write_synthetic(out_dir: str | Path, n: int = 200, seed: int = 1, size: int = 64,
+                    progress: bool | None = None) -> Path:
     """Write ``n`` images as an ImageNet-style localisation folder and return it.
 
     ``out_dir`` gets ``<class>_<i>.png`` files, ``LOC_val_solution.csv`` (``ImageId,
     PredictionString`` with ``class x0 y0 x1 y1``, x1/y1 inclusive, as ImageNet's) and
-    ``classes.txt``. Files already there are overwritten; nothing else is touched.
+    ``classes.txt``. Files already there are overwritten; nothing else is touched. Images
+    are made and written one at a time (the same images as :func:`synthetic_batch`), with a
+    progress bar (``progress``: None on a terminal only); the CSV and ``classes.txt`` come
+    last and atomically, so an interrupted run leaves no annotation file to trust.
 
     Example:
         >>> import tempfile
@@ -139,19 +143,26 @@ def write_synthetic(out_dir: str | Path, n: int = 200, seed: int = 1, size: int 
         >>> sorted(p.name for p in d.iterdir())[:2]
         ['LOC_val_solution.csv', 'blue_triangle_0002.png']
     """
+    import io
+
     from PIL import Image
+    from tqdm import tqdm
+
+    from ..io import write_files_atomically
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    imgs, labels, boxes = synthetic_batch(n, seed, size)
+    rng = np.random.default_rng(seed)
     rows = []
-    for i, (img, label, (x0, y0, x1, y1)) in enumerate(zip(imgs, labels, boxes)):
+    for i in tqdm(range(n), desc="synthetic", unit="img", disable=None if progress is None else not progress):
+        img, label, (x0, y0, x1, y1) = synthetic_image(rng, size, label=i % len(CLASSES))
         stem = f"{CLASSES[label]}_{i:04d}"
         Image.fromarray(img).save(out / f"{stem}.png")
         rows.append((stem, f"{CLASSES[label]} {x0} {y0} {x1 - 1} {y1 - 1}"))
-    with open(out / "LOC_val_solution.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["ImageId", "PredictionString"])
-        w.writerows(rows)
-    (out / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["ImageId", "PredictionString"])
+    w.writerows(rows)
+    write_files_atomically({out / "LOC_val_solution.csv": buf.getvalue().encode(),
+                            out / "classes.txt": ("\n".join(CLASSES) + "\n").encode()})
     return out
