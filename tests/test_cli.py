@@ -349,3 +349,10 @@ def test_border_pad_option(sample_dir, tmp_path):
     assert np.abs(maps["0"] - maps["0.1"]).max() > 0.05
     r = run(["explain", img, "--border-pad", "0.7", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "0.7 is not in the range 0<=x<=0.5" in r.output
+
+
+def test_evaluate_help_names_every_metric():
+    from cameras.evaluate import METRICS
+
+    text = " ".join(run(["evaluate", "--help"]).output.split())
+    assert all(m in text for m in METRICS), text

@@ -28,7 +28,7 @@ from .common import (
 @click.option("--weights", default=None)
 @click.option("--methods", default="cameras,gradcam", show_default=True, help="'all' or a comma list.")
 @click.option("--metrics", default="pointing,rho", show_default=True,
-              help="Comma list of pointing, rho, insdel, road, avgdrop.")
+              help="Comma list of pointing, energy, rho, insdel, road, avgdrop.")
 @click.option("--mapping", default=None, type=click.Path(path_type=Path),
               help="JSON {dataset class: model class id} (VOC and COCO with an ImageNet model).")
 @click.option("--target-kind", default="class", show_default=True, type=click.Choice(["class", "sigmoid", "softmax"]),
