@@ -96,9 +96,19 @@ def test_rerun_resumes_and_refuses_other_settings(quick):
                                   "--quiet", "--only", "A-1,A-2,A-5"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     after = json.loads((out / "report.json").read_text())
-    assert list(after["sections"]) == ["A-1", "A-2", "A-5"]
-    assert after["sections"]["A-1"] == before["sections"]["A-1"]  # timing kept, not re-measured
-    assert after["sections"]["A-2"]["ours"] == before["sections"]["A-2"]["ours"]
+    assert list(after["sections"]) == list(before["sections"])  # --only adds to the report, the others are kept
+    assert after["sections"] == before["sections"]  # timing kept, not re-measured; the rest as it was
+    assert "A-6" in (out / "report.md").read_text()
+    # timings measured with other CPU threads are measured again
+    import torch
+
+    threads = torch.get_num_threads()
+    assert after["sections"]["A-1"]["threads"] == threads and after["sections"]["A-1"]["devices"] == ["cpu"]
+    r = CliRunner().invoke(main, ["reproduce", "--quick", "--model", "efficientnet_lite0", "--out", str(out),
+                                  "--quiet", "--only", "A-1", "--threads", str(threads + 1)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    again = json.loads((out / "report.json").read_text())["sections"]
+    assert again["A-1"]["threads"] == threads + 1 and again["A-2"] == before["sections"]["A-2"]
     r = CliRunner().invoke(main, ["reproduce", "--model", "efficientnet_lite0", "--out", str(out), "--quiet",
                                   "--only", "A-2"])
     assert r.exit_code != 0 and "other settings" in r.output and "another --out" in r.output

@@ -165,7 +165,7 @@ def timing(bundles: list[ModelBundle], paths: list[Path], s: Settings, progress:
     from .methods import build_method
 
     out: dict = {"models": {}, "images": [str(p) for p in paths], "rise_masks": s.timing_rise_masks,
-                 "extremal_iterations": s.timing_extremal_iterations, "peers": []}
+                 "extremal_iterations": s.timing_extremal_iterations, "peers": [], **timing_place(bundles)}
     bar = tqdm(total=len(bundles) * (len(TIMING_METHODS) + 2), desc="A-1 timing", disable=progress is False)
     for bundle in bundles:
         dev = next(bundle.model.parameters()).device
@@ -198,6 +198,17 @@ def timing(bundles: list[ModelBundle], paths: list[Path], s: Settings, progress:
         out["models"][bundle.name] = rows
     bar.close()
     return out
+
+
+def timing_place(bundles: list[ModelBundle]) -> dict:
+    """Where timings are measured: the models' devices and PyTorch's CPU threads (a rerun elsewhere times again).
+
+    Example:
+        >>> import torch, cameras
+        >>> torch.set_num_threads(2); timing_place([cameras.load_model()])
+        {'devices': ['cpu'], 'threads': 2}
+    """
+    return {"devices": [str(b.device) for b in bundles], "threads": torch.get_num_threads()}
 
 
 def _peers(model, module, target: int) -> dict[str, Callable]:
@@ -368,8 +379,9 @@ def reproduce(bundles: list[ModelBundle], out_dir: str | Path, data_dir: Path | 
     scikit-image's six photos with hand-drawn object boxes (written to ``out_dir/images``);
     with it (``fmt`` imagenet|voc|coco) the dataset's images and annotations, and Tables 1–2
     are added. ``quick``: :data:`QUICK` settings (stated in the report) instead of
-    :data:`FULL`; ``settings`` overrides both. ``only``: a subset of :data:`SECTIONS` (the
-    report then holds those).
+    :data:`FULL`; ``settings`` overrides both. ``only``: a subset of :data:`SECTIONS`; the
+    report keeps the other sections an earlier run of the same request into ``out_dir``
+    wrote. A-1's timings are kept on a rerun unless the devices or CPU threads differ.
 
     Example:
         >>> import tempfile, cameras
@@ -409,7 +421,10 @@ def reproduce(bundles: list[ModelBundle], out_dir: str | Path, data_dir: Path | 
         if name == "A-1":
             sec = _Section(out, "a1-timing", dict(base, models=[b.name for b in bundles],
                                                   fingerprints=[model_fingerprint(b.model) for b in bundles]))
-            res = sec.done or sec.finish(timing(bundles, paths[:s.timing_images], s, progress))
+            res = sec.done  # finished timings are kept unless measured on other devices or threads (older runs
+            # recorded neither and are kept)
+            if res is None or any(res.get(k, v) != v for k, v in timing_place(bundles).items()):
+                res = sec.finish(timing(bundles, paths[:s.timing_images], s, progress))
             res["verdict"] = _verdict_timing(res)
         elif name == "A-2":
             sec = _Section(out, "a2-n-sensitivity", base)
@@ -446,9 +461,24 @@ def reproduce(bundles: list[ModelBundle], out_dir: str | Path, data_dir: Path | 
             res = {"summary": summary, "verdicts": _verdict_tables(summary, fmt)}
         report["sections"][name] = res
     bar.close()
+    report["sections"] = _with_earlier_sections(out / "report.json", report)
     files = {out / "report.json": encode_json(report), out / "report.md": report_md(report).encode()}
     write_files_atomically(files)
     return report
+
+
+def _with_earlier_sections(path: Path, report: dict) -> dict:
+    """This run's sections joined by the sections an earlier run of the same request left in ``path`` (a run
+    with ``--only`` adds to the report instead of replacing it), in :data:`SECTIONS` order."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return report["sections"]
+    same = all(old.get(k) == report[k] for k in ("models", "quick", "settings", "data", "images"))
+    if not same or not isinstance(old.get("sections"), dict):
+        return report["sections"]
+    merged = {**old["sections"], **report["sections"]}
+    return {k: merged[k] for k in SECTIONS if k in merged}
 
 
 def _grids(bundles: list[ModelBundle], work, out_dir: Path, s: Settings) -> dict:
