@@ -367,3 +367,22 @@ def test_model_lock_scope_parallel_models_guarded_state_and_cancel():
     del gone
     gc.collect()
     assert key not in guard._MODEL_LOCKS
+
+
+def test_only_the_models_own_size_assertions_become_input_errors():
+    """A model asserting its input size gets the "refused an input size" advice; an assertion of the caller's own
+    target function about a shape is left as it is (it was reported as the model refusing the input)."""
+    class Fixed(TinyNet):
+        def forward(self, x):
+            assert x.shape[-1] == 16, "input size must be 16"
+            return super().forward(x)
+
+    with pytest.raises(InputError, match="Fixed refused an input size"):
+        cameras.CAMERAS(Fixed(), layer="features", scales=[16, 24])(torch.randn(1, 3, 16, 16), 0)
+
+    def picky(out):
+        assert out.shape[1] == 10, "shape mismatch: expected 10 classes"
+        return out[:, 0]
+
+    with pytest.raises(AssertionError, match="expected 10 classes"):
+        cameras.GradCAM(TinyNet(), layer="features")(torch.randn(1, 3, 16, 16), picky)

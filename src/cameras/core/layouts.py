@@ -330,6 +330,17 @@ def track_input_size(model: nn.Module, layout: Layout) -> Iterator[None]:
 _SIZE_WORDS = ("size", "height", "width", "divisible", "match", "shape")
 
 
+def _raised_in(model: nn.Module, e: BaseException) -> bool:
+    """Whether ``e`` was raised inside a method of ``model`` or one of its submodules (its ``forward``, say)."""
+    mods = {id(m) for m in model.modules()}
+    tb = e.__traceback__
+    while tb is not None:
+        if id(tb.tb_frame.f_locals.get("self")) in mods:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 @contextlib.contextmanager
 def model_size_errors(model: nn.Module, x: Tensor) -> Iterator[None]:
     """Turn a model's own assertion about its input size into an :class:`InputError` saying what to do.
@@ -354,8 +365,8 @@ def model_size_errors(model: nn.Module, x: Tensor) -> Iterator[None]:
             f"for: give inputs of that size, and for CAMERAS pass scales=[{int(x.shape[-2])}] (the input's own "
             "size only), or build the model to take any size (timm: dynamic_img_size=True)") from None
     except AssertionError as e:
-        if not any(w in str(e).lower() for w in _SIZE_WORDS):
-            raise
+        if not any(w in str(e).lower() for w in _SIZE_WORDS) or not _raised_in(model, e):
+            raise  # not the model's own check (a target function's assertion, say): left as it is
         p = patch_size(model)
         H, W = int(x.shape[-2]), int(x.shape[-1])
         if p and (H % p or W % p):
