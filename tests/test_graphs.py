@@ -171,6 +171,15 @@ def test_modules_with_hooks_inside_run_eagerly_and_expanded_inputs_are_copied_de
     assert all(torch.equal(o, ref) for o in outs)
     assert len(fired) == 3  # the hook inside net[0] fired on every call: that root was not graphed
     assert g.captures == 1 and g.replays == 2  # net[1] was
+    # without the hook net[0] is graphed; a hook added after its capture is seen at the next call and fires
+    with torch.no_grad(), g.active():
+        net(x)
+    assert g.captures == 2 and g.replays == 4
+    handle = net[0][0].register_forward_hook(lambda *_: fired.append(1))
+    with torch.no_grad(), g.active():
+        out = net(x)
+    handle.remove()
+    assert len(fired) == 4 and g.replays == 5 and torch.equal(out, ref)
 
 
 def test_compiled_and_graphed_lower_layers_follow_an_in_place_weight_edit(on_stand_in):

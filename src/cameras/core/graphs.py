@@ -158,6 +158,7 @@ class GraphedBelow:
         self._forwards: list = []  # the roots' own forwards when captured (compile=True swaps in compiled ones)
         self._pool = None
         self.disabled: str | None = None  # why graphs are off for good (a capture failed), else None
+        self._hooked: list[bool] = []  # per root: a forward hook inside it now (checked at each active())
         self.captures = 0  # graphs made
         self.replays = 0  # graph runs
 
@@ -183,6 +184,8 @@ class GraphedBelow:
         if now != self._addresses or stale:  # the graphs would read old weights or run old code
             self.release()
             self._addresses, self._forwards = now, forwards  # held: no id is reused while compared
+        # looked at every call: a hook added after a capture would never fire on its replays
+        self._hooked = [_hooks_inside(r) for r in self.roots]
         with model_lock(self.model), \
                 swapped_forwards(self.roots, [self._graphed(i, r, r.forward) for i, r in enumerate(self.roots)]):
             yield
@@ -190,7 +193,7 @@ class GraphedBelow:
     def _graphed(self, index: int, root: nn.Module, forward: Callable) -> Callable:
         def run(*args, **kwargs):
             if (kwargs or len(args) != 1 or not isinstance(args[0], Tensor) or torch.is_grad_enabled()
-                    or self.disabled):
+                    or self.disabled or self._hooked[index]):  # hooks inside fire only when run eagerly
                 return forward(*args, **kwargs)
             x = args[0]
             key = (index, tuple(x.shape), tuple(x.stride()), x.dtype, x.device)
@@ -210,8 +213,6 @@ class GraphedBelow:
         return run
 
     def _new_graph(self, root: nn.Module, forward: Callable, x: Tensor):
-        if _hooks_inside(root):  # hooks would fire only while capturing, never on replays
-            return None
         if len(self._graphs) >= MAX_GRAPHS:
             self.release()
         if self._pool is None:
