@@ -101,6 +101,9 @@ def test_bad_options(sample_dir, tmp_path):
         (["--target", "1000"], "out of range"),
         (["--method", "gradcom"], "unknown method"),
         (["--scales", "324,224"], "strictly increasing"),
+        (["--method", "gradient", "--layer", "bn2"], "--layer do not apply to gradient"),
+        (["--method", "gradcam", "--scales", "224,288", "--scale-rule", "paper"],
+         "--scales, --scale-rule do not apply to gradcam"),
     ]:
         r = run(["explain", img, "--out", str(tmp_path / "x"), "--quiet", *args])
         assert r.exit_code != 0 and msg in r.output, (args, r.output)

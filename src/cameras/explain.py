@@ -97,7 +97,7 @@ def explain_images(
             except (CamerasError, RuntimeError, OSError) as e:  # e.g. out of memory, an unwritable file
                 what = str(e) if isinstance(e, CamerasError) else f"{type(e).__name__}: {e}"
                 for i in batch:
-                    if outcomes[i].files:  # written before a later image of the batch failed: kept
+                    if outcomes[i].files or outcomes[i].error:  # written, or failed on its own, before: kept
                         continue
                     outcomes[i].error = f"{outcomes[i].path}: {what}"
             bar.update(len(batch))
@@ -193,7 +193,7 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
         files[out_dir / f"{stem}.json"] = encode_json(record)
         try:
             write_files_atomically(files)
-        except OSError as e:  # this image's files cannot be written (none are left); the batch's others can
+        except OSError as e:  # this image's files cannot be written (none it created are left); the others can
             outcomes[i].error = f"{outcomes[i].path}: {type(e).__name__}: {e}"
             continue
         outcomes[i].files = list(files)

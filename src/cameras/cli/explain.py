@@ -115,6 +115,15 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
         extra = parse_option_strings(settings)
         takes = method_option_names(name)
         options = {}
+        ctx = click.get_current_context()
+        given = [p for p in ("layer", "scales", "steps", "max_size", "scale_rule", "border_pad", "resample")
+                 if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
+        ignored = [p for p in given if ("layer" if p == "layer" else "scales") not in takes]
+        if ignored:  # a method that would not use them: say so rather than silently drop them
+            flags = ", ".join("--" + p.replace("_", "-") for p in ignored)
+            raise click.BadParameter(f"{flags} do not apply to {name} (the layer options go with layer methods, the "
+                                     "scale options with cameras and multiscale-*); leave them out or choose such a "
+                                     "method")
         if layer is not None and "layer" in takes:
             options["layer"] = layer
         if "scales" in takes:  # cameras and multiscale-*
