@@ -145,6 +145,13 @@ def test_bad_input(tmp_path):
     r = CliRunner().invoke(main, ["reproduce", "--model", "efficientnet_lite0", "--data", str(tmp_path),
                                   "--out", str(tmp_path / "z")])
     assert r.exit_code != 0 and "--format" in r.output
+    r = CliRunner().invoke(main, ["reproduce", "--quick", "--limit", "3", "--out", str(tmp_path / "w")])
+    assert r.exit_code == 2 and "--limit and --mapping apply to a --data dataset" in r.output
+    img = tmp_path / "one.png"
+    __import__("PIL.Image").Image.new("RGB", (40, 40)).save(img)
+    r = CliRunner().invoke(main, ["experiment", "interpolation", str(img), "--format", "voc",
+                                  "--out", str(tmp_path / "v")])
+    assert r.exit_code == 2 and "--format and --mapping describe a --data dataset" in r.output
 
 
 def test_verdict_rules_on_hand_made_numbers():

@@ -11,7 +11,7 @@ import torch
 from .core.errors import InputError
 from .core.targets import as_target, bind_target
 from .data.items import Item
-from .images import load_image
+from .images import check_images, load_image
 from .io import encode_json, write_files_atomically
 from .methods import build_method
 from .metrics import map_density, map_difference, pointing_accuracy, pointing_trial
@@ -32,12 +32,13 @@ PAPER_N = np.array([  # CAMERAS supplement Table 2 (ResNet-50, ζ_m = 1000, 1000
 
 
 def experiment_inputs(images, data_dir, fmt: str | None, mapping, limit: int | None,
-                      bundle: ModelBundle) -> list[tuple[Path, int | None, Item | None]]:
+                      bundle: ModelBundle, progress: bool | None = None) -> list[tuple[Path, int | None, Item | None]]:
     """The (image, class or None for the top-1, dataset item or None) work of an experiment.
 
     Either image files/folders (``images``) or an annotated dataset (``data_dir`` with
     ``fmt``; every class of every image, difficult-only VOC classes skipped); the first
-    ``limit`` images. Every image is opened once here, so a bad file fails before any work.
+    ``limit`` images. Every image is opened once here, so a bad file fails before any work
+    (with a progress bar: ``progress`` None on a terminal only, False never).
     """
     from .data import load_mapping, read_dataset
     from .data.readers import VOC_CLASSES
@@ -45,6 +46,8 @@ def experiment_inputs(images, data_dir, fmt: str | None, mapping, limit: int | N
 
     if bool(images) == bool(data_dir):
         raise InputError("give IMAGE files or --data DIR (with --format), not both or neither")
+    if images and (fmt is not None or mapping is not None):
+        raise InputError("--format and --mapping describe a --data dataset; with IMAGE files leave them out")
     if data_dir:
         if fmt is None:
             raise InputError("--data needs --format imagenet|voc|coco")
@@ -60,8 +63,7 @@ def experiment_inputs(images, data_dir, fmt: str | None, mapping, limit: int | N
         if not paths:
             raise InputError("no image files found")
         work = [(p, None, None) for p in paths]
-    for p in dict.fromkeys(p for p, _, _ in work):
-        load_image(p)
+    check_images(list(dict.fromkeys(p for p, _, _ in work)), progress)
     return work
 
 

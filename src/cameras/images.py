@@ -74,6 +74,25 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     return rgb
 
 
+def check_images(paths: list, progress: bool | None = None) -> None:
+    """Open every image once (as :func:`load_image`), so that a bad file fails before any work.
+
+    A folder of thousands of images takes a while: a progress bar shows it (``progress``:
+    None on a terminal only, True always, False never).
+
+    Example:
+        >>> check_images(["missing.png"], progress=False)
+        Traceback (most recent call last):
+        ...
+        cameras.core.errors.ImageError: missing.png: no such file
+    """
+    from tqdm import tqdm
+
+    for p in tqdm(paths, desc="checking images", unit="img", leave=False,
+                  disable=None if progress is None else not progress):
+        load_image(p)
+
+
 def image_to_tensor(img: Image.Image) -> Tensor:
     """8-bit RGB PIL image → 3×H×W float32 tensor in [0, 1].
 

@@ -205,8 +205,9 @@ def timing_place(bundles: list[ModelBundle]) -> dict:
 
     Example:
         >>> import torch, cameras
-        >>> torch.set_num_threads(2); timing_place([cameras.load_model()])
-        {'devices': ['cpu'], 'threads': 2}
+        >>> place = timing_place([cameras.load_model()])
+        >>> place["devices"], place["threads"] == torch.get_num_threads()
+        (['cpu'], True)
     """
     return {"devices": [str(b.device) for b in bundles], "threads": torch.get_num_threads()}
 
@@ -348,7 +349,8 @@ def _verdict_tables(summary: dict, fmt: str) -> list[dict]:
 SECTIONS = ("A-1", "A-2", "A-3", "A-4", "A-5", "A-6", "Tables")
 
 
-def check_request(data_dir: Path | None, fmt: str | None, only: list[str] | None) -> None:
+def check_request(data_dir: Path | None, fmt: str | None, only: list[str] | None, limit: int | None = None,
+                  mapping: Path | None = None) -> None:
     """Raise :class:`InputError` for a request :func:`reproduce` cannot run (before any model is loaded).
 
     Example:
@@ -360,6 +362,9 @@ def check_request(data_dir: Path | None, fmt: str | None, only: list[str] | None
     """
     if bool(data_dir) != bool(fmt):
         raise InputError("--data needs --format imagenet|voc|coco (and --format needs --data)")
+    if not data_dir and (limit is not None or mapping is not None):
+        raise InputError("--limit and --mapping apply to a --data dataset (the built-in photos are six); "
+                         "leave them out, or give --data DIR --format F")
     unknown = sorted(set(only or []) - set(SECTIONS))
     if unknown:
         raise InputError(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
@@ -397,13 +402,13 @@ def reproduce(bundles: list[ModelBundle], out_dir: str | Path, data_dir: Path | 
 
     if not bundles:
         raise InputError("reproduce needs at least one model")
-    check_request(data_dir, fmt, only)
+    check_request(data_dir, fmt, only, limit, mapping)
     s = settings or (QUICK if quick else FULL)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     main = bundles[0]
     if data_dir:
-        work = experiment_inputs(None, data_dir, fmt, mapping, limit, main)
+        work = experiment_inputs(None, data_dir, fmt, mapping, limit, main, progress=progress)
         paths = list(dict.fromkeys(p for p, _, _ in work))
     else:
         photos = write_photos(out / "images")
@@ -412,7 +417,10 @@ def reproduce(bundles: list[ModelBundle], out_dir: str | Path, data_dir: Path | 
     base = {"quick": quick, "settings": asdict(s), "model": main.name,
             "weights_fingerprint": model_fingerprint(main.model), "images": [str(p) for p in paths]}
     report: dict = {"models": [b.name for b in bundles], "quick": s == QUICK, "settings": asdict(s),
-                    "data": None if data_dir is None else {"dir": str(data_dir), "format": fmt},
+                    "fingerprints": [model_fingerprint(b.model) for b in bundles],
+                    "data": None if data_dir is None else {"dir": str(data_dir), "format": fmt,
+                                                           "mapping": None if mapping is None else str(mapping),
+                                                           "limit": limit},
                     "images": [str(p) for p in paths], "sections": {}}
     steps = [n for n in SECTIONS if (n != "Tables" or data_dir) and (not only or n in only)]
     bar = tqdm(steps, desc="reproduce", disable=progress is False)
@@ -474,7 +482,8 @@ def _with_earlier_sections(path: Path, report: dict) -> dict:
         old = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return report["sections"]
-    same = all(old.get(k) == report[k] for k in ("models", "quick", "settings", "data", "images"))
+    # the same models with the same weights on the same data (an older report without fingerprints is not)
+    same = all(old.get(k) == report[k] for k in ("models", "fingerprints", "quick", "settings", "data", "images"))
     if not same or not isinstance(old.get("sections"), dict):
         return report["sections"]
     merged = {**old["sections"], **report["sections"]}

@@ -109,7 +109,8 @@ def experiment_options(f):
 
 
 @contextlib.contextmanager
-def experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, device, out_dir, threads):
+def experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, device, out_dir, threads,
+                   quiet=False):
     """What every experiment does first: check --out, join torchrun, load the model, list the work.
 
     Yields (the torchrun placement, the model bundle, the experiment's work items); bad input
@@ -123,7 +124,8 @@ def experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, d
     with user_errors(), launch(str(torch_device(device))) as run:
         set_threads(threads)
         bundle = load_classifier(model_name, weights, run.device, "cameras experiment")
-        yield run, bundle, experiment_inputs(images, data_dir, fmt, mapping, limit, bundle)
+        progress = False if run is not None and run.rank != 0 else progress_flag(quiet)  # one bar, on rank 0
+        yield run, bundle, experiment_inputs(images, data_dir, fmt, mapping, limit, bundle, progress=progress)
 
 
 @experiment.command("n-sensitivity")
@@ -139,7 +141,7 @@ def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights
     from ..experiments import PAPER_N, STEPS, n_sensitivity
 
     with experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, device, out_dir,
-                        threads) as (run, bundle, work):
+                        threads, quiet) as (run, bundle, work):
         paths = list(dict.fromkeys(p for p, _, _ in work))
         mean = n_sensitivity(bundle, paths, out_dir, max_size, square, progress=progress_flag(quiet), run=run)
     if mean is None:
@@ -161,7 +163,7 @@ def interpolation_cmd(images, data_dir, fmt, mapping, limit, model_name, weights
     from ..experiments import interpolation
 
     with experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, device, out_dir,
-                        threads) as (run, bundle, work):
+                        threads, quiet) as (run, bundle, work):
         s = interpolation(bundle, work, out_dir, square, progress=progress_flag(quiet), run=run)
     if s is None:
         return

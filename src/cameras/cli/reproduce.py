@@ -51,7 +51,7 @@ def reproduce(models, weights, data_dir, fmt, mapping, limit, quick, only, devic
     with user_errors():
         check_out(out_dir)
         sections = None if only is None else [t.strip() for t in only.split(",") if t.strip()]
-        check_request(data_dir, fmt, sections)
+        check_request(data_dir, fmt, sections, limit, mapping)
         if weights and len(weights) != len(models):
             raise click.BadParameter(f"give --weights once per --model ({len(models)}), or not at all; "
                                      f"got {len(weights)}")

@@ -9,7 +9,7 @@ import torch
 
 from ..attacks import enhanced_pgd, reading, sanity_cleaning, vanilla_for
 from ..core.errors import InputError
-from ..images import load_image
+from ..images import check_images, load_image
 from ..io import encode_json, unique_stems, write_files_atomically
 from ..methods import build_method
 from ..models import ModelBundle
@@ -19,9 +19,9 @@ from ..viz import figure_png, pyplot
 PAPER_REDUCTION = 56.5  # % mean L2 reduction of enhanced vs plain PGD at 99.99 % (ResNet-50, ImageNet val)
 
 
-def image_paths(images, data_dir) -> list[Path]:
+def image_paths(images, data_dir, progress: bool | None = None) -> list[Path]:
     """The image files of `cameras attack`/`sanity`: IMAGE arguments or a --data folder (not both), each
-    opened once so that a bad file fails before any work."""
+    opened once so that a bad file fails before any work (a progress bar: ``progress`` None on a terminal only)."""
     from ..images import list_images
 
     if bool(images) == bool(data_dir):
@@ -29,8 +29,7 @@ def image_paths(images, data_dir) -> list[Path]:
     paths = list_images([data_dir] if data_dir else images)
     if not paths:
         raise InputError("no image files found")
-    for p in paths:
-        load_image(p)
+    check_images(paths, progress)
     return paths
 
 
