@@ -292,3 +292,37 @@ def test_overlapping_blocks_in_two_threads_leave_the_model_unchanged():
     for t in threads:
         t.join(10)
     assert b_in.is_set() and not any("forward" in vars(m) for m in net.modules())
+
+
+def test_swapping_a_module_another_thread_has_swapped_is_refused_not_corrupting():
+    """Two model objects sharing modules (a wrapper and the model inside it) have two locks: a second thread's swap
+    would take the first's swapped-in forward for the module's own and leave it behind for good. It is refused; the
+    same thread may swap again inside its block (compiled forwards under CUDA graphs)."""
+    import threading
+
+    from cameras.core.compiled import swapped_forwards
+
+    conv = nn.Conv2d(3, 4, 3)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold():
+        with swapped_forwards([conv], [lambda t: t + 1]):
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert inside.wait(10)
+    try:
+        with pytest.raises(cameras.InputError, match="shares the module Conv2d"):
+            with swapped_forwards([conv], [lambda t: t + 2]):
+                pass
+    finally:
+        release.set()
+        t.join(10)
+    assert "forward" not in vars(conv)
+    with swapped_forwards([conv], [lambda t: t + 1]), swapped_forwards([conv], [lambda t: t + 2]):
+        assert conv(torch.zeros(1)).item() == 2.0
+    assert "forward" not in vars(conv) and conv(torch.zeros(1, 3, 3, 3)).shape == (1, 4, 1, 1)
+    with swapped_forwards([conv], [lambda t: t + 3]):  # released: free for any thread again
+        pass

@@ -22,13 +22,24 @@ call (``precision="bf16"``) must be the same tensors from call to call (see
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 
+from .errors import InputError
 from .guard import model_lock
 from .memory import HeldCopies, weights_fingerprint
+
+#: held around the compiler settings patched for a compiled block: they are process-wide, and two blocks on
+#: different models overlapping in time would restore each other's values (freezing left on for the user's own
+#: torch.compile calls)
+_COMPILER_SETTINGS_LOCK = threading.RLock()
+
+# modules whose forward is swapped now, by id: (thread ident, depth)
+_SWAPPED: dict[int, tuple[int, int]] = {}
+_SWAPPED_LOCK = threading.Lock()
 
 #: dynamo's per-function limit of compiled variants, raised inside the block: a shared
 #: ``forward`` (every ``nn.Sequential`` stage of a ResNet) is compiled once per module and input shape.
@@ -114,7 +125,7 @@ class CompiledBelow:
         import torch._inductor.config as inductor_config
 
         limits = dynamo_config.patch(recompile_limit=RECOMPILE_LIMIT, accumulated_recompile_limit=16 * RECOMPILE_LIMIT)
-        with model_lock(self.model), swapped_forwards(self.roots, self._forwards), \
+        with model_lock(self.model), _COMPILER_SETTINGS_LOCK, swapped_forwards(self.roots, self._forwards), \
                 inductor_config.patch(freezing=True), limits:
             yield
 
@@ -125,8 +136,10 @@ def swapped_forwards(modules: list[nn.Module], forwards: list[Callable]) -> Iter
     so ``__call__`` and its hooks stay the module's); its own ``forward`` is back after, also on errors.
 
     The caller holds the model's :func:`~cameras.core.guard.model_lock` (the fast paths' blocks
-    do): another thread swapping forwards on the same modules meanwhile would take this
-    block's swapped-in forward for the module's own and leave it behind.
+    do). Another thread swapping forwards on the same modules meanwhile (a second model object
+    sharing them: a wrapper and the model inside it) would take this block's swapped-in
+    forward for the module's own and leave it behind for good, so it is refused with an
+    :class:`~cameras.core.errors.InputError`; the same thread may swap again inside the block.
 
     Example:
         >>> relu = nn.ReLU()
@@ -136,6 +149,14 @@ def swapped_forwards(modules: list[nn.Module], forwards: list[Callable]) -> Iter
         >>> relu(torch.zeros(1)).item(), "forward" in vars(relu)
         (0.0, False)
     """
+    me = threading.get_ident()
+    with _SWAPPED_LOCK:
+        busy = [m for m in modules if _SWAPPED.get(id(m), (me, 0))[0] != me]
+        if busy:
+            raise InputError(f"another thread is explaining a model that shares the module {type(busy[0]).__name__} "
+                             "with this one (a wrapper and the model inside it, say); explain them one at a time")
+        for m in modules:
+            _SWAPPED[id(m)] = (me, _SWAPPED.get(id(m), (me, 0))[1] + 1)
     swapped = []
     try:
         for m, f in zip(modules, forwards, strict=True):
@@ -143,11 +164,18 @@ def swapped_forwards(modules: list[nn.Module], forwards: list[Callable]) -> Iter
             m.forward = f
         yield
     finally:
-        for m, own in swapped:
+        for m, own in reversed(swapped):
             if own is None:
                 del m.forward
             else:
                 m.forward = own
+        with _SWAPPED_LOCK:
+            for m in modules:
+                depth = _SWAPPED[id(m)][1] - 1
+                if depth:
+                    _SWAPPED[id(m)] = (me, depth)
+                else:
+                    del _SWAPPED[id(m)]
 
 
 def tensors_of(modules: list[nn.Module]) -> list[torch.Tensor]:

@@ -294,12 +294,13 @@ class FoldedBelow:
         self.checked = True  # whether the folded pass gave the unfolded layer output (False: nothing is folded)
         if self.pairs:
             folded: list = []
-            handle = layer.register_forward_hook(lambda _m, _i, out: folded.append(out))
-            try:
-                with torch.no_grad(), self.active(held):
-                    model(x)
-            finally:
-                handle.remove()
+            with model_lock(model):  # the hook sees this pass only
+                handle = layer.register_forward_hook(lambda _m, _i, out: folded.append(out))
+                try:
+                    with torch.no_grad(), self.active(held):
+                        model(x)
+                finally:
+                    handle.remove()
             if len(folded) != 1 or len(unfolded) != 1 or not _close(folded[0], unfolded[0]):
                 self.pairs, self._weights, self.checked = [], [], False
 

@@ -111,7 +111,9 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
     for the layers below a detached capture point. Only what needs changing is touched: a
     model already in eval mode is not switched, a frozen parameter is left alone, so the
     guard costs a fraction of a millisecond. The block holds :func:`model_lock`: another
-    thread's block (or method call) on the same model waits for this one to end.
+    thread's block (or method call) on the same model waits for this one to end, so inside
+    the block do not wait for other threads that explain the same model (they would wait
+    for the block: a deadlock); explain from the block's own thread instead.
 
     Example:
         >>> import torch

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .errors import LayerError
-from .guard import frozen_eval
+from .guard import frozen_eval, model_lock
 from .layouts import Layout, any_input_size
 from .targets import model_logits
 
@@ -171,15 +171,16 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 
 
         return hook
 
-    for name, mod in model.named_modules():
-        if name:
-            handles.append(mod.register_forward_hook(make(name, mod)))
-    try:
-        with frozen_eval(model), any_input_size(model), torch.no_grad():
-            model(_dummy(model, input_shape, random=False))
-    finally:
-        for h in handles:
-            h.remove()
+    with model_lock(model):  # the hooks see this pass only, not another thread's call on the model
+        for name, mod in model.named_modules():
+            if name:
+                handles.append(mod.register_forward_hook(make(name, mod)))
+        try:
+            with frozen_eval(model), any_input_size(model), torch.no_grad():
+                model(_dummy(model, input_shape, random=False))
+        finally:
+            for h in handles:
+                h.remove()
     return [rows[n] for n in order]
 
 
@@ -219,6 +220,12 @@ def _last_with_gradient(model: nn.Module, names: list[str], input_shape: tuple[i
                         layout: Layout) -> str | None:
     """The last of ``names`` whose spatial positions receive a non-zero gradient of the top-1 logit
     (one forward and backward pass with a seeded random input), or None."""
+    with model_lock(model):  # the hooks see this pass only, not another thread's call on the model
+        return _probe_gradients(model, names, input_shape, layout)
+
+
+def _probe_gradients(model: nn.Module, names: list[str], input_shape: tuple[int, int, int],
+                     layout: Layout) -> str | None:
     mods = dict(model.named_modules())
     outs: dict[str, torch.Tensor] = {}
     handles = [mods[n].register_forward_hook(lambda _m, _i, o, n=n: outs.__setitem__(n, o)) for n in names]
