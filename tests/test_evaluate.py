@@ -199,6 +199,15 @@ def test_other_settings_into_the_same_folder_are_refused(tmp_path):
         "gradcam", "gradient", "gradcampp"]
     assert json.loads((out / "summary.json").read_text())["items"] == {"gradcam": 3, "gradient": 3, "gradcampp": 3}
     assert [r for r in rows if r["method"] != "gradcampp"] == list(csv.DictReader(io.StringIO(both)))
+    assert "different numbers of items" not in (out / "report.md").read_text()
+    # a method added over more images than the earlier one had: the report says the means are not comparable
+    out2 = tmp_path / "out2"
+    first = [*args[:-2], str(out2), "--quiet"]
+    assert CliRunner().invoke(main, [*first, "--limit", "1"]).exit_code == 0
+    r = CliRunner().invoke(main, [*first[:6], "gradient", *first[7:]])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out2 / "summary.json").read_text())["items"] == {"gradcam": 2, "gradient": 3}
+    assert "different numbers of items" in (out2 / "report.md").read_text()
 
 
 def test_options_that_do_not_change_maps_may_differ(embedded, tmp_path):

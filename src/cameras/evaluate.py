@@ -358,6 +358,9 @@ def _report_md(summary: dict, meta: dict, bars: bool, curves: bool) -> str:
                      f"{f(summary['pointing_game_difficult'][m], True)} | {f(summary['energy'][m])} | "
                      f"{f(summary['rho_plus'][m])} | {f(summary['rho_minus'][m])} | {f(summary['insertion_auc'][m])} | "
                      f"{f(summary['deletion_auc'][m])} |")
+    if len(set(summary["items"].values())) > 1:  # e.g. a method added by a rerun over other images
+        lines += ["", "**Note:** the methods were scored on different numbers of items (see `items`): "
+                  "their means are not over the same images. Rerun with every method to compare them."]
     faith = ("road_morf", "road_lerf", "road_combined", "average_drop", "increase_in_confidence")
     if any(v is not None for k in faith for v in summary[k].values()):
         lines += ["", "Faithfulness: ROAD (Rong et al. 2022; probability of the explained class after removing the",
