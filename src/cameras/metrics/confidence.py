@@ -19,7 +19,8 @@ def confidence_change(model: nn.Module, x: Tensor, maps: Tensor, target: TargetL
     Score-CAM and RISE mask). Per item: drop = max(0, Y − O) / Y, and increase = O > Y.
     Average Drop % is 100 · mean(drop) (lower is better), Increase in Confidence % is
     100 · mean(increase) (higher is better). ``target``: class ids (softmax probability)
-    or any target of :mod:`cameras.targets`; default each image's clean top-1.
+    or any target of :mod:`cameras.targets` whose values are probabilities (a raw score is
+    refused); default each image's clean top-1.
 
     Args:
         model: classifier in eval mode.
@@ -49,9 +50,14 @@ def confidence_change(model: nn.Module, x: Tensor, maps: Tensor, target: TargetL
         raise InputError("maps must lie in [0, 1]; min-max normalise them first (cameras.normalize_maps)")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+    maps = maps.to(x.device)
     out = model(x)
     target = bind_target(as_target(target, B, x.device), out)
     clean = target.probability(out).float()
+    if bool(((clean < 0) | (clean > 1)).any()):
+        raise InputError("Average Drop compares probabilities, but the target's values on the clean images lie "
+                         f"outside [0, 1] ({clean.min().item():.4g} … {clean.max().item():.4g}); explain a class "
+                         "(softmax or sigmoid target), not a raw score")
     masked = torch.empty(B, device=x.device)
     for s in range(0, B, batch_size):
         rows = torch.arange(s, min(B, s + batch_size), device=x.device)

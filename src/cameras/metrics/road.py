@@ -154,10 +154,10 @@ def removed_count(percentile: float, n: int) -> int:
     applies; the count lies in 1..N−1, about p % of N.
 
     Example:
-        >>> [removed_count(p, 16) for p in (10, 50, 90)]
-        [2, 8, 14]
+        >>> [removed_count(p, 16) for p in (10, 50, 90)], removed_count(99.9999999999, 16)
+        ([2, 8, 14], 15)
     """
-    return n - math.ceil(round((100 - percentile) / 100 * (n - 1), 9))
+    return min(n - 1, max(1, n - math.ceil(round((100 - percentile) / 100 * (n - 1), 9))))  # p within 1e-9 of 0/100
 
 
 def _check_percentiles(percentiles: Sequence[float]) -> list[float]:
