@@ -32,6 +32,12 @@ def test_check_upload_limits_and_messages(sample_dir, tmp_path):
     with pytest.raises(ImageError, match=r"^cut.jpg: corrupt or truncated") as e:
         check_upload(cut)
     assert str(tmp_path) not in str(e.value)  # the page shows the file's name, not a server path
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (20000, 8)).save(strip)  # a few KB; 224×560000 as a model input
+    with pytest.raises(ImageError, match=r"strip.png is 20000×8, longer than 10:1"):
+        check_upload(strip)
+    Image.new("RGB", (800, 80)).save(strip)  # 10:1 is fine
+    assert check_upload(strip).size == (800, 80)
 
 
 def test_parse_scale_text():
@@ -160,3 +166,26 @@ def test_cli_binds_to_loopback_by_default(monkeypatch):
     assert r.exit_code == 2 and "exactly one --model" in r.output and len(calls) == 2
     r = CliRunner().invoke(main, ["app", "--model", "torchvision:resnet18", "--weights", "random"])
     assert r.exit_code == 0 and calls[2][0] == ["torchvision:resnet18"]
+
+
+def test_any_error_while_explaining_is_shown_and_keeps_no_stale_downloads(sample_dir, monkeypatch):
+    """Not only our errors and RuntimeError: whatever a model raises mid-run is reported on the page (the run ends
+    with the maps finished so far), and the state never pairs the previous run's .npy files with new overlays."""
+    from cameras.app import Explorer, build_app
+
+    demo = build_app(["efficientnet_lite0"])
+    on_run = next(f.fn for f in demo.fns.values() if f.name == "on_run")
+    real = Explorer.explain
+
+    def failing(self, img, model, methods, ids, scales, rule):
+        yield next(real(self, img, model, methods[:1], ids[:1], scales, rule))
+        raise ValueError("a model's own complaint")
+
+    monkeypatch.setattr(Explorer, "explain", failing)
+    state = {"path": str(sample_dir / "coffee.png"), "stem": "coffee", "explanations": [], "npy": ["old.npy"]}
+    steps = list(on_run(state, "efficientnet_lite0", ["gradcam", "gradient"], [967], "224", "all", 0.5,
+                        progress=lambda *a, **k: None))
+    assert all(s[-1]["npy"] != ["old.npy"] for s in steps)
+    final = steps[-1]
+    assert "ValueError: a model&#x27;s own complaint" in final[3] or "ValueError: a model's own complaint" in final[3]
+    assert len(final[-1]["explanations"]) == 1

@@ -37,6 +37,8 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 DEFAULT_SCALES = ",".join(map(str, CAMERAS_SCALES))
 TOP_K = 5
+MAX_ASPECT = 10  # longest over shortest side: the shorter side is scaled to the model's size, so a thin strip
+# (8×20000 px, a few KB) would become a 224×560000 input
 MAX_SCALE = 2048  # largest CAMERAS size accepted from the page (the input is resized by ζ_max/ζ_0)
 
 
@@ -45,7 +47,8 @@ def check_upload(path: str | os.PathLike, max_bytes: int = MAX_UPLOAD_BYTES,
     """Read an uploaded file as RGB after checking its size, type and pixel count.
 
     Raises :class:`ImageError` with a message for the page: over ``max_bytes`` bytes, not an
-    image, over ``max_pixels`` pixels (checked from the header, before decoding), or corrupt.
+    image, over ``max_pixels`` pixels or longer than 10:1 (both checked from the header, before
+    decoding), or corrupt.
 
     Example:
         >>> from skimage import data
@@ -78,6 +81,9 @@ def check_upload(path: str | os.PathLike, max_bytes: int = MAX_UPLOAD_BYTES,
     if w * h > max_pixels:
         raise ImageError(f"{name} is {w}×{h} = {w * h:,} pixels, over this app's limit of {max_pixels:,}; "
                          "downscale it or start the app with a larger --max-pixels")
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise ImageError(f"{name} is {w}×{h}, longer than {MAX_ASPECT}:1; its shorter side is scaled to the "
+                         "model's input size, which would make a huge input: crop it")
     try:
         return load_image(p)
     except ImageError as e:
@@ -411,18 +417,20 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         progress((0, total), desc="starting")
         # one row per method (fastest first), one column per class
         yield (gr.update(value=[], columns=len(ids)), "", None,
-               status_html(f"Explaining: 0 of {total} maps…"), dict(state, explanations=[]))
+               status_html(f"Explaining: 0 of {total} maps…"), dict(state, explanations=[], npy=[]))
         try:
             for e in explorer.explain(img, model, methods, ids, scales, rule):
                 done.append(e)
                 progress((len(done), total), desc=f"{e.label} done")
-                yield (render(img, done, alpha), details_markdown(done), None,
-                       status_html(f"Explaining: {len(done)} of {total} maps…"), dict(state, explanations=done))
+                yield (render(img, done, alpha), details_markdown(done), None,  # no downloads of the last run's
+                       status_html(f"Explaining: {len(done)} of {total} maps…"), dict(state, explanations=done, npy=[]))
             message = f"Done: {len(done)} map{'s' if len(done) != 1 else ''} in {sum(e.seconds for e in done):.1f} s."
         except Cancelled:
             message = f"Cancelled after {len(done)} of {total} maps."
         except (CamerasError, RuntimeError) as e:  # e.g. out of memory: say so, keep what is done
             message, error = str(e), True
+        except Exception as e:  # noqa: BLE001 - anything else a model or a large image raises: the same promise
+            message, error = f"{type(e).__name__}: {e}", True
         state = dict(state, explanations=done, npy=[])
         files, state["npy"] = downloads_for(state, img, done, alpha)
         yield render(img, done, alpha), details_markdown(done), files, status_html(message, error=error), state
