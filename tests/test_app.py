@@ -179,13 +179,15 @@ def test_any_error_while_explaining_is_shown_and_keeps_no_stale_downloads(sample
 
     def failing(self, img, model, methods, ids, scales, rule):
         yield next(real(self, img, model, methods[:1], ids[:1], scales, rule))
-        raise ValueError("a model's own complaint")
+        raise ValueError(f"a model's own complaint about {img_path} in {work}")
 
     monkeypatch.setattr(Explorer, "explain", failing)
-    state = {"path": str(sample_dir / "coffee.png"), "stem": "coffee", "explanations": [], "npy": ["old.npy"]}
+    img_path, work = sample_dir / "coffee.png", "/nowhere"
+    state = {"path": str(img_path), "stem": "coffee", "explanations": [], "npy": ["old.npy"]}
     steps = list(on_run(state, "efficientnet_lite0", ["gradcam", "gradient"], [967], "224", "all", 0.5,
                         progress=lambda *a, **k: None))
     assert all(s[-1]["npy"] != ["old.npy"] for s in steps)
     final = steps[-1]
-    assert "ValueError: a model&#x27;s own complaint" in final[3] or "ValueError: a model's own complaint" in final[3]
+    shown = final[3].replace("&#x27;", "'")
+    assert "ValueError: a model's own complaint about coffee.png" in shown and str(sample_dir) not in shown
     assert len(final[-1]["explanations"]) == 1

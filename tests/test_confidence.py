@@ -61,3 +61,6 @@ def test_confidence_change_bad_input():
     # a raw score is no probability: its "drop" was ~1e11
     with pytest.raises(InputError, match="outside \\[0, 1\\].*explain a class"):
         confidence_change(Sum(), torch.ones(2, 1, 8, 8), torch.full((2, 8, 8), 0.5), target=lambda o: o[:, 0] - 5)
+    with pytest.raises(InputError, match="outside \\[0, 1\\]"):  # NaN is no probability either
+        confidence_change(Sum(), torch.ones(1, 1, 8, 8), torch.full((1, 8, 8), 0.5),
+                          target=lambda o: o[:, 0] * float("nan"))

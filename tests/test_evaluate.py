@@ -208,6 +208,7 @@ def test_other_settings_into_the_same_folder_are_refused(tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads((out2 / "summary.json").read_text())["items"] == {"gradcam": 2, "gradient": 3}
     assert "different numbers of items" in (out2 / "report.md").read_text()
+    assert "note: the methods were scored on different numbers of items" in r.output
 
 
 def test_options_that_do_not_change_maps_may_differ(embedded, tmp_path):

@@ -430,7 +430,9 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         except (CamerasError, RuntimeError) as e:  # e.g. out of memory: say so, keep what is done
             message, error = str(e), True
         except Exception as e:  # noqa: BLE001 - anything else a model or a large image raises: the same promise
-            message, error = f"{type(e).__name__}: {e}", True
+            # the page may be public: no server paths in the message
+            text = str(e).replace(str(work), "…").replace(str(state["path"]), Path(state["path"]).name)
+            message, error = f"{type(e).__name__}: {text}", True
         state = dict(state, explanations=done, npy=[])
         files, state["npy"] = downloads_for(state, img, done, alpha)
         yield render(img, done, alpha), details_markdown(done), files, status_html(message, error=error), state

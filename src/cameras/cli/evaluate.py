@@ -79,6 +79,9 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
                         if summary[k][m] is not None)
         click.echo(f"{m}: {n} items, pointing {'–' if pg is None else f'{100 * pg:.1f}%'}, "
                    f"rho+ {'–' if rp is None else f'{rp:.3f}'}{extra}")
+    if len(set(summary["items"].values())) > 1:
+        click.echo("note: the methods were scored on different numbers of items (a method joined from an earlier "
+                   "run): their means are not over the same images", err=True)
     click.echo(f"wrote {out_dir}/results.csv, summary.json, report.md")
 
 

@@ -19,8 +19,9 @@ def confidence_change(model: nn.Module, x: Tensor, maps: Tensor, target: TargetL
     Score-CAM and RISE mask). Per item: drop = max(0, Y − O) / Y, and increase = O > Y.
     Average Drop % is 100 · mean(drop) (lower is better), Increase in Confidence % is
     100 · mean(increase) (higher is better). ``target``: class ids (softmax probability)
-    or any target of :mod:`cameras.targets` whose values are probabilities (a raw score is
-    refused); default each image's clean top-1.
+    or any target of :mod:`cameras.targets` whose values are probabilities (a target whose
+    clean values fall outside [0, 1] or are not finite, e.g. a raw logit, is refused); default
+    each image's clean top-1.
 
     Args:
         model: classifier in eval mode.
@@ -54,7 +55,7 @@ def confidence_change(model: nn.Module, x: Tensor, maps: Tensor, target: TargetL
     out = model(x)
     target = bind_target(as_target(target, B, x.device), out)
     clean = target.probability(out).float()
-    if bool(((clean < 0) | (clean > 1)).any()):
+    if bool((~torch.isfinite(clean) | (clean < 0) | (clean > 1)).any()):
         raise InputError("Average Drop compares probabilities, but the target's values on the clean images lie "
                          f"outside [0, 1] ({clean.min().item():.4g} … {clean.max().item():.4g}); explain a class "
                          "(softmax or sigmoid target), not a raw score")

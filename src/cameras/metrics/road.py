@@ -151,13 +151,14 @@ def removed_count(percentile: float, n: int) -> int:
 
     These are the pixels at or above the (100 − p)-th percentile of a tie-free map under
     linear interpolation (``numpy.percentile``'s default), the rule pytorch-grad-cam's ROAD
-    applies; the count lies in 1..N−1, about p % of N.
+    applies; for N ≥ 2 the count lies in 1..N−1, about p % of N.
 
     Example:
         >>> [removed_count(p, 16) for p in (10, 50, 90)], removed_count(99.9999999999, 16)
         ([2, 8, 14], 15)
     """
-    return min(n - 1, max(1, n - math.ceil(round((100 - percentile) / 100 * (n - 1), 9))))  # p within 1e-9 of 0/100
+    # clamped: a p so close to 100 that the rounding gives N
+    return min(n - 1, max(1, n - math.ceil(round((100 - percentile) / 100 * (n - 1), 9))))
 
 
 def _check_percentiles(percentiles: Sequence[float]) -> list[float]:
