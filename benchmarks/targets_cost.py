@@ -10,23 +10,11 @@ microseconds, to weigh against one detector or segmenter forward pass (over 100 
 """
 
 import argparse
-import statistics
-import time
 
 import torch
 
+from cameras.bench import median_seconds
 from cameras.core.dense import BoxTarget, RegionTarget
-
-
-def per_call_us(fn, reps: int) -> float:
-    for _ in range(10):
-        fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e6 * statistics.median(times)
 
 
 def main(argv=None):
@@ -48,7 +36,7 @@ def main(argv=None):
             ("RegionTarget.score", lambda: region.score(seg)),
             ("RegionTarget.weights", lambda: region.weights((128, 171)))]
     for name, fn in rows:
-        print(f"{name:<24} {per_call_us(fn, args.reps):8.0f} µs")
+        print(f"{name:<24} {1e6 * median_seconds(fn, cpu, args.reps, warmup=10):8.0f} µs")
 
 
 if __name__ == "__main__":

@@ -343,6 +343,16 @@ def write_report(out_dir: Path, rows: list[dict], meta: dict) -> dict:
     return summary
 
 
+def uneven_items(summary: dict) -> bool:
+    """Whether the methods of a summary were scored on different numbers of items (their means then differ in images).
+
+    Example:
+        >>> uneven_items({"items": {"gradcam": 2, "gradient": 3}}), uneven_items({"items": {"gradcam": 2}})
+        (True, False)
+    """
+    return len(set(summary["items"].values())) > 1
+
+
 def _report_md(summary: dict, meta: dict, bars: bool, curves: bool) -> str:
     def f(v, pct=False):
         return "–" if v is None else (f"{100 * v:.1f}" if pct else f"{v:.4f}")
@@ -358,7 +368,7 @@ def _report_md(summary: dict, meta: dict, bars: bool, curves: bool) -> str:
                      f"{f(summary['pointing_game_difficult'][m], True)} | {f(summary['energy'][m])} | "
                      f"{f(summary['rho_plus'][m])} | {f(summary['rho_minus'][m])} | {f(summary['insertion_auc'][m])} | "
                      f"{f(summary['deletion_auc'][m])} |")
-    if len(set(summary["items"].values())) > 1:  # e.g. a method added by a rerun over other images
+    if uneven_items(summary):  # e.g. a method added by a rerun over other images
         lines += ["", "**Note:** the methods were scored on different numbers of items (see `items`): "
                   "their means are not over the same images. Rerun with every method to compare them."]
     faith = ("road_morf", "road_lerf", "road_combined", "average_drop", "increase_in_confidence")

@@ -414,10 +414,11 @@ def reproduce(bundles: list[ModelBundle], out_dir: str | Path, data_dir: Path | 
         photos = write_photos(out / "images")
         paths = [p for p, _ in photos]
         work = photo_work(main, photos)
+    fingerprints = [model_fingerprint(b.model) for b in bundles]  # each walks every weight: once
     base = {"quick": quick, "settings": asdict(s), "model": main.name,
-            "weights_fingerprint": model_fingerprint(main.model), "images": [str(p) for p in paths]}
+            "weights_fingerprint": fingerprints[0], "images": [str(p) for p in paths]}
     report: dict = {"models": [b.name for b in bundles], "quick": s == QUICK, "settings": asdict(s),
-                    "fingerprints": [model_fingerprint(b.model) for b in bundles],
+                    "fingerprints": fingerprints,
                     "data": None if data_dir is None else {"dir": str(data_dir), "format": fmt,
                                                            "mapping": None if mapping is None else str(mapping),
                                                            "limit": limit},
@@ -428,7 +429,7 @@ def reproduce(bundles: list[ModelBundle], out_dir: str | Path, data_dir: Path | 
         bar.set_postfix_str(name)
         if name == "A-1":
             sec = _Section(out, "a1-timing", dict(base, models=[b.name for b in bundles],
-                                                  fingerprints=[model_fingerprint(b.model) for b in bundles]))
+                                                  fingerprints=fingerprints))
             res = sec.done  # finished timings are kept unless measured on other devices or threads (older runs
             # recorded neither and are kept)
             if res is None or any(res.get(k, v) != v for k, v in timing_place(bundles).items()):

@@ -13,6 +13,7 @@ from .common import (
     model_option,
     parse_eps,
     progress_flag,
+    progress_for,
     set_threads,
     threads_option,
     torch_device,
@@ -101,7 +102,7 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
         a = parse_eps(alpha)
         if a <= 0:
             raise click.BadParameter(f"--alpha must be > 0, got {alpha}")
-        paths = image_paths(images, data_dir, False if run.rank != 0 else progress_flag(quiet))
+        paths = image_paths(images, data_dir, progress_for(run, quiet))
         bundle = load_classifier(model_name, weights, run.device, "cameras attack")
         s = attack_images(bundle, paths, out_dir, opts, a, steps, beta, threshold, square, figures=data_dir is None,
                           progress=progress_flag(quiet), run=run)
@@ -149,7 +150,7 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
         set_threads(threads)
         names = method_names(methods)
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
-        paths = image_paths(images, data_dir, False if run.rank != 0 else progress_flag(quiet))
+        paths = image_paths(images, data_dir, progress_for(run, quiet))
         bundle = load_classifier(model_name, weights, run.device, "cameras sanity")
         s = sanity_images(bundle, paths, names, out_dir, fraction, steps, opts, 1 / 255, attack_steps, beta,
                           square, figures=data_dir is None, progress=progress_flag(quiet), run=run)

@@ -135,6 +135,11 @@ def progress_flag(quiet: bool) -> bool | None:
     return False if quiet else None
 
 
+def progress_for(run, quiet: bool) -> bool | None:
+    """:func:`progress_flag` on torchrun's rank 0 (``run``: a :class:`cameras.distributed.Launch`), False elsewhere."""
+    return False if run.rank != 0 else progress_flag(quiet)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cameras")
 @click.pass_context

@@ -14,6 +14,7 @@ from .common import (
     main,
     model_option,
     progress_flag,
+    progress_for,
     set_threads,
     threads_option,
     torch_device,
@@ -79,7 +80,9 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
                         if summary[k][m] is not None)
         click.echo(f"{m}: {n} items, pointing {'–' if pg is None else f'{100 * pg:.1f}%'}, "
                    f"rho+ {'–' if rp is None else f'{rp:.3f}'}{extra}")
-    if len(set(summary["items"].values())) > 1:
+    from ..evaluate import uneven_items
+
+    if uneven_items(summary):
         click.echo("note: the methods were scored on different numbers of items (a method joined from an earlier "
                    "run): their means are not over the same images", err=True)
     click.echo(f"wrote {out_dir}/results.csv, summary.json, report.md")
@@ -127,8 +130,8 @@ def experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, d
     with user_errors(), launch(str(torch_device(device))) as run:
         set_threads(threads)
         bundle = load_classifier(model_name, weights, run.device, "cameras experiment")
-        progress = False if run is not None and run.rank != 0 else progress_flag(quiet)  # one bar, on rank 0
-        yield run, bundle, experiment_inputs(images, data_dir, fmt, mapping, limit, bundle, progress=progress)
+        yield run, bundle, experiment_inputs(images, data_dir, fmt, mapping, limit, bundle,
+                                             progress=progress_for(run, quiet))
 
 
 @experiment.command("n-sensitivity")

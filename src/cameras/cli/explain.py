@@ -124,7 +124,7 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
             raise click.BadParameter(f"{flags} do not apply to {name} (the layer options go with layer methods, the "
                                      "scale options with cameras and multiscale-*); leave them out or choose such a "
                                      "method")
-        if layer is not None and "layer" in takes:
+        if layer is not None:  # a method without a layer was refused above
             options["layer"] = layer
         if "scales" in takes:  # cameras and multiscale-*
             if scales is not None and steps is not None:

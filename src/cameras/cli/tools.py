@@ -34,7 +34,7 @@ def bench(model_name, weights, batches, size, scales, device, reps, threads) -> 
     import torch
 
     from ..bench import bench_cameras
-    from ..methods.cameras import check_scales, parse_scales
+    from ..methods.cameras import check_scales
 
     with user_errors():
         try:
@@ -43,9 +43,7 @@ def bench(model_name, weights, batches, size, scales, device, reps, threads) -> 
             raise click.BadParameter(f"--batch-size '{batches}' is not a comma list of integers") from None
         if min(sizes) < 1:
             raise click.BadParameter(f"--batch-size '{batches}': batch sizes are at least 1")
-        scale_list = parse_scales(scales)
-        if scale_list is not None:
-            check_scales(scale_list)
+        scale_list = None if scales is None else check_scales(scales)
         set_threads(threads)
         bundle = load_classifier(model_name, weights, torch_device(device), "cameras bench")
         n = size or bundle.input_size

@@ -18,7 +18,7 @@ from .errors import Cancelled, InputError, LayerError
 from .guard import frozen_eval, model_lock, unwrap_model
 from .layers import module_name, resolve_layer
 from .layouts import Layout, any_input_size, model_size_errors, track_input_size
-from .ops import check_batch
+from .ops import check_batch, grad_safe
 from .result import SaliencyResult
 from .targets import Target, TargetLike, as_target
 
@@ -55,7 +55,8 @@ class SaliencyMethod(abc.ABC):
 
     Calls may come from several threads: calls on one model object take turns (they hold
     :func:`~cameras.core.guard.model_lock` for their whole duration), calls on different
-    models run in parallel. A model wrapped in another module (``nn.Sequential(norm,
+    models run in parallel (``compile=True`` passes excepted: the compiler's settings are
+    process-wide, so they take turns). A model wrapped in another module (``nn.Sequential(norm,
     model)``) is a different object from the model inside it: explain one of the two per
     process at a time, or from one thread.
     """
@@ -174,9 +175,7 @@ class SaliencyMethod(abc.ABC):
     def _run(self, x: Tensor, work: Callable[[Tensor], Any]) -> tuple[Any, float]:
         """Check ``x``, find the layer, and run ``work(x)`` with the model's state guarded and any
         input size allowed; return its value and the seconds it took (device synchronised)."""
-        x = check_batch(x).detach()
-        if x.is_inference():
-            x = x.clone()
+        x = grad_safe(check_batch(x).detach())
         lock = model_lock(self.model)  # calls on one model from several threads take turns
         while not lock.acquire(timeout=0.05):
             self.check_stop()  # a call waiting for its turn can be cancelled too

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .errors import InputError
+from .ops import grad_safe
 from .targets import InputView, Target, _IdsTarget, check_target_range, class_ids
 
 
@@ -67,7 +68,7 @@ def _as_masks(mask: Any, batch: int, device: torch.device) -> Tensor:
     if mask.dim() != 3 or mask.shape[0] not in (1, batch):
         raise InputError(f"mask must be H×W or B×H×W with B = {batch}, got shape {tuple(mask.shape)}")
     m = mask.detach().to(device=device, dtype=torch.float32)
-    m = m.clone() if m.is_inference() else m  # autograd cannot save an inference tensor for the backward
+    m = grad_safe(m)
     if bool(((m < 0) | (m > 1)).any()) or not bool(torch.isfinite(m).all()):
         raise InputError("mask values must lie in [0, 1] (a bool mask, 0/1, or weights)")
     return m.expand(batch, -1, -1) if m.shape[0] != batch else m
@@ -245,7 +246,7 @@ def _as_boxes(box: Any, batch: int | None, device: torch.device) -> Tensor:
     """A box (x0, y0, x1, y1) or B boxes as an N×4 float32 tensor (N = 1 or ``batch``), checked."""
     try:
         b = torch.as_tensor(box, dtype=torch.float32).detach().to(device)
-        b = b.clone() if b.is_inference() else b
+        b = grad_safe(b)
     except (TypeError, ValueError, RuntimeError):
         raise InputError(f"a box must be four numbers x0, y0, x1, y1 (or B×4), got {box!r}") from None
     if b.dim() == 1:

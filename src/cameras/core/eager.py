@@ -146,8 +146,8 @@ class EagerFastPaths:
                 raise InputError(f"this model cannot run channels-last ({e}); use channels_last='auto' or False, "
                                  "or .reshape instead of .view in its forward") from e
             # the pairs were looked for on the channels-last pass that failed (none found): look again in NCHW
-            self.layout_refused, self.channels_last_now, self.folded = True, False, None
-            return run(False)
+            self.layout_refused, self.folded = True, None
+            return run(self.use_channels_last(x))  # "auto" with the layout refused: NCHW
 
     def in_layout(self, x: Tensor) -> Tensor:
         """``x`` (B×C×H×W) as this call feeds it to the model: channels-last when the call runs so.

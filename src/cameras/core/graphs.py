@@ -178,17 +178,17 @@ class GraphedBelow:
         if self.disabled:
             yield
             return
-        now = weights_addresses(tensors_of(self.roots))
-        forwards = [vars(r).get("forward") for r in self.roots]
-        stale = len(forwards) != len(self._forwards) or any(a is not b for a, b in zip(forwards, self._forwards))
-        if now != self._addresses or stale:  # the graphs would read old weights or run old code
-            self.release()
-            self._addresses, self._forwards = now, forwards  # held: no id is reused while compared
-        # looked at every call: a hook added after a capture would never fire on its replays
-        self._hooked = [_hooks_inside(r) for r in self.roots]
-        with model_lock(self.model), \
-                swapped_forwards(self.roots, [self._graphed(i, r, r.forward) for i, r in enumerate(self.roots)]):
-            yield
+        with model_lock(self.model):  # the graphs' bookkeeping too: another thread's block may be running
+            now = weights_addresses(tensors_of(self.roots))
+            forwards = [vars(r).get("forward") for r in self.roots]
+            stale = len(forwards) != len(self._forwards) or any(a is not b for a, b in zip(forwards, self._forwards))
+            if now != self._addresses or stale:  # the graphs would read old weights or run old code
+                self.release()
+                self._addresses, self._forwards = now, forwards  # held: no id is reused while compared
+            # looked at every call: a hook added after a capture would never fire on its replays
+            self._hooked = [_hooks_inside(r) for r in self.roots]
+            with swapped_forwards(self.roots, [self._graphed(i, r, r.forward) for i, r in enumerate(self.roots)]):
+                yield
 
     def _graphed(self, index: int, root: nn.Module, forward: Callable) -> Callable:
         def run(*args, **kwargs):

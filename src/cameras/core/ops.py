@@ -11,6 +11,19 @@ from torch import Tensor
 from .errors import InputError
 
 
+def grad_safe(t: Tensor) -> Tensor:
+    """``t`` (any shape) usable in a recorded graph: a tensor made under ``torch.inference_mode()`` is cloned out of
+    it (autograd cannot save an inference tensor for the backward), any other is returned as it is.
+
+    Example:
+        >>> with torch.inference_mode():
+        ...     t = torch.ones(2)
+        >>> grad_safe(t).is_inference(), grad_safe(torch.ones(2)).is_inference()
+        (False, False)
+    """
+    return t.clone() if t.is_inference() else t
+
+
 def check_batch(x: object) -> Tensor:
     """Validate a normalised image batch: a floating B×C×H×W tensor with H, W >= 8.
 

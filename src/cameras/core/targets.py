@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from .errors import InputError
+from .ops import grad_safe
 
 
 def model_logits(output: Any) -> Tensor:
@@ -124,9 +125,7 @@ def class_ids(target: int | Sequence[int] | Tensor, batch: int | None = None, de
     if isinstance(target, bool):
         raise InputError("target must be a class index, not a bool")
     if isinstance(target, Tensor):
-        t = target.detach()
-        if t.is_inference():  # made under torch.inference_mode(): autograd could not save it for the backward
-            t = t.clone()
+        t = grad_safe(target.detach())  # made under torch.inference_mode(): usable in the backward
         if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
             raise InputError(f"target tensor must hold integer class ids, got {t.dtype}")
         if t.dim() > 1:

@@ -116,8 +116,9 @@ def _wrapped_class(prefix: str, inner_name: str) -> type[SaliencyMethod]:
     # and folding, which MultiScale has for its passes) would be dummies, so they are not offered
     skip = ("self", "model", *(inner.neutral_options if prefix == "multiscale" else ()))
     # an inner option with a wrapper option's name (smooth-rise: seed, batch_size) is method_<name>
-    inner_names = {("method_" + p.name if p.name in wrap_names else p.name): p.name for p in params(inner, skip)}
-    inner_params = [p.replace(name=n) for n, p in zip(inner_names, params(inner, skip))]
+    inner_ps = params(inner, skip)
+    inner_names = {("method_" + p.name if p.name in wrap_names else p.name): p.name for p in inner_ps}
+    inner_params = [p.replace(name=n) for n, p in zip(inner_names, inner_ps)]
     sig = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
                              inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
                             + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inner_params + wrap_params])
