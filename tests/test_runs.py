@@ -78,6 +78,31 @@ def test_other_settings_are_refused(tmp_path):
         run_items(["a", "a"], square, tmp_path / "x", "demo", {}, progress=False)
 
 
+def test_result_keys_return_records_of_earlier_runs_in_their_order(tmp_path):
+    # a first run over items 0-2 of "a"; a second over items 0-3 of "b" whose results are wanted under both
+    run_items([f"{k}\ta" for k in KEYS[:3]], square, tmp_path, "demo", {"m": {"a": 1}}, progress=False,
+              extendable=("m",))
+    seen = []
+
+    def every(config):
+        seen.append(config)
+        return [f"{k}\t{m}" for k in KEYS[:4] for m in config["m"]]
+
+    b_keys = [f"{k}\tb" for k in KEYS[:4]]
+    recs = run_items(b_keys, square, tmp_path, "demo", {"m": {"b": 2}}, progress=False, extendable=("m",),
+                     result_keys=every)
+    assert seen == [{"m": {"a": 1, "b": 2}}]  # the merged settings
+    want = [f"{k}\t{m}" for k in KEYS[:4] for m in "ab" if (k, m) != (KEYS[3], "a")]  # no record: left out
+    assert [r["key"] for r in recs] == want
+    lines = (tmp_path / "demo.records.jsonl").read_text().splitlines()
+    assert [json.loads(v)["key"] for v in lines] == want  # the file is in the same order
+    # every key of this run must still have a record
+    more = [f"{k}\tb" for k in KEYS[:6]]  # rank 0 of two runs img4, rank 1 (never run) would run img5
+    with pytest.raises(CamerasError, match=r"1 of 6 items have no record \(first: img5.jpg\tb\)"):
+        run_items(more, square, tmp_path, "demo", {"m": {"b": 2}}, rank=0, world=2, run_id="r",
+                  progress=False, extendable=("m",), result_keys=lambda c: more[:5])
+
+
 def test_model_fingerprint_tells_weights_apart():
     a, b = TinyNet(seed=0), TinyNet(seed=1)
     assert model_fingerprint(a) == model_fingerprint(TinyNet(seed=0)) != model_fingerprint(b)

@@ -35,7 +35,7 @@ from .metrics import (
     road,
 )
 from .models import ModelBundle
-from .runs import RecordStore, model_fingerprint, run_items
+from .runs import model_fingerprint, run_items
 from .viz import figure_png, pyplot
 
 COLUMNS = ["image", "class", "method", "pointing_hit", "difficult", "energy", "rho_plus", "rho_minus",
@@ -150,11 +150,16 @@ def evaluate_items(
         for i, row, cur in zip(indices, rows, curves):
             yield i, {"row": {c: _fmt(row.get(c)) for c in COLUMNS}, "curves": cur}
 
+    def every_method(merged: dict) -> list[str]:
+        # a rerun may name only a new method: the folder's results cover the methods of every run, for this
+        # run's images, ordered as one run of all of them would be (image, method in the order first run, class)
+        return [f"{it.name}\t{cls}\t{m}" for it, cls, m in work_list(items, list(merged["methods"]))]
+
     records = run_items(keys, work, out_dir, "evaluate", config, rank, world, barrier, run_id, progress,
-                        group=lambda i: (full[i][0].name, full[i][2]), extendable=("methods",))
+                        group=lambda i: (full[i][0].name, full[i][2]), extendable=("methods",),
+                        result_keys=every_method)
     if records is None:
         return []
-    records = _with_earlier_methods(records, items, list(methods), out_dir)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
@@ -166,22 +171,6 @@ def evaluate_items(
         files[Path(out_dir) / "curves.jsonl"] = ("\n".join(curves) + "\n").encode()
     write_files_atomically(files)
     return list(csv.DictReader(io.StringIO(buf.getvalue())))
-
-
-def _with_earlier_methods(records: list[dict], items: list[Item], methods: list[str], out_dir: Path) -> list[dict]:
-    """``records`` of this run's methods joined by the records of methods an earlier run into ``out_dir`` added.
-
-    A rerun may name only a new method (``--methods gradient`` after ``--methods gradcam``):
-    the folder's results then cover both, for this run's images, ordered as one run of all
-    of them would be (image, then method in the order first run, then class).
-    """
-    config = json.loads((Path(out_dir) / "evaluate.config.json").read_text())
-    if not set(config.get("methods", {})) - set(methods):
-        return records
-    every = list(dict.fromkeys([*config["methods"], *methods]))
-    have = RecordStore(out_dir, "evaluate").load()
-    keys = [f"{it.name}\t{cls}\t{m}" for it, cls, m in work_list(items, every)]
-    return [have[k] for k in keys if k in have]
 
 
 def evaluate_dataset(

@@ -119,6 +119,7 @@ def run_items(
     progress: bool | None = None,
     group: Callable[[int], Hashable] | None = None,
     extendable: tuple[str, ...] = (),
+    result_keys: Callable[[dict], list[str]] | None = None,
 ) -> list[dict] | None:
     """Run ``work`` for every unfinished item ``keys[i]``; return all records in key order.
 
@@ -139,9 +140,14 @@ def run_items(
             image, batched); ranks split the work by groups.
         extendable: keys of ``config`` holding dicts that a rerun may extend (evaluate's
             methods: a rerun may add a method, but not change one's options).
+        result_keys: the keys whose records the run returns, in order, given the merged
+            settings (e.g. evaluate's: this run's images under every method the folder holds,
+            so that a rerun naming only a new method still returns the earlier methods' rows).
+            Keys of it without a record are left out; every one of ``keys`` must have one.
+            None: ``keys``.
 
     Returns:
-        On rank 0 the records of every item that has one, in ``keys`` order; None elsewhere.
+        On rank 0 the records of ``result_keys`` (or ``keys``), in that order; None elsewhere.
 
     Example:
         >>> import tempfile
@@ -186,10 +192,11 @@ def run_items(
         barrier()
     if rank != 0:
         return None
-    recs = merge_records(out_dir, name, keys)
-    if len(recs) != len(keys):
-        have = {r["key"] for r in recs}
-        missing = [k for k in keys if k not in have]
+    order = keys if result_keys is None else list(dict.fromkeys([*result_keys(config), *keys]))
+    recs = merge_records(out_dir, name, order)
+    have = {r["key"] for r in recs}
+    missing = [k for k in keys if k not in have]
+    if missing:
         raise CamerasError(f"{name}: {len(missing)} of {len(keys)} items have no record (first: {missing[0]}); "
                            f"is {out_dir} on a file system every rank sees? A rerun completes them")
     return recs
