@@ -357,16 +357,16 @@ def test_model_lock_scope_parallel_models_guarded_state_and_cancel():
     finally:
         lock.release()
 
-    # the lock lives as long as its model
-    from cameras.core import guard
+    # the lock and the channels-last copies live as long as their model
+    from cameras.core import eager, guard
 
     gone = convnet()
     GradCAM(gone, layer="3")(x, 0)
     key = id(gone)
-    assert key in guard._MODEL_LOCKS
+    assert key in guard._MODEL_LOCKS._values and key in eager._LAYOUT_COPIES._values
     del gone
     gc.collect()
-    assert key not in guard._MODEL_LOCKS
+    assert key not in guard._MODEL_LOCKS._values and key not in eager._LAYOUT_COPIES._values
 
 
 def test_only_the_models_own_size_assertions_become_input_errors():

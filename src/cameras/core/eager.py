@@ -20,22 +20,22 @@ restored after every call, also on errors.
 from __future__ import annotations
 
 import contextlib
-import weakref
 from collections.abc import Callable
 from typing import ContextManager, TypeVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .errors import InputError
 from .folding import FoldedBelow
+from .guard import PerModel
 from .memory import HeldCopies, prefers_channels_last
 from .memory import channels_last as channels_last_model
 
 R = TypeVar("R")
 # the channels-last copies of a model's weights, one set per model however many methods explain it (held as
 # long as the model lives)
-_LAYOUT_COPIES: weakref.WeakKeyDictionary[nn.Module, HeldCopies] = weakref.WeakKeyDictionary()
+_LAYOUT_COPIES: PerModel[HeldCopies] = PerModel(HeldCopies)
 
 
 class EagerFastPaths:
@@ -91,10 +91,7 @@ class EagerFastPaths:
             >>> GradCAM(net).held_layout is LayerCAM(net).held_layout
             True
         """
-        held = _LAYOUT_COPIES.get(self.model)
-        if held is None:
-            held = _LAYOUT_COPIES[self.model] = HeldCopies()
-        return held
+        return _LAYOUT_COPIES(self.model)
 
     def use_channels_last(self, x: Tensor) -> bool:
         """Whether this call on ``x`` (B×C×H×W) runs channels-last; sets ``channels_last_now``.

@@ -6,7 +6,8 @@ import contextlib
 import threading
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 import torch
 from torch import nn
@@ -43,8 +44,40 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
-_MODEL_LOCKS: dict[int, threading.RLock] = {}  # by id: a module may define __eq__ and so be unhashable
-_MAKING_LOCKS = threading.Lock()
+T = TypeVar("T")
+
+
+class PerModel(Generic[T]):
+    """One value per live model object, made on first use and dropped when the model is garbage-collected.
+
+    Keyed by ``id(model)`` rather than by the module (a module may define ``__eq__``); the
+    entry is removed by a finalizer when the model dies, before its id can be reused. Making
+    a value is serialised, so two threads asking for one model's value get the same object.
+
+    Example:
+        >>> import torch
+        >>> counters = PerModel(list)
+        >>> net = torch.nn.Linear(2, 2)
+        >>> counters(net) is counters(net), counters(net) is counters(torch.nn.Linear(2, 2))
+        (True, False)
+    """
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._values: dict[int, T] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, model: nn.Module) -> T:
+        key = id(model)
+        with self._lock:
+            value = self._values.get(key)
+            if value is None:
+                value = self._values[key] = self._make()
+                weakref.finalize(model, self._values.pop, key, None)
+            return value
+
+
+_MODEL_LOCKS: PerModel[threading.RLock] = PerModel(threading.RLock)
 
 
 def model_lock(model: nn.Module) -> threading.RLock:
@@ -65,13 +98,7 @@ def model_lock(model: nn.Module) -> threading.RLock:
         >>> model_lock(net) is model_lock(net), model_lock(net) is model_lock(torch.nn.Linear(2, 2))
         (True, False)
     """
-    key = id(model)
-    with _MAKING_LOCKS:
-        lock = _MODEL_LOCKS.get(key)
-        if lock is None:
-            lock = _MODEL_LOCKS[key] = threading.RLock()
-            weakref.finalize(model, _MODEL_LOCKS.pop, key, None)  # the id may be reused once the model is gone
-        return lock
+    return _MODEL_LOCKS(model)
 
 
 def _walk(model: nn.Module) -> tuple[list[nn.Module], list[tuple[torch.nn.Parameter, object]]]:
