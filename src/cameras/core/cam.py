@@ -21,7 +21,6 @@ they can be accumulated over scales by :class:`~cameras.methods.multiscale.Multi
 from __future__ import annotations
 
 import abc
-import contextlib
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -89,12 +88,8 @@ class GradientCAM(EagerFastPaths, SaliencyMethod):
 
     def _gradients(self, x: Tensor, target: Target | None, nhwc: bool) -> LayerGradients:
         """The forward and backward pass, in channels-last when ``nhwc`` (weights swapped for the call)."""
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(self.layout_block(nhwc))
-            if self.fold_batchnorm:  # after the layout: folded weights take its format
-                stack.enter_context(self.fold_block(x))
-            with self.capture() as cap:
-                return layer_gradients(self.model, self.in_layout(x), [cap], target)
+        with self.eager_block(x, nhwc), self.capture() as cap:
+            return layer_gradients(self.model, self.in_layout(x), [cap], target)
 
     def low_res(self, act: Tensor, grad: Tensor) -> Tensor:
         """ReLU(Σ_k W_k ⊙ A_k) at the layer's resolution, B×h×w float32.

@@ -20,7 +20,7 @@ restored after every call, also on errors.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import ContextManager, TypeVar
 
 import torch
@@ -43,8 +43,8 @@ class EagerFastPaths:
 
     A method calls :meth:`init_fast_paths` in its constructor and runs each call through
     :meth:`with_layout`, which decides the layout and passes it on; inside, it enters
-    :meth:`layout_block` and (after it) :meth:`fold_block` around its passes, feeding inputs
-    through :meth:`in_layout`. The channels-last copies of the weights are shared
+    :meth:`eager_block` (:meth:`layout_block`, then :meth:`fold_block`) around its passes,
+    feeding inputs through :meth:`in_layout`. The channels-last copies of the weights are shared
     by all methods on one model (one copy in memory, converted once).
 
     Example:
@@ -194,6 +194,30 @@ class EagerFastPaths:
         if folded is None or folded.layer is not self.layer or not folded.current():
             folded = self.folded = FoldedBelow(self.model, self.layer, self.in_layout(x[:1]), self.held_layout)
         return folded.active(self.held_layout)
+
+    @contextlib.contextmanager
+    def eager_block(self, x: Tensor, nhwc: bool, fold: bool | None = None) -> Iterator[None]:
+        """:meth:`layout_block` (``nhwc``) and, inside it, :meth:`fold_block` on ``x`` when ``fold``.
+
+        ``fold`` defaults to the ``fold_batchnorm`` option. The order matters: the pairs are
+        found, and the folded weights take their format, under the chosen layout.
+
+        Example:
+            >>> import torch, torchvision
+            >>> from cameras.methods import GradCAM
+            >>> net = torchvision.models.resnet18(num_classes=3).eval()
+            >>> cam = GradCAM(net, layer="layer4", fold_batchnorm=True)
+            >>> with cam.eager_block(torch.randn(1, 3, 64, 64), cam.use_channels_last(torch.zeros(1, 3, 64, 64))):
+            ...     "forward" in vars(cam.model.conv1), cam.model.conv1.weight.is_contiguous(
+            ...         memory_format=torch.channels_last)
+            (True, True)
+        """
+        with self.layout_block(nhwc):
+            if self.fold_batchnorm if fold is None else fold:
+                with self.fold_block(x):
+                    yield
+            else:
+                yield
 
 
 __all__ = ["EagerFastPaths"]

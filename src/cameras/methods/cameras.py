@@ -389,7 +389,6 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
         # float32 throughout, also inside a caller's autocast block; `amp` enables it for the passes only
         # converted weights (channels-last, bf16) are kept between calls while the weights are unchanged
         # compiled code picks the weights' layout itself; inputs are still NHWC
-        layout = self.layout_block(nhwc and not self.compile)
         if self.cuda_graphs and not graphs.supports_graphs(x.device):
             raise InputError(f"cuda_graphs=True needs the model and input on a CUDA device, got the input on "
                              f"{x.device}; leave cuda_graphs off there")
@@ -411,12 +410,9 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
             if self._graphed is None or self._graphed.layer is not self.layer:
                 self._graphed = graphs.GraphedBelow(self.model, self.layer, self._below[1])
             graphed = self._graphed.active()
-        with contextlib.ExitStack() as stack:
-            for block in (torch.autocast(x.device.type, enabled=False), layout, low, compiled):
-                stack.enter_context(block)
-            if fold:  # after `layout`: the pairs are found, and folded weights take their format, as the passes run
-                stack.enter_context(self.fold_block(x))
-            stack.enter_context(graphed)
+        # folding excludes bf16, compile and graphs, so entering it before `low`, `compiled` and `graphed` is safe
+        eager = self.eager_block(x, nhwc and not self.compile, fold)
+        with torch.autocast(x.device.type, enabled=False), eager, low, compiled, graphed:
             return self._explain(x, list(targets))
 
     def _fed(self, x: Tensor) -> Tensor:
