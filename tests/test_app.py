@@ -1,6 +1,7 @@
 """The web app's logic without a browser: upload checks, explanations, downloads, cancellation."""
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,3 +192,66 @@ def test_any_error_while_explaining_is_shown_and_keeps_no_stale_downloads(sample
     shown = final[3].replace("&#x27;", "'")
     assert "ValueError: a model's own complaint about coffee.png" in shown and str(sample_dir) not in shown
     assert len(final[-1]["explanations"]) == 1
+    # our own kind of error (out of memory is a RuntimeError) keeps its plain message, also without server paths
+    work = str(demo.cameras_work_dir)
+
+    def out_of_memory(self, *args):
+        raise RuntimeError(f"out of memory while writing {work}/scratch")
+        yield
+
+    monkeypatch.setattr(Explorer, "explain", out_of_memory)
+    final = list(on_run(state, "efficientnet_lite0", ["gradcam"], [967], "224", "all", 0.5,
+                        progress=lambda *a, **k: None))[-1]
+    assert "out of memory while writing …/scratch" in final[3] and "RuntimeError" not in final[3]
+
+
+def test_cancel_while_queued_reaches_the_run_and_is_spent_by_it(sample_dir):
+    """Explain clicked, then Cancel pressed while the run still waits in the queue: the run stops at once.
+    The flag is spent by that run, so the next one runs whole."""
+    from cameras.app import build_app
+
+    demo = build_app(["efficientnet_lite0"])
+    fns = {f.name: f for f in demo.fns.values()}
+    on_run, click, cancel = fns["on_run"].fn, fns["clear"].fn, fns["set"].fn
+    assert fns["clear"].concurrency_id == fns["set"].concurrency_id == "cancel"  # both outside the model's queue
+    state = {"path": str(sample_dir / "coffee.png"), "stem": "coffee", "explanations": []}
+
+    def run():
+        return list(on_run(state, "efficientnet_lite0", ["gradcam"], [967], "224", "all", 0.5,
+                           progress=lambda *a, **k: None))[-1][3]
+
+    cancel()  # a stale Cancel, pressed before the click, does not count
+    click()
+    cancel()  # the run is queued (e.g. behind an upload)
+    assert "Cancelled after 0 of 1 maps" in run()
+    click()
+    assert "Done: 1 map in" in run()
+
+
+def test_work_folder_is_pruned_and_removed_at_exit(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from cameras import app
+
+    demo = app.build_app(["efficientnet_lite0"])
+    work = demo.cameras_work_dir
+    on_sample = next(f.fn for f in demo.fns.values() if f.name == "on_sample")
+    old = work / f"run-{time.time_ns() - int((app.KEEP_SECONDS + 60) * 1e9)}"
+    recent = work / f"upload-{time.time_ns() - int(60 * 1e9)}"
+    for d in (old, recent):
+        d.mkdir()
+    new = Path(on_sample("coffee"))
+    assert new.exists() and recent.exists() and not old.exists()
+    # the folder goes at exit; one the caller named is theirs and stays
+    code = ("import sys; from cameras.app import build_app\n"
+            "print(build_app(['efficientnet_lite0']).cameras_work_dir)\n"
+            "build_app(['efficientnet_lite0'], work_dir=sys.argv[1])")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "w")], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
+    assert done.returncode == 0, done.stderr
+    made = Path(done.stdout.strip())
+    assert made.name.startswith("cameras-app-") and not made.exists()
+    assert (tmp_path / "w" / "samples" / "coffee.jpg").is_file()

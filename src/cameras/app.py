@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,6 +296,7 @@ PAGE_CSS = """
 #overlays .thumbnail-item img { height: auto !important; width: 100% !important; object-fit: contain; }
 #overlays .caption-label { position: static !important; max-width: 100% !important; white-space: normal; }
 """
+KEEP_SECONDS = 6 * 3600  # download and sample folders older than this are removed as new ones are made
 SAMPLES = ("chelsea", "coffee", "astronaut", "rocket")  # scikit-image's bundled photos offered on the page
 
 
@@ -317,6 +319,10 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
               work_dir: str | os.PathLike | None = None, weights: dict[str, str] | None = None):
     """The Gradio Blocks page over an :class:`Explorer` (launch it with :func:`serve`).
 
+    ``work_dir`` holds the sample copies and the downloads (None: a temporary folder, removed
+    with the page or at exit); its ``run-*`` and ``upload-*`` folders older than
+    ``KEEP_SECONDS`` are removed as new ones are made.
+
     Example:
         >>> type(build_app(["efficientnet_lite0"])).__name__
         'Blocks'
@@ -336,6 +342,18 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         if not sample_files[name].exists():
             Image.fromarray(getattr(data, name)()).save(sample_files[name], quality=95)
     keep = gr.update()  # an output left as it is
+
+    def new_folder(kind: str) -> Path:
+        """A fresh ``<kind>-<ns>`` folder in the work folder; folders of earlier runs older than
+        ``KEEP_SECONDS`` go (a page still showing one loses its download links, not its overlays)."""
+        now = time.time_ns()
+        for old in [*work.glob("run-*"), *work.glob("upload-*")]:
+            stamp = old.name.partition("-")[2]
+            if stamp.isdigit() and now - int(stamp) > KEEP_SECONDS * 1e9:
+                shutil.rmtree(old, ignore_errors=True)
+        out = work / f"{kind}-{now}"
+        out.mkdir()
+        return out
 
     def on_upload(path, model):
         """New file: check it, show it, list its classes; results of the previous image go."""
@@ -359,8 +377,7 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         if not name:
             return keep
         src = sample_files[name]
-        dst = work / f"upload-{time.time_ns()}" / src.name
-        dst.parent.mkdir()
+        dst = new_folder("upload") / src.name
         shutil.copyfile(src, dst)
         return str(dst)
 
@@ -382,8 +399,7 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         .png overlays at this opacity. Returns (paths, npy paths)."""
         if not done:
             return None, []
-        out = work / f"run-{time.time_ns()}"
-        out.mkdir()
+        out = new_folder("run")
         npy = state.get("npy") or []
         files = write_downloads(out, state["stem"], img, done, alpha, maps=not npy)
         if npy:  # only the overlays changed
@@ -410,7 +426,6 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
             kept = " (the maps below are from the previous run)" if state.get("explanations") else ""
             yield keep, keep, keep, status_html(f"{e}{kept}", error=True), state
             return
-        explorer.stop.clear()
         done: list[Explanation] = []
         total = len(methods) * len(ids)
         error = False
@@ -427,12 +442,12 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
             message = f"Done: {len(done)} map{'s' if len(done) != 1 else ''} in {sum(e.seconds for e in done):.1f} s."
         except Cancelled:
             message = f"Cancelled after {len(done)} of {total} maps."
-        except (CamerasError, RuntimeError) as e:  # e.g. out of memory: say so, keep what is done
-            message, error = str(e), True
-        except Exception as e:  # noqa: BLE001 - anything else a model or a large image raises: the same promise
-            # the page may be public: no server paths in the message
+        except Exception as e:  # noqa: BLE001 - e.g. out of memory, or whatever a model raises: say so, keep what is done
+            # the page may be public: no server paths in the message; foreign errors are named by their type
             text = str(e).replace(str(work), "…").replace(str(state["path"]), Path(state["path"]).name)
-            message, error = f"{type(e).__name__}: {text}", True
+            message = text if isinstance(e, (CamerasError, RuntimeError)) else f"{type(e).__name__}: {text}"
+            error = True
+        explorer.stop.clear()  # a Cancel pressed during this run is spent; one pressed later waits for the next
         state = dict(state, explanations=done, npy=[])
         files, state["npy"] = downloads_for(state, img, done, alpha)
         yield render(img, done, alpha), details_markdown(done), files, status_html(message, error=error), state
@@ -489,13 +504,19 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
         model.change(on_upload, [upload, model], shown, show_progress_on=[preview], **work_queue)
         sample.input(on_sample, [sample], [upload], show_progress="hidden")
         find.submit(on_find, [state, model, find, classes], [classes, status], show_progress="hidden", **work_queue)
-        run_btn.click(on_run, [state, model, methods, classes, scales, rule, alpha],
-                      [gallery, details, downloads, status, state], show_progress_on=[gallery], **work_queue)
+        # the click itself clears the Cancel flag, at once: a Cancel pressed after it reaches this run even while
+        # the run still waits in the queue (behind an upload, say); the run clears it again when it ends
+        run_btn.click(explorer.stop.clear, None, None, show_progress="hidden", concurrency_limit=None,
+                      concurrency_id="cancel") \
+            .then(on_run, [state, model, methods, classes, scales, rule, alpha],
+                  [gallery, details, downloads, status, state], show_progress_on=[gallery], **work_queue)
         cancel_btn.click(explorer.stop.set, None, None, concurrency_limit=None, concurrency_id="cancel")
         alpha.change(on_alpha, [state, alpha], [gallery, downloads], show_progress="hidden",
                      trigger_mode="always_last", **work_queue)
     demo.queue(default_concurrency_limit=1)
     demo.cameras_work_dir = work
+    if work_dir is None:  # a folder of our own making goes with the app (or at exit)
+        weakref.finalize(demo, shutil.rmtree, str(work), ignore_errors=True)
     return demo
 
 
