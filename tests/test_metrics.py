@@ -138,3 +138,79 @@ def test_energy_in_region_by_hand():
     small = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
     big = torch.nn.functional.interpolate(small[None], size=(4, 4), mode="bilinear", align_corners=False)[0]
     assert torch.allclose(energy_in_region(small, r[:1]), energy_in_region(big, r[:1]))
+
+
+def bn_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+
+def test_model_metrics_run_in_eval_mode_and_restore_the_model():
+    """A model left in train mode is scored as in eval mode (no batch statistics, no dropout); its mode, norm
+    statistics and parameters' requires_grad are as before."""
+    from cameras.metrics import confidence_change, road
+
+    x01 = torch.rand(2, 3, 8, 8)
+    maps = torch.rand(2, 8, 8)
+    calls = {
+        "insdel": lambda m: insertion_deletion(m, x01, maps, step=16),
+        "density": lambda m: map_density(m, x01, maps, torch.tensor([0, 1]), lambda t: t - 0.5),
+        "confidence": lambda m: confidence_change(m, x01, maps, torch.tensor([0, 1])),
+        "road": lambda m: road(m, x01, maps, percentiles=(50,)),
+    }
+    for name, call in calls.items():
+        ref = call(bn_net().eval())
+        net = bn_net().train()
+        stats = net[1].running_mean.clone()
+        got = call(net)
+        assert net.training and all(mod.training for mod in net.modules()), name
+        assert torch.equal(net[1].running_mean, stats), name
+        assert all(p.requires_grad for p in net.parameters()), name
+        pairs = zip(ref, got) if isinstance(ref, tuple) else ((ref[k], got[k]) for k in ref)
+        for a, b in pairs:
+            assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+
+
+def test_metrics_refuse_bad_maps_and_counts():
+    from cameras import InputError
+
+    net = bn_net().eval()
+    x = torch.rand(1, 3, 4, 8)
+    with pytest.raises(InputError, match=r"maps must be B×H×W on x's grid, expected \(1, 4, 8\), got \(1, 8, 4\)"):
+        insertion_deletion(net, x, torch.rand(1, 8, 4), step=4)  # transposed: as many pixels, wrong grid
+    nan = torch.rand(1, 4, 8)
+    nan[0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        insertion_deletion(net, x, nan, step=4)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(InputError, match="step must be a positive int"):
+            insertion_deletion(net, x, torch.rand(1, 4, 8), step=bad)
+    with pytest.raises(InputError, match="batch_size must be a positive int"):
+        insertion_deletion(net, x, torch.rand(1, 4, 8), batch_size=0)
+    # map density: raw maps and normalised images are refused, not clamped or normalised twice
+    with pytest.raises(InputError, match=r"maps must lie in \[0, 1\]"):
+        map_density(net, x, 5 * torch.rand(1, 4, 8), None, lambda t: t)
+    with pytest.raises(InputError, match=r"image01 must lie in \[0, 1\].*pass the unnormalised image"):
+        map_density(net, (x - 0.45) / 0.22, torch.rand(1, 4, 8), None, lambda t: t)
+    with pytest.raises(InputError, match="maps must be B×H×W"):
+        map_density(net, x, torch.rand(1, 1, 4, 8), None, lambda t: t)
+    assert map_density(net, x, torch.full((1, 4, 8), 1 + 1e-6), None, lambda t: t)[0].isfinite().all()  # rounding
+    # map difference: two batches of one shape
+    with pytest.raises(InputError, match=r"one shape, got \(3, 3, 3\) and \(3, 3\)"):
+        map_difference(torch.rand(3, 3, 3), torch.rand(3, 3))
+    # pointing: a NaN would be the arg-max
+    m = torch.zeros(7, 7)
+    m[3, 3], m[0, 6] = 1.0, float("nan")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        pointing_hit(m, region_at(7, 7, 3, 3))
+
+
+def test_map_density_in_bfloat16():
+    """A bf16 model and image: the masks take the image's dtype (they were float32, which the model refused)."""
+    net = bn_net().eval().to(torch.bfloat16)
+    x = torch.rand(1, 3, 8, 8).to(torch.bfloat16)
+    maps = torch.rand(1, 8, 8)
+    plus, minus = map_density(net, x, maps, torch.tensor([0]), lambda t: t)
+    ref = map_density(bn_net().eval(), x.float(), maps.to(torch.bfloat16).float(), torch.tensor([0]), lambda t: t)
+    assert torch.allclose(plus.float(), ref[0], rtol=0.05) and torch.allclose(minus.float(), ref[1], rtol=0.05)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..core.checks import check_count, check_images, check_maps
 from ..core.errors import InputError
+from ..core.guard import frozen_eval
 from ..core.targets import TargetLike, as_target, bind_target
 
 
@@ -24,7 +26,7 @@ def confidence_change(model: nn.Module, x: Tensor, maps: Tensor, target: TargetL
     each image's clean top-1.
 
     Args:
-        model: classifier in eval mode.
+        model: classifier; it runs in eval mode (its mode and parameters restored after).
         x: B×C×H×W normalised images.
         maps: B×H×W saliency maps in [0, 1] on x's grid.
         target: what to score.
@@ -41,17 +43,16 @@ def confidence_change(model: nn.Module, x: Tensor, maps: Tensor, target: TargetL
         >>> r["drop"].tolist(), float(r["average_drop"])  # a map of ones keeps the image
         ([0.0, 0.0], 0.0)
     """
-    if not isinstance(x, Tensor) or x.dim() != 4:
-        raise InputError(f"x must be a B×C×H×W tensor, got {tuple(x.shape) if isinstance(x, Tensor) else type(x)}")
-    B, _, H, W = x.shape
-    if not isinstance(maps, Tensor) or tuple(maps.shape) != (B, H, W):
-        got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-        raise InputError(f"maps must be B×H×W on x's grid, expected {(B, H, W)}, got {got}")
-    if not bool(torch.isfinite(maps).all()) or float(maps.min()) < 0 or float(maps.max()) > 1:
-        raise InputError("maps must lie in [0, 1]; min-max normalise them first (cameras.normalize_maps)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
-    maps = maps.to(x.device)
+    check_images(x)
+    maps = check_maps(maps, x, unit=True)
+    check_count(batch_size, "batch_size")
+    with frozen_eval(model):  # batch norms neither use nor update batch statistics, dropout is off
+        return _confidence_change(model, x, maps, target, batch_size)
+
+
+def _confidence_change(model: nn.Module, x: Tensor, maps: Tensor, target: TargetLike,
+                       batch_size: int) -> dict[str, Tensor]:
+    B = x.shape[0]
     out = model(x)
     target = bind_target(as_target(target, B, x.device), out)
     clean = target.probability(out).float()

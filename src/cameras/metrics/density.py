@@ -7,6 +7,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from ..core.checks import check_images, check_maps
+from ..core.errors import InputError
+from ..core.guard import frozen_eval
 from ..core.targets import TargetLike, as_target, bind_target
 
 
@@ -29,13 +32,28 @@ def map_density(
     Returns:
         (ρ⁺, ρ⁻), two B float tensors; a mean of 0 gives ρ = 0 instead of a division by 0.
 
+    The model runs in eval mode (its mode and parameters restored after). Maps outside
+    [0, 1] or not finite, and images outside [0, 1] (an image already normalised would be
+    normalised twice), are refused; the masks take the image's dtype and device.
+
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
         >>> p, m = map_density(net, torch.rand(1, 3, 2, 2), torch.ones(1, 2, 2), torch.tensor([0]), lambda t: t)
         >>> float(m)
         0.0
     """
-    psi = maps.float().clamp(0, 1).unsqueeze(1)
+    check_images(image01)
+    psi = check_maps(maps, image01, unit=True, slack=1e-4).clamp(0, 1).unsqueeze(1).to(image01.dtype)
+    if float(image01.min()) < 0 or float(image01.max()) > 1:
+        raise InputError(f"image01 must lie in [0, 1] (the image before normalisation), got values in "
+                         f"{float(image01.min()):.3g} … {float(image01.max()):.3g}; pass the unnormalised image "
+                         "and let `normalize` normalise it")
+    with frozen_eval(model):  # batch norms neither use nor update batch statistics, dropout is off
+        return _density(model, image01, psi, target, normalize, minus)
+
+
+def _density(model: nn.Module, image01: Tensor, psi: Tensor, target: TargetLike,
+             normalize: Callable[[Tensor], Tensor], minus: bool) -> tuple[Tensor, Tensor | None]:
     target = as_target(target, image01.shape[0], image01.device, tuple(image01.shape[-2:]))
     if target is None or not target.is_bound():  # the top-1 (or a predicted region) of the image as given
         target = bind_target(target, model(normalize(image01)))
@@ -43,6 +61,6 @@ def map_density(
     for mask in (psi, 1 - psi) if minus else (psi,):
         output = model(normalize(image01 * mask))
         probs = target.bind(output).probability(output)
-        mean = mask.flatten(1).mean(1)
+        mean = mask.flatten(1).float().mean(1)
         out.append(torch.where(mean > 0, probs / mean.clamp_min(1e-12), torch.zeros_like(probs)))
     return out[0], out[1] if minus else None

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..core.checks import check_count, check_images, check_maps
+from ..core.guard import frozen_eval
 from ..core.ops import gaussian_blur
 from ..core.targets import TargetLike, as_target, bind_target
 
@@ -33,7 +35,9 @@ def insertion_deletion(
     Gaussian blur of the image and copies original pixels in. The score is the softmax
     probability of ``target`` (class ids; default: the clean top-1), or the probability of
     any target of :mod:`cameras.targets`. Curves have ⌈HW/step⌉ + 1 points
-    over the fraction of pixels in [0, 1]; AUCs use the trapezoid rule.
+    over the fraction of pixels in [0, 1]; AUCs use the trapezoid rule. The model runs in
+    eval mode (its mode and parameters restored after). Maps must be B×H×W on x's grid,
+    finite, and on any device (they are moved to x's).
 
     Returns:
         dict with ``insertion``, ``deletion`` (B×(n+1)), ``insertion_auc``,
@@ -45,6 +49,16 @@ def insertion_deletion(
         >>> tuple(r["deletion"].shape)
         (1, 5)
     """
+    B, C, H, W = check_images(x)
+    maps = check_maps(maps, x)
+    check_count(step, "step")
+    check_count(batch_size, "batch_size")
+    with frozen_eval(model):  # batch norms neither use nor update batch statistics, dropout is off
+        return _insertion_deletion(model, x, maps, step, batch_size, target)
+
+
+def _insertion_deletion(model: nn.Module, x: Tensor, maps: Tensor, step: int, batch_size: int,
+                        target: TargetLike) -> dict[str, Tensor]:
     B, C, H, W = x.shape
     target = bind_target(as_target(target, B, x.device), model(x))
     n_steps = math.ceil(H * W / step)

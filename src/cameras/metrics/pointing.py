@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from ..core.errors import InputError
 from ..core.ops import gaussian_blur, resize_maps
 
 
@@ -32,7 +33,8 @@ def pointing_hit(saliency: Tensor, region: Tensor, tolerance: float = 15.0) -> b
         tolerance: a hit when some region pixel lies at Euclidean distance < tolerance.
 
     The maximum is the first arg-max in row-major order, so a constant map points at its
-    first pixel. Returns None for an empty region (the trial cannot be scored).
+    first pixel. Returns None for an empty region (the trial cannot be scored). A map with
+    NaN or infinite values is refused (arg-max would point at one).
 
     Example:
         >>> m = torch.zeros(40, 40); m[5, 5] = 1
@@ -41,7 +43,9 @@ def pointing_hit(saliency: Tensor, region: Tensor, tolerance: float = 15.0) -> b
         (True, False)
     """
     if saliency.shape != region.shape:
-        raise ValueError(f"map {tuple(saliency.shape)} and region {tuple(region.shape)} differ; resize the map first")
+        raise InputError(f"map {tuple(saliency.shape)} and region {tuple(region.shape)} differ; resize the map first")
+    if not bool(torch.isfinite(saliency).all()):  # arg-max would point at a NaN
+        raise InputError("the map contains NaN or infinite values; replace them (e.g. torch.nan_to_num) first")
     if not bool(region.any()):
         return None
     idx = int(torch.argmax(saliency.flatten()))

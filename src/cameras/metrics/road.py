@@ -26,7 +26,9 @@ from scipy.sparse import csc_matrix
 from scipy.sparse.linalg import splu
 from torch import Tensor, nn
 
+from ..core.checks import check_count, check_images, check_maps
 from ..core.errors import InputError
+from ..core.guard import frozen_eval
 from ..core.targets import TargetLike, as_target, bind_target
 
 # (row step, column step, weight) of the eight neighbours of a pixel.
@@ -44,14 +46,6 @@ def _check_noise(noise: float) -> float:
         raise InputError(f"noise must be a finite standard deviation >= 0, got {noise!r}; "
                          "use 0 for the deterministic imputation or the paper's 0.01")
     return float(noise)
-
-
-def _check_images(x: Tensor) -> tuple[int, int, int, int]:
-    """B, C, H, W of a B×C×H×W float tensor, or an InputError naming what is wrong."""
-    if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
-        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise InputError(f"x must be a B×C×H×W float tensor, got {got}; add a batch dimension with x[None]")
-    return tuple(x.shape)
 
 
 def _fill_one(img: np.ndarray, removed: np.ndarray) -> np.ndarray:
@@ -125,7 +119,7 @@ def noisy_linear_impute(
         4.0
     """
     noise = _check_noise(noise)
-    B, C, H, W = _check_images(x)
+    B, C, H, W = check_images(x)
     if not isinstance(removed, Tensor) or tuple(removed.shape) != (B, H, W):
         got = tuple(removed.shape) if isinstance(removed, Tensor) else type(removed).__name__
         raise InputError(f"removed must be a B×H×W bool tensor matching x, expected {(B, H, W)}, got {got}")
@@ -197,8 +191,8 @@ def road(
     relevant (LeRF) are removed and filled by :func:`noisy_linear_impute`; the score is
     the softmax probability of ``target`` on the imputed image (class ids; default: each
     image's clean top-1), or the probability of any target of :mod:`cameras.targets`.
-    Masked images are run ``batch_size`` per forward pass; the model is used as given
-    (call ``model.eval()`` first).
+    Masked images are run ``batch_size`` per forward pass, the model in eval mode (its mode
+    and parameters restored after).
 
     Pixel selection: p % of N pixels means exactly :func:`removed_count` (p, N) pixels,
     taken by a stable argsort of the map (descending for MoRF, ascending for LeRF), so
@@ -251,24 +245,24 @@ def road(
         >>> tuple(r["morf"].shape), tuple(r["combined"].shape)
         ((1, 3), (1,))
     """
-    B, C, H, W = _check_images(x)
-    if not isinstance(maps, Tensor) or tuple(maps.shape) != (B, H, W):
-        got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-        hint = "; drop the channel with maps[:, 0]" if isinstance(maps, Tensor) and maps.dim() == 4 else ""
-        raise InputError(f"maps must be B×H×W on x's grid, expected {(B, H, W)}, got {got}{hint}")
+    B, C, H, W = check_images(x)
+    maps = check_maps(maps, x)
     if H * W < 2:
         raise InputError(f"images of {H}×{W} pixels are too small for ROAD; it needs at least 2 pixels")
-    if not bool(torch.isfinite(maps).all()):
-        raise InputError("maps contain NaN or infinite values; replace them (e.g. torch.nan_to_num) first")
     ps = _check_percentiles(percentiles)
     if order not in ORDERS:
         raise InputError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
     noise = _check_noise(noise)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_count(batch_size, "batch_size")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise InputError(f"seed must be an int or None, got {seed!r}")
+    with frozen_eval(model):  # batch norms neither use nor update batch statistics, dropout is off
+        return _road(model, x, maps, ps, order, target, noise, seed, batch_size, relative)
 
+
+def _road(model: nn.Module, x: Tensor, maps: Tensor, ps: list[float], order: str, target: TargetLike, noise: float,
+          seed: int | None, batch_size: int, relative: bool) -> dict[str, Tensor]:
+    B, C, H, W = x.shape
     device = x.device
     scores_map = maps.detach() if maps.is_floating_point() else maps.detach().float()
     out = model(x)

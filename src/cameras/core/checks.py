@@ -1,0 +1,65 @@
+"""Input checks shared by the metrics and attacks: an :class:`~cameras.core.errors.InputError` naming the problem
+and the fix."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .errors import InputError
+
+
+def check_images(x: Tensor) -> tuple[int, int, int, int]:
+    """B, C, H, W of a B×C×H×W float tensor, or an InputError naming what is wrong.
+
+    Example:
+        >>> check_images(torch.zeros(2, 3, 4, 5))
+        (2, 3, 4, 5)
+        >>> check_images(torch.zeros(3, 4, 5))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        cameras.core.errors.InputError: x must be a B×C×H×W float tensor, got (3, 4, 5); add a batch dimension ...
+    """
+    if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise InputError(f"x must be a B×C×H×W float tensor, got {got}; add a batch dimension with x[None]")
+    return tuple(x.shape)
+
+
+def check_maps(maps: Tensor, x: Tensor, unit: bool = False, slack: float = 0.0) -> Tensor:
+    """``maps`` (B×H×W on the grid of the B×C×H×W ``x``, finite; in [0, 1] when ``unit``) on x's device.
+
+    ``slack`` widens the [0, 1] range by that much on both sides (float rounding of resized maps).
+
+    Example:
+        >>> check_maps(torch.rand(1, 4, 5), torch.zeros(1, 3, 4, 5)).shape
+        torch.Size([1, 4, 5])
+        >>> check_maps(torch.rand(1, 5, 4), torch.zeros(1, 3, 4, 5))
+        Traceback (most recent call last):
+        ...
+        cameras.core.errors.InputError: maps must be B×H×W on x's grid, expected (1, 4, 5), got (1, 5, 4)
+    """
+    B, _, H, W = x.shape
+    if not isinstance(maps, Tensor) or tuple(maps.shape) != (B, H, W):
+        got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
+        hint = "; drop the channel with maps[:, 0]" if isinstance(maps, Tensor) and maps.dim() == 4 else ""
+        raise InputError(f"maps must be B×H×W on x's grid, expected {(B, H, W)}, got {got}{hint}")
+    if not bool(torch.isfinite(maps).all()):
+        raise InputError("maps contain NaN or infinite values; replace them (e.g. torch.nan_to_num) first")
+    if unit and (float(maps.min()) < -slack or float(maps.max()) > 1 + slack):
+        raise InputError("maps must lie in [0, 1]; min-max normalise them first (cameras.normalize_maps)")
+    return maps.to(x.device)
+
+
+def check_count(value: int, name: str) -> int:
+    """``value`` when it is an int ≥ 1 (not a bool), else an InputError.
+
+    Example:
+        >>> check_count(0, "step")
+        Traceback (most recent call last):
+        ...
+        cameras.core.errors.InputError: step must be a positive int, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be a positive int, got {value!r}")
+    return value
