@@ -137,6 +137,74 @@ def test_sanity_score_ideal_flat_and_steps():
     assert float(ideal["score"][0]) == pytest.approx(0.0, abs=1e-6)  # curve at the clean level: 0
 
 
+def test_sanity_cleaning_checks_its_inputs_and_batches_its_forwards():
+    calls = []
+    net = Linear3()
+    net.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    x = torch.rand(2, 3, 8, 8)
+    adv = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+    maps = torch.rand(2, 8, 8)
+    whole = sanity_cleaning(net, x, maps, adv, torch.tensor([0, 1]), fraction=0.5, steps=9)
+    calls.clear()
+    parts = sanity_cleaning(net, x, maps, adv, torch.tensor([0, 1]), fraction=0.5, steps=9, batch_size=4)
+    assert calls == [2, 4, 4, 2, 4, 4, 2]  # the clean pass, then at most 4 restored images per forward
+    assert torch.allclose(whole["curve"], parts["curve"], atol=1e-6)
+    assert torch.allclose(whole["score"], parts["score"], atol=1e-6)
+    with pytest.raises(InputError, match=r"maps must be B×H×W on x's grid, expected \(2, 8, 8\), got \(2, 2, 2\)"):
+        sanity_cleaning(net, x, torch.rand(2, 2, 2), adv, torch.tensor([0, 1]))
+    with pytest.raises(InputError, match=r"maps must be B×H×W on x's grid, expected \(2, 8, 8\), got \(1, 8, 8\)"):
+        sanity_cleaning(net, x, maps[:1], adv, torch.tensor([0, 1]))
+    with pytest.raises(InputError, match=r"adversarial must be the attacked images, shaped as x"):
+        sanity_cleaning(net, x, maps, adv[:, :, :4], torch.tensor([0, 1]))
+    with pytest.raises(InputError, match="batch_size must be a positive int"):
+        sanity_cleaning(net, x, maps, adv, torch.tensor([0, 1]), batch_size=0)
+
+
+def test_attacks_work_under_inference_mode():
+    """The attacks need gradients: under a caller's inference_mode they give what they give outside it."""
+    net = Linear3()
+    x = torch.rand(2, 3, 8, 8)
+    sal = torch.rand(2, 8, 8)
+    mask = torch.ones(1, 1, 8, 8)
+    ref = pgd(net, x, steps=3, mask=mask)
+    ref_enh = enhanced_pgd(net, x, sal, steps=3)
+    with torch.inference_mode():
+        x_inf, sal_inf, mask_inf = x.clone(), sal.clone(), mask.clone()
+        got = pgd(net, x_inf, steps=3, mask=mask_inf)
+        got_enh = enhanced_pgd(net, x_inf, sal_inf, steps=3)
+    assert torch.equal(got.adversarial, ref.adversarial) and torch.equal(got.steps, ref.steps)
+    assert torch.equal(got_enh.adversarial, ref_enh.adversarial)
+
+
+def test_randomization_checks_one_image_and_makes_every_map_alike():
+    net = _trained_tiny()
+    x = torch.rand(1, 3, 16, 16)
+    with pytest.raises(InputError, match=r"x must be one image, 1×C×H×W, got \(2, 3, 16, 16\)"):
+        randomization_check(net, x.expand(2, -1, -1, -1), lambda m: cameras.GradCAM(m, layer="features"))
+    # no target: the trained top-1 is given to every map explicitly, so a CAMERAS whose scale rule drops scales
+    # for target=None makes the trained map as it makes the randomised ones
+    seen = []
+
+    def spy(m):
+        cam = cameras.GradCAM(m, layer="features")
+
+        def call(x, target=None):
+            seen.append(target)
+            return cam(x, target=target)
+        return call
+
+    out = randomization_check(net, x, spy, blocks=["fc"])
+    top1 = int(net(x).argmax(1))
+    assert len(seen) == 2 and all(t is not None and int(getattr(t, "ids", t).reshape(-1)[0]) == top1 for t in seen)
+    assert out[0]["spearman"] == 1.0
+    # the caller's random stream is untouched
+    torch.manual_seed(5)
+    want = torch.rand(3)
+    torch.manual_seed(5)
+    randomization_check(net, x, lambda m: cameras.GradCAM(m, layer="features"), blocks=["fc"], target=0)
+    assert torch.equal(torch.rand(3), want)
+
+
 def test_similarity_values_are_coefficients():
     a = torch.rand(32, 32)
     s = similarity(a, a)
@@ -208,6 +276,9 @@ def test_attack_sanity_randomize_commands(sample_dir, tmp_path):
     s = json.loads((tmp_path / "s" / "sanity.json").read_text())
     assert set(s["mean_score"]) == {"gradcam", "gradient"} and all(0 <= v <= 1 for v in s["mean_score"].values())
     assert len(s["images"][0]["methods"]["gradcam"]["curve"]) == 5
+    # the settings the scores depend on go with them
+    assert s["attack_steps"] == 3 and s["steps"] == 4 and s["methods"] == ["gradcam", "gradient"]
+    assert s["reading"] == cameras.attacks.reading("literal") and s["weights_fingerprint"]
     r = CliRunner().invoke(main, ["randomize", img, "--methods", "gradcam", "--square", "--out", str(tmp_path / "r")],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output

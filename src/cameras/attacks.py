@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .core.checks import check_count, check_images, check_maps
 from .core.errors import InputError
 from .core.guard import frozen_eval
+from .core.ops import grad_safe
 from .core.targets import ClassTarget, TargetLike, as_target, bind_target, class_scores
 
 DEFAULT_ALPHA = 1 / 255  # step size: one grey level per step
@@ -79,6 +81,7 @@ def _project(p: Tensor, x01: Tensor, eps: float, norm: str) -> Tensor:
     return (x01 + p).clamp(0, 1) - x01
 
 
+@torch.inference_mode(False)  # also under a caller's inference_mode: the attack needs gradients
 def _attack(model, x01, target, eps, alpha, steps, norm, random_start, mask, normalize, threshold, extra_loss, seed,
             step_rule=None):
     if norm not in ("linf", "l2"):
@@ -90,7 +93,8 @@ def _attack(model, x01, target, eps, alpha, steps, norm, random_start, mask, nor
     if random_start and eps == float("inf"):
         raise InputError("random_start needs a finite eps")
     _check(x01, eps, alpha, steps, threshold)
-    x01 = x01.detach()
+    x01 = grad_safe(x01.detach())
+    mask = None if mask is None else grad_safe(mask)
     normalize = normalize or (lambda t: t)
     B = x01.shape[0]
     g = torch.Generator(device="cpu").manual_seed(seed)
@@ -336,6 +340,7 @@ def sanity_cleaning(
     fraction: float = 0.1,
     steps: int = 20,
     normalize: Callable[[Tensor], Tensor] | None = None,
+    batch_size: int = 32,
 ) -> dict[str, Tensor]:
     """The supplement's A-4 sanity score from restoring attacked pixels in saliency order.
 
@@ -343,7 +348,8 @@ def sanity_cleaning(
     ``steps`` equal batches up to ``fraction`` of the pixels (one forward per batch and
     step); after each the true-class probability is recorded (point 0: nothing restored).
     ``true_class`` is a class per image or any target of :mod:`cameras.targets` (its
-    probability is read).
+    probability is read). ``maps`` (B×H×W, finite) and ``adversarial`` (B×C×H×W) must match
+    ``x`` (B×C×H×W in [0, 1]); the partly restored images run ``batch_size`` per forward pass.
     Area_Ideal = P(K(x)) × n (n pixels cleaned), Area_Ψ = trapezoid area under the curve over
     the cleaned pixel count, Sanity = (Area_Ideal − Area_Ψ)/Area_Ideal ∈ [0, 1] (smaller is
     saner).
@@ -362,8 +368,14 @@ def sanity_cleaning(
         raise InputError(f"fraction must lie in (0, 1], got {fraction}")
     if not isinstance(steps, int) or steps < 1:
         raise InputError(f"steps must be a positive integer, got {steps!r}")
+    check_count(batch_size, "batch_size")
+    B, C, H, W = check_images(x)
+    maps = check_maps(maps, x)
+    if not isinstance(adversarial, Tensor) or adversarial.shape != x.shape:
+        got = tuple(adversarial.shape) if isinstance(adversarial, Tensor) else type(adversarial).__name__
+        raise InputError(f"adversarial must be the attacked images, shaped as x {tuple(x.shape)}, got {got}")
+    adversarial = adversarial.to(x.device)
     normalize = normalize or (lambda t: t)
-    B, C, H, W = x.shape
     n = max(1, round(fraction * H * W))
     counts = torch.linspace(0, n, steps + 1).round().long().tolist()
     order = maps.flatten(1).argsort(dim=1, descending=True, stable=True)
@@ -376,12 +388,14 @@ def sanity_cleaning(
         true = bind_target(as_target(true_class, B, x.device), output)
         clean = true.probability(output)
         curve = torch.empty(B, steps + 1, device=x.device)
+        counted = torch.tensor(counts, device=x.device)
         for b in range(B):
-            # (s+1)×1×H×W
-            restored = (rank[b].view(1, 1, H, W) < torch.tensor(counts, device=x.device).view(-1, 1, 1, 1))
-            inp = torch.where(restored, x[b : b + 1], adversarial[b : b + 1])
-            rows = true.select(torch.full((steps + 1,), b, dtype=torch.long, device=x.device))
-            curve[b] = rows.probability(model(normalize(inp)))
+            for s0 in range(0, steps + 1, batch_size):  # at most batch_size partly restored images per forward
+                k = counted[s0 : s0 + batch_size]
+                restored = rank[b].view(1, 1, H, W) < k.view(-1, 1, 1, 1)  # k×1×H×W
+                inp = torch.where(restored, x[b : b + 1], adversarial[b : b + 1])
+                rows = true.select(torch.full((len(k),), b, dtype=torch.long, device=x.device))
+                curve[b, s0 : s0 + len(k)] = rows.probability(model(normalize(inp)))
     px = torch.tensor(counts, dtype=torch.float32, device=x.device)
     area = ((curve[:, 1:] + curve[:, :-1]) / 2 * (px[1:] - px[:-1])).sum(1)
     ideal = clean * n

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .core.errors import InputError
+from .core.guard import frozen_eval
 from .core.ops import resize_maps
 from .core.result import SaliencyResult
 from .core.targets import class_scores
@@ -33,8 +34,14 @@ def blocks_top_down(model: nn.Module) -> list[str]:
 
 
 def _reinit(module: nn.Module, generator_seed: int) -> None:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(generator_seed)
+    # the generators the draws use (the CPU's, and those of the module's CUDA devices) are seeded and restored after;
+    # torch.manual_seed would also reseed every CUDA device, and the caller's CUDA random stream with it
+    cuda = sorted({p.device.index if p.device.index is not None else torch.cuda.current_device()
+                   for p in module.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(generator_seed)
+        for d in cuda:
+            torch.cuda.default_generators[d].manual_seed(generator_seed)
         for m in module.modules():
             if hasattr(m, "reset_parameters") and callable(m.reset_parameters):
                 m.reset_parameters()
@@ -122,12 +129,18 @@ def randomization_check(
     """
     if mode not in ("cascading", "independent"):
         raise InputError(f"mode must be 'cascading' or 'independent', got {mode!r}")
+    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] != 1:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise InputError(f"x must be one image, 1×C×H×W, got {got}; check the images one at a time (x[i:i + 1])")
     names = blocks_top_down(model)
     blocks = names if blocks is None else list(blocks)
     unknown = [b for b in blocks if b not in dict(model.named_children())]
     if unknown:
         raise InputError(f"unknown block {unknown[0]!r}; blocks of this model: {', '.join(names)}")
     work = copy.deepcopy(model)
+    if target is None:  # the trained top-1, given explicitly to every map (the trained one too: made the same way)
+        with frozen_eval(work), torch.no_grad():
+            target = class_scores(work(x)).argmax(1)
     trained = method(work)(x, target=target)
     target = trained.target if trained.target is not None else trained.targets  # the same target throughout
     ref = trained.maps[0]

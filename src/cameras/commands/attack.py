@@ -127,10 +127,14 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
     here: its attack stalls below 99.99 % but concentrates the perturbation where Ψ is high,
     which is what the check needs; after an attack that reaches 99.99 % (``"paper"``),
     restoring 10 % of the pixels never brings the true class back and every method scores 1.
+    The "true" class is the model's top-1 on the clean image (image files carry no label;
+    it differs from the dataset's label only on misclassified images).
 
     Resumable and distributed like :func:`attack_images` (records in
     ``sanity.records.jsonl``, figures ``<stem>.sanity.png``); rank 0 writes ``sanity.json``
-    with each method's mean score and returns it (other ranks return None).
+    with the run's settings (model, weights fingerprint, methods, cleaning and attack
+    settings, the reading) and each method's mean score, and returns it (other ranks return
+    None).
     """
     plt = pyplot()
     if not methods:
@@ -179,7 +183,8 @@ def sanity_images(bundle: ModelBundle, paths: list[Path], methods: list[str], ou
     if records is None:
         return None
     records = [{k: v for k, v in r.items() if k != "key"} for r in records]
-    summary = {"model": bundle.name, "fraction": fraction, "steps": steps, "images": records,
+    # the settings the scores depend on (the attack's reading above all) go with them
+    summary = {**config, "images": records,
                "mean_score": {m: float(np.mean([r["methods"][m]["score"] for r in records])) for m in methods}}
     write_files_atomically({out_dir / "sanity.json": encode_json(summary)})
     return summary
