@@ -23,7 +23,7 @@ from cameras.reproduce import (
     report_md,
 )
 
-from .conftest import make_imagenet
+from .conftest import make_imagenet, make_voc
 
 VERDICTS = (REPRODUCED, DIRECTION, NOT)
 
@@ -127,8 +127,10 @@ def test_tables_with_a_dataset(tmp_path):
     assert set(summary["pointing_game"]) == {"gradient", "rise", "gradcam", "extremal", "normgrad", "cameras"}
     assert [v["section"] for v in rep["sections"]["Tables"]["verdicts"]] == ["Table 1", "Table 2"]
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "## Tables 1 and 2" in md and "94.2 / 88.8" in md and "3.20 / 0.81" in md and "custom settings" in md
-    assert "no ImageNet pointing table" in md
+    assert "## Tables 1 and 2" in md and "custom settings" in md
+    # an EfficientNet on ImageNet: no paper column fits (the paper has no ImageNet pointing table, nor this model)
+    assert "no ImageNet pointing table" in md and "ImageNet: none for this architecture" in md
+    assert "94.2 / 88.8" not in md and "3.20 / 0.81" not in md and "90.4 / 82.3" not in md
     assert rep["sections"]["A-3"]["items"] == 1  # the settings' cap applies to a dataset too
     # evaluate's own numbers, written in the section's folder
     ev = json.loads((tmp_path / "r" / "tables" / "summary.json").read_text())
@@ -216,3 +218,51 @@ def test_timing_and_grid_verdicts_on_hand_made_numbers():
     assert _verdict_grid(g(2.0, 1.0, 0.60, 0.74))["verdict"] == DIRECTION
     assert _verdict_grid(g(1.0, 2.0, 0.90, 0.74))["verdict"] == NOT
     assert _verdict_grid(g(1.0, 2.0, float("nan"), float("nan")))["verdict"] == "not measured"
+
+
+def test_tables_put_the_same_architectures_published_numbers_beside_ours():
+    from cameras.reproduce import TABLE_METHODS, paper_architecture, report_md
+
+    assert paper_architecture("torchvision:vgg16") == "VGG16" and paper_architecture("timm:resnet50.a1_in1k") == \
+        "ResNet-50"
+    assert paper_architecture("torchvision:resnet50d") is None and paper_architecture("timm:vgg16_bn") is None
+    summary = {k: {m: 0.5 for m in TABLE_METHODS} for k in ("pointing_game", "pointing_game_difficult", "rho_plus",
+                                                             "rho_minus")}
+
+    def md(model, fmt):
+        rep = {"models": [model], "quick": False, "settings": {}, "images": [],
+               "data": {"format": fmt, "dir": "d", "mapping": None, "limit": None},
+               "sections": {"Tables": {"summary": summary, "verdicts": []}}}
+        text = report_md(rep)
+        rows = [line for line in text[text.index("## Tables"):].splitlines() if line.startswith("| ")]
+        return rows[0], {line.split(" | ")[0][2:]: line for line in rows[1:]}
+
+    head, rows = md("torchvision:vgg16", "voc")
+    assert "VOC07 VGG16" in head and "ImageNet: none for this architecture" in head
+    assert rows["cameras"].endswith("| 86.2 / 76.2 | – |") and rows["center (paper only)"].endswith("69.6 / 42.4 | – |")
+    head, rows = md("torchvision:resnet50", "coco")
+    assert "COCO14 ResNet-50" in head and "ResNet-50, ImageNet" in head
+    assert rows["cameras"].endswith("| 69.9 / 66.4 | 3.20 / 0.81 |")
+    assert rows["normgrad"].endswith("| – | 1.67 / 0.96 |")  # the paper has no COCO NormGrad
+    head, rows = md("timm:densenet121", "imagenet")
+    assert "no ImageNet pointing table" in head and rows["gradcam"].endswith("| – | 2.35 / 0.94 |")
+    assert "center (paper only)" not in rows
+
+
+def test_a_dataset_section_rerun_under_another_mapping_is_refused(tmp_path):
+    """The same files under another class mapping are other work: their finished sections are not reused."""
+    import cameras
+    from cameras import InputError
+    from cameras.reproduce import reproduce
+
+    root = make_voc(tmp_path / "voc")
+    tiny = Settings(interp_images=1)
+    for name, mapping in (("a.json", {"cat": 285, "dog": 207}), ("b.json", {"cat": 281, "dog": 207})):
+        (tmp_path / name).write_text(json.dumps(mapping))
+    bundle = cameras.load_model()
+    rep = reproduce([bundle], tmp_path / "r", root, "voc", only=["A-3"], settings=tiny, progress=False,
+                    mapping=tmp_path / "a.json")
+    assert rep["sections"]["A-3"]["items"] == 1
+    with pytest.raises(InputError, match=r"other settings \(data: .*b\.json.*another --out"):
+        reproduce([bundle], tmp_path / "r", root, "voc", only=["A-3"], settings=tiny, progress=False,
+                  mapping=tmp_path / "b.json")
