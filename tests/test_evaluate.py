@@ -370,3 +370,86 @@ def test_pointing_smooths_every_input_gradient_map(embedded, tmp_path):
     assert [build_method(n, embedded).input_gradient for n in ("gradient", "smooth-gradient", "tta-gradient")] == [
         True, True, True]
     assert not any(build_method(n, embedded).input_gradient for n in ("gradcam", "smooth-gradcam", "rise"))
+
+
+def test_coco_crowds_order_mapping_keys_missing_files_and_subfolders(tmp_path):
+    import shutil
+
+    root = make_coco(tmp_path / "coco")
+    data = json.loads((root / "instances.json").read_text())
+    # a crowd of dogs (category 18, listed first): kept, as TorchRay keeps crowds, in the classes and the region
+    data["categories"].insert(0, {"id": 18, "name": "dog"})
+    data["annotations"].append({"id": 3, "image_id": 1, "category_id": 18, "iscrowd": 1,
+                                "segmentation": {"counts": [0, 10, 4790], "size": [60, 80]}})
+    (root / "instances.json").write_text(json.dumps(data))
+    item = read_coco(root, {"cat": 285, "cup": 968, "dog": 207})[0]
+    assert item.classes() == [285, 968, 207] and item.region(207).sum() == 10
+    # no mapping: categories numbered by ascending id (17 cat, 18 dog, 47 cup), not by their place in the file
+    assert read_coco(root, None)[0].classes() == [0, 2, 1]
+    # every key of a mapping must name a category of the file
+    with pytest.raises(DatasetError, match=r"names categories instances.json does not have \(\['persn'\]\)"):
+        read_coco(root, {"persn": 0, "dog": 1})
+    # a class the mapping leaves out is not scored but is another class present
+    item = read_coco(root, {"cat": 285})[0]
+    assert item.classes() == [285] and item.unmapped == 2 and item.class_count() == 3
+    # images in subfolders: named by their path there (two a.jpg are two images); a missing file fails at once
+    for sub in ("x", "y"):
+        (root / sub).mkdir()
+        shutil.copyfile(root / "a.jpg", root / sub / "a.jpg")
+    data["images"] = [dict(data["images"][0], id=1, file_name="x/a.jpg"), dict(data["images"][0], id=2,
+                                                                               file_name="y/a.jpg")]
+    data["annotations"].append(dict(data["annotations"][0], id=9, image_id=2))
+    (root / "instances.json").write_text(json.dumps(data))
+    assert [it.name for it in read_coco(root, None)] == ["x/a.jpg", "y/a.jpg"]
+    (root / "y" / "a.jpg").unlink()
+    with pytest.raises(DatasetError, match=r"1 of 2 annotated images of instances.json are missing \(first: .*y/a.jpg"):
+        read_coco(root, None)
+
+
+def test_imagenet_refuses_a_mapping(tmp_path, embedded):
+    from cameras.data import read_dataset
+
+    root = make_imagenet(tmp_path / "inet", n=1)
+    with pytest.raises(DatasetError, match="--mapping applies to VOC and COCO"):
+        read_dataset("imagenet", root, wnids=embedded.wnids, mapping={"cat": 1})
+
+
+def test_voc_class_left_out_by_the_mapping_still_makes_a_pair_difficult(tmp_path, embedded):
+    """Image 1 has a small cat and a dog; an ImageNet mapping without "dog" must still count the dog as another
+    class, so the cat pair is in the difficult subset (box area 35×25 of 80×60 < 1/4)."""
+    from cameras import build_method
+    from cameras.evaluate import evaluate_items
+
+    voc = make_voc(tmp_path / "voc")
+    items = read_voc(voc, {"cat": 285})
+    assert [it.unmapped for it in items] == [1, 0]
+    rows = evaluate_items(items[:1], embedded, {"gradcam": build_method("gradcam", embedded)}, {"pointing"},
+                          tmp_path / "out", progress=False)
+    assert [(r["class"], r["difficult"]) for r in rows] == [("285", "1")]
+
+
+def test_dataset_images_are_read_as_stored_not_rotated(tmp_path, embedded, monkeypatch):
+    """Annotations are in stored pixels: an image with an EXIF rotation is evaluated unrotated (rotating it put
+    the map on other pixels than the boxes)."""
+    import cameras.evaluate as ev
+    from cameras import build_method
+    from cameras.images import load_image
+
+    root = make_voc(tmp_path / "voc")
+    img = Image.open(root / "JPEGImages" / "000001.jpg")
+    exif = img.getexif()
+    exif[0x0112] = 6  # shown rotated by 90°
+    img.save(root / "JPEGImages" / "000001.jpg", exif=exif)
+    assert load_image(root / "JPEGImages" / "000001.jpg").size == (60, 80)  # a photo for the eye: upright
+    seen = []
+
+    def spy(path, upright=True):
+        im = load_image(path, upright)
+        seen.append(im.size)
+        return im
+
+    monkeypatch.setattr(ev, "load_image", spy)
+    items = read_voc(root, {"cat": 285, "dog": 207})
+    ev.evaluate_items(items[:1], embedded, {"gradcam": build_method("gradcam", embedded)}, {"pointing"},
+                      tmp_path / "out", progress=False)
+    assert seen and all(s == (80, 60) for s in seen) and items[0].size == (60, 80)

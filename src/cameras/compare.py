@@ -36,19 +36,22 @@ def compare(
     options: dict[str, dict] | None = None,
     square: bool = False,
     alpha: float = 0.5,
+    upright: bool = True,
 ) -> dict:
     """Explain one image with every method on every model; write the figure, maps and JSON.
 
     The class is ``target`` if given (a class id, or any target of :mod:`cameras.targets`),
     else the first model's top-1, so every row explains the same class. ``options`` holds
-    each method's options by method name. Writes ``out_png``, ``<stem>.<model>.<method>.npy`` beside it (float32
+    each method's options by method name. ``upright=False`` reads the image as stored, without
+    its EXIF rotation (a dataset image, whose annotations are in stored pixels). Writes
+    ``out_png``, ``<stem>.<model>.<method>.npy`` beside it (float32
     maps at the image's size) and ``<stem>.json``; all files appear together or not at all.
 
     Returns:
         The JSON record (per model: class probability, per method: seconds and map file).
     """
     out_png = Path(out_png)
-    img = load_image(image_path)
+    img = load_image(image_path, upright)
     rgb = np.asarray(img)
     H, W = img.height, img.width
     files: dict[Path, bytes] = {}

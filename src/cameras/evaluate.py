@@ -134,7 +134,7 @@ def evaluate_items(
     def work(indices: list[int]):
         item, _, m_name = full[indices[0]]
         cls_list = [full[i][1] for i in indices]
-        x01 = bundle.prepare(load_image(item.image), square, normalized=False)
+        x01 = bundle.prepare(load_image(item.image, upright=False), square, normalized=False)  # as annotated
         x = bundle.normalize(x01)
         xb = x.expand(len(cls_list), -1, -1, -1)
         ids = torch.tensor(cls_list, device=x.device)
@@ -228,7 +228,7 @@ def _score(rows, item, maps, m_name, target, insdel_target, x01, xb, bundle, met
     cls_list = [int(r["class"]) for r in rows]
     curves: list[dict | None] = [None] * len(cls_list)
     if "pointing" in metrics:
-        n_classes = len(item.classes())
+        n_classes = item.class_count()  # classes the mapping leaves out are still "another class"
         for i, c in enumerate(cls_list):
             region = torch.from_numpy(item.region(c)).to(maps.device)
             rows[i]["pointing_hit"] = pointing_trial(maps[i], region, input_level=input_gradient)

@@ -67,9 +67,9 @@ def experiment_inputs(images, data_dir, fmt: str | None, mapping, limit: int | N
     return work
 
 
-def _inputs(bundle: ModelBundle, path: Path, square: bool):
-    """The normalised model input and the same pixels in [0, 1]."""
-    x01 = bundle.prepare(load_image(path), square, normalized=False)
+def _inputs(bundle: ModelBundle, path: Path, square: bool, upright: bool = True):
+    """The normalised model input and the same pixels in [0, 1] (``upright=False``: a dataset image, as annotated)."""
+    x01 = bundle.prepare(load_image(path, upright), square, normalized=False)
     return bundle.normalize(x01), x01
 
 
@@ -174,7 +174,7 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
 
     def one(i: int) -> dict:
         path, cls, item = work[i]
-        x, x01 = _inputs(bundle, path, square)
+        x, x01 = _inputs(bundle, path, square, upright=item is None)
         a = cam(x, target=cls)
         target = a.targets
         b = gc(x, target=target)

@@ -39,8 +39,11 @@ def _to_rgb8(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Read an image file as 8-bit RGB, upright (EXIF orientation applied).
+def load_image(path: str | os.PathLike, upright: bool = True) -> Image.Image:
+    """Read an image file as 8-bit RGB, upright (EXIF orientation applied) unless ``upright`` is False.
+
+    Dataset images are read with ``upright=False``: their annotations (boxes, masks, sizes)
+    are in the pixels as stored, as the benchmarks' own code reads them.
 
     Handles JPEG, PNG, BMP, TIFF, WebP (and GIF's first frame): grayscale, palette, RGBA
     (composited on white), 16-bit and float images. Raises :class:`ImageError` naming the
@@ -61,7 +64,8 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     try:
         with Image.open(p) as im:
             im.load()
-            im = ImageOps.exif_transpose(im)
+            if upright:
+                im = ImageOps.exif_transpose(im)
             rgb = _to_rgb8(im)
     except UnidentifiedImageError:
         raise ImageError(f"{p}: not an image file PIL can read (JPEG, PNG, BMP, TIFF, WebP)") from None

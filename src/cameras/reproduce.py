@@ -532,7 +532,7 @@ def _grids(bundles: list[ModelBundle], work, out_dir: Path, s: Settings) -> dict
     for (path, cls, item), stem in zip(work, stems):
         png = out_dir / f"{stem}.png"
         rec = json.loads(png.with_suffix(".json").read_text()) if png.with_suffix(".json").exists() else \
-            compare(path, bundles, methods, png, target=cls, options=opts)
+            compare(path, bundles, methods, png, target=cls, options=opts, upright=item is None)
         figures.append(png.name)
         region = item.region(int(rec["models"][0]["target"])) if item is not None else None
         if region is None or not region.any():

@@ -37,15 +37,25 @@ class Obj:
 
 @dataclass
 class Item:
-    """One image with its objects. ``size`` is (H, W) of the original image."""
+    """One image with its objects. ``size`` is (H, W) of the image as stored (annotations are
+    in stored pixels: no EXIF rotation). ``unmapped`` counts the dataset classes present that
+    the class mapping leaves out: they are not scored but count as another class for the
+    "difficult" subset. ``key`` names the image uniquely within its dataset (default: the
+    file name; a path relative to the image folder where files sit in subfolders)."""
 
     image: Path
     size: tuple[int, int]
     objects: list[Obj] = field(default_factory=list)
+    unmapped: int = 0
+    key: str | None = None
 
     @property
     def name(self) -> str:
-        return self.image.name
+        return self.key or self.image.name
+
+    def class_count(self) -> int:
+        """Distinct dataset classes present, scored or not (see ``unmapped``)."""
+        return len(self.classes()) + self.unmapped
 
     def classes(self) -> list[int]:
         """Distinct class ids present, in first-appearance order."""

@@ -153,13 +153,15 @@ def read_voc(root: str | Path, mapping: dict[str, int] | None, split: str = "tes
         if not xml.is_file():
             raise DatasetError(f"{xml}: annotation missing for image id '{line}'")
         size, objs = parse_xml(xml)
-        out = []
+        out, unmapped = [], set()
         for o in objs:
             if o["name"] not in VOC_CLASSES:
                 raise DatasetError(f"{xml}: unknown VOC class '{o['name']}'")
             if o["name"] in lookup:
                 out.append(Obj(lookup[o["name"]], o["box"], difficult=o["difficult"]))
-        items.append(Item(_image_for(root / "JPEGImages", line), size, out))
+            else:
+                unmapped.add(o["name"])
+        items.append(Item(_image_for(root / "JPEGImages", line), size, out, len(unmapped)))
     return items
 
 
@@ -167,10 +169,13 @@ def read_coco(root: str | Path, mapping: dict[str, int] | None, annotations: str
               num_classes: int | None = None) -> list[Item]:
     """COCO instances: ``annotations`` (default: the single ``*.json`` in ``root`` or
     ``root/annotations``) and images in ``root`` (or ``root/images``). Masks come from
-    polygons and RLE via pycocotools; crowd annotations are skipped. ``mapping`` maps
-    category names (or ids as text) to the model's class ids; without it the category's
-    position in the file's category list is used, which the model's ``num_classes`` (when
-    given) must then equal.
+    polygons and RLE via pycocotools; crowd annotations count as the others do (TorchRay's
+    protocol: in the image's classes and its class's region). ``mapping`` maps category
+    names (or ids as text) to the model's class ids, and each of its keys must name a
+    category of the file; without it categories are numbered in ascending id order (the
+    order of the official files and of TorchRay's models), which the model's
+    ``num_classes`` (when given) must then equal. Image files are checked to exist, and an
+    image's name is its ``file_name`` (subfolders included).
     """
     from pycocotools import mask as mask_utils
 
@@ -189,30 +194,40 @@ def read_coco(root: str | Path, mapping: dict[str, int] | None, annotations: str
         if not isinstance(data.get(key), list):
             raise DatasetError(f"{ann_path}: missing list field '{key}'")
     _check_mapping(mapping, num_classes, f"{ann_path.name} (COCO)", len(data["categories"]))
-    cats = {}
     for pos, c in enumerate(data["categories"]):
         if "id" not in c or "name" not in c:
             raise DatasetError(f"{ann_path}: categories[{pos}] needs 'id' and 'name'")
-        if mapping is None:
-            cats[c["id"]] = pos
-        elif c["name"] in mapping or str(c["id"]) in mapping:
-            cats[c["id"]] = mapping.get(c["name"], mapping.get(str(c["id"])))
+    ordered = sorted(data["categories"], key=lambda c: c["id"])
+    if mapping is None:
+        cats = {c["id"]: pos for pos, c in enumerate(ordered)}
+    else:
+        known = {c["name"] for c in ordered} | {str(c["id"]) for c in ordered}
+        unknown = sorted(set(mapping) - known)
+        if unknown:
+            raise DatasetError(f"the mapping names categories {ann_path.name} does not have ({unknown}); use the "
+                               f"category names (or ids) of the file, e.g. {ordered[0]['name']!r}" if ordered else
+                               f"{ann_path.name} has no categories")
+        cats = {c["id"]: mapping.get(c["name"], mapping.get(str(c["id"]))) for c in ordered
+                if c["name"] in mapping or str(c["id"]) in mapping}
     img_dir = root / "images" if (root / "images").is_dir() else root
     images = {}
     for pos, im in enumerate(data["images"]):
         for key in ("id", "file_name", "height", "width"):
             if key not in im:
                 raise DatasetError(f"{ann_path}: images[{pos}] has no field '{key}'")
-        images[im["id"]] = Item(img_dir / im["file_name"], (int(im["height"]), int(im["width"])), [])
+        images[im["id"]] = Item(img_dir / im["file_name"], (int(im["height"]), int(im["width"])), [],
+                                key=Path(im["file_name"]).as_posix())
+    unmapped: dict[int, set] = {}
     for pos, a in enumerate(data["annotations"]):
         for key in ("image_id", "category_id", "segmentation"):
             if key not in a:
                 raise DatasetError(f"{ann_path}: annotations[{pos}] has no field '{key}'")
-        if a.get("iscrowd", 0) or a["category_id"] not in cats:
-            continue
         item = images.get(a["image_id"])
         if item is None:
             raise DatasetError(f"{ann_path}: annotations[{pos}] refers to unknown image_id {a['image_id']}")
+        if a["category_id"] not in cats:  # not scored, but another class for the difficult subset
+            unmapped.setdefault(a["image_id"], set()).add(a["category_id"])
+            continue
         H, W = item.size
         seg = a["segmentation"]
         try:
@@ -226,12 +241,22 @@ def read_coco(root: str | Path, mapping: dict[str, int] | None, annotations: str
         except Exception as e:
             raise DatasetError(f"{ann_path}: annotations[{pos}].segmentation is not a polygon or RLE ({e})") from None
         item.objects.append(Obj(cats[a["category_id"]], mask=np.ascontiguousarray(m)))
-    return [it for it in images.values() if it.objects]
+    items = [it for it in images.values() if it.objects]
+    for image_id, it in images.items():
+        it.unmapped = len(unmapped.get(image_id, ()))
+    missing = [it.image for it in items if not it.image.is_file()]
+    if missing:
+        raise DatasetError(f"{len(missing)} of {len(items)} annotated images of {ann_path.name} are missing (first: "
+                           f"{missing[0]}); the images belong in {img_dir}")
+    return items
 
 
 def read_dataset(fmt: str, root, wnids=None, mapping=None, num_classes: int | None = None) -> list[Item]:
     """Dispatch on ``fmt`` in {"imagenet", "voc", "coco"}; ``num_classes`` (the model's) checks the class mapping."""
     if fmt == "imagenet":
+        if mapping is not None:
+            raise DatasetError("--mapping applies to VOC and COCO; ImageNet's classes are the model's own (its wnids): "
+                               "leave --mapping out")
         return read_imagenet(root, wnids or [])
     if fmt == "voc":
         return read_voc(root, mapping, num_classes=num_classes)
