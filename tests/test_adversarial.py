@@ -253,6 +253,15 @@ def test_randomization_drops_for_gradcam(mode):
     assert [o["spearman"] for o in again] == [o["spearman"] for o in out]  # seeded
     with pytest.raises(InputError, match="unknown block 'head'"):
         randomization_check(net, x, lambda m: cameras.GradCAM(m, layer="features"), blocks=["head"])
+    # any submodule with parameters, by its dotted name; one without parameters, or none at all, is refused
+    fine = randomization_check(net, x, lambda m: cameras.GradCAM(m, layer="features"), mode=mode, target=0, seed=1,
+                               blocks=["fc", "features.2", "features.0"])
+    assert [o["block"] for o in fine[1:]] == ["fc", "features.2", "features.0"]
+    assert fine[1]["spearman"] == out[1]["spearman"]  # the same first step as the top-level walk
+    with pytest.raises(InputError, match="'features.1' has no parameters"):
+        randomization_check(net, x, lambda m: cameras.GradCAM(m, layer="features"), blocks=["features.1"])
+    with pytest.raises(InputError, match="no blocks to re-initialise"):
+        randomization_check(net, x, lambda m: cameras.GradCAM(m, layer="features"), blocks=[])
 
 
 def test_attack_sanity_randomize_commands(sample_dir, tmp_path):
@@ -286,6 +295,16 @@ def test_attack_sanity_randomize_commands(sample_dir, tmp_path):
     steps = z["methods"]["gradcam"]
     assert steps[0]["spearman"] == 1.0 and steps[1]["block"] == "classifier"
     assert (tmp_path / "r" / "coffee.similarity.png").exists()
+    # a finer walk: submodules of the EfficientNet's one container of blocks, by their dotted names
+    r = CliRunner().invoke(main, ["randomize", img, "--methods", "gradcam", "--square", "--blocks",
+                                  "classifier,blocks.6,blocks.5", "--out", str(tmp_path / "r2")],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    z = json.loads((tmp_path / "r2" / "coffee.randomize.json").read_text())
+    assert [o["block"] for o in z["methods"]["gradcam"]] == [None, "classifier", "blocks.6", "blocks.5"]
+    r = CliRunner().invoke(main, ["randomize", img, "--methods", "gradcam", "--blocks", "blocks.99",
+                                  "--out", str(tmp_path / "r3")])
+    assert r.exit_code == 2 and "unknown block 'blocks.99'" in r.output and "dotted name" in r.output
     # two images with one stem get two figures; a rerun with other weights into the same folder is refused
     (tmp_path / "b").mkdir()
     Image.open(img).save(tmp_path / "b" / "coffee.jpg")

@@ -110,8 +110,10 @@ def randomization_check(
         method: builds an explainer from a model, e.g. ``lambda m: cameras.GradCAM(m, layer="layer4")``.
         mode: ``"cascading"`` (blocks re-initialised cumulatively from the top) or
             ``"independent"`` (one block at a time, the others trained).
-        blocks: top-level child names to re-initialise, top first (default: all with
-            parameters, see :func:`blocks_top_down`).
+        blocks: names of the modules to re-initialise, top first (default: the top-level
+            children with parameters, see :func:`blocks_top_down`). Any submodule with
+            parameters may be named (``"blocks.6"``, ``"features.28"``), for a finer walk
+            than the top level where a network keeps its layers in one container.
         target: class (or any target of :mod:`cameras.targets`) explained throughout
             (default: the trained model's top-1).
         seed: re-initialisation seed (block i uses seed + i).
@@ -134,9 +136,17 @@ def randomization_check(
         raise InputError(f"x must be one image, 1×C×H×W, got {got}; check the images one at a time (x[i:i + 1])")
     names = blocks_top_down(model)
     blocks = names if blocks is None else list(blocks)
-    unknown = [b for b in blocks if b not in dict(model.named_children())]
+    if not blocks:
+        raise InputError(f"no blocks to re-initialise; name some, e.g. {', '.join(names[:2])}")
+    modules = dict(model.named_modules())
+    unknown = [b for b in blocks if b not in modules or not b]
     if unknown:
-        raise InputError(f"unknown block {unknown[0]!r}; blocks of this model: {', '.join(names)}")
+        raise InputError(f"unknown block {unknown[0]!r}; blocks of this model: {', '.join(names)} (or any submodule "
+                         "with parameters, by its dotted name, e.g. from model.named_modules())")
+    empty = [b for b in blocks if not any(True for _ in modules[b].parameters())]
+    if empty:
+        raise InputError(f"block {empty[0]!r} has no parameters, so re-initialising it changes nothing; name "
+                         "modules that hold weights")
     work = copy.deepcopy(model)
     if target is None:  # the trained top-1, given explicitly to every map (the trained one too: made the same way)
         with frozen_eval(work), torch.no_grad():
@@ -150,7 +160,7 @@ def randomization_check(
         if mode == "independent":
             work = copy.deepcopy(model)
             done = []
-        _reinit(dict(work.named_children())[name], seed + i)
+        _reinit(dict(work.named_modules())[name], seed + i)
         done.append(name)
         m = method(work)(x, target=target).maps[0]
         out.append({"step": i, "block": name, "reinitialized": list(done), "map": m, **similarity(ref, m)})
@@ -158,9 +168,10 @@ def randomization_check(
 
 
 def randomize_image(bundle, path: Path, methods: list[str], out_dir: Path, mode: str, seed: int,
-                    square: bool) -> dict:
+                    square: bool, blocks: list[str] | None = None) -> dict:
     """`cameras randomize`: :func:`randomization_check` for each method, a grid of maps per step and
     the similarity curves; writes ``<stem>.randomize.png``, ``.similarity.png`` and ``.randomize.json``.
+    ``blocks``: the modules to re-initialise, top first (None: the top-level blocks).
 
     ``bundle`` is a :class:`~cameras.ModelBundle`; every method is built on each randomised
     copy of its model with the bundle's layer. Returns the JSON summary.
@@ -173,7 +184,8 @@ def randomize_image(bundle, path: Path, methods: list[str], out_dir: Path, mode:
     def on(m: str):
         return lambda mod: build_method(m, dataclasses.replace(bundle, model=mod))
 
-    results = {m: randomization_check(bundle.model, xn, on(m), mode=mode, target=target, seed=seed) for m in methods}
+    results = {m: randomization_check(bundle.model, xn, on(m), mode=mode, blocks=blocks, target=target, seed=seed)
+               for m in methods}
     steps = len(next(iter(results.values())))
     rgb = (x[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
     fig, axes = plt.subplots(len(methods), steps, figsize=(1.6 * steps, 1.7 * len(methods)), squeeze=False)

@@ -166,13 +166,15 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
 @click.option("--methods", default="cameras,gradcam", show_default=True)
 @click.option("--mode", default="cascading", show_default=True, type=click.Choice(["cascading", "independent"]))
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--blocks", default=None, help="modules to re-initialise, top first, comma-separated (dotted names of "
+              "submodules allowed, e.g. blocks.6,blocks.5); default: the top-level blocks with parameters")
 @model_option
 @click.option("--weights", default=None)
 @click.option("--square", is_flag=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", "out_dir", default="cameras-randomize", show_default=True, type=click.Path(path_type=Path))
 @threads_option
-def randomize(image, methods, mode, seed, model_name, weights, square, device, out_dir, threads):
+def randomize(image, methods, mode, seed, blocks, model_name, weights, square, device, out_dir, threads):
     """Model-randomisation sanity check: grid of maps per re-initialised block and similarity curves."""
     from ..commands.attack import image_paths
     from ..methods import method_names
@@ -184,7 +186,8 @@ def randomize(image, methods, mode, seed, model_name, weights, square, device, o
         names = method_names(methods)
         paths = image_paths([image], None)
         bundle = load_classifier(model_name, weights, torch_device(device), "cameras randomize")
-        s = randomize_image(bundle, paths[0], names, out_dir, mode, seed, square)
+        chosen = None if blocks is None else [b.strip() for b in blocks.split(",") if b.strip()]
+        s = randomize_image(bundle, paths[0], names, out_dir, mode, seed, square, chosen)
     for m, steps in s["methods"].items():
         click.echo(f"{m}: spearman |·| " + " ".join(f"{o['spearman_abs']:.2f}" for o in steps))
     click.echo(f"wrote {out_dir}/{paths[0].stem}.randomize.png, .similarity.png, .randomize.json")

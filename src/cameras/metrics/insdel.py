@@ -16,6 +16,10 @@ from ..core.targets import TargetLike, as_target, bind_target
 def auc(curve: Tensor) -> Tensor:
     """Trapezoid area under curves sampled evenly over [0, 1] (last dim).
 
+    Insertion/deletion curves are taken as evenly spaced, as RISE's code takes them: exact
+    when H·W is a multiple of the step; otherwise the last point lies less than a step after
+    the one before and its interval still weighs as a full one.
+
     Example:
         >>> float(auc(torch.tensor([0.0, 1.0])))
         0.5
