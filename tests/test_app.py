@@ -248,10 +248,11 @@ def test_work_folder_is_pruned_and_removed_at_exit(tmp_path):
     # the folder goes at exit; one the caller named is theirs and stays
     code = ("import sys; from cameras.app import build_app\n"
             "print(build_app(['efficientnet_lite0']).cameras_work_dir)\n"
+            "print(build_app(['efficientnet_lite0'], work_dir='').cameras_work_dir)\n"
             "build_app(['efficientnet_lite0'], work_dir=sys.argv[1])")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "w")], capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
     assert done.returncode == 0, done.stderr
-    made = Path(done.stdout.strip())
-    assert made.name.startswith("cameras-app-") and not made.exists()
+    made = [Path(line) for line in done.stdout.split()]
+    assert len(made) == 2 and all(m.name.startswith("cameras-app-") and not m.exists() for m in made)
     assert (tmp_path / "w" / "samples" / "coffee.jpg").is_file()

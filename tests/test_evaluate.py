@@ -401,9 +401,26 @@ def test_coco_crowds_order_mapping_keys_missing_files_and_subfolders(tmp_path):
     data["annotations"].append(dict(data["annotations"][0], id=9, image_id=2))
     (root / "instances.json").write_text(json.dumps(data))
     assert [it.name for it in read_coco(root, None)] == ["x/a.jpg", "y/a.jpg"]
+    # a missing file fails before any work, but only among the images a --limit keeps (a partial download)
+    from cameras.data.readers import check_files
+
     (root / "y" / "a.jpg").unlink()
-    with pytest.raises(DatasetError, match=r"1 of 2 annotated images of instances.json are missing \(first: .*y/a.jpg"):
-        read_coco(root, None)
+    items = read_coco(root, None)
+    with pytest.raises(DatasetError, match=r"1 of 2 annotated images are missing \(first: .*y/a.jpg"):
+        check_files(items)
+    check_files(items[:1])
+    out = tmp_path / "out"
+    args = ["evaluate", "--data", str(root), "--format", "coco", "--methods", "gradcam", "--metrics", "pointing",
+            "--model", "torchvision:resnet18", "--weights", "random", "--out", str(out), "--quiet"]
+    (tmp_path / "m.json").write_text('{"cat": 0, "dog": 1, "cup": 2}')
+    r = CliRunner().invoke(main, [*args, "--mapping", str(tmp_path / "m.json")])
+    assert r.exit_code == 2 and "1 of 2 annotated images are missing" in r.output and not out.exists(), r.output
+    r = CliRunner().invoke(main, [*args, "--mapping", str(tmp_path / "m.json"), "--limit", "1"])
+    assert r.exit_code == 0, r.output
+    # the run records the mapping's contents: the same file edited is another mapping, refused
+    (tmp_path / "m.json").write_text('{"cat": 0, "dog": 2, "cup": 1}')
+    r = CliRunner().invoke(main, [*args, "--mapping", str(tmp_path / "m.json"), "--limit", "1"])
+    assert r.exit_code == 2 and "mapping_sha256" in r.output and "another --out" in r.output, r.output
 
 
 def test_imagenet_refuses_a_mapping(tmp_path, embedded):

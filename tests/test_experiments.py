@@ -84,3 +84,21 @@ def test_interpolation_towards_an_all_zero_gradcam_map(sample_dir, tmp_path, mon
         black = bundle.model(bundle.normalize(torch.zeros_like(x01))).softmax(1)[0, 967]
     assert abs(s["masked_prob"][-1] - float(black)) < 1e-5
     assert s["rho_plus_without_zero_maps"] == [0.0] * 11  # no item left
+
+
+def test_interpolation_on_a_dataset_records_the_dataset(tmp_path):
+    """A rerun of the interpolation experiment under another mapping is other work: refused, not mixed."""
+    from .conftest import make_voc
+
+    root = make_voc(tmp_path / "voc")
+    out = tmp_path / "out"
+    (tmp_path / "m.json").write_text('{"cat": 285}')
+    args = ["experiment", "interpolation", "--data", str(root), "--format", "voc", "--mapping",
+            str(tmp_path / "m.json"), "--limit", "1", "--out", str(out), "--quiet"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    config = json.loads((out / "interpolation.config.json").read_text())
+    assert config["format"] == "voc" and config["protocol"] == 2 and config["mapping_sha256"]
+    (tmp_path / "m.json").write_text('{"cat": 281}')
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "mapping_sha256" in r.output, r.output

@@ -266,3 +266,15 @@ def test_a_dataset_section_rerun_under_another_mapping_is_refused(tmp_path):
     with pytest.raises(InputError, match=r"other settings \(data: .*b\.json.*another --out"):
         reproduce([bundle], tmp_path / "r", root, "voc", only=["A-3"], settings=tiny, progress=False,
                   mapping=tmp_path / "b.json")
+
+
+def test_table_2_verdict_compares_cameras_with_the_papers_table_2_methods_only():
+    from cameras.reproduce import REPRODUCED, _verdict_tables
+
+    rp = {"gradient": 0.5, "rise": 2.0, "gradcam": 2.33, "extremal": 4.5, "normgrad": 1.67, "cameras": 3.2}
+    rm = {"gradient": 0.9, "rise": 0.9, "gradcam": 0.86, "extremal": 0.5, "normgrad": 0.96, "cameras": 0.81}
+    summary = {"pointing_game": {"cameras": 0.9, "gradcam": 0.9}, "rho_plus": rp, "rho_minus": rm}
+    table2 = _verdict_tables(summary, "imagenet")[1]
+    assert table2["verdict"] == REPRODUCED and "Grad-CAM and NormGrad" in table2["claim"]  # Extremal is no rival here
+    rm["normgrad"] = 0.8
+    assert _verdict_tables(summary, "imagenet")[1]["verdict"] != REPRODUCED

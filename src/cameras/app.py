@@ -515,7 +515,7 @@ def build_app(models: list[str], device: str = "cpu", max_bytes: int = MAX_UPLOA
                      trigger_mode="always_last", **work_queue)
     demo.queue(default_concurrency_limit=1)
     demo.cameras_work_dir = work
-    if work_dir is None:  # a folder of our own making goes with the app (or at exit)
+    if not work_dir:  # a folder of our own making goes with the app (or at exit)
         weakref.finalize(demo, shutil.rmtree, str(work), ignore_errors=True)
     return demo
 

@@ -198,7 +198,7 @@ def evaluate_dataset(
     raises before any work.
     """
     from .data import load_mapping, read_dataset
-    from .data.readers import VOC_CLASSES
+    from .data.readers import VOC_CLASSES, check_files, dataset_identity
     from .methods import build_method
     from .runs import placement
 
@@ -211,8 +211,8 @@ def evaluate_dataset(
     items = items[:limit] if limit else items
     if not items:
         raise InputError(f"no annotated images found in {data_dir}")
-    settings = {"data": str(Path(data_dir).resolve()), "format": fmt,
-                "mapping": None if mapping is None else str(Path(mapping).resolve())}
+    check_files(items)  # after --limit: a partial download of the first N images is enough for --limit N
+    settings = dataset_identity(data_dir, fmt, mapping)
     rows = evaluate_items(items, bundle, built, set(metrics), out_dir, square, insdel_step, batch_size, progress,
                           settings=settings, target_kind=target_kind, **placement(run))
     if run is not None and run.rank != 0:

@@ -145,12 +145,14 @@ def _n_sensitivity_files(bundle, recs, mats, mean, max_size, out_dir) -> None:
 
 def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item | None]], out_dir: Path,
                   square: bool = False, progress: bool | None = None, run=None,
-                  scale_rule: str = "paper") -> dict | None:
+                  scale_rule: str = "paper", dataset: dict | None = None) -> dict | None:
     """ρ⁺ and the pointing game of Ψ_γ = Ψ_CAMERAS + γ(Ψ_GradCAM − Ψ_CAMERAS), γ = 0, 0.1, …, 1.
 
     ``work`` holds (image, class or None for the top-1, dataset item or None). The pointing
-    game needs dataset items (boxes or masks). CAMERAS uses ``scale_rule`` (the paper's by
-    default) for a top-1. Besides ρ⁺ (the mean over items of each item's ratio), the summary
+    game needs dataset items (boxes or masks); ``dataset`` is what the run records of their
+    dataset (:func:`cameras.data.readers.dataset_identity`), so that a rerun on other data or
+    another mapping is refused. CAMERAS uses ``scale_rule`` (the paper's by default) for a
+    top-1. Besides ρ⁺ (the mean over items of each item's ratio), the summary
     holds what separates the ratio's two parts and the blend's scaling, per γ:
     ``masked_prob`` (mean P(K(I ⊙ Ψ_γ)), ρ⁺'s numerator), ``mean_psi`` (mean of mean(Ψ_γ), its
     denominator), ``rho_plus_of_means`` (the ratio of those two means) and
@@ -203,7 +205,7 @@ def interpolation(bundle: ModelBundle, work: list[tuple[Path, int | None, Item |
     keys = [f"{Path(p).resolve()}#{'top1' if c is None else c}" for p, c, _ in work]
     config = {"experiment": "interpolation", "model": bundle.name,
               "weights_fingerprint": model_fingerprint(bundle.model),
-              "square": square, "gamma": list(GAMMAS), "scale_rule": scale_rule}
+              "square": square, "gamma": list(GAMMAS), "scale_rule": scale_rule, **(dataset or {})}
     recs = run_items(keys, one, out_dir, "interpolation", config, progress=progress, **placement(run))
     if recs is None:
         return None

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .core.checks import check_images
 from .core.errors import InputError
 from .core.guard import frozen_eval
 from .core.ops import resize_maps
@@ -34,6 +35,12 @@ def blocks_top_down(model: nn.Module) -> list[str]:
 
 
 def _reinit(module: nn.Module, generator_seed: int) -> None:
+    kinds = {p.device.type for p in module.parameters()}
+    if not kinds <= {"cpu", "cuda"}:  # other accelerators (mps, xpu): every generator seeded, as torch.manual_seed does
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(generator_seed)
+            _reset(module)
+        return
     # the generators the draws use (the CPU's, and those of the module's CUDA devices) are seeded and restored after;
     # torch.manual_seed would also reseed every CUDA device, and the caller's CUDA random stream with it
     cuda = sorted({p.device.index if p.device.index is not None else torch.cuda.current_device()
@@ -42,11 +49,15 @@ def _reinit(module: nn.Module, generator_seed: int) -> None:
         torch.random.default_generator.manual_seed(generator_seed)
         for d in cuda:
             torch.cuda.default_generators[d].manual_seed(generator_seed)
-        for m in module.modules():
-            if hasattr(m, "reset_parameters") and callable(m.reset_parameters):
-                m.reset_parameters()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
-                m.reset_running_stats()
+        _reset(module)
+
+
+def _reset(module: nn.Module) -> None:
+    for m in module.modules():
+        if hasattr(m, "reset_parameters") and callable(m.reset_parameters):
+            m.reset_parameters()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+            m.reset_running_stats()
 
 
 def _rank(a: np.ndarray) -> np.ndarray:
@@ -131,9 +142,9 @@ def randomization_check(
     """
     if mode not in ("cascading", "independent"):
         raise InputError(f"mode must be 'cascading' or 'independent', got {mode!r}")
-    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] != 1:
-        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise InputError(f"x must be one image, 1×C×H×W, got {got}; check the images one at a time (x[i:i + 1])")
+    if check_images(x)[0] != 1:
+        raise InputError(f"x must be one image, 1×C×H×W, got {tuple(x.shape)}; check the images one at a time "
+                         "(x[i:i + 1])")
     names = blocks_top_down(model)
     blocks = names if blocks is None else list(blocks)
     if not blocks:

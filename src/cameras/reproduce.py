@@ -35,6 +35,7 @@ from .core.base import sync
 from .core.errors import InputError
 from .data.items import Item, Obj
 from .data.photos import write_photos
+from .data.readers import dataset_identity
 from .experiments import is_falling
 from .io import encode_json, unique_stems, write_files_atomically
 from .models import ModelBundle
@@ -339,11 +340,11 @@ def _verdict_tables(summary: dict, fmt: str) -> list[dict]:
     if rp.get("cameras") is not None and rp.get("gradcam") is not None:
         # the paper's Table 2 has CAMERAS highest in ρ⁺ and lowest in ρ⁻ on every row (Grad-CAM and NormGrad swap
         # places in ρ⁺ on Inception-V3, so their order is no claim)
-        others = [m for m in rp if m != "cameras" and rp[m] is not None and rm.get(m) is not None]
+        others = [m for m in ("gradcam", "normgrad") if rp.get(m) is not None and rm.get(m) is not None]  # Table 2's
         best = all(rp["cameras"] > rp[m] and rm["cameras"] < rm[m] for m in others)
         v = REPRODUCED if best else DIRECTION if rp["cameras"] > rp["gradcam"] else NOT
-        out.append({"section": "Table 2", "verdict": v, "claim": "CAMERAS has the highest ρ⁺ and the lowest ρ⁻ "
-                    "(paper: on every model)",
+        out.append({"section": "Table 2", "verdict": v, "claim": "CAMERAS has a higher ρ⁺ and a lower ρ⁻ than "
+                    "Grad-CAM and NormGrad (paper: on every model)",
                     "evidence": "ρ⁺ " + ", ".join(f"{m} {rp[m]:.2f}" for m in rp if rp[m] is not None)
                     + "; ρ⁻ " + ", ".join(f"{m} {rm[m]:.2f}" for m in rm if rm[m] is not None)})
     return out
@@ -438,8 +439,7 @@ def reproduce(bundles: list[ModelBundle], out_dir: str | Path, data_dir: Path | 
     fingerprints = [model_fingerprint(b.model) for b in bundles]  # each walks every weight: once
     # the sections' settings: also the dataset, format and mapping (the same files under another mapping are
     # other work); None for the built-in photos, as older runs (which did not record it) had
-    data = None if data_dir is None else {"dir": str(Path(data_dir).resolve()), "format": fmt,
-                                          "mapping": None if mapping is None else str(Path(mapping).resolve())}
+    data = None if data_dir is None else dataset_identity(data_dir, fmt, mapping)
     base = {"quick": quick, "settings": asdict(s), "model": main.name,
             "weights_fingerprint": fingerprints[0], "images": [str(p) for p in paths], "data": data}
     report: dict = {"models": [b.name for b in bundles], "quick": s == QUICK, "settings": asdict(s),

@@ -170,7 +170,10 @@ def interpolation_cmd(images, data_dir, fmt, mapping, limit, model_name, weights
 
     with experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, device, out_dir,
                         threads, quiet) as (run, bundle, work):
-        s = interpolation(bundle, work, out_dir, square, progress=progress_flag(quiet), run=run)
+        from ..data.readers import dataset_identity
+
+        dataset = None if data_dir is None else dataset_identity(data_dir, fmt, mapping)
+        s = interpolation(bundle, work, out_dir, square, progress=progress_flag(quiet), run=run, dataset=dataset)
     if s is None:
         return
     for g, r, p in zip(s["gamma"], s["rho_plus"], s["pointing_game"]):

@@ -72,8 +72,8 @@ class PerModel(Generic[T]):
         with self._lock:
             value = self._values.get(key)
             if value is None:
+                weakref.finalize(model, self._values.pop, key, None)  # first: a model without weakrefs stores nothing
                 value = self._values[key] = self._make()
-                weakref.finalize(model, self._values.pop, key, None)
             return value
 
 

@@ -174,8 +174,8 @@ def read_coco(root: str | Path, mapping: dict[str, int] | None, annotations: str
     names (or ids as text) to the model's class ids, and each of its keys must name a
     category of the file; without it categories are numbered in ascending id order (the
     order of the official files and of TorchRay's models), which the model's
-    ``num_classes`` (when given) must then equal. Image files are checked to exist, and an
-    image's name is its ``file_name`` (subfolders included).
+    ``num_classes`` (when given) must then equal. An image's name is its ``file_name``
+    (subfolders included).
     """
     from pycocotools import mask as mask_utils
 
@@ -241,14 +241,40 @@ def read_coco(root: str | Path, mapping: dict[str, int] | None, annotations: str
         except Exception as e:
             raise DatasetError(f"{ann_path}: annotations[{pos}].segmentation is not a polygon or RLE ({e})") from None
         item.objects.append(Obj(cats[a["category_id"]], mask=np.ascontiguousarray(m)))
-    items = [it for it in images.values() if it.objects]
     for image_id, it in images.items():
         it.unmapped = len(unmapped.get(image_id, ()))
+    return [it for it in images.values() if it.objects]
+
+
+PROTOCOL = 2  # how annotations are read (2: stored pixels, COCO crowds kept, classes left out by a mapping counted)
+
+
+def dataset_identity(root, fmt: str, mapping=None) -> dict:
+    """What a resumable run records of its dataset: the folder, format, mapping (path and a hash of its
+    contents: an edited file is another mapping) and the readers' ``PROTOCOL``, so that a rerun on other
+    data, or under other reading rules, is refused rather than mixed with finished records.
+
+    Example:
+        >>> sorted(dataset_identity("/data/voc", "voc"))
+        ['data', 'format', 'mapping', 'mapping_sha256', 'protocol']
+    """
+    import hashlib
+
+    digest = None if mapping is None else hashlib.sha256(Path(mapping).read_bytes()).hexdigest()
+    return {"data": str(Path(root).resolve()), "format": fmt,
+            "mapping": None if mapping is None else str(Path(mapping).resolve()), "mapping_sha256": digest,
+            "protocol": PROTOCOL}
+
+
+def check_files(items: list[Item]) -> None:
+    """Refuse items whose image file is missing, naming the first, before any work.
+
+    Example:
+        >>> check_files([])
+    """
     missing = [it.image for it in items if not it.image.is_file()]
     if missing:
-        raise DatasetError(f"{len(missing)} of {len(items)} annotated images of {ann_path.name} are missing (first: "
-                           f"{missing[0]}); the images belong in {img_dir}")
-    return items
+        raise DatasetError(f"{len(missing)} of {len(items)} annotated images are missing (first: {missing[0]})")
 
 
 def read_dataset(fmt: str, root, wnids=None, mapping=None, num_classes: int | None = None) -> list[Item]:
@@ -265,4 +291,5 @@ def read_dataset(fmt: str, root, wnids=None, mapping=None, num_classes: int | No
     raise DatasetError(f"unknown dataset format '{fmt}': use imagenet, voc or coco")
 
 
-__all__ = ["VOC_CLASSES", "load_mapping", "read_coco", "read_dataset", "read_imagenet", "read_voc"]
+__all__ = ["PROTOCOL", "VOC_CLASSES", "check_files", "dataset_identity", "load_mapping", "read_coco", "read_dataset",
+           "read_imagenet", "read_voc"]

@@ -12,6 +12,8 @@ from ..core.errors import InputError
 from ..core.guard import frozen_eval
 from ..core.targets import TargetLike, as_target, bind_target
 
+RANGE_SLACK = 0.25  # maps and images this far outside [0, 1] are clamped; further out they are refused
+
 
 @torch.no_grad()
 def map_density(
@@ -32,9 +34,10 @@ def map_density(
     Returns:
         (ρ⁺, ρ⁻), two B float tensors; a mean of 0 gives ρ = 0 instead of a division by 0.
 
-    The model runs in eval mode (its mode and parameters restored after). Maps outside
-    [0, 1] or not finite, and images outside [0, 1] (an image already normalised would be
-    normalised twice), are refused; the masks take the image's dtype and device.
+    The model runs in eval mode (its mode and parameters restored after). Maps and images
+    within ``RANGE_SLACK`` (0.25) of [0, 1] are clamped to it (a bicubic resize overshoots);
+    further out, or not finite, they are refused (a raw map; an image already normalised
+    would be normalised twice). The masks take the image's dtype and device.
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
@@ -43,11 +46,14 @@ def map_density(
         0.0
     """
     check_images(image01)
-    psi = check_maps(maps, image01, unit=True, slack=1e-4).clamp(0, 1).unsqueeze(1).to(image01.dtype)
-    if float(image01.min()) < 0 or float(image01.max()) > 1:
+    # within RANGE_SLACK of [0, 1] (a bicubic resize overshoots) values are clamped; beyond, the map is a raw one
+    # or the image already normalised, and the result would mean nothing
+    psi = check_maps(maps, image01, unit=True, slack=RANGE_SLACK).clamp(0, 1).unsqueeze(1).to(image01.dtype)
+    lo, hi = float(image01.min()), float(image01.max())
+    if lo < -RANGE_SLACK or hi > 1 + RANGE_SLACK:
         raise InputError(f"image01 must lie in [0, 1] (the image before normalisation), got values in "
-                         f"{float(image01.min()):.3g} … {float(image01.max()):.3g}; pass the unnormalised image "
-                         "and let `normalize` normalise it")
+                         f"{lo:.3g} … {hi:.3g}; pass the unnormalised image and let `normalize` normalise it")
+    image01 = image01.clamp(0, 1)
     with frozen_eval(model):  # batch norms neither use nor update batch statistics, dropout is off
         return _density(model, image01, psi, target, normalize, minus)
 

@@ -40,8 +40,8 @@ def insertion_deletion(
     probability of ``target`` (class ids; default: the clean top-1), or the probability of
     any target of :mod:`cameras.targets`. Curves have ⌈HW/step⌉ + 1 points
     over the fraction of pixels in [0, 1]; AUCs use the trapezoid rule. The model runs in
-    eval mode (its mode and parameters restored after). Maps must be B×H×W on x's grid,
-    finite, and on any device (they are moved to x's).
+    eval mode (its mode and parameters restored after). Maps must be B×H×W (or B×1×H×W) on
+    x's grid, finite, and on any device (they are moved to x's).
 
     Returns:
         dict with ``insertion``, ``deletion`` (B×(n+1)), ``insertion_auc``,
@@ -54,6 +54,8 @@ def insertion_deletion(
         (1, 5)
     """
     B, C, H, W = check_images(x)
+    if isinstance(maps, Tensor) and maps.dim() == 4 and maps.shape[1] == 1:  # B×1×H×W, as earlier versions took
+        maps = maps[:, 0]
     maps = check_maps(maps, x)
     check_count(step, "step")
     check_count(batch_size, "batch_size")
