@@ -411,13 +411,17 @@ def test_coco_crowds_order_mapping_keys_missing_files_and_subfolders(tmp_path):
     check_files(items[:1])
     out = tmp_path / "out"
     args = ["evaluate", "--data", str(root), "--format", "coco", "--methods", "gradcam", "--metrics", "pointing",
-            "--model", "torchvision:resnet18", "--weights", "random", "--out", str(out), "--quiet"]
+            "--out", str(out), "--quiet"]
     (tmp_path / "m.json").write_text('{"cat": 0, "dog": 1, "cup": 2}')
     r = CliRunner().invoke(main, [*args, "--mapping", str(tmp_path / "m.json")])
     assert r.exit_code == 2 and "1 of 2 annotated images are missing" in r.output and not out.exists(), r.output
+    assert "belong under" in r.output
     r = CliRunner().invoke(main, [*args, "--mapping", str(tmp_path / "m.json"), "--limit", "1"])
     assert r.exit_code == 0, r.output
-    # the run records the mapping's contents: the same file edited is another mapping, refused
+    # the run records the mapping's classes: key order and layout do not count, the same file edited is refused
+    (tmp_path / "m.json").write_text('{\n  "cup": 2,\n  "dog": 1,\n  "cat": 0\n}\n')
+    r = CliRunner().invoke(main, [*args, "--mapping", str(tmp_path / "m.json"), "--limit", "1"])
+    assert r.exit_code == 0, r.output
     (tmp_path / "m.json").write_text('{"cat": 0, "dog": 2, "cup": 1}')
     r = CliRunner().invoke(main, [*args, "--mapping", str(tmp_path / "m.json"), "--limit", "1"])
     assert r.exit_code == 2 and "mapping_sha256" in r.output and "another --out" in r.output, r.output

@@ -278,3 +278,5 @@ def test_table_2_verdict_compares_cameras_with_the_papers_table_2_methods_only()
     assert table2["verdict"] == REPRODUCED and "Grad-CAM and NormGrad" in table2["claim"]  # Extremal is no rival here
     rm["normgrad"] = 0.8
     assert _verdict_tables(summary, "imagenet")[1]["verdict"] != REPRODUCED
+    rm["normgrad"], rm["gradcam"] = 0.96, None  # Grad-CAM's rho- missing: no win over it
+    assert _verdict_tables(summary, "imagenet")[1]["verdict"] != REPRODUCED

@@ -211,7 +211,7 @@ def evaluate_dataset(
     items = items[:limit] if limit else items
     if not items:
         raise InputError(f"no annotated images found in {data_dir}")
-    check_files(items)  # after --limit: a partial download of the first N images is enough for --limit N
+    check_files(items, data_dir)  # after --limit: a partial download of the first N images is enough for --limit N
     settings = dataset_identity(data_dir, fmt, mapping)
     rows = evaluate_items(items, bundle, built, set(metrics), out_dir, square, insdel_step, batch_size, progress,
                           settings=settings, target_kind=target_kind, **placement(run))

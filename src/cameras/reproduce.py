@@ -340,8 +340,10 @@ def _verdict_tables(summary: dict, fmt: str) -> list[dict]:
     if rp.get("cameras") is not None and rp.get("gradcam") is not None:
         # the paper's Table 2 has CAMERAS highest in ρ⁺ and lowest in ρ⁻ on every row (Grad-CAM and NormGrad swap
         # places in ρ⁺ on Inception-V3, so their order is no claim)
-        others = [m for m in ("gradcam", "normgrad") if rp.get(m) is not None and rm.get(m) is not None]  # Table 2's
-        best = all(rp["cameras"] > rp[m] and rm["cameras"] < rm[m] for m in others)
+        # Table 2's methods: Grad-CAM always (a missing rho- is no win), NormGrad when it was scored
+        rivals = ["gradcam"] + (["normgrad"] if rp.get("normgrad") is not None else [])
+        best = rm.get("cameras") is not None and all(
+            rm.get(m) is not None and rp["cameras"] > rp[m] and rm["cameras"] < rm[m] for m in rivals)
         v = REPRODUCED if best else DIRECTION if rp["cameras"] > rp["gradcam"] else NOT
         out.append({"section": "Table 2", "verdict": v, "claim": "CAMERAS has a higher ρ⁺ and a lower ρ⁻ than "
                     "Grad-CAM and NormGrad (paper: on every model)",

@@ -251,8 +251,9 @@ PROTOCOL = 2  # how annotations are read (2: stored pixels, COCO crowds kept, cl
 
 def dataset_identity(root, fmt: str, mapping=None) -> dict:
     """What a resumable run records of its dataset: the folder, format, mapping (path and a hash of its
-    contents: an edited file is another mapping) and the readers' ``PROTOCOL``, so that a rerun on other
-    data, or under other reading rules, is refused rather than mixed with finished records.
+    classes, key order and layout aside: an edited mapping is another one) and the readers' ``PROTOCOL``,
+    so that a rerun on other data, or under other reading rules, is refused rather than mixed with
+    finished records.
 
     Example:
         >>> sorted(dataset_identity("/data/voc", "voc"))
@@ -260,21 +261,23 @@ def dataset_identity(root, fmt: str, mapping=None) -> dict:
     """
     import hashlib
 
-    digest = None if mapping is None else hashlib.sha256(Path(mapping).read_bytes()).hexdigest()
+    digest = None if mapping is None else hashlib.sha256(
+        json.dumps(load_mapping(mapping), sort_keys=True).encode()).hexdigest()
     return {"data": str(Path(root).resolve()), "format": fmt,
             "mapping": None if mapping is None else str(Path(mapping).resolve()), "mapping_sha256": digest,
             "protocol": PROTOCOL}
 
 
-def check_files(items: list[Item]) -> None:
-    """Refuse items whose image file is missing, naming the first, before any work.
+def check_files(items: list[Item], where: str | Path | None = None) -> None:
+    """Refuse items whose image file is missing, naming the first (and ``where`` the images belong), before any work.
 
     Example:
         >>> check_files([])
     """
     missing = [it.image for it in items if not it.image.is_file()]
     if missing:
-        raise DatasetError(f"{len(missing)} of {len(items)} annotated images are missing (first: {missing[0]})")
+        raise DatasetError(f"{len(missing)} of {len(items)} annotated images are missing (first: {missing[0]})"
+                           + ("" if where is None else f"; the dataset's images belong under {where}"))
 
 
 def read_dataset(fmt: str, root, wnids=None, mapping=None, num_classes: int | None = None) -> list[Item]:
