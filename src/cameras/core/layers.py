@@ -21,6 +21,12 @@ def _vgg_layer(model: nn.Module) -> str | None:
     return f"features.{relus[-1]}" if relus else None
 
 
+def _torchvision_vit_layer(model: nn.Module) -> str | None:
+    layers = getattr(getattr(model, "encoder", None), "layers", None)
+    # the last block's first norm, as timm's ViT (blocks.<last>.norm1): its tokens, before the block mixes them
+    return f"encoder.layers.{list(layers.named_children())[-1][0]}.ln_1" if isinstance(layers, nn.Sequential) else None
+
+
 # Known layers by (module of the class, class name). The last spatial feature map before
 # global pooling, as the CAMERAS reference uses (VGG: the last ReLU before the last max-pool).
 _KNOWN: dict[tuple[str, str], str | object] = {
@@ -33,6 +39,8 @@ _KNOWN: dict[tuple[str, str], str | object] = {
     ("torchvision.models.mobilenetv2", "MobileNetV2"): "features",
     ("torchvision.models.mobilenetv3", "MobileNetV3"): "features",
     ("torchvision.models.convnext", "ConvNeXt"): "features",
+    ("torchvision.models.vision_transformer", "VisionTransformer"): _torchvision_vit_layer,
+    ("timm.models.vgg", "VGG"): _vgg_layer,
     ("timm.models.efficientnet", "EfficientNet"): "bn2",
     ("timm.models.resnet", "ResNet"): "layer4",
     ("timm.models.mobilenetv3", "MobileNetV3"): "blocks",

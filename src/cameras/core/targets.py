@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -124,6 +125,8 @@ def class_ids(target: int | Sequence[int] | Tensor, batch: int | None = None, de
     """
     if isinstance(target, bool):
         raise InputError("target must be a class index, not a bool")
+    if isinstance(target, np.ndarray):  # checked as a tensor (an int() of a float array would truncate it)
+        target = torch.as_tensor(target)
     if isinstance(target, Tensor):
         t = grad_safe(target.detach())  # made under torch.inference_mode(): usable in the backward
         if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
