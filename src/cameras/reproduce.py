@@ -340,8 +340,9 @@ def _verdict_tables(summary: dict, fmt: str) -> list[dict]:
     if rp.get("cameras") is not None and rp.get("gradcam") is not None:
         # the paper's Table 2 has CAMERAS highest in ρ⁺ and lowest in ρ⁻ on every row (Grad-CAM and NormGrad swap
         # places in ρ⁺ on Inception-V3, so their order is no claim)
-        # Table 2's methods: Grad-CAM always (a missing rho- is no win), NormGrad when it was scored
-        rivals = ["gradcam"] + (["normgrad"] if rp.get("normgrad") is not None else [])
+        # Table 2's methods: Grad-CAM always (a missing rho- is no win), NormGrad when both its values were scored
+        rivals = ["gradcam"] + (["normgrad"] if rp.get("normgrad") is not None and rm.get("normgrad") is not None
+                                else [])
         best = rm.get("cameras") is not None and all(
             rm.get(m) is not None and rp["cameras"] > rp[m] and rm["cameras"] < rm[m] for m in rivals)
         v = REPRODUCED if best else DIRECTION if rp["cameras"] > rp["gradcam"] else NOT
