@@ -338,9 +338,9 @@ def _verdict_tables(summary: dict, fmt: str) -> list[dict]:
                     "(within 1 point; paper: −0.4 to +12.6 points)",
                     "evidence": f"pointing CAMERAS {100 * c:.1f} %, Grad-CAM {100 * g:.1f} % ({fmt})"})
     if rp.get("cameras") is not None and rp.get("gradcam") is not None:
-        # the paper's Table 2 has CAMERAS highest in ρ⁺ and lowest in ρ⁻ on every row (Grad-CAM and NormGrad swap
-        # places in ρ⁺ on Inception-V3, so their order is no claim)
-        # Table 2's methods: Grad-CAM always (a missing rho- is no win), NormGrad when both its values were scored
+        # the paper's Table 2 has CAMERAS above Grad-CAM and NormGrad in ρ⁺ and below them in ρ⁻ on every row (those
+        # two swap places in ρ⁺ on Inception-V3, so their order is no claim); Grad-CAM always counts (a missing ρ⁻
+        # is no win), NormGrad when both its values were scored
         rivals = ["gradcam"] + (["normgrad"] if rp.get("normgrad") is not None and rm.get("normgrad") is not None
                                 else [])
         best = rm.get("cameras") is not None and all(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import warnings
 import weakref
@@ -153,6 +154,26 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
     """
     with model_lock(model):  # another thread's call on this model would restore its state mid-way through ours
         yield from _frozen(model)
+
+
+def frozen_model(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorator: ``fn(model, ...)`` runs inside :func:`frozen_eval` of its first argument (metrics that score a
+    model: batch norms neither use nor update batch statistics, dropout is off, the model is restored after).
+
+    Example:
+        >>> import torch
+        >>> @frozen_model
+        ... def mode(model):
+        ...     return model.training
+        >>> net = torch.nn.Linear(2, 2).train()
+        >>> mode(net), net.training
+        (False, True)
+    """
+    @functools.wraps(fn)
+    def wrapper(model: nn.Module, *args, **kwargs) -> T:
+        with frozen_eval(model):
+            return fn(model, *args, **kwargs)
+    return wrapper
 
 
 def _frozen(model: nn.Module) -> Iterator[nn.Module]:

@@ -7,11 +7,12 @@ from torch import Tensor, nn
 
 from ..core.checks import check_count, check_images, check_maps
 from ..core.errors import InputError
-from ..core.guard import frozen_eval
+from ..core.guard import frozen_model
 from ..core.targets import TargetLike, as_target, bind_target
 
 
 @torch.no_grad()
+@frozen_model  # batch norms neither use nor update batch statistics, dropout is off
 def confidence_change(model: nn.Module, x: Tensor, maps: Tensor, target: TargetLike = None,
                       batch_size: int = 32) -> dict[str, Tensor]:
     """Average Drop and Increase in Confidence of B images explained by their maps.
@@ -43,16 +44,9 @@ def confidence_change(model: nn.Module, x: Tensor, maps: Tensor, target: TargetL
         >>> r["drop"].tolist(), float(r["average_drop"])  # a map of ones keeps the image
         ([0.0, 0.0], 0.0)
     """
-    check_images(x)
+    B = check_images(x)[0]
     maps = check_maps(maps, x, unit=True)
     check_count(batch_size, "batch_size")
-    with frozen_eval(model):  # batch norms neither use nor update batch statistics, dropout is off
-        return _confidence_change(model, x, maps, target, batch_size)
-
-
-def _confidence_change(model: nn.Module, x: Tensor, maps: Tensor, target: TargetLike,
-                       batch_size: int) -> dict[str, Tensor]:
-    B = x.shape[0]
     out = model(x)
     target = bind_target(as_target(target, B, x.device), out)
     clean = target.probability(out).float()

@@ -9,13 +9,14 @@ from torch import Tensor, nn
 
 from ..core.checks import check_images, check_maps
 from ..core.errors import InputError
-from ..core.guard import frozen_eval
+from ..core.guard import frozen_model
 from ..core.targets import TargetLike, as_target, bind_target
 
 RANGE_SLACK = 0.25  # maps and images this far outside [0, 1] are clamped; further out they are refused
 
 
 @torch.no_grad()
+@frozen_model  # batch norms neither use nor update batch statistics, dropout is off
 def map_density(
     model: nn.Module, image01: Tensor, maps: Tensor, target: TargetLike, normalize: Callable[[Tensor], Tensor],
     minus: bool = True,
@@ -54,12 +55,6 @@ def map_density(
         raise InputError(f"image01 must lie in [0, 1] (the image before normalisation), got values in "
                          f"{lo:.3g} … {hi:.3g}; pass the unnormalised image and let `normalize` normalise it")
     image01 = image01.clamp(0, 1)
-    with frozen_eval(model):  # batch norms neither use nor update batch statistics, dropout is off
-        return _density(model, image01, psi, target, normalize, minus)
-
-
-def _density(model: nn.Module, image01: Tensor, psi: Tensor, target: TargetLike,
-             normalize: Callable[[Tensor], Tensor], minus: bool) -> tuple[Tensor, Tensor | None]:
     target = as_target(target, image01.shape[0], image01.device, tuple(image01.shape[-2:]))
     if target is None or not target.is_bound():  # the top-1 (or a predicted region) of the image as given
         target = bind_target(target, model(normalize(image01)))

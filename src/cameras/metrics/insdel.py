@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.checks import check_count, check_images, check_maps
-from ..core.guard import frozen_eval
+from ..core.guard import frozen_model
 from ..core.ops import gaussian_blur
 from ..core.targets import TargetLike, as_target, bind_target
 
@@ -29,6 +29,7 @@ def auc(curve: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+@frozen_model  # batch norms neither use nor update batch statistics, dropout is off
 def insertion_deletion(
     model: nn.Module, x: Tensor, maps: Tensor, step: int = 224, batch_size: int = 32, target: TargetLike = None
 ) -> dict[str, Tensor]:
@@ -59,13 +60,6 @@ def insertion_deletion(
     maps = check_maps(maps, x)
     check_count(step, "step")
     check_count(batch_size, "batch_size")
-    with frozen_eval(model):  # batch norms neither use nor update batch statistics, dropout is off
-        return _insertion_deletion(model, x, maps, step, batch_size, target)
-
-
-def _insertion_deletion(model: nn.Module, x: Tensor, maps: Tensor, step: int, batch_size: int,
-                        target: TargetLike) -> dict[str, Tensor]:
-    B, C, H, W = x.shape
     target = bind_target(as_target(target, B, x.device), model(x))
     n_steps = math.ceil(H * W / step)
     order = maps.flatten(1).argsort(dim=1, descending=True, stable=True)  # B×HW

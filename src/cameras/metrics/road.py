@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..core.checks import check_count, check_images, check_maps
 from ..core.errors import InputError
-from ..core.guard import frozen_eval
+from ..core.guard import frozen_model
 from ..core.targets import TargetLike, as_target, bind_target
 
 # (row step, column step, weight) of the eight neighbours of a pixel.
@@ -173,6 +173,7 @@ def _check_percentiles(percentiles: Sequence[float]) -> list[float]:
 
 
 @torch.no_grad()
+@frozen_model  # batch norms neither use nor update batch statistics, dropout is off
 def road(
     model: nn.Module,
     x: Tensor,
@@ -256,13 +257,6 @@ def road(
     check_count(batch_size, "batch_size")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise InputError(f"seed must be an int or None, got {seed!r}")
-    with frozen_eval(model):  # batch norms neither use nor update batch statistics, dropout is off
-        return _road(model, x, maps, ps, order, target, noise, seed, batch_size, relative)
-
-
-def _road(model: nn.Module, x: Tensor, maps: Tensor, ps: list[float], order: str, target: TargetLike, noise: float,
-          seed: int | None, batch_size: int, relative: bool) -> dict[str, Tensor]:
-    B, C, H, W = x.shape
     device = x.device
     scores_map = maps.detach() if maps.is_floating_point() else maps.detach().float()
     out = model(x)
