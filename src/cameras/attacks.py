@@ -64,8 +64,7 @@ def _check(x01: Tensor, eps: float, alpha: float, steps: int, threshold: float) 
         raise InputError(f"eps must be ≥ 0, got {eps}")
     if alpha <= 0:
         raise InputError(f"alpha (step size) must be > 0, got {alpha}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps must be a positive integer, got {steps!r}")
+    check_count(steps, "steps")
     if not 0 < threshold <= 1:
         raise InputError(f"threshold must lie in (0, 1], got {threshold}")
 
@@ -366,8 +365,7 @@ def sanity_cleaning(
     """
     if not 0 < fraction <= 1:
         raise InputError(f"fraction must lie in (0, 1], got {fraction}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps must be a positive integer, got {steps!r}")
+    check_count(steps, "steps")
     check_count(batch_size, "batch_size")
     B, C, H, W = check_images(x)
     maps = check_maps(maps, x)

@@ -58,8 +58,8 @@ def check_count(value: int, name: str) -> int:
         >>> check_count(0, "step")
         Traceback (most recent call last):
         ...
-        cameras.core.errors.InputError: step must be a positive int, got 0
+        cameras.core.errors.InputError: step must be a positive integer, got 0
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive int, got {value!r}")
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
     return value

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..core import graphs
 from ..core.base import SaliencyMethod
+from ..core.checks import check_count
 from ..core.compiled import CompiledBelow
 from ..core.eager import EagerFastPaths
 from ..core.errors import InputError
@@ -47,8 +48,7 @@ def scale_schedule(steps: int, max_size: int, base: int = 224) -> list[int]:
         >>> scale_schedule(5, 1000)
         [224, 418, 612, 806, 1000]
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps must be a positive integer, got {steps!r}")
+    check_count(steps, "steps")
     if steps > 1 and max_size <= base:
         raise InputError(f"max_size ({max_size}) must exceed the base size ({base}) for {steps} steps")
     return [int(round(v)) for v in np.linspace(base, max_size, steps)] if steps > 1 else [int(base)]

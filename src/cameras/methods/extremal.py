@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ..core.base import SaliencyMethod, progress_bar
+from ..core.checks import check_count
 from ..core.errors import InputError
 from ..core.ops import gaussian_blur
 from ..core.result import SaliencyResult
@@ -213,8 +214,7 @@ class ExtremalPerturbation(SaliencyMethod):
         super().__init__(model)
         if not 0.0 < float(area) < 1.0:
             raise InputError(f"area must lie in (0, 1), got {area!r}")
-        if not isinstance(iterations, int) or iterations < 1:
-            raise InputError(f"iterations must be a positive integer, got {iterations!r}")
+        check_count(iterations, "iterations")
         if not isinstance(levels, int) or levels < 2:
             raise InputError(f"levels must be an integer >= 2, got {levels!r}")
         if step < 1 or sigma <= 0 or max_blur <= 0 or lr <= 0:

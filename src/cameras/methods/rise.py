@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.base import SaliencyMethod, progress_bar
+from ..core.checks import check_count
 from ..core.errors import InputError
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
@@ -88,14 +89,11 @@ class RISE(SaliencyMethod):
         progress: bool | None = None,
     ) -> None:
         super().__init__(model)
-        if not isinstance(n_masks, int) or n_masks < 1:
-            raise InputError(f"n_masks must be a positive integer, got {n_masks!r}")
-        if not isinstance(grid, int) or grid < 1:
-            raise InputError(f"grid must be a positive integer, got {grid!r}")
+        check_count(n_masks, "n_masks")
+        check_count(grid, "grid")
         if not 0.0 < float(p) <= 1.0:
             raise InputError(f"p must lie in (0, 1], got {p!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_count(batch_size, "batch_size")
         self.n_masks, self.grid, self.p = n_masks, grid, float(p)
         self.batch_size, self.seed, self.progress = batch_size, int(seed), progress
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.base import SaliencyMethod, progress_bar
+from ..core.checks import check_count
 from ..core.errors import InputError
 from ..core.ops import normalize_maps, resize_maps
 from ..core.result import SaliencyResult
@@ -67,8 +68,7 @@ class ScoreCAM(SaliencyMethod):
         super().__init__(model, layer, to_spatial)
         if weighting not in WEIGHTINGS:
             raise InputError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_count(batch_size, "batch_size")
         self.weighting, self.batch_size, self.progress = weighting, batch_size, progress
 
     def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.base import SaliencyMethod, progress_bar
+from ..core.checks import check_count
 from ..core.errors import InputError
 from ..core.ops import normalize_maps, resize_maps
 from ..core.result import SaliencyResult
@@ -79,9 +80,8 @@ class Smooth(SaliencyMethod):
             raise InputError(f"augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
         if not (isinstance(noise, (int, float)) and 0 <= noise <= 1):
             raise InputError(f"noise must be a level in [0, 1] (σ over the input's range), got {noise!r}")
-        for name, v in (("n", n), ("batch_size", batch_size)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise InputError(f"{name} must be a positive integer, got {v!r}")
+        check_count(n, "n")
+        check_count(batch_size, "batch_size")
         scales = [float(s) for s in tta_scales]
         if not scales or any(not 0.25 <= s <= 4 for s in scales):
             raise InputError(f"tta_scales must be factors in [0.25, 4], got {list(tta_scales)!r}")
