@@ -125,6 +125,10 @@ def test_region_target_errors():
         RegionTarget(1).for_batch(1, torch.device("cpu")).bind(torch.zeros(1, 3))
     with pytest.raises(InputError, match="needs the class"):
         RegionTarget(None)
+    with pytest.raises(InputError, match=r"box \[40.0, 40.0, 60.0, 60.0\] covers no pixel of the 16×12 input"):
+        RegionTarget.from_box(1, [40, 40, 60, 60], (12, 16))  # a box in another image's pixels: not an empty map
+    with pytest.raises(InputError, match="covers no pixel"):
+        RegionTarget.from_box(1, [[0, 0, 8, 8], [5, 5, 5.2, 5.2]], (12, 16))  # any image's box
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     with pytest.raises(InputError, match="segmentation"):
         GradCAM(net, layer="0")(torch.rand(1, 3, 8, 8), RegionTarget(1))
@@ -369,6 +373,32 @@ def test_cameras_box_matches_reference_on_torchvision_detectors(name, scales):
     want = reference_cameras_dense(NoResize(net), mod, x, scales, score)
     assert res.maps.abs().sum() > 0
     assert torch.allclose(res.maps, want, atol=1e-5)
+
+
+def test_detections_checks_every_image():
+    ok = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0), "scores": torch.zeros(0)}
+    with pytest.raises(InputError, match="detections lack scores"):
+        detections([ok, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)}])
+
+
+def test_metrics_score_a_detector_at_the_size_the_method_explains():
+    """A detector resizes inputs to its own min_size (800 px): the metrics switch that off as the methods do,
+    so they score the detection that was explained (before, the box no longer matched and curves were 0)."""
+    from cameras.metrics import confidence_change, insertion_deletion
+    net = det_model("fasterrcnn_mobilenet_v3_large_fpn")
+    x = torch.rand(1, 3, 96, 112, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad(), any_input_size(net):
+        d = net(x)[0]
+    target = BoxTarget(d["boxes"][0].tolist(), int(d["labels"][0]))
+    res = GradCAM(net)(x, target)
+    assert res.extras["target"]["matched"] == [True] and res.probs.item() > 0
+    r = insertion_deletion(net, x, res.maps, target=target, step=112 * 24, batch_size=2)
+    assert r["deletion"][0, 0].item() == pytest.approx(res.probs.item(), rel=1e-4)
+    assert r["insertion"][0, -1].item() == pytest.approx(res.probs.item(), rel=1e-4)
+    c = confidence_change(net, x, torch.ones(1, 96, 112), target=target)
+    assert c["clean"].item() == pytest.approx(res.probs.item(), rel=1e-4) and c["drop"].tolist() == [0.0]
+    with pytest.raises(InputError, match="outside the 112×96 input"):
+        insertion_deletion(net, x, res.maps, target=BoxTarget([200, 200, 300, 300], 1), step=112 * 24)
 
 
 def test_box_without_a_match_gives_a_zero_map_and_says_so():

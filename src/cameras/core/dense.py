@@ -152,7 +152,13 @@ class RegionTarget(_PlacedTarget):
             >>> RegionTarget.from_box(2, [0, 0, 8, 4], (16, 16)).mask.sum().item()
             32.0
         """
-        t = cls(class_id, box_mask(box, hw), reduce)
+        mask = box_mask(box, hw)
+        empty = mask.flatten(1).sum(1) == 0
+        if bool(empty.any()):
+            b = _as_boxes(box, None, torch.device("cpu"))[empty][0].tolist()
+            raise InputError(f"box {b} covers no pixel of the {int(hw[1])}×{int(hw[0])} input; give boxes "
+                             "(x0, y0, x1, y1) in the pixels of the input the method is called with")
+        t = cls(class_id, mask, reduce)
         t.box = _as_boxes(box, None, torch.device("cpu"))
         return t
 
@@ -270,7 +276,7 @@ def detections(output: Any) -> list[Mapping[str, Tensor]]:
     if isinstance(output, Mapping) and "boxes" in output:
         output = [output]
     if isinstance(output, (list, tuple)) and output and all(isinstance(d, Mapping) for d in output):
-        missing = {"boxes", "labels", "scores"} - set(output[0])
+        missing = set().union(*({"boxes", "labels", "scores"} - set(d) for d in output))  # in any image's dict
         if not missing:
             return list(output)
         raise InputError(f"detections lack {', '.join(sorted(missing))}; BoxTarget needs boxes, labels and scores "

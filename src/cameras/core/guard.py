@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .layouts import any_input_size
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -158,7 +159,9 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
 
 def frozen_model(fn: Callable[..., T]) -> Callable[..., T]:
     """Decorator: ``fn(model, ...)`` runs inside :func:`frozen_eval` of its first argument (metrics that score a
-    model: batch norms neither use nor update batch statistics, dropout is off, the model is restored after).
+    model: batch norms neither use nor update batch statistics, dropout is off, the model is restored after) and
+    :func:`~cameras.core.layouts.any_input_size` (a detector scores the image at the size it is given, as the
+    methods explain it; a timm ViT takes any size).
 
     Example:
         >>> import torch
@@ -171,7 +174,7 @@ def frozen_model(fn: Callable[..., T]) -> Callable[..., T]:
     """
     @functools.wraps(fn)
     def wrapper(model: nn.Module, *args, **kwargs) -> T:
-        with frozen_eval(model):
+        with frozen_eval(model), any_input_size(model):
             return fn(model, *args, **kwargs)
     return wrapper
 

@@ -48,7 +48,7 @@ def confidence_change(model: nn.Module, x: Tensor, maps: Tensor, target: TargetL
     maps = check_maps(maps, x, unit=True)
     check_count(batch_size, "batch_size")
     out = model(x)
-    target = bind_target(as_target(target, B, x.device), out)
+    target = bind_target(as_target(target, B, x.device, tuple(x.shape[-2:])), out)
     clean = target.probability(out).float()
     if bool((~torch.isfinite(clean) | (clean < 0) | (clean > 1)).any()):
         raise InputError("Average Drop compares probabilities, but the target's values on the clean images lie "

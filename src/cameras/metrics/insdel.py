@@ -60,7 +60,7 @@ def insertion_deletion(
     maps = check_maps(maps, x)
     check_count(step, "step")
     check_count(batch_size, "batch_size")
-    target = bind_target(as_target(target, B, x.device), model(x))
+    target = bind_target(as_target(target, B, x.device, (H, W)), model(x))
     n_steps = math.ceil(H * W / step)
     order = maps.flatten(1).argsort(dim=1, descending=True, stable=True)  # B×HW
     rank = torch.empty_like(order)

@@ -260,7 +260,7 @@ def road(
     device = x.device
     scores_map = maps.detach() if maps.is_floating_point() else maps.detach().float()
     out = model(x)
-    target = bind_target(as_target(target, B, device), out)
+    target = bind_target(as_target(target, B, device, tuple(x.shape[-2:])), out)
     clean = target.probability(out)
     generator = None if seed is None else torch.Generator().manual_seed(seed)
     N, P = H * W, len(ps)
