@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .capture import LayerCapture
 from .errors import Cancelled, InputError, LayerError
-from .guard import frozen_eval, model_lock, unwrap_model
+from .guard import frozen_eval, input_copies, model_lock, unwrap_model
 from .layers import module_name, resolve_layer
 from .layouts import Layout, any_input_size, model_size_errors, track_input_size
 from .ops import check_batch, grad_safe
@@ -184,8 +184,8 @@ class SaliencyMethod(abc.ABC):
                 self._ensure_layer(x)
             self.check_stop()
             start = time.perf_counter()
-            with frozen_eval(self.model), any_input_size(self.model), model_size_errors(self.model, x), \
-                    track_input_size(self.model, self.layout), torch.enable_grad():
+            with frozen_eval(self.model), input_copies(self.model), any_input_size(self.model), \
+                    model_size_errors(self.model, x), track_input_size(self.model, self.layout), torch.enable_grad():
                 out = work(x)
             sync(x.device)
             return out, time.perf_counter() - start

@@ -157,11 +157,38 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
         yield from _frozen(model)
 
 
+@contextlib.contextmanager
+def input_copies(model: nn.Module) -> Iterator[None]:
+    """Within the block, ``model`` is given copies of its tensor arguments, so a model that edits its input in
+    place (``x.sub_(mean)``, a first ``ReLU(inplace=True)``) leaves the caller's tensor, and the one a method
+    goes on using, as they were. A copy costs far less than the forward it feeds.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.ReLU(inplace=True)
+        >>> x = torch.tensor([-1.0, 2.0])
+        >>> with input_copies(net):
+        ...     y = net(x)
+        >>> x.tolist(), y.tolist()
+        ([-1.0, 2.0], [0.0, 2.0])
+    """
+    handle = model.register_forward_pre_hook(_copy_tensors)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _copy_tensors(module: nn.Module, args: tuple) -> tuple:
+    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+
+
 def frozen_model(fn: Callable[..., T]) -> Callable[..., T]:
     """Decorator: ``fn(model, ...)`` runs inside :func:`frozen_eval` of its first argument (metrics that score a
-    model: batch norms neither use nor update batch statistics, dropout is off, the model is restored after) and
-    :func:`~cameras.core.layouts.any_input_size` (a detector scores the image at the size it is given, as the
-    methods explain it; a timm ViT takes any size).
+    model: batch norms neither use nor update batch statistics, dropout is off, the model is restored after),
+    :func:`input_copies` (a model that edits its input in place changes neither the caller's images nor the
+    metric's) and :func:`~cameras.core.layouts.any_input_size` (a detector scores the image at the size it is
+    given, as the methods explain it; a timm ViT takes any size).
 
     Example:
         >>> import torch
@@ -174,7 +201,7 @@ def frozen_model(fn: Callable[..., T]) -> Callable[..., T]:
     """
     @functools.wraps(fn)
     def wrapper(model: nn.Module, *args, **kwargs) -> T:
-        with frozen_eval(model), any_input_size(model):
+        with frozen_eval(model), input_copies(model), any_input_size(model):
             return fn(model, *args, **kwargs)
     return wrapper
 

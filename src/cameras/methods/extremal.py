@@ -272,7 +272,7 @@ class ExtremalPerturbation(SaliencyMethod):
         with progress_bar(self.iterations, "extremal", self.progress, self.stop) as bar:
             for it in range(self.iterations):
                 mask = gen(params, bounded=True)
-                xp = self._perturb(pyr, mask)
+                xp = self._perturb(pyr, mask.to(pyr.dtype))  # a half-precision model gets its own dtype
                 if self.jitter and it % 2 == 0:
                     logit = mirrored.score(self.model(xp.flip(-1)))
                 else:
