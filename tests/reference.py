@@ -48,14 +48,17 @@ def reference_cameras(features, head, x, scales, target=None, resample="bicubic"
     return torch.stack(maps), kept_all, targets
 
 
-def reference_cameras_dense(model, layer, x, scales, score, resample="bicubic", to_map=None, border_pad=0):
+def reference_cameras_dense(model, layer, x, scales, score, resample="bicubic", to_map=None, border_pad=0,
+                            canvas=None):
     """CAMERAS by its definition for any score of the output: one image and one scale at a time.
 
     ``score(output, b, (h, w))`` is image b's scalar score on an output of an input resized to
     (h, w) (the region or box scaled by hand). The layer's output is replaced by a leaf through a
     plain forward hook and the whole forward runs with gradients on. ``to_map(t, (h, w))`` turns the
     layer's output (tokens) at an input of (h, w) into B×K×h'×w'. ``border_pad`` pixels of mirrored border are added
-    first and cropped from the map (the score then sees the padded size).
+    first and cropped from the map (the score then sees the padded size). ``canvas((h, w))``: the
+    padded size a detector's layers see for an (h, w) input; the layer's grid then covers that
+    canvas, and it is sampled (``grid_sample``) at the H×W output pixels' centres on the image's part.
     """
     to_map = to_map or (lambda t, size: t)
     maps = []
@@ -85,8 +88,16 @@ def reference_cameras_dense(model, layer, x, scales, score, resample="bicubic", 
                 h.remove()
             a = to_map(box["a"].detach(), size)
             g = to_map(g, size)
-            acts.append(F.interpolate(a, size=(H, W), mode="bilinear", align_corners=False))
-            grads.append(F.interpolate(g, size=(H, W), mode="bilinear", align_corners=False))
+            if canvas is None:
+                acts.append(F.interpolate(a, size=(H, W), mode="bilinear", align_corners=False))
+                grads.append(F.interpolate(g, size=(H, W), mode="bilinear", align_corners=False))
+            else:
+                hc, wc = canvas(size)
+                gy = 2 * (torch.arange(H) + 0.5) * (size[0] / H) / hc - 1  # output centres, on the canvas
+                gx = 2 * (torch.arange(W) + 0.5) * (size[1] / W) / wc - 1
+                grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1)[None].to(a.dtype)  # 1×H×W×2
+                for stack, v in ((acts, a), (grads, g)):
+                    stack.append(F.grid_sample(v, grid, mode="bilinear", padding_mode="border", align_corners=False))
         s = torch.relu((torch.stack(acts).mean(0) * torch.stack(grads).mean(0)).sum(1))[0]
         if p:
             s = s[p:H - p, p:W - p]

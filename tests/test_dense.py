@@ -370,9 +370,47 @@ def test_cameras_box_matches_reference_on_torchvision_detectors(name, scales):
     mod = dict(net.named_modules())[layer]
     score = box_score(box, label)
     score.hw = tuple(x.shape[-2:])
-    want = reference_cameras_dense(NoResize(net), mod, x, scales, score)
+    d = getattr(net.transform, "size_divisible", 1)  # the detector pads each scale's input to a multiple of d
+    want = reference_cameras_dense(NoResize(net), mod, x, scales, score,
+                                   canvas=lambda hw: tuple(-(-v // d) * d for v in hw))
     assert res.maps.abs().sum() > 0
     assert torch.allclose(res.maps, want, atol=1e-5)
+
+
+def test_interp_matrix_cover_is_the_first_part_of_a_larger_upsampling():
+    from cameras.core.ops import interp_matrix, resize_maps
+    assert torch.equal(interp_matrix(5, 9, cover=1.0), interp_matrix(5, 9))
+    for n_in, n_out, cover in [(4, 4, 0.5), (3, 5, 5 / 8), (7, 30, 0.75), (4, 100, 100 / 128)]:
+        full = interp_matrix(n_in, round(n_out / cover))[:n_out]
+        assert torch.allclose(interp_matrix(n_in, n_out, cover=cover), full, atol=1e-6)
+    m = torch.rand(2, 4, 5)
+    want = F.interpolate(m[:, None], size=(128, 160), mode="bilinear", align_corners=False)[:, 0, :100, :150]
+    assert torch.allclose(resize_maps(m, (100, 150), cover=(100 / 128, 150 / 160)), want, atol=1e-6)
+    with pytest.raises(InputError, match="cover"):
+        interp_matrix(3, 4, cover=1.5)
+
+
+def test_detector_maps_lie_on_the_image_not_on_its_padded_canvas():
+    """torchvision detectors pad each batch to a multiple of 32 at the bottom and right: the layer's grid covers
+    that canvas, so the map is upsampled over it and cropped (before, it was stretched over the image)."""
+    from cameras.core.layouts import canvas_cover
+    net = det_model("fasterrcnn_mobilenet_v3_large_fpn")
+    assert canvas_cover(net, (100, 150)) == (100 / 128, 150 / 160) and canvas_cover(net, (96, 128)) == (1.0, 1.0)
+    x = torch.rand(1, 3, 100, 150, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad(), any_input_size(net):
+        d = net(x)[0]
+    target = BoxTarget(d["boxes"][0].tolist(), int(d["labels"][0]))
+    res = GradCAM(net)(x, target)
+    low = res.extras["low_res"]
+    assert tuple(low.shape[-2:]) == (4, 5)  # the 128×160 canvas at stride 32
+    up = F.interpolate(low[:, None], size=(128, 160), mode="bilinear", align_corners=False)[:, 0, :100, :150]
+    want = (up - up.amin()) / (up.amax() - up.amin())
+    assert torch.allclose(res.maps, want, atol=1e-5)
+    stretched = F.interpolate(low[:, None], size=(100, 150), mode="bilinear", align_corners=False)[:, 0]
+    assert (res.maps - (stretched - stretched.amin()) / (stretched.amax() - stretched.amin())).abs().max() > 0.05
+    # the approximate grid fusion takes the exact one when the scales' canvases differ
+    exact = CAMERAS(net, scales=[100, 140])(x, target).maps
+    assert torch.allclose(CAMERAS(net, scales=[100, 140], fusion="grid")(x, target).maps, exact, atol=1e-6)
 
 
 def test_detections_checks_every_image():

@@ -17,8 +17,8 @@ from .capture import LayerCapture
 from .errors import Cancelled, InputError, LayerError
 from .guard import frozen_eval, input_copies, model_lock, unwrap_model
 from .layers import module_name, resolve_layer
-from .layouts import Layout, any_input_size, model_size_errors, track_input_size
-from .ops import check_batch, grad_safe
+from .layouts import Layout, any_input_size, canvas_cover, model_size_errors, track_input_size
+from .ops import check_batch, grad_safe, resize_maps
 from .result import SaliencyResult
 from .targets import Target, TargetLike, as_target
 
@@ -171,6 +171,19 @@ class SaliencyMethod(abc.ABC):
         """A :class:`LayerCapture` of the method's layer (or ``layer``) with its ``to_spatial``."""
         return LayerCapture(self.layer if layer is None else layer, self.layer_name if name is None else name,
                             self.to_spatial, self.layout)
+
+    def to_input(self, maps: Tensor, size: tuple[int, int]) -> Tensor:
+        """B×h×w maps at a layer's resolution resized bilinearly to the B×H×W input ``size`` they explain (for a
+        detector, which pads its input, over the padded canvas and cropped to the image: :func:`canvas_cover`).
+
+        Example:
+            >>> from cameras import Gradient
+            >>> m = Gradient(torch.nn.Conv2d(3, 2, 1))
+            >>> m.to_input(torch.ones(1, 2, 2), (4, 4)).shape
+            torch.Size([1, 4, 4])
+        """
+        size = (int(size[0]), int(size[1]))
+        return resize_maps(maps, size, canvas_cover(self.model, size))
 
     def _run(self, x: Tensor, work: Callable[[Tensor], Any]) -> tuple[Any, float]:
         """Check ``x``, find the layer, and run ``work(x)`` with the model's state guarded and any

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from .base import SaliencyMethod
 from .eager import EagerFastPaths
 from .gradients import LayerGradients, layer_gradients
-from .ops import normalize_maps, resize_maps
+from .ops import normalize_maps
 from .result import SaliencyResult
 from .targets import Target
 
@@ -108,5 +108,5 @@ class GradientCAM(EagerFastPaths, SaliencyMethod):
     def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
         g = self.with_layout(x, lambda nhwc: self._gradients(x, target, nhwc))
         low = self.low_res(g.activations[0], g.gradients[0])
-        maps = normalize_maps(resize_maps(low, tuple(x.shape[-2:])))
+        maps = normalize_maps(self.to_input(low, x.shape[-2:]))
         return self.result(maps, g.target, g.probs, g.logits, extras={"low_res": low})

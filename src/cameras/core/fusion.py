@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .ops import interp_matrix
+from .ops import interp_matrix, resize_maps
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 23  # elements of one B×k×H×W full-resolution chunk (32 MB in fp32)
 ROW_BAND = 32  # output rows per band of the row-resizing product
@@ -45,7 +45,7 @@ def _spatially_constant(g: Tensor) -> bool:
     return bool(((g - g[:, :, :1, :1]).abs() <= 1e-6 * g.abs().amax().clamp_min(1e-30)).all())
 
 
-def _fuse_constant_gradients(acts, grads, weights, used, size) -> Tensor:
+def _fuse_constant_gradients(acts, grads, weights, used, size, covers) -> Tensor:
     """Exact shortcut when each W_t is constant over space per channel (GAP + linear heads).
 
     Then W̄_k = c̄_k = Σ_t w_t W_t,k (a constant), and by linearity of resizing
@@ -58,8 +58,7 @@ def _fuse_constant_gradients(acts, grads, weights, used, size) -> Tensor:
     out = 0
     for t in used:
         low = torch.einsum("bk,bkhw->bhw", cbar, acts[t].float()).unsqueeze(1)  # B×1×h_t×w_t
-        up = F.interpolate(low, size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
-        out = out + w[:, t].view(B, 1, 1) * up
+        out = out + w[:, t].view(B, 1, 1) * resize_maps(low[:, 0], tuple(size), covers[t])
     return out.clamp_(min=0)
 
 
@@ -69,6 +68,7 @@ def fuse_multiscale(
     weights: Tensor,
     size: tuple[int, int],
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    covers: list[tuple[float, float]] | None = None,
 ) -> Tensor:
     """S = ReLU(Σ_k mean_t up(A_t)_k ⊙ mean_t up(W_t)_k), computed exactly and in chunks.
 
@@ -79,6 +79,8 @@ def fuse_multiscale(
             to 1 for a mean over kept scales; zero drops the scale for that image).
         size: output (H, W).
         chunk_elements: bound on B·k·H·W for one channel chunk.
+        covers: per scale, the part (rows, columns) of the layer's grid the image fills (see
+            :func:`~cameras.core.layouts.canvas_cover`; a detector pads its input); default whole.
 
     Returns:
         B×H×W float32 tensor, non-negative, on the device of ``acts``.
@@ -92,11 +94,12 @@ def fuse_multiscale(
     H, W = size
     device = acts[0].device
     used = [t for t in range(len(acts)) if bool((weights[:, t] != 0).any())]
+    covers = covers or [(1.0, 1.0)] * len(acts)
     if all(_spatially_constant(grads[t]) for t in used):
-        return _fuse_constant_gradients(acts, grads, weights, used, size)
-    rows = torch.cat([interp_matrix(acts[t].shape[-2], H, device) for t in used], dim=1)  # H×Σh
+        return _fuse_constant_gradients(acts, grads, weights, used, size, covers)
+    rows = torch.cat([interp_matrix(acts[t].shape[-2], H, device, cover=covers[t][0]) for t in used], dim=1)  # H×Σh
     bands = _row_bands(rows, ROW_BAND)
-    cols = [interp_matrix(acts[t].shape[-1], W, device).T for t in used]  # w_t×W
+    cols = [interp_matrix(acts[t].shape[-1], W, device, cover=covers[t][1]).T for t in used]  # w_t×W
     w = weights.to(device=device, dtype=torch.float32)
     chunk = max(1, min(K, chunk_elements // max(1, B * H * W)))
     out = torch.zeros(B, H, W, device=device, dtype=torch.float32)
@@ -116,7 +119,8 @@ def fuse_multiscale(
     return out.clamp_(min=0)
 
 
-def fuse_on_grid(acts: list[Tensor], grads: list[Tensor], weights: Tensor, size: tuple[int, int]) -> Tensor:
+def fuse_on_grid(acts: list[Tensor], grads: list[Tensor], weights: Tensor, size: tuple[int, int],
+                 covers: list[tuple[float, float]] | None = None) -> Tensor:
     """Approximate fast fusion: average and fuse at the largest used layer grid, then upsample.
 
     Activations and gradients of every used scale are resized bilinearly to the layer grid
@@ -125,15 +129,19 @@ def fuse_on_grid(acts: list[Tensor], grads: list[Tensor], weights: Tensor, size:
     Not CAMERAS's exact map (the product is taken before, not after, upsampling), except
     when every gradient map is spatially constant (GAP heads): then the exact shortcut of
     :func:`fuse_multiscale` is used, which is exact and costs less than this approximation.
+    With ``covers`` other than whole (a detector's padded input; the scales' grids then do not
+    line up), the exact :func:`fuse_multiscale` is used too.
 
     Example:
         >>> a = [torch.ones(1, 2, 2, 2), torch.ones(1, 2, 3, 3)]
         >>> fuse_on_grid(a, a, torch.full((1, 2), 0.5), (6, 6)).unique().tolist()
         [2.0]
     """
+    if covers and any(tuple(c) != (1.0, 1.0) for c in covers):
+        return fuse_multiscale(acts, grads, weights, size, covers=covers)
     used = [t for t in range(len(acts)) if bool((weights[:, t] != 0).any())]
     if all(_spatially_constant(grads[t]) for t in used):
-        return _fuse_constant_gradients(acts, grads, weights, used, size)  # exact and cheaper still
+        return _fuse_constant_gradients(acts, grads, weights, used, size, [(1.0, 1.0)] * len(acts))  # exact, cheaper
     grid = tuple(acts[used[-1]].shape[-2:])
     B = acts[0].shape[0]
     w = weights.to(device=acts[0].device, dtype=torch.float32)

@@ -220,6 +220,36 @@ def _detector_transform(model: nn.Module) -> nn.Module | None:
     return None
 
 
+def canvas_cover(model: nn.Module, hw: tuple[int, int]) -> tuple[float, float]:
+    """The part (rows, columns) of the canvas the model's layers see that an H×W input fills.
+
+    (1.0, 1.0), except for torchvision detectors: their transform pads each batch at the
+    bottom and right to a multiple of its ``size_divisible`` (32), so their feature maps
+    cover more than the image, and a map upsampled over the whole feature map would be
+    stretched up and to the left. Methods pass this to
+    :func:`~cameras.core.ops.resize_maps`, which then upsamples over the padded canvas and
+    keeps the image's part.
+
+    Example:
+        >>> canvas_cover(nn.Conv2d(3, 3, 1), (100, 150))
+        (1.0, 1.0)
+        >>> class Detector(nn.Module):  # stands in for a torchvision detector's transform
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.transform = nn.Module()
+        ...         self.transform.min_size, self.transform.max_size, self.transform.fixed_size = (800,), 1333, None
+        ...         self.transform.size_divisible, self.transform.postprocess = 32, None
+        >>> canvas_cover(Detector(), (100, 150))
+        (0.78125, 0.9375)
+    """
+    tr = _detector_transform(model)
+    d = int(getattr(tr, "size_divisible", 1) or 1) if tr is not None else 1
+    H, W = int(hw[0]), int(hw[1])
+    if d <= 1:
+        return (1.0, 1.0)
+    return (H / (math.ceil(H / d) * d), W / (math.ceil(W / d) * d))
+
+
 _UNSET = object()
 
 
@@ -264,7 +294,8 @@ def any_input_size(model: nn.Module) -> Iterator[None]:
     try:
         tr = _detector_transform(model)
         if tr is not None:
-            # each image keeps its own size (the batch is still padded to the transform's size_divisible)
+            # each image keeps its own size (the batch is still padded to the transform's size_divisible:
+            # canvas_cover puts the feature maps back on the image)
             had = "resize" in tr.__dict__
             restore = [(tr, "resize", tr.__dict__["resize"] if had else _UNSET)]
             tr.resize = _keep_size
@@ -330,6 +361,9 @@ def track_input_size(model: nn.Module, layout: Layout) -> Iterator[None]:
 _SIZE_WORDS = ("size", "height", "width", "divisible", "match", "shape")
 
 
+_DTYPE_WORDS = ("should be the same", "must have the same dtype", "expected scalar type", "expected both inputs")
+
+
 def _raised_in(model: nn.Module, e: BaseException) -> bool:
     """Whether ``e`` was raised inside a method of ``model`` or one of its submodules (its ``forward``, say)."""
     mods = {id(m) for m in model.modules()}
@@ -345,6 +379,9 @@ def _raised_in(model: nn.Module, e: BaseException) -> bool:
 def model_size_errors(model: nn.Module, x: Tensor) -> Iterator[None]:
     """Turn a model's own assertion about its input size into an :class:`InputError` saying what to do.
 
+    So too a model's refusal of the input's channels (a grayscale or RGBA batch for an RGB
+    model) or dtype (a float64 batch for a float32 model), when raised inside the model.
+
     Example:
         >>> import timm, torch
         >>> swin = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False).eval()
@@ -358,6 +395,14 @@ def model_size_errors(model: nn.Module, x: Tensor) -> Iterator[None]:
     try:
         yield
     except RuntimeError as e:  # e.g. a position table of one grid added to tokens of another
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if _raised_in(model, e) and "channels, but got" in msg:
+            raise InputError(f"{type(model).__name__} refused an input of {int(x.shape[1])} channels ({msg}); give "
+                             "images with the channels it was built for (an RGB model: 3; a grayscale batch: "
+                             "x.expand(-1, 3, -1, -1))") from None
+        if _raised_in(model, e) and any(w in msg for w in _DTYPE_WORDS):
+            raise InputError(f"{type(model).__name__} refused a {str(x.dtype).replace('torch.', '')} input ({msg}); "
+                             "give x in the model's dtype (x.to(next(model.parameters()).dtype))") from None
         if getattr(model, "patch_embed", None) is None or "must match the size" not in str(e):
             raise
         raise InputError(

@@ -47,11 +47,15 @@ def check_batch(x: object) -> Tensor:
     return x
 
 
-def interp_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> Tensor:
+def interp_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32, cover: float = 1.0) -> Tensor:
     """The n_out×n_in matrix of 1-D linear resampling with ``align_corners=False``.
 
     ``interp_matrix(h, H) @ A @ interp_matrix(w, W).T`` equals
     ``F.interpolate(A, (H, W), mode="bilinear", align_corners=False)`` for each channel.
+    With ``cover`` in (0, 1] the n_out outputs span only the first ``cover`` of the input's
+    extent: the rows of ``F.interpolate`` to n_out / cover outputs that come first (exactly
+    that when n_out / cover is a whole number). A detector's feature map covers the image
+    padded at the bottom and right; ``cover`` = image / padded size puts it on the image.
 
     Example:
         >>> interp_matrix(2, 4)
@@ -60,21 +64,45 @@ def interp_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> Te
                 [0.2500, 0.7500],
                 [0.0000, 1.0000]])
     """
-    eye = torch.eye(n_in, device=device, dtype=dtype).unsqueeze(0)  # 1×n_in(channels)×n_in
-    out = F.interpolate(eye, size=n_out, mode="linear", align_corners=False)  # 1×n_in×n_out
-    return out[0].T.contiguous()
+    if cover == 1.0:
+        eye = torch.eye(n_in, device=device, dtype=dtype).unsqueeze(0)  # 1×n_in(channels)×n_in
+        out = F.interpolate(eye, size=n_out, mode="linear", align_corners=False)  # 1×n_in×n_out
+        return out[0].T.contiguous()
+    if not 0.0 < cover < 1.0:
+        raise InputError(f"cover must lie in (0, 1], got {cover!r}")
+    # F.interpolate's rule, with the output spacing of n_out / cover outputs
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in * cover / n_out) - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    frac = src - i0
+    rows = torch.arange(n_out)
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    m.index_put_((rows, i0), 1 - frac, accumulate=True)
+    m.index_put_((rows, i1), frac, accumulate=True)
+    return m.to(device=device, dtype=dtype)
 
 
-def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
+def resize_maps(maps: Tensor, size: tuple[int, int], cover: tuple[float, float] = (1.0, 1.0)) -> Tensor:
     """Bilinearly resize B×h×w maps to B×H×W (``align_corners=False``).
+
+    ``cover`` (rows, columns, each in (0, 1]): the H×W output spans only that first part of the
+    maps' extent (see :func:`interp_matrix`; :func:`~cameras.core.layouts.canvas_cover` gives
+    it for a model that pads its input).
 
     Example:
         >>> resize_maps(torch.ones(1, 2, 2), (4, 6)).shape
         torch.Size([1, 4, 6])
+        >>> resize_maps(torch.tensor([[[0.0, 8.0]]]), (1, 2), cover=(1.0, 0.5)).tolist()  # the left half
+        [[[0.0, 2.0]]]
     """
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return F.interpolate(maps.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+    cy, cx = float(cover[0]), float(cover[1])
+    if cy == 1.0 and cx == 1.0:
+        if tuple(maps.shape[-2:]) == tuple(size):
+            return maps
+        return F.interpolate(maps.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+    ry = interp_matrix(maps.shape[-2], int(size[0]), maps.device, maps.dtype, cy)
+    rx = interp_matrix(maps.shape[-1], int(size[1]), maps.device, maps.dtype, cx)
+    return ry @ maps @ rx.T
 
 
 def normalize_maps(s: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ from ..core.eager import EagerFastPaths
 from ..core.errors import InputError
 from ..core.fusion import DEFAULT_CHUNK_ELEMENTS, fuse_multiscale, fuse_on_grid
 from ..core.gradients import LayerGradients, layer_gradients
+from ..core.layouts import canvas_cover
 from ..core.memory import HeldCopies, fast_bf16, low_precision_below, modules_below
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
@@ -485,14 +486,15 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
                     grads[k].append(self.location_weights(g.activations[0], grad[0]))
                     keep[k].append(kept)
                 del g, found
+        covers = [canvas_cover(self.model, s) for s in sizes]  # a detector's layer sees its input padded
         results = []
         for k, target in enumerate(targets):
             keep_bt = torch.stack(keep[k], 1)  # B×T
             weights = keep_bt.float() / keep_bt.sum(1, keepdim=True).float()
             if self.fusion == "exact":
-                fused = fuse_multiscale(acts, grads[k], weights, (H, W), self.chunk_elements)
+                fused = fuse_multiscale(acts, grads[k], weights, (H, W), self.chunk_elements, covers)
             else:
-                fused = fuse_on_grid(acts, grads[k], weights, (H, W))
+                fused = fuse_on_grid(acts, grads[k], weights, (H, W), covers)
             grads[k] = None  # free this target's gradients before the next fusion
             kept_list = keep_bt.cpu().tolist()
             kept_scales = [[z for z, kk in zip(self.scales, row) if kk] for row in kept_list]

@@ -12,7 +12,7 @@ from ..core.base import SaliencyMethod
 from ..core.errors import InputError
 from ..core.gradients import layer_gradients
 from ..core.layers import resolve_layer
-from ..core.ops import normalize_maps, resize_maps
+from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
 from ..core.targets import Target
 
@@ -73,7 +73,7 @@ class NormGrad(SaliencyMethod):
         size = tuple(x.shape[-2:])
         maps = None
         for a, grad in zip(g.activations, g.gradients):
-            m = resize_maps(self._score(a, grad), size)
+            m = self.to_input(self._score(a, grad), size)
             if len(caps) > 1:
                 m = normalize_maps(m)
             maps = m if maps is None else maps * m

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ..core.base import SaliencyMethod, progress_bar
 from ..core.checks import check_count
 from ..core.errors import InputError
-from ..core.ops import normalize_maps, resize_maps
+from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
 from ..core.targets import Target, bind_target, logits_or_none
 
@@ -97,13 +97,13 @@ class ScoreCAM(SaliencyMethod):
                     rows = torch.tensor([b for b, _ in chunk], device=x.device)
                     chans = torch.tensor([k for _, k in chunk], device=x.device)
                     sel = act[rows, chans].unsqueeze(1)  # n×1×h×w
-                    masks = normalize_maps(resize_maps(sel[:, 0], (H, W)))
+                    masks = normalize_maps(self.to_input(sel[:, 0], (H, W)))
                     inp = x[rows] * masks.unsqueeze(1).to(x.dtype)
                     scores[rows, chans] = score_of(target.select(rows), self.model(inp)).float()
                     bar.update(len(chunk))
             alpha = F.softmax(scores, dim=1) if self.weighting == "softmax" else scores
             low = torch.relu((alpha[:, :, None, None] * act).sum(1))
-            maps = normalize_maps(resize_maps(low, (H, W)))
+            maps = normalize_maps(self.to_input(low, (H, W)))
         return self.result(maps, target, probs, logits_or_none(output),
                            extras={"low_res": low, "channel_weights": alpha, "weighting": self.weighting,
                                    "masked_forwards": forwards})
