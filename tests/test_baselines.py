@@ -89,6 +89,14 @@ def test_bad_options():
         cameras.ExtremalPerturbation(net, area=1.5)
     with pytest.raises(InputError, match="iterations"):
         cameras.ExtremalPerturbation(net, iterations=0)
+    with pytest.raises(InputError, match="step must be a positive integer, got 7.5"):  # was cut to 7
+        cameras.ExtremalPerturbation(net, step=7.5)
+    with pytest.raises(InputError, match="lambda_start must be positive"):  # a negative one lifted the area term
+        cameras.ExtremalPerturbation(net, lambda_start=-1.0)
+    with pytest.raises(InputError, match="lambda_growth must be >= 1"):
+        cameras.ExtremalPerturbation(net, lambda_growth=0.5)
+    with pytest.raises(InputError, match="levels must be an integer >= 2"):
+        cameras.ExtremalPerturbation(net, levels=1)
     with pytest.raises(InputError, match=r"init must lie in \[0, 1\]"):
         cameras.ExtremalPerturbation(net, init=2)
     with pytest.raises(InputError, match="unknown method 'gradcom'. Did you mean gradcam"):

@@ -443,3 +443,33 @@ def test_metrics_give_a_model_that_edits_its_input_copies():
     assert torch.allclose(got["insertion"], want["insertion"]) and torch.allclose(got["deletion"], want["deletion"])
     assert torch.allclose(confidence_change(edits, x, maps, target=2)["masked"],
                           confidence_change(pure, x, maps, target=2)["masked"])
+
+
+def test_a_layer_the_score_does_not_depend_on_gives_a_clear_error():
+    class AuxBranch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.aux, self.fc = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1), nn.Linear(4, 3)
+
+        def forward(self, x):
+            a = self.conv(x)
+            self.aux(a)  # an auxiliary branch whose output is dropped
+            return self.fc(a.mean((2, 3)))
+
+    net, x = AuxBranch(), torch.rand(1, 3, 16, 16)
+    for method in (cameras.GradCAM(net, layer="aux"), cameras.CAMERAS(net, layer="aux", scales=[16, 20])):
+        with pytest.raises(LayerError, match="layer 'aux' ran, but the score does not depend on it"):
+            method(x, target=1)
+    with pytest.raises(LayerError, match="'aux'"):  # one of two layers unused
+        cameras.NormGrad(net, layer=["conv", "aux"])(x, target=1)
+    with pytest.raises(LayerError, match="the score does not depend on it"):  # a target that ignores the output
+        cameras.GradCAM(net, layer="conv")(x, target=lambda out: torch.ones(out.shape[0]))
+
+
+def test_wrong_channels_or_dtype_are_named_not_raw_torch_errors():
+    net = TinyNet()
+    for method in (cameras.GradCAM(net, layer="features"), cameras.Gradient(net), cameras.RISE(net, n_masks=8)):
+        with pytest.raises(InputError, match="refused an input of 4 channels .*built for"):
+            method(torch.rand(1, 4, 16, 16), target=1)
+        with pytest.raises(InputError, match="refused a float64 input .*model's dtype"):
+            method(torch.rand(1, 3, 16, 16, dtype=torch.float64), target=1)

@@ -55,8 +55,8 @@ def explain_images(
 
     Images with the same model-input size are batched (up to ``batch_size``). With
     ``targets`` each listed class (or :mod:`cameras.targets` target) is explained; otherwise
-    the top ``topk`` classes, the first with the method's automatic target (for CAMERAS: the
-    scale-dropping rule), the others as explicit targets. Each image's files are written
+    the top ``topk`` classes, the first without a target (for CAMERAS: under its ``scale_rule``,
+    by default every scale kept), the others as explicit targets. Each image's files are written
     atomically after all its maps exist; a failing image gets an error and no files, and the
     others go on. ``target_kind`` (``"class"``, ``"sigmoid"`` for multi-label or binary
     models, ``"softmax"``) says how class ids are explained (see :mod:`cameras.targets`).

@@ -171,7 +171,7 @@ def randomization_check(
         if mode == "independent":
             work = copy.deepcopy(model)
             done = []
-        _reinit(dict(work.named_modules())[name], seed + i)
+        _reinit(work.get_submodule(name), seed + i)
         done.append(name)
         m = method(work)(x, target=target).maps[0]
         out.append({"step": i, "block": name, "reinitialized": list(done), "map": m, **similarity(ref, m)})

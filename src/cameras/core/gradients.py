@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .capture import LayerCapture
+from .errors import LayerError
 from .targets import Target, bind_target, logits_or_none
 
 
@@ -81,7 +82,12 @@ def layer_gradients(
         score = t.score(output).sum()
         if score_scale != 1.0:
             score = score * score_scale
-        g = torch.autograd.grad(score, leaves, retain_graph=i < len(more_targets))
+        if not score.requires_grad:
+            raise LayerError(_unreached(captures, "the score does not depend on it"))
+        g = torch.autograd.grad(score, leaves, retain_graph=i < len(more_targets), allow_unused=True)
+        unused = [cap for cap, gi in zip(captures, g) if gi is None]
+        if unused:
+            raise LayerError(_unreached(unused, "the score does not depend on it"))
         bound.append(t)
         grads.append([cap.spatial(gi) for cap, gi in zip(captures, g)])
     return LayerGradients(
@@ -93,3 +99,10 @@ def layer_gradients(
         gradients=grads[0],
         more=[(t, t.probability(output), g) for t, g in zip(bound[1:], grads[1:])],
     )
+
+
+def _unreached(captures: list[LayerCapture], why: str) -> str:
+    names = ", ".join(f"'{cap.name}'" for cap in captures)
+    return (f"layer {names} ran, but {why} (it feeds no part of the output the target scores, e.g. an auxiliary "
+            "branch, or the target's score is not computed from the model's output); pick a layer the output is "
+            "computed from (`cameras layers MODEL` lists them) or a target that reads the output")

@@ -215,14 +215,18 @@ class ExtremalPerturbation(SaliencyMethod):
         if not 0.0 < float(area) < 1.0:
             raise InputError(f"area must lie in (0, 1), got {area!r}")
         check_count(iterations, "iterations")
-        if not isinstance(levels, int) or levels < 2:
+        check_count(step, "step")
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
             raise InputError(f"levels must be an integer >= 2, got {levels!r}")
-        if step < 1 or sigma <= 0 or max_blur <= 0 or lr <= 0:
-            raise InputError("step, sigma, max_blur and lr must be positive")
-        self.area, self.iterations, self.step, self.sigma = float(area), iterations, int(step), float(sigma)
+        for name, v in (("sigma", sigma), ("max_blur", max_blur), ("lr", lr), ("lambda_start", lambda_start)):
+            if not v > 0:
+                raise InputError(f"{name} must be positive, got {v!r}")
+        if not lambda_growth >= 1:
+            raise InputError(f"lambda_growth must be >= 1 (the area constraint grows, or stays), got {lambda_growth!r}")
+        self.area, self.iterations, self.step, self.sigma = float(area), iterations, step, float(sigma)
         self.levels, self.max_blur, self.lr = levels, float(max_blur), float(lr)
         self.lambda_start, self.lambda_growth, self.jitter, self.progress = (
-            lambda_start, lambda_growth, jitter, progress)
+            float(lambda_start), float(lambda_growth), jitter, progress)
         if not 0.0 <= float(init) <= 1.0:
             raise InputError(f"init must lie in [0, 1], got {init!r}")
         self.init = float(init)
