@@ -64,9 +64,10 @@ def test_compare_writes_figure_maps_json(sample_dir, tmp_path):
 def test_compare_two_models_rows(sample_dir, tmp_path):
     out = tmp_path / "two.png"
     r = run(["compare", str(sample_dir / "coffee.png"), "--methods", "gradcam", "--model",
-             "efficientnet_lite0,efficientnet_lite0", "--target", "espresso", "--out", str(out)])
+             "efficientnet_lite0,efficientnet_lite1", "--target", "espresso", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert len(json.loads(out.with_suffix(".json").read_text())["models"]) == 2
+    assert len(list(tmp_path.glob("two.*.gradcam.npy"))) == 2  # one map file per model
 
 
 def test_compare_bad_options(sample_dir, tmp_path):

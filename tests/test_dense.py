@@ -536,6 +536,7 @@ def test_cli_explains_a_segmentation_region(scene_png, tmp_path):
     (["--target", "1", "--region", "0,0,4,4", "--mask", "m.png"], "not both"),
     (["--target", "purple_blob"], "unknown class"),
     (["--target", "1", "--task", "classification", "--region", "0,0,4,4"], "needs --task segmentation"),
+    (["--target", "1", "--region", "1000,1000,2000,2000"], "--region 1000,1000,2000,2000 lies outside the"),
 ])
 def test_cli_segmentation_errors(scene_png, tmp_path, args, message):
     img, _, _ = scene_png

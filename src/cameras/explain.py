@@ -72,25 +72,45 @@ def explain_images(
     out_dir = Path(out_dir)
     outcomes = [ImageOutcome(Path(p)) for p in paths]
     stems = unique_stems([o.path for o in outcomes])
-    loaded: dict[int, tuple] = {}
-    for i, o in enumerate(outcomes):
+    disable = None if progress is None else not progress
+
+    found: dict[int, object] = {}  # each image's target, made once (finding a detection runs the detector)
+
+    def load(i: int) -> tuple | None:
+        """Image i, its model input and target; None (and the image's error) when it cannot be explained."""
+        o = outcomes[i]
         try:
             img = load_image(o.path)
             x = bundle.prepare(img, square)
             # a region or box in this image's own pixels: a bad one fails this image only
-            loaded[i] = (img, x, None if target_for is None else target_for(img, x).for_batch(1, x.device))
+            if i not in found:
+                found[i] = None if target_for is None else target_for(img, x).for_batch(1, x.device)
+            return img, x, found[i]
         except CamerasError as e:
             o.error = e.args[0] if str(o.path) in str(e) else f"{o.path}: {e}"
         except (RuntimeError, OSError) as e:  # the model or a target failed on this image: the others go on
             o.error = f"{o.path}: {type(e).__name__}: {e}"
+        return None
+
+    # first only each image's input size (to batch equal sizes), so that memory holds one batch of images,
+    # not the folder: each is read again when its batch runs (decoding costs little next to explaining)
     groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, (_, x, _) in loaded.items():
-        groups[tuple(x.shape)].append(i)
+    for i in tqdm(range(len(outcomes)), desc="reading", unit="img", disable=disable if len(outcomes) > 1 else True):
+        item = load(i)
+        if item is not None:
+            groups[tuple(item[1].shape)].append(i)
+        del item
     batches = [idx[j : j + batch_size] for idx in groups.values() for j in range(0, len(idx), batch_size)]
-    bar = tqdm(total=len(loaded), desc=f"explain ({method.name})", unit="img",
-               disable=None if progress is None else not progress)
+    bar = tqdm(total=sum(map(len, batches)), desc=f"explain ({method.name})", unit="img", disable=disable)
     try:
-        for batch in batches:
+        loaded: dict[int, tuple] = {}
+        for planned in batches:
+            loaded.clear()  # the last batch's images go before this one's are read
+            loaded.update((i, item) for i in planned if (item := load(i)) is not None)
+            batch = [i for i in planned if i in loaded]  # a file changed since it was first read: its own error
+            if not batch:
+                bar.update(len(planned))
+                continue
             try:
                 _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params,
                                target_kind, (plain, cmap, fade))
@@ -100,7 +120,7 @@ def explain_images(
                     if outcomes[i].files or outcomes[i].error:  # written, or failed on its own, before: kept
                         continue
                     outcomes[i].error = f"{outcomes[i].path}: {what}"
-            bar.update(len(batch))
+            bar.update(len(planned))
     finally:
         bar.close()
     return outcomes

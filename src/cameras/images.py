@@ -16,6 +16,7 @@ from .core.errors import ImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 MIN_SIDE = 8
+MAX_ASPECT = 16  # longer side over shorter; beyond, the model input (and CAMERAS's scales) runs away
 
 
 def _to_rgb8(img: Image.Image) -> Image.Image:
@@ -111,13 +112,25 @@ def image_to_tensor(img: Image.Image) -> Tensor:
 def preprocess_size(height: int, width: int, size: int, square: bool = False, multiple: int = 1) -> tuple[int, int]:
     """Model-input (h, w): shorter side to ``size`` keeping the aspect ratio, or size×size;
     with ``multiple`` > 1 (a transformer's patch size) the longer side is rounded to a multiple of it.
+    An image more than ``MAX_ASPECT`` (16) times longer than high, or the reverse, is refused
+    unless ``square``: an 8×3000 strip would become a 224×84000 input, and CAMERAS's largest
+    scale 924×346500.
 
     Example:
         >>> preprocess_size(300, 451, 224), preprocess_size(300, 451, 224, multiple=16)
         ((224, 337), (224, 336))
+        >>> preprocess_size(8, 3000, 224)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        cameras.core.errors.ImageError: the image is 3000×8 px, 375 times as wide as high (at most 16); ...
     """
     if square:
         return size, size
+    ratio = max(height, width) / max(1, min(height, width))
+    if ratio > MAX_ASPECT:
+        shape = "wide as high" if width >= height else "high as wide"
+        raise ImageError(f"the image is {width}×{height} px, {ratio:.0f} times as {shape} (at most {MAX_ASPECT}); "
+                         f"crop it, or resize it to {size}×{size} (--square, square=True)")
 
     def fit(v: float) -> int:
         return max(multiple, round(v / multiple) * multiple) if multiple > 1 else max(1, round(v))

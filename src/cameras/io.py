@@ -82,13 +82,27 @@ def write_files_atomically(files: dict[Path, bytes]) -> None:
 def unique_stems(paths: list[Path]) -> list[str]:
     """File stems made unique by suffixes ``_2``, ``_3``… for repeated names.
 
+    A suffixed name never takes one that another path has as its own stem (``x_2.png`` keeps
+    ``x_2``; the second ``x`` becomes ``x_3``), so no two paths share their output files.
+
     Example:
         >>> unique_stems([Path("a/x.jpg"), Path("b/x.png"), Path("y.jpg")])
         ['x', 'x_2', 'y']
+        >>> unique_stems([Path("a/x.png"), Path("b/x.png"), Path("x_2.png")])
+        ['x', 'x_3', 'x_2']
     """
-    seen: dict[str, int] = defaultdict(int)
+    own = {p.stem for p in paths}
+    taken: set[str] = set()
+    count: dict[str, int] = defaultdict(int)
     out = []
     for p in paths:
-        seen[p.stem] += 1
-        out.append(p.stem if seen[p.stem] == 1 else f"{p.stem}_{seen[p.stem]}")
+        stem = p.stem
+        if stem in taken:
+            while True:
+                count[p.stem] += 1
+                stem = f"{p.stem}_{count[p.stem] + 1}"
+                if stem not in taken and stem not in own:
+                    break
+        taken.add(stem)
+        out.append(stem)
     return out

@@ -58,6 +58,9 @@ def reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel) -> dic
             e = parse_eps(eps)
             if e < 0:
                 raise click.BadParameter(f"--eps must be ≥ 0 or 'none', got {eps}")
+            if e > 1:
+                raise click.BadParameter(f"--eps is a distance in the [0, 1] pixel range, got {eps}; for no bound "
+                                         "give 'none'")
             over["eps"] = e
     for k, v in (("step", step_rule), ("pixel_scale", None if pixel_scale is None else float(pixel_scale)),
                  ("squared", squared), ("per_pixel", per_pixel)):
@@ -80,7 +83,7 @@ def reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel) -> dic
               "5 for paper (per pixel), 50 for literal].")
 @click.option("--threshold", default=0.9999, show_default=True, type=click.FloatRange(0, 1, min_open=True))
 @click.option("--square", is_flag=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--out", "out_dir", default="cameras-attack", show_default=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option
@@ -130,7 +133,7 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
 @click.option("--beta", default=None, type=click.FloatRange(0, None), help="β of Eq. 4 [default: the preset's].")
 @click.option("--attack-steps", default=300, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--square", is_flag=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--out", "out_dir", default="cameras-sanity", show_default=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option
@@ -171,7 +174,7 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
 @model_option
 @click.option("--weights", default=None)
 @click.option("--square", is_flag=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--out", "out_dir", default="cameras-randomize", show_default=True, type=click.Path(path_type=Path))
 @threads_option
 def randomize(image, methods, mode, seed, blocks, model_name, weights, square, device, out_dir, threads):
@@ -185,6 +188,8 @@ def randomize(image, methods, mode, seed, blocks, model_name, weights, square, d
         set_threads(threads)
         names = method_names(methods)
         paths = image_paths([image], None)
+        if len(paths) != 1:
+            raise click.BadParameter(f"randomize explains one image; {image} holds {len(paths)}: give one file")
         bundle = load_classifier(model_name, weights, torch_device(device), "cameras randomize")
         chosen = None if blocks is None else [b.strip() for b in blocks.split(",") if b.strip()]
         s = randomize_image(bundle, paths[0], names, out_dir, mode, seed, square, chosen)

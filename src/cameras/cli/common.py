@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 
 import click
@@ -41,6 +42,10 @@ def torch_device(text: str):
         Traceback (most recent call last):
         ...
         click.exceptions.BadParameter: unknown device 'gpu'; did you mean cuda? Use cpu, cuda or cuda:N
+        >>> torch_device("meta")
+        Traceback (most recent call last):
+        ...
+        click.exceptions.BadParameter: --device meta: a meta device cannot run the model here; use cpu, cuda or cuda:N
     """
     import torch
 
@@ -49,6 +54,9 @@ def torch_device(text: str):
     except RuntimeError:
         hint = " did you mean cuda?" if text.strip().lower() in ("gpu", "nvidia", "cuda0") else ""
         raise click.BadParameter(f"unknown device '{text}';{hint} Use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise click.BadParameter(f"--device {text}: a {dev.type} device cannot run the model here; use cpu, cuda or "
+                                 "cuda:N")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise click.BadParameter(f"--device {text}: no CUDA GPU is available to PyTorch on this machine; "
@@ -57,6 +65,21 @@ def torch_device(text: str):
             raise click.BadParameter(f"--device {text}: this machine has {torch.cuda.device_count()} GPU(s), "
                                      f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
     return dev
+
+
+def check_set_methods(options: dict, names: list[str]) -> None:
+    """Refuse ``--set METHOD.KEY=VALUE`` for a method that ``--methods`` does not run (it would be ignored).
+
+    Example:
+        >>> check_set_methods({"rise": {"n_masks": 5}}, ["cameras"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        click.exceptions.BadParameter: --set rise.… sets a method that --methods does not run (cameras); ...
+    """
+    stray = [k for k in options if k not in names]
+    if stray:
+        raise click.BadParameter(f"--set {stray[0]}.… sets a method that --methods does not run ({', '.join(names)}); "
+                                 "add it to --methods or drop the option")
 
 
 def check_out(path, kind: str = "folder") -> None:
@@ -100,19 +123,27 @@ def set_threads(threads: int | None) -> None:
 
 
 def parse_eps(text: str) -> float:
-    """``"12/255"`` or ``"0.05"`` → float.
+    """``"12/255"`` or ``"0.05"`` → a finite float.
 
     Example:
         >>> round(parse_eps("12/255"), 4)
         0.0471
+        >>> parse_eps("nan")
+        Traceback (most recent call last):
+        ...
+        click.exceptions.BadParameter: 'nan' is not a finite number like 12/255 or 0.05
     """
     try:
         if "/" in text:
             a, b = text.split("/")
-            return float(a) / float(b)
-        return float(text)
+            value = float(a) / float(b)
+        else:
+            value = float(text)
     except (ValueError, ZeroDivisionError):
-        raise click.BadParameter(f"'{text}' is not a number like 12/255 or 0.05") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise click.BadParameter(f"'{text}' is not a finite number like 12/255 or 0.05")
+    return value
 
 
 FORMATS = click.Choice(["imagenet", "voc", "coco"])  # the dataset formats of --format

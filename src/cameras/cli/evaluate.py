@@ -10,6 +10,7 @@ import click
 from .common import (
     FORMATS,
     check_out,
+    check_set_methods,
     load_classifier,
     main,
     model_option,
@@ -41,7 +42,7 @@ from .common import (
               help="Pixels per insertion/deletion step.")
 @click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE", help="Method option (repeatable).")
 @click.option("--square", is_flag=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option
@@ -66,7 +67,10 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
         set_threads(threads)
         names = method_names(methods)
         wanted = {m.strip() for m in metrics.split(",") if m.strip()}
+        if not wanted:
+            raise click.BadParameter("--metrics names no metric; give a comma list, e.g. pointing,rho")
         opts = {k: check_options(k, v) for k, v in parse_option_strings(settings, per_method=True).items()}
+        check_set_methods(opts, names)
         bundle = load_classifier(model_name, weights, run.device, "cameras evaluate")
         summary = evaluate_dataset(data_dir, fmt, bundle, names, opts, wanted, out_dir, mapping, limit, batch_size,
                                    insdel_step, square, progress_flag(quiet), run, target_kind)
@@ -103,7 +107,7 @@ def experiment_options(f):
         click.option("--limit", default=None, type=click.IntRange(1, None)),
         model_option,
         click.option("--weights", default=None),
-        click.option("--device", default="cpu", show_default=True),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ..."),
         click.option("--square", is_flag=True),
         click.option("--out", "out_dir", default="cameras-experiment", show_default=True,
                      type=click.Path(path_type=Path)),

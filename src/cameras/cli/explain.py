@@ -129,6 +129,9 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
         if "scales" in takes:  # cameras and multiscale-*
             if scales is not None and steps is not None:
                 raise click.BadParameter("give --scales or --steps, not both")
+            if steps is None and "max_size" in given:
+                raise click.BadParameter("--max-size goes with --steps (N sizes up to it); for other sizes give "
+                                         "--scales")
             options.update(dict(steps=steps, max_size=max_size) if steps is not None else dict(scales=scales))
             options["resample"] = resample
             options["scale_rule"] = scale_rule
@@ -145,6 +148,8 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
         "scales": getattr(m, "scales", None), "resample": getattr(m, "resample", None),
         "square": square, "batch_size": batch_size, "device": device, "target_kind": target_kind,
         "alpha": alpha, "cmap": cmap, "fade": fade, "plain": plain, **extra,
+        "weights": None if weights is None else str(weights), "topk": None if targets else topk,
+        "targets": list(targets) or None,
     }.items() if v is not None}
     params["method_options"] = m.options
     if task != "classification":
@@ -239,6 +244,10 @@ def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kin
             H, W = img.height, img.width
             h, w = x.shape[-2:]
             if region_box is not None:
+                x0, y0, x1, y1 = region_box
+                if x0 >= W or y0 >= H or x1 <= 0 or y1 <= 0:
+                    raise CamerasError(f"--region {','.join(f'{v:g}' for v in region_box)} lies outside the {W}×{H} "
+                                       "image; give x0,y0,x1,y1 in the image's own pixels")
                 return RegionTarget.from_box(label, _scaled_box(region_box, (W, H), (w, h)), (h, w))
             if mask01 is not None:
                 if tuple(mask01.shape) != (H, W):
@@ -283,7 +292,7 @@ def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kin
 @click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE",
               help="Method option, e.g. --set rise.n_masks=6000 --set extremal.iterations=1000 (repeatable).")
 @click.option("--square", is_flag=True, help="Resize to a square instead of keeping the aspect ratio.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--out", "out_png", required=True, type=click.Path(path_type=Path), help="Figure file (.png).")
 @threads_option
@@ -299,15 +308,19 @@ def compare(image, methods, models, weights, target, target_kind, settings, squa
     from ..core.targets import label_target
     from ..methods import check_options, method_names, parse_option_strings
     from ..models import DEFAULT_MODEL
+    from .common import check_set_methods
 
     with user_errors():
         names = method_names(methods)
         opts = {k: check_options(k, v) for k, v in parse_option_strings(settings, per_method=True).items()}
+        check_set_methods(opts, names)
         if out_png.suffix.lower() != ".png":
             raise click.BadParameter(f"--out must name a .png file, got {out_png}")
         check_out(out_png, "file")
         set_threads(threads)
         model_names = [m.strip() for m in (models or DEFAULT_MODEL).split(",") if m.strip()]
+        if len(set(model_names)) < len(model_names):
+            raise click.BadParameter(f"--model {models} names a model twice (its maps would share files)")
         if weights is not None and len(model_names) > 1:
             raise click.BadParameter(f"--weights {weights} names one model's weights but --model gives "
                                      f"{len(model_names)} models; compare one model with --weights, or several without")

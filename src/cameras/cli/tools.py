@@ -20,13 +20,25 @@ from .common import (
 )
 
 
+def check_patch_multiple(bundle, size: int | None) -> int:
+    """``--size`` (default: the model's input size), refused when a patch model cannot take it."""
+    from ..core.layouts import patch_size
+
+    n = size or bundle.input_size
+    p = patch_size(bundle.model)
+    if p and n % p:
+        raise click.BadParameter(f"--size {n} is not a multiple of {bundle.name}'s patch size {p}; use e.g. "
+                                 f"{max(p, round(n / p) * p)}")
+    return n
+
+
 @main.command()
 @model_option
 @click.option("--weights", default=None, help="Weights file, or 'random' (timings do not depend on weights).")
 @click.option("--batch-size", "batches", default="1", show_default=True, help="Comma list of batch sizes.")
 @click.option("--size", default=None, type=click.IntRange(8, 4096), help="Input size (default: the model's).")
 @click.option("--scales", default=None, help="CAMERAS sizes (default 224..924 by 100).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--reps", default=3, show_default=True, type=click.IntRange(1, 100))
 @threads_option
 def bench(model_name, weights, batches, size, scales, device, reps, threads) -> None:
@@ -46,7 +58,7 @@ def bench(model_name, weights, batches, size, scales, device, reps, threads) -> 
         scale_list = None if scales is None else check_scales(scales)
         set_threads(threads)
         bundle = load_classifier(model_name, weights, torch_device(device), "cameras bench")
-        n = size or bundle.input_size
+        n = check_patch_multiple(bundle, size)
         click.echo(f"{bundle.name} on {device}, input {n}×{n}, median of {reps}")
         click.echo(f"{'batch':>5} {'floor s':>9} {'CAMERAS s':>10} {'×floor':>7} {'grid-mode s':>12} "
                    f"{'forward s':>10} {'Grad-CAM s':>11} {'×fwd':>6}")
@@ -65,7 +77,7 @@ def bench(model_name, weights, batches, size, scales, device, reps, threads) -> 
 @click.option("--model", "models", multiple=True, default=[DEFAULT_MODEL], show_default=True,
               help="Model(s) offered in the page (repeatable), e.g. --model efficientnet_lite0 --model timm:resnet18.")
 @click.option("--weights", default=None, help="Weights file (or 'random') for the model; with exactly one --model.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--max-upload-mb", default=20, show_default=True, type=click.IntRange(1, 2048))
 @click.option("--max-pixels", default=40_000_000, show_default=True, type=click.IntRange(64, None))
 def app_cmd(host, port, models, weights, device, max_upload_mb, max_pixels) -> None:
@@ -171,7 +183,7 @@ def list_layers(model_name, weights, size, show_all) -> None:
 
     with user_errors():
         bundle = load_model(model_name, weights)
-        n = size or bundle.input_size
+        n = check_patch_multiple(bundle, size)
         rows = trace_layers(bundle.model, (3, n, n))
         default = bundle.layer or resolve_layer(bundle.model, None, (3, n, n))[0]
     shown = [r for r in rows if show_all or (r["spatial"] and r["calls"] == 1)]

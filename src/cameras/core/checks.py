@@ -51,6 +51,20 @@ def check_maps(maps: Tensor, x: Tensor, unit: bool = False, slack: float = 0.0) 
     return maps.to(x.device)
 
 
+def check_seed(value: int) -> int:
+    """``value`` when it is an int (not a bool), else an InputError.
+
+    Example:
+        >>> check_seed("abc")
+        Traceback (most recent call last):
+        ...
+        cameras.core.errors.InputError: seed must be an integer, got 'abc'
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"seed must be an integer, got {value!r}")
+    return value
+
+
 def check_count(value: int, name: str) -> int:
     """``value`` when it is an int ≥ 1 (not a bool), else an InputError.
 

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import InputError
+from ..core.errors import CamerasError, InputError
 from ..lazy import lazy_exports
 
 if TYPE_CHECKING:
@@ -241,7 +241,14 @@ def build_method(name: str, model: Any, **options) -> SaliencyMethod:
             opts["base_size"] = int(model.input_size)
         model = model.model
     opts.update(options)
-    return cls(model, **opts)
+    try:
+        return cls(model, **opts)
+    except CamerasError:
+        raise
+    except (TypeError, ValueError) as e:  # a value of the wrong kind that no check named
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "none"
+        raise InputError(f"{cls.name} cannot take these options ({given}): {e}; give each option a value of the kind "
+                         f"its default has (help(cameras.{cls.__name__}) lists them)") from None
 
 
 def get_method(name: str, model: Any, **options) -> SaliencyMethod:

@@ -237,7 +237,7 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
         if scales is not None and steps is not None:
             raise InputError("give either scales or steps (with max_size), not both")
         if steps is not None:
-            scales = scale_schedule(steps, int(max_size), int(base_size))
+            scales = scale_schedule(steps, check_count(max_size, "max_size"), check_count(base_size, "base_size"))
         self.scales = check_scales(DEFAULT_SCALES if scales is None else scales)
         if resample not in ("bicubic", "bilinear"):
             raise InputError(f"resample must be 'bicubic' or 'bilinear', got {resample!r}")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.base import SaliencyMethod, progress_bar
-from ..core.checks import check_count
+from ..core.checks import check_count, check_seed
 from ..core.errors import InputError
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
@@ -95,7 +95,7 @@ class RISE(SaliencyMethod):
             raise InputError(f"p must lie in (0, 1], got {p!r}")
         check_count(batch_size, "batch_size")
         self.n_masks, self.grid, self.p = n_masks, grid, float(p)
-        self.batch_size, self.seed, self.progress = batch_size, int(seed), progress
+        self.batch_size, self.seed, self.progress = batch_size, check_seed(seed), progress
 
     def convergence_warning(self) -> str | None:
         if self.n_masks < MIN_MASKS:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.base import SaliencyMethod, progress_bar
-from ..core.checks import check_count
+from ..core.checks import check_count, check_seed
 from ..core.errors import InputError
 from ..core.ops import normalize_maps, resize_maps
 from ..core.result import SaliencyResult
@@ -85,7 +85,7 @@ class Smooth(SaliencyMethod):
         scales = [float(s) for s in tta_scales]
         if not scales or any(not 0.25 <= s <= 4 for s in scales):
             raise InputError(f"tta_scales must be factors in [0.25, 4], got {list(tta_scales)!r}")
-        self.noise, self.n, self.augment, self.seed = float(noise), n, augment, int(seed)
+        self.noise, self.n, self.augment, self.seed = float(noise), n, augment, check_seed(seed)
         self.batch_size, self.tta_scales, self.progress = batch_size, scales, progress
         self.name = f"smooth-{method.name}" if augment == "noise" else f"tta-{method.name}"
         self.passes = method.passes * (n if augment == "noise" else 2 * len(scales))

@@ -1,0 +1,131 @@
+"""Command-line edges found by a review: names that collide, bad option values, runaway sizes, memory."""
+
+import gc
+import json
+import weakref
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import cameras.explain as explain_module
+from cameras.cli import main
+from cameras.io import unique_stems
+
+M = ["--model", "synthetic:cnn", "--quiet"]
+
+
+def run(args):
+    return CliRunner().invoke(main, args)
+
+
+def save(path, h=64, w=64, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.random.default_rng(seed).random((h, w, 3)) * 255).astype("uint8")).save(path)
+    return path
+
+
+def test_repeated_names_never_share_output_files(tmp_path):
+    from pathlib import Path
+    assert unique_stems([Path("a/x.png"), Path("b/x.png"), Path("x_2.png")]) == ["x", "x_3", "x_2"]
+    paths = [save(tmp_path / "a" / "x.png"), save(tmp_path / "b" / "x.png", seed=1), save(tmp_path / "x_2.png", seed=2)]
+    out = tmp_path / "out"
+    r = run(["explain", *map(str, paths), "--out", str(out), *M])
+    assert r.exit_code == 0, r.output
+    sources = {json.loads(f.read_text())["image"] for f in out.glob("*.json")}
+    assert len(sources) == 3  # b/x.png's JSON had been overwritten by x_2.png's
+    assert len(list(out.glob("*.npy"))) == 3
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--method", "rise", "--set", "seed=abc"], "seed must be an integer, got 'abc'"),
+    (["--method", "rise", "--set", "p=abc"], "rise cannot take these options (p='abc')"),
+    (["--steps", "2", "--set", "max_size=abc"], "max_size must be a positive integer, got 'abc'"),
+    (["--max-size", "300"], "--max-size goes with --steps"),
+])
+def test_bad_option_values_are_one_line_errors(tmp_path, args, message):
+    img = save(tmp_path / "a.png")
+    r = run(["explain", str(img), "--out", str(tmp_path / "o"), *M, *args])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_layers_and_bench_refuse_a_size_the_patch_model_cannot_take():
+    for args in (["layers", "synthetic:vit", "--size", "30"], ["bench", "--model", "synthetic:vit", "--size", "30"]):
+        r = run(args)
+        assert r.exit_code == 2 and "not a multiple of synthetic:vit's patch size 8; use e.g. 32" in r.output, r.output
+
+
+def test_attack_refuses_nan_and_out_of_range_budgets(tmp_path):
+    img = save(tmp_path / "a.png")
+    for args, message in ((["--alpha", "nan"], "'nan' is not a finite number"), (["--eps", "2"], "[0, 1] pixel range"),
+                          (["--eps", "inf/1"], "'inf/1' is not a finite number")):
+        r = run(["attack", str(img), "--out", str(tmp_path / "o"), "--steps", "2", *M, *args])
+        assert r.exit_code == 2 and message in r.output, (args, r.output)
+    assert not (tmp_path / "o").exists()
+
+
+def test_randomize_refuses_a_folder_of_several_images(tmp_path):
+    save(tmp_path / "imgs" / "a.png")
+    save(tmp_path / "imgs" / "b.png", seed=1)
+    r = run(["randomize", str(tmp_path / "imgs"), "--out", str(tmp_path / "o"), "--model", "synthetic:cnn"])
+    assert r.exit_code == 2 and "randomize explains one image" in r.output and "holds 2" in r.output, r.output
+
+
+def test_a_strip_is_refused_by_name_the_others_go_on(tmp_path):
+    strip, fine = save(tmp_path / "strip.png", 8, 3000), save(tmp_path / "fine.png")
+    r = run(["explain", str(strip), str(fine), "--out", str(tmp_path / "o"), *M])
+    assert r.exit_code == 1 and "strip.png: the image is 3000×8 px, 375 times as wide as high" in r.output
+    assert "explained 1 of 2" in r.output
+    r = run(["explain", str(strip), "--square", "--out", str(tmp_path / "sq"), *M])
+    assert r.exit_code == 0, r.output
+
+
+def test_the_json_records_weights_topk_and_targets(tmp_path):
+    img = save(tmp_path / "a.png")
+    r = run(["explain", str(img), "--out", str(tmp_path / "o"), "--topk", "2", *M])
+    assert r.exit_code == 0, r.output
+    p = json.loads((tmp_path / "o" / "a.json").read_text())["parameters"]
+    assert p["topk"] == 2 and "targets" not in p and "weights" not in p
+    r = run(["explain", str(img), "--out", str(tmp_path / "t"), "--target", "1", "--target", "2", *M])
+    p = json.loads((tmp_path / "t" / "a.json").read_text())["parameters"]
+    assert p["targets"] == ["1", "2"] and "topk" not in p
+
+
+def test_explain_holds_one_batch_of_images_not_the_folder(tmp_path, monkeypatch):
+    """Images are read for their size first and again when their batch runs: a folder of large photos no
+    longer sits in memory all at once (it had: 54 MB per 2500² photo)."""
+    paths = [save(tmp_path / "imgs" / f"{i}.png", seed=i) for i in range(6)]
+    alive, most = [], [0]
+    real = explain_module.load_image
+
+    def counting(path, *a, **k):
+        gc.collect()
+        most[0] = max(most[0], sum(ref() is not None for ref in alive) + 1)
+        img = real(path, *a, **k)
+        alive.append(weakref.ref(img))
+        return img
+
+    monkeypatch.setattr(explain_module, "load_image", counting)
+    r = run(["explain", *map(str, paths), "--out", str(tmp_path / "o"), "--batch-size", "2", *M])
+    assert r.exit_code == 0 and "explained 6 of 6" in r.output, r.output
+    assert most[0] <= 3, most[0]  # one batch of 2, and the one being read
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path):
+    img = save(tmp_path / "a.png")
+    for args, message in (
+        (["compare", str(img), "--methods", "gradcam", "--set", "rise.n_masks=5", "--out", str(tmp_path / "c.png")],
+         "--set rise.… sets a method that --methods does not run (gradcam)"),
+        (["compare", str(img), "--model", "synthetic:cnn,synthetic:cnn", "--methods", "gradcam", "--out",
+          str(tmp_path / "c.png")], "names a model twice"),
+        (["evaluate", "--data", str(tmp_path), "--format", "imagenet", "--metrics", " , ", "--out",
+          str(tmp_path / "e")], "--metrics names no metric"),
+        (["evaluate", "--data", str(tmp_path), "--format", "imagenet", "--methods", "gradcam", "--set",
+          "cameras.steps=2", "--out", str(tmp_path / "e")], "sets a method that --methods does not run"),
+        (["explain", str(img), "--device", "meta", "--out", str(tmp_path / "o")], "a meta device cannot run"),
+    ):
+        r = run([*args, "--model", "synthetic:cnn"] if "--model" not in args else args)
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, (args, r.output)
+    assert not any((tmp_path / n).exists() for n in ("c.png", "e", "o"))
