@@ -58,6 +58,9 @@ def test_imagenet_malformed(tmp_path, embedded):
         read_imagenet(c, embedded.wnids)
     with pytest.raises(DatasetError, match="dataset folder not found"):
         read_imagenet(tmp_path / "nope", embedded.wnids)
+    (tmp_path / "classes.txt").write_text("x")
+    with pytest.raises(DatasetError, match="classes.txt: is a file; give the dataset's folder"):
+        read_imagenet(tmp_path / "classes.txt", embedded.wnids)
 
 
 def test_voc_reader_difficult_and_mapping(tmp_path):

@@ -350,7 +350,8 @@ def _torchvision(arch: str, weights: str | None) -> ModelBundle:
                  for n in list_models(module=m)]
         close = difflib.get_close_matches(arch, names, n=3)
         raise ModelError(f"unknown torchvision model '{arch}'"
-                         + (f"; did you mean {', '.join(close)}?" if close else ""))
+                         + (f"; did you mean {', '.join(close)}?" if close else "; give a name of "
+                            "torchvision.models.list_models(), e.g. torchvision:resnet50"))
     if arch.startswith(("keypointrcnn", "maskrcnn")):
         raise ModelError(f"torchvision:{arch} is not supported; use a box detector (fasterrcnn_*, retinanet_*, "
                          "fcos_*, ssd*)")
@@ -598,9 +599,10 @@ def load_model(name: str | None = None, weights: str | os.PathLike | None = None
         bundle = _hf(key.split(":", 1)[1])
     else:
         raise ModelError(
-            f"unknown model '{name}': use '{DEFAULT_MODEL}' (embedded), 'torchvision:<arch>' "
-            "(e.g. torchvision:resnet50), 'timm:<name>' (e.g. timm:resnet18) or 'hf:<folder>' "
-            "(a Hugging Face image classifier saved with save_pretrained)"
+            f"unknown model '{name}': use '{DEFAULT_MODEL}', 'efficientnet_lite1' or 'efficientnet_lite2' (embedded), "
+            "'torchvision:<arch>' (e.g. torchvision:resnet50), 'timm:<name>' (e.g. timm:resnet18), 'hf:<folder>' "
+            "(a Hugging Face image classifier saved with save_pretrained) or 'synthetic:cnn|vit|seg' (small models "
+            "trained on the synthetic shapes); `cameras models` lists them"
         )
     try:
         return bundle.to(device)

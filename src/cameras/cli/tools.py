@@ -161,6 +161,8 @@ def list_models() -> None:
                "Hugging Face cache)")
     click.echo("hf:<folder>            a Hugging Face transformers image classifier saved with save_pretrained "
                "(offline; pip install 'cameras[hf]')")
+    click.echo("synthetic:cnn|vit|seg  a small CNN, ViT or segmentation net trained on the synthetic shapes, 64 px "
+               "(offline; `cameras synthetic` writes such images)")
 
 
 @main.command("layers")

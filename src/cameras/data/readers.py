@@ -60,7 +60,8 @@ def read_imagenet(root: str | Path, wnids: list[str]) -> list[Item]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found")
+        raise DatasetError(f"{root}: " + ("is a file; give the dataset's folder" if root.exists()
+                                          else "dataset folder not found"))
     index = {w: i for i, w in enumerate(wnids)}
     items: list[Item] = []
     csv_path = root / "LOC_val_solution.csv"
