@@ -103,11 +103,11 @@ def test_bad_options():
         cameras.get_method("gradcom", net)
     with pytest.raises(InputError, match="empty"):
         cameras.NormGrad(net, layer=[])
-    # every count refuses a bool (True is an int to Python) and a float, with the same message
+    # every count refuses a bool (True is an int to Python) and a fraction, with the same message
     for make in (lambda v: cameras.RISE(net, n_masks=v), lambda v: cameras.RISE(net, grid=v),
                  lambda v: cameras.ExtremalPerturbation(net, iterations=v),
                  lambda v: cameras.Smooth(cameras.Gradient(net), n=v), lambda v: cameras.RISE(net, batch_size=v)):
-        for bad in (True, 2.0):
+        for bad in (True, 2.5):
             with pytest.raises(InputError, match="must be a positive integer, got"):
                 make(bad)
     with pytest.raises(InputError, match="steps must be a positive integer, got True"):

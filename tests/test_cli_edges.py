@@ -76,7 +76,7 @@ def test_randomize_refuses_a_folder_of_several_images(tmp_path):
 def test_a_strip_is_refused_by_name_the_others_go_on(tmp_path):
     strip, fine = save(tmp_path / "strip.png", 8, 3000), save(tmp_path / "fine.png")
     r = run(["explain", str(strip), str(fine), "--out", str(tmp_path / "o"), *M])
-    assert r.exit_code == 1 and "strip.png: the image is 3000×8 px, 375 times as wide as high" in r.output
+    assert r.exit_code == 1 and "strip.png: the image is 3000×8 px, 375.0 times as wide as high" in r.output
     assert "explained 1 of 2" in r.output
     r = run(["explain", str(strip), "--square", "--out", str(tmp_path / "sq"), *M])
     assert r.exit_code == 0, r.output
@@ -129,3 +129,31 @@ def test_options_that_would_be_ignored_are_refused(tmp_path):
         r = run([*args, "--model", "synthetic:cnn"] if "--model" not in args else args)
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, (args, r.output)
     assert not any((tmp_path / n).exists() for n in ("c.png", "e", "o"))
+
+
+def test_a_file_that_changes_between_reads_fails_alone(tmp_path, monkeypatch):
+    paths = [save(tmp_path / "imgs" / f"{i}.png", seed=i) for i in range(3)]
+    real, calls = explain_module.load_image, {}
+
+    def changing(path, *a, **k):
+        calls[path] = calls.get(path, 0) + 1
+        img = real(path, *a, **k)
+        return img.resize((96, 64)) if path.name == "1.png" and calls[path] > 1 else img
+
+    monkeypatch.setattr(explain_module, "load_image", changing)
+    r = run(["explain", *map(str, paths), "--out", str(tmp_path / "o"), "--batch-size", "3", *M])
+    assert r.exit_code == 1 and "explained 2 of 3" in r.output, r.output  # the whole batch had failed
+    assert "1.png: the file changed while the folder was explained" in r.output
+    assert sorted(f.name for f in (tmp_path / "o").glob("*.json")) == ["0.json", "2.json"]
+
+
+def test_strips_fail_before_any_work_in_attack_and_alias_models_count_once(tmp_path):
+    fine, strip = save(tmp_path / "a.png"), save(tmp_path / "strip.png", 20, 340)
+    r = run(["attack", str(fine), str(strip), "--steps", "2", "--out", str(tmp_path / "att"), *M])
+    assert r.exit_code == 2 and "strip.png: the image is 340×20 px, 17.0 times as wide as high" in r.output, r.output
+    assert not (tmp_path / "att").exists()  # nothing done for a.png first
+    r = run(["attack", str(strip), "--steps", "2", "--square", "--out", str(tmp_path / "sq"), *M])
+    assert r.exit_code == 0, r.output
+    r = run(["compare", str(fine), "--methods", "gradcam", "--model", "efficientnet_lite0,default",
+             "--out", str(tmp_path / "c.png")])
+    assert r.exit_code == 2 and "a model twice" in r.output and not (tmp_path / "c.png").exists(), r.output

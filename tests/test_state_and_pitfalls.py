@@ -473,3 +473,32 @@ def test_wrong_channels_or_dtype_are_named_not_raw_torch_errors():
             method(torch.rand(1, 4, 16, 16), target=1)
         with pytest.raises(InputError, match="refused a float64 input .*model's dtype"):
             method(torch.rand(1, 3, 16, 16, dtype=torch.float64), target=1)
+
+
+def test_a_dtype_clash_inside_the_model_is_not_blamed_on_x():
+    """x has the weights' dtype; a float64 layer deeper in is the model's own affair: torch's error stays."""
+    net = TinyNet()
+    net.features[2].double()
+    with pytest.raises(RuntimeError) as info:
+        cameras.GradCAM(net, layer="features")(torch.rand(1, 3, 16, 16), target=1)
+    assert not isinstance(info.value, InputError)
+
+
+def test_metrics_run_a_scripted_model():
+    from cameras.metrics import insertion_deletion
+    net = torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                         nn.Linear(4, 3)).eval())
+    r = insertion_deletion(net, torch.rand(1, 3, 8, 8), torch.rand(1, 8, 8), target=1, step=16)
+    assert tuple(r["insertion"].shape) == (1, 5)  # hooks are refused by ScriptModules: no input copies for them
+
+
+def test_counts_take_any_whole_number():
+    import numpy as np
+    net = TinyNet()
+    assert cameras.RISE(net, n_masks=np.int64(8), seed=np.int64(3)).n_masks == 8
+    assert cameras.ExtremalPerturbation(net, step=7.0).step == 7  # from JSON or --set step=7.0
+    assert cameras.CAMERAS(net, layer="features", steps=np.int64(2), max_size=448.0).scales == [224, 448]
+    with pytest.raises(InputError, match="step must be a positive integer, got 7.5"):
+        cameras.ExtremalPerturbation(net, step=7.5)
+    with pytest.raises(InputError, match="seed must be an integer"):
+        cameras.RISE(net, seed=np.bool_(True))

@@ -22,7 +22,7 @@ from .core.errors import InputError
 from .core.guard import frozen_eval
 from .core.targets import label_target
 from .data.items import Item
-from .images import load_image
+from .images import check_aspect, load_image
 from .io import encode_json, write_files_atomically
 from .metrics import (
     confidence_change,
@@ -134,7 +134,10 @@ def evaluate_items(
     def work(indices: list[int]):
         item, _, m_name = full[indices[0]]
         cls_list = [full[i][1] for i in indices]
-        x01 = bundle.prepare(load_image(item.image, upright=False), square, normalized=False)  # as annotated
+        img = load_image(item.image, upright=False)  # as annotated
+        if not square:
+            check_aspect(img.height, img.width, item.image)
+        x01 = bundle.prepare(img, square, normalized=False)
         x = bundle.normalize(x01)
         xb = x.expand(len(cls_list), -1, -1, -1)
         ids = torch.tensor(cls_list, device=x.device)

@@ -31,8 +31,8 @@ PAPER_N = np.array([  # CAMERAS supplement Table 2 (ResNet-50, ζ_m = 1000, 1000
 ])
 
 
-def experiment_inputs(images, data_dir, fmt: str | None, mapping, limit: int | None,
-                      bundle: ModelBundle, progress: bool | None = None) -> list[tuple[Path, int | None, Item | None]]:
+def experiment_inputs(images, data_dir, fmt: str | None, mapping, limit: int | None, bundle: ModelBundle,
+                      progress: bool | None = None, square: bool = False) -> list[tuple[Path, int | None, Item | None]]:
     """The (image, class or None for the top-1, dataset item or None) work of an experiment.
 
     Either image files/folders (``images``) or an annotated dataset (``data_dir`` with
@@ -63,7 +63,7 @@ def experiment_inputs(images, data_dir, fmt: str | None, mapping, limit: int | N
         if not paths:
             raise InputError("no image files found")
         work = [(p, None, None) for p in paths]
-    check_images(list(dict.fromkeys(p for p, _, _ in work)), progress)
+    check_images(list(dict.fromkeys(p for p, _, _ in work)), progress, square)
     return work
 
 

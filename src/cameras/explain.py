@@ -14,7 +14,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .core.base import SaliencyMethod
-from .core.errors import CamerasError
+from .core.errors import CamerasError, ImageError
 from .core.ops import resize_maps
 from .core.targets import RankTarget, Target, label_target, logits_or_none
 from .images import load_image
@@ -74,18 +74,20 @@ def explain_images(
     stems = unique_stems([o.path for o in outcomes])
     disable = None if progress is None else not progress
 
-    found: dict[int, object] = {}  # each image's target, made once (finding a detection runs the detector)
-
-    def load(i: int) -> tuple | None:
-        """Image i, its model input and target; None (and the image's error) when it cannot be explained."""
+    def load(i: int, shape: tuple | None = None) -> tuple | None:
+        """Image i, its model input and (with ``shape``, the size it was first read at) its target; None (and the
+        image's error) when it cannot be explained."""
         o = outcomes[i]
         try:
             img = load_image(o.path)
             x = bundle.prepare(img, square)
+            if shape is None:
+                return img, x, None
+            if tuple(x.shape) != shape:
+                raise ImageError(f"{o.path}: the file changed while the folder was explained (its input is "
+                                 f"{tuple(x.shape[-2:])}, it was {shape[-2:]}); run it again")
             # a region or box in this image's own pixels: a bad one fails this image only
-            if i not in found:
-                found[i] = None if target_for is None else target_for(img, x).for_batch(1, x.device)
-            return img, x, found[i]
+            return img, x, None if target_for is None else target_for(img, x).for_batch(1, x.device)
         except CamerasError as e:
             o.error = e.args[0] if str(o.path) in str(e) else f"{o.path}: {e}"
         except (RuntimeError, OSError) as e:  # the model or a target failed on this image: the others go on
@@ -95,10 +97,13 @@ def explain_images(
     # first only each image's input size (to batch equal sizes), so that memory holds one batch of images,
     # not the folder: each is read again when its batch runs (decoding costs little next to explaining)
     groups: dict[tuple, list[int]] = defaultdict(list)
-    for i in tqdm(range(len(outcomes)), desc="reading", unit="img", disable=disable if len(outcomes) > 1 else True):
+    shapes: dict[int, tuple] = {}
+    for i in tqdm(range(len(outcomes)), desc="reading", unit="img", leave=False,
+                  disable=disable if len(outcomes) > 1 else True):
         item = load(i)
         if item is not None:
-            groups[tuple(item[1].shape)].append(i)
+            shapes[i] = tuple(item[1].shape)
+            groups[shapes[i]].append(i)
         del item
     batches = [idx[j : j + batch_size] for idx in groups.values() for j in range(0, len(idx), batch_size)]
     bar = tqdm(total=sum(map(len, batches)), desc=f"explain ({method.name})", unit="img", disable=disable)
@@ -106,7 +111,8 @@ def explain_images(
         loaded: dict[int, tuple] = {}
         for planned in batches:
             loaded.clear()  # the last batch's images go before this one's are read
-            loaded.update((i, item) for i in planned if (item := load(i)) is not None)
+            shape = shapes[planned[0]]
+            loaded.update((i, item) for i in planned if (item := load(i, shape)) is not None)
             batch = [i for i in planned if i in loaded]  # a file changed since it was first read: its own error
             if not batch:
                 bar.update(len(planned))

@@ -79,8 +79,27 @@ def load_image(path: str | os.PathLike, upright: bool = True) -> Image.Image:
     return rgb
 
 
-def check_images(paths: list, progress: bool | None = None) -> None:
-    """Open every image once (as :func:`load_image`), so that a bad file fails before any work.
+def check_aspect(height: int, width: int, where: object = None) -> None:
+    """Refuse an image more than ``MAX_ASPECT`` (16) times as wide as high, or the reverse (``where``: its path,
+    for the message); such a strip makes a runaway model input unless it is resized square.
+
+    Example:
+        >>> check_aspect(20, 330, "strip.png")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        cameras.core.errors.ImageError: strip.png: the image is 330×20 px, 16.5 times as wide as high (at most 16); ...
+    """
+    ratio = max(height, width) / max(1, min(height, width))
+    if ratio > MAX_ASPECT:
+        shape = "wide as high" if width >= height else "high as wide"
+        raise ImageError(("" if where is None else f"{where}: ")
+                         + f"the image is {width}×{height} px, {ratio:.1f} times as {shape} (at most {MAX_ASPECT}); "
+                         "crop it, or resize it square (--square, square=True)")
+
+
+def check_images(paths: list, progress: bool | None = None, square: bool = False) -> None:
+    """Open every image once (as :func:`load_image`), so that a bad file fails before any work; without
+    ``square``, a strip (:func:`check_aspect`) fails too.
 
     A folder of thousands of images takes a while: a progress bar shows it (``progress``:
     None on a terminal only, True always, False never).
@@ -95,7 +114,9 @@ def check_images(paths: list, progress: bool | None = None) -> None:
 
     for p in tqdm(paths, desc="checking images", unit="img", leave=False,
                   disable=None if progress is None else not progress):
-        load_image(p)
+        img = load_image(p)
+        if not square:
+            check_aspect(img.height, img.width, p)
 
 
 def image_to_tensor(img: Image.Image) -> Tensor:
@@ -122,15 +143,11 @@ def preprocess_size(height: int, width: int, size: int, square: bool = False, mu
         >>> preprocess_size(8, 3000, 224)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        cameras.core.errors.ImageError: the image is 3000×8 px, 375 times as wide as high (at most 16); ...
+        cameras.core.errors.ImageError: the image is 3000×8 px, 375.0 times as wide as high (at most 16); ...
     """
     if square:
         return size, size
-    ratio = max(height, width) / max(1, min(height, width))
-    if ratio > MAX_ASPECT:
-        shape = "wide as high" if width >= height else "high as wide"
-        raise ImageError(f"the image is {width}×{height} px, {ratio:.0f} times as {shape} (at most {MAX_ASPECT}); "
-                         f"crop it, or resize it to {size}×{size} (--square, square=True)")
+    check_aspect(height, width)
 
     def fit(v: float) -> int:
         return max(multiple, round(v / multiple) * multiple) if multiple > 1 else max(1, round(v))

@@ -105,7 +105,7 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
         a = parse_eps(alpha)
         if a <= 0:
             raise click.BadParameter(f"--alpha must be > 0, got {alpha}")
-        paths = image_paths(images, data_dir, progress_for(run, quiet))
+        paths = image_paths(images, data_dir, progress_for(run, quiet), square)
         bundle = load_classifier(model_name, weights, run.device, "cameras attack")
         s = attack_images(bundle, paths, out_dir, opts, a, steps, beta, threshold, square, figures=data_dir is None,
                           progress=progress_flag(quiet), run=run)
@@ -153,7 +153,7 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
         set_threads(threads)
         names = method_names(methods)
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
-        paths = image_paths(images, data_dir, progress_for(run, quiet))
+        paths = image_paths(images, data_dir, progress_for(run, quiet), square)
         bundle = load_classifier(model_name, weights, run.device, "cameras sanity")
         s = sanity_images(bundle, paths, names, out_dir, fraction, steps, opts, 1 / 255, attack_steps, beta,
                           square, figures=data_dir is None, progress=progress_flag(quiet), run=run)
@@ -187,7 +187,7 @@ def randomize(image, methods, mode, seed, blocks, model_name, weights, square, d
         check_out(out_dir)
         set_threads(threads)
         names = method_names(methods)
-        paths = image_paths([image], None)
+        paths = image_paths([image], None, square=square)
         if len(paths) != 1:
             raise click.BadParameter(f"randomize explains one image; {image} holds {len(paths)}: give one file")
         bundle = load_classifier(model_name, weights, torch_device(device), "cameras randomize")

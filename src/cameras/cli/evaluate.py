@@ -120,7 +120,7 @@ def experiment_options(f):
 
 @contextlib.contextmanager
 def experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, device, out_dir, threads,
-                   quiet=False):
+                   quiet=False, square=False):
     """What every experiment does first: check --out, join torchrun, load the model, list the work.
 
     Yields (the torchrun placement, the model bundle, the experiment's work items); bad input
@@ -135,7 +135,7 @@ def experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, d
         set_threads(threads)
         bundle = load_classifier(model_name, weights, run.device, "cameras experiment")
         yield run, bundle, experiment_inputs(images, data_dir, fmt, mapping, limit, bundle,
-                                             progress=progress_for(run, quiet))
+                                             progress=progress_for(run, quiet), square=square)
 
 
 @experiment.command("n-sensitivity")
@@ -151,7 +151,7 @@ def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights
     from ..experiments import PAPER_N, STEPS, n_sensitivity
 
     with experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, device, out_dir,
-                        threads, quiet) as (run, bundle, work):
+                        threads, quiet, square) as (run, bundle, work):
         paths = list(dict.fromkeys(p for p, _, _ in work))
         mean = n_sensitivity(bundle, paths, out_dir, max_size, square, progress=progress_flag(quiet), run=run)
     if mean is None:
@@ -173,7 +173,7 @@ def interpolation_cmd(images, data_dir, fmt, mapping, limit, model_name, weights
     from ..experiments import interpolation
 
     with experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, device, out_dir,
-                        threads, quiet) as (run, bundle, work):
+                        threads, quiet, square) as (run, bundle, work):
         from ..data.readers import dataset_identity
 
         dataset = None if data_dir is None else dataset_identity(data_dir, fmt, mapping)

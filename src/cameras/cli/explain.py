@@ -326,6 +326,10 @@ def compare(image, methods, models, weights, target, target_kind, settings, squa
                                      f"{len(model_names)} models; compare one model with --weights, or several without")
         bundles = [load_classifier(n, weights if len(model_names) == 1 else None, torch_device(device),
                                    "cameras compare") for n in model_names]
+        loaded = [b.name for b in bundles]
+        if len(set(loaded)) < len(loaded):  # e.g. efficientnet_lite0 and its alias default
+            raise click.BadParameter(f"--model {models} loads {', '.join(loaded)}: a model twice (its maps would "
+                                     "share files)")
         tid = bundles[0].class_index(target) if target is not None else None
         if target_kind != "class":  # the class as a target of that kind (default: the top-1 of that kind)
             tid = label_target(target_kind, tid)

@@ -3,6 +3,9 @@ and the fix."""
 
 from __future__ import annotations
 
+import operator
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -52,7 +55,7 @@ def check_maps(maps: Tensor, x: Tensor, unit: bool = False, slack: float = 0.0) 
 
 
 def check_seed(value: int) -> int:
-    """``value`` when it is an int (not a bool), else an InputError.
+    """``value`` as an int when it is a whole number (as :func:`check_count`, any sign), else an InputError.
 
     Example:
         >>> check_seed("abc")
@@ -60,13 +63,15 @@ def check_seed(value: int) -> int:
         ...
         cameras.core.errors.InputError: seed must be an integer, got 'abc'
     """
-    if isinstance(value, bool) or not isinstance(value, int):
+    n = _integer(value)
+    if n is None:
         raise InputError(f"seed must be an integer, got {value!r}")
-    return value
+    return n
 
 
 def check_count(value: int, name: str) -> int:
-    """``value`` when it is an int ≥ 1 (not a bool), else an InputError.
+    """``value`` as an int when it is a whole number ≥ 1 (an int, a NumPy integer or a float such as 7.0; not a
+    bool), else an InputError.
 
     Example:
         >>> check_count(0, "step")
@@ -74,6 +79,21 @@ def check_count(value: int, name: str) -> int:
         ...
         cameras.core.errors.InputError: step must be a positive integer, got 0
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    n = _integer(value)
+    if n is None or n < 1:
         raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return n
+
+
+def _integer(value) -> int | None:
+    """``value`` as an int when it is a whole number (an int, a NumPy integer, or a float such as 7.0 from JSON or
+    ``--set``), else None; booleans are not numbers here."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    return None

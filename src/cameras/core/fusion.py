@@ -120,7 +120,8 @@ def fuse_multiscale(
 
 
 def fuse_on_grid(acts: list[Tensor], grads: list[Tensor], weights: Tensor, size: tuple[int, int],
-                 covers: list[tuple[float, float]] | None = None) -> Tensor:
+                 covers: list[tuple[float, float]] | None = None,
+                 chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Tensor:
     """Approximate fast fusion: average and fuse at the largest used layer grid, then upsample.
 
     Activations and gradients of every used scale are resized bilinearly to the layer grid
@@ -138,7 +139,7 @@ def fuse_on_grid(acts: list[Tensor], grads: list[Tensor], weights: Tensor, size:
         [2.0]
     """
     if covers and any(tuple(c) != (1.0, 1.0) for c in covers):
-        return fuse_multiscale(acts, grads, weights, size, covers=covers)
+        return fuse_multiscale(acts, grads, weights, size, chunk_elements, covers)
     used = [t for t in range(len(acts)) if bool((weights[:, t] != 0).any())]
     if all(_spatially_constant(grads[t]) for t in used):
         return _fuse_constant_gradients(acts, grads, weights, used, size, [(1.0, 1.0)] * len(acts))  # exact, cheaper

@@ -172,6 +172,9 @@ def input_copies(model: nn.Module) -> Iterator[None]:
         >>> x.tolist(), y.tolist()
         ([-1.0, 2.0], [0.0, 2.0])
     """
+    if isinstance(model, torch.jit.ScriptModule):  # takes no hooks (the metrics run scripted models as they are)
+        yield
+        return
     handle = model.register_forward_pre_hook(_copy_tensors)
     try:
         yield

@@ -246,7 +246,9 @@ def build_method(name: str, model: Any, **options) -> SaliencyMethod:
     except CamerasError:
         raise
     except (TypeError, ValueError) as e:  # a value of the wrong kind that no check named
-        given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "none"
+        if not options:
+            raise
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items())
         raise InputError(f"{cls.name} cannot take these options ({given}): {e}; give each option a value of the kind "
                          f"its default has (help(cameras.{cls.__name__}) lists them)") from None
 

@@ -49,7 +49,7 @@ def scale_schedule(steps: int, max_size: int, base: int = 224) -> list[int]:
         >>> scale_schedule(5, 1000)
         [224, 418, 612, 806, 1000]
     """
-    check_count(steps, "steps")
+    steps = check_count(steps, "steps")
     if steps > 1 and max_size <= base:
         raise InputError(f"max_size ({max_size}) must exceed the base size ({base}) for {steps} steps")
     return [int(round(v)) for v in np.linspace(base, max_size, steps)] if steps > 1 else [int(base)]
@@ -494,7 +494,7 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
             if self.fusion == "exact":
                 fused = fuse_multiscale(acts, grads[k], weights, (H, W), self.chunk_elements, covers)
             else:
-                fused = fuse_on_grid(acts, grads[k], weights, (H, W), covers)
+                fused = fuse_on_grid(acts, grads[k], weights, (H, W), covers, self.chunk_elements)
             grads[k] = None  # free this target's gradients before the next fusion
             kept_list = keep_bt.cpu().tolist()
             kept_scales = [[z for z, kk in zip(self.scales, row) if kk] for row in kept_list]

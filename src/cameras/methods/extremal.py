@@ -214,8 +214,7 @@ class ExtremalPerturbation(SaliencyMethod):
         super().__init__(model)
         if not 0.0 < float(area) < 1.0:
             raise InputError(f"area must lie in (0, 1), got {area!r}")
-        check_count(iterations, "iterations")
-        check_count(step, "step")
+        iterations, step = check_count(iterations, "iterations"), check_count(step, "step")
         if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
             raise InputError(f"levels must be an integer >= 2, got {levels!r}")
         for name, v in (("sigma", sigma), ("max_blur", max_blur), ("lr", lr), ("lambda_start", lambda_start)):

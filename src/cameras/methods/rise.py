@@ -89,11 +89,10 @@ class RISE(SaliencyMethod):
         progress: bool | None = None,
     ) -> None:
         super().__init__(model)
-        check_count(n_masks, "n_masks")
-        check_count(grid, "grid")
+        n_masks, grid = check_count(n_masks, "n_masks"), check_count(grid, "grid")
         if not 0.0 < float(p) <= 1.0:
             raise InputError(f"p must lie in (0, 1], got {p!r}")
-        check_count(batch_size, "batch_size")
+        batch_size = check_count(batch_size, "batch_size")
         self.n_masks, self.grid, self.p = n_masks, grid, float(p)
         self.batch_size, self.seed, self.progress = batch_size, check_seed(seed), progress
 

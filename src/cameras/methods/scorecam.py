@@ -68,7 +68,7 @@ class ScoreCAM(SaliencyMethod):
         super().__init__(model, layer, to_spatial)
         if weighting not in WEIGHTINGS:
             raise InputError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
-        check_count(batch_size, "batch_size")
+        batch_size = check_count(batch_size, "batch_size")
         self.weighting, self.batch_size, self.progress = weighting, batch_size, progress
 
     def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:

@@ -80,8 +80,7 @@ class Smooth(SaliencyMethod):
             raise InputError(f"augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
         if not (isinstance(noise, (int, float)) and 0 <= noise <= 1):
             raise InputError(f"noise must be a level in [0, 1] (σ over the input's range), got {noise!r}")
-        check_count(n, "n")
-        check_count(batch_size, "batch_size")
+        n, batch_size = check_count(n, "n"), check_count(batch_size, "batch_size")
         scales = [float(s) for s in tta_scales]
         if not scales or any(not 0.25 <= s <= 4 for s in scales):
             raise InputError(f"tta_scales must be factors in [0.25, 4], got {list(tta_scales)!r}")
