@@ -157,3 +157,27 @@ def test_strips_fail_before_any_work_in_attack_and_alias_models_count_once(tmp_p
     r = run(["compare", str(fine), "--methods", "gradcam", "--model", "efficientnet_lite0,default",
              "--out", str(tmp_path / "c.png")])
     assert r.exit_code == 2 and "a model twice" in r.output and not (tmp_path / "c.png").exists(), r.output
+
+
+def test_a_rerun_goes_on_where_it_stopped_and_skips_its_own_outputs(tmp_path):
+    folder = tmp_path / "imgs"
+    paths = [save(folder / f"{i}.png", seed=i) for i in range(3)]
+    r = run(["explain", str(paths[0]), "--out", str(folder), *M])  # an interrupted run: one image done
+    assert r.exit_code == 0 and "explained 1 of 1" in r.output, r.output
+    first = (folder / "0.json").stat().st_mtime_ns
+    r = run(["explain", str(folder), "--out", str(folder), *M])  # the folder into itself
+    assert r.exit_code == 0, r.output
+    assert "explained 2 of 3 images" in r.output and "1 already there with these settings, skipped" in r.output
+    assert (folder / "0.json").stat().st_mtime_ns == first
+    assert sorted(f.name for f in folder.glob("*.json")) == ["0.json", "1.json", "2.json"]  # no outputs explained
+    r = run(["explain", str(folder), "--out", str(folder), *M])
+    assert "explained 0 of 3 images" in r.output and "3 already there" in r.output, r.output
+    (folder / "1.json").unlink()
+    next(folder.glob("2.cameras.*.npy")).unlink()  # a map missing: redone too
+    r = run(["explain", str(folder), "--out", str(folder), *M])
+    assert "explained 2 of 3 images" in r.output and "1 already there" in r.output, r.output
+    r = run(["explain", str(folder), "--out", str(folder), "--method", "gradcam", *M])  # other settings: redone
+    assert "explained 3 of 3 images" in r.output, r.output  # and cameras's pictures, now unlisted, are no inputs
+    r = run(["explain", str(folder), "--out", str(folder), "--method", "gradcam", "--overwrite", *M])
+    assert "explained 3 of 3 images" in r.output and "already there" not in r.output, r.output
+    assert (folder / "0.json").stat().st_mtime_ns != first

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -31,6 +33,7 @@ class ImageOutcome:
     files: list[Path] = field(default_factory=list)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    skipped: bool = False  # its files were already there, made with the same settings
 
 
 def explain_images(
@@ -50,6 +53,7 @@ def explain_images(
     cmap: str = "jet",
     fade: float = DEFAULT_FADE,
     target_for: Callable[[Image.Image, torch.Tensor], Target] | None = None,
+    skip_done: bool = False,
 ) -> list[ImageOutcome]:
     """Explain every image file and write ``<stem>.<method>.<class>.{png,npy}`` and ``<stem>.json``.
 
@@ -64,7 +68,10 @@ def explain_images(
     the PIL image and its 1×3×h×w model input (e.g. a :class:`~cameras.RegionTarget` or
     :class:`~cameras.BoxTarget` in the input's pixels); the picture then outlines the region
     or box, and the JSON states the target's facts (the region's share of the image, the
-    matched detection).
+    matched detection). With ``skip_done`` an image whose ``<stem>.json`` in ``out_dir`` was
+    written for the same file, model, method, layer and ``params``, and whose maps are all
+    there, is left as it is (``outcome.skipped``): a rerun after an interruption goes on
+    where it stopped.
 
     Returns:
         One :class:`ImageOutcome` per path, in order.
@@ -72,6 +79,13 @@ def explain_images(
     out_dir = Path(out_dir)
     outcomes = [ImageOutcome(Path(p)) for p in paths]
     stems = unique_stems([o.path for o in outcomes])
+    if skip_done:
+        same = {"model": bundle.name, "method": method.name, "layer": getattr(method, "layer_name", None),
+                "parameters": json.loads(encode_json(params or {}))}
+        for o, stem in zip(outcomes, stems):
+            done = _finished(o.path, out_dir / f"{stem}.json", same)
+            if done:
+                o.files, o.skipped = done, True
     disable = None if progress is None else not progress
 
     def load(i: int, shape: tuple | None = None) -> tuple | None:
@@ -98,8 +112,8 @@ def explain_images(
     # not the folder: each is read again when its batch runs (decoding costs little next to explaining)
     groups: dict[tuple, list[int]] = defaultdict(list)
     shapes: dict[int, tuple] = {}
-    for i in tqdm(range(len(outcomes)), desc="reading", unit="img", leave=False,
-                  disable=disable if len(outcomes) > 1 else True):
+    todo = [i for i, o in enumerate(outcomes) if not o.skipped]
+    for i in tqdm(todo, desc="reading", unit="img", leave=False, disable=disable if len(todo) > 1 else True):
         item = load(i)
         if item is not None:
             shapes[i] = tuple(item[1].shape)
@@ -223,6 +237,61 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
             outcomes[i].error = f"{outcomes[i].path}: {type(e).__name__}: {e}"
             continue
         outcomes[i].files = list(files)
+
+
+def _finished(path: Path, record_file: Path, same: dict) -> list[Path] | None:
+    """The files of ``path``'s finished explanation in ``record_file``'s folder, when its record matches ``same``
+    (model, method, layer, parameters) and every map it lists exists; else None."""
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("image") != str(path) or \
+            any(record.get(k) != v for k, v in same.items()):
+        return None
+    files = [record_file.parent / e[k] for e in record.get("explanations") or [] for k in ("png", "npy")
+             if isinstance(e, dict) and isinstance(e.get(k), str)]
+    if not files or not all(f.is_file() for f in files):
+        return None
+    return [*files, record_file]
+
+
+_OUTPUT_NAME = re.compile(r"\.(?P<method>[a-z0-9-]+)\.(?:\d+|target\d+)(?:-[a-z0-9_]+)?(?:-\d+)?\.png$")
+
+
+def written_outputs(out_dir: Path) -> set[Path]:
+    """The pictures and maps in ``out_dir`` that explain made (resolved paths): those its ``<stem>.json``
+    records list, and pictures named ``<stem>.<method>.<class>[-<name>].png`` after a registered method
+    (an earlier method's, whose record a later one replaced), so that a folder explained into itself
+    does not explain its own outputs next time.
+
+    Example:
+        >>> written_outputs(Path("no-such-folder"))
+        set()
+    """
+    from .methods import method_class
+
+    found: set[Path] = set()
+    if not Path(out_dir).is_dir():
+        return found
+    for f in Path(out_dir).glob("*.png"):
+        m = _OUTPUT_NAME.search(f.name)
+        if m:
+            try:
+                method_class(m["method"])
+            except CamerasError:
+                continue
+            found.add(f.resolve())
+    for record_file in Path(out_dir).glob("*.json"):
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, ValueError):
+            continue
+        for e in record.get("explanations") or [] if isinstance(record, dict) else []:
+            for k in ("png", "npy"):
+                if isinstance(e, dict) and isinstance(e.get(k), str):
+                    found.add((Path(out_dir) / e[k]).resolve())
+    return found
 
 
 def _shapes(target, b: int, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> dict | None:

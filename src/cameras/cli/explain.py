@@ -66,6 +66,8 @@ from .common import (
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Method option, e.g. --set n_masks=6000 for rise or --set area=0.1 for extremal (repeatable).")
 @click.option("--recursive", is_flag=True, help="Include images in subfolders of the given folders.")
+@click.option("--overwrite", is_flag=True,
+              help="Explain images again whose files OUT already holds with the same settings (default: skip them).")
 @click.option("--task", default="auto", show_default=True,
               type=click.Choice(["auto", "classification", "segmentation", "detection"]),
               help="What the model does (auto: as the model says). segmentation: explain --target's logits over "
@@ -83,14 +85,15 @@ from .common import (
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def explain(images, model_name, weights, method, targets, target_kind, topk, layer, scales, steps, max_size, scale_rule,
             border_pad, resample, square, device, batch_size, alpha, cmap, fade, plain, out_dir, settings, recursive,
-            task, region, mask_file, box, iou, threads, quiet) -> None:
+            overwrite, task, region, mask_file, box, iou, threads, quiet) -> None:
     """Explain IMAGE files (or folders of images) and write overlays, maps and JSON.
 
     For each image and class: OUT/<stem>.<method>.<id>-<name>.png (the map over the image,
     titled with class, probability, method and scales kept, with a colour bar; --plain: the
     bare overlay at the original size), OUT/<stem>.<method>.<id>-<name>.npy (float32 map at
     the original H×W), and OUT/<stem>.json (top-k predictions, targets, kept scales,
-    timings, every option).
+    timings, every option). A rerun skips images OUT already holds with the same settings
+    (--overwrite explains them again), so an interrupted folder goes on where it stopped.
 
     Segmentation and detection models (--task, or the model's own task):
     `cameras explain IMG --model torchvision:fcn_resnet50 --weights FILE --target cat
@@ -98,7 +101,7 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
     torchvision:fasterrcnn_resnet50_fpn --weights FILE --box x0,y0,x1,y1 --target dog`; the
     picture outlines the region or box (and the matched detection).
     """
-    from ..explain import explain_images
+    from ..explain import explain_images, written_outputs
     from ..images import list_images, skipped_subfolders
     from ..methods import build_method, method_class, method_option_names, parse_option_strings
     from ..models import load_model
@@ -157,7 +160,8 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
                                                        str(mask_file), "box": box}.items() if v is not None})
         if task == "detection":
             params["iou"] = iou
-    paths = list_images(images, recursive)
+    own = written_outputs(out_dir)  # a folder explained into itself: its earlier outputs are not inputs
+    paths = [p for p in list_images(images, recursive) if p.resolve() not in own]
     skipped = [] if recursive else skipped_subfolders(images)
     if skipped:
         click.echo(f"note: skipped {len(skipped)} subfolder(s) with images ({', '.join(map(str, skipped[:3]))}"
@@ -169,14 +173,17 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
                    err=True)
     outcomes = explain_images(paths, bundle, m, out_dir, target_ids, topk, batch_size, square, alpha, params,
                               progress=progress_flag(quiet), target_kind=target_kind, plain=plain, cmap=cmap, fade=fade,
-                              target_for=target_for)
+                              target_for=target_for, skip_done=not overwrite)
     for o in outcomes:
         for w in o.warnings:
             click.echo(f"warning: {w}", err=True)
     failed = [o for o in outcomes if o.error]
     for o in failed:
         click.echo(f"error: {o.error}", err=True)
-    click.echo(f"explained {len(outcomes) - len(failed)} of {len(outcomes)} images into {out_dir}")
+    done = sum(o.skipped for o in outcomes)
+    click.echo(f"explained {len(outcomes) - len(failed) - done} of {len(outcomes)} images into {out_dir}"
+               + (f"; {done} already there with these settings, skipped (--overwrite explains them again)"
+                  if done else ""))
     if failed:
         sys.exit(1)
 
