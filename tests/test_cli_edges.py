@@ -181,3 +181,20 @@ def test_a_rerun_goes_on_where_it_stopped_and_skips_its_own_outputs(tmp_path):
     r = run(["explain", str(folder), "--out", str(folder), "--method", "gradcam", "--overwrite", *M])
     assert "explained 3 of 3 images" in r.output and "already there" not in r.output, r.output
     assert (folder / "0.json").stat().st_mtime_ns != first
+
+
+def test_compare_counts_its_maps_unless_quiet(tmp_path, monkeypatch):
+    import cameras.compare as compare_module
+    img = save(tmp_path / "a.png")
+    args = ["compare", str(img), "--methods", "gradcam,gradient", "--model", "synthetic:cnn"]
+    seen, real = [], compare_module.tqdm
+
+    def spy(*a, **k):
+        seen.append((k.get("total"), k.get("disable")))
+        return real(*a, **k)
+
+    monkeypatch.setattr(compare_module, "tqdm", spy)
+    for extra, name in (([], "c.png"), (["--quiet"], "q.png")):
+        r = run([*args, "--out", str(tmp_path / name), *extra])
+        assert r.exit_code == 0, r.output
+    assert seen == [(2, None), (2, True)]  # two maps; on a terminal only, and never with --quiet

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .core.ops import resize_maps
 from .core.targets import Target, class_scores
@@ -37,6 +38,7 @@ def compare(
     square: bool = False,
     alpha: float = 0.5,
     upright: bool = True,
+    progress: bool | None = None,
 ) -> dict:
     """Explain one image with every method on every model; write the figure, maps and JSON.
 
@@ -46,6 +48,8 @@ def compare(
     its EXIF rotation (a dataset image, whose annotations are in stored pixels). Writes
     ``out_png``, ``<stem>.<model>.<method>.npy`` beside it (float32
     maps at the image's size) and ``<stem>.json``; all files appear together or not at all.
+    A progress bar counts the maps (``progress``: None on a terminal only, True always,
+    False never).
 
     Returns:
         The JSON record (per model: class probability, per method: seconds and map file).
@@ -60,6 +64,8 @@ def compare(
     # build every method first, so that a bad option fails before any slow work
     built = [[build_method(n, b, **(options or {}).get(n, {})) for n in methods] for b in bundles]
     record["warnings"] = list(dict.fromkeys(w for m in built[0] if (w := m.convergence_warning())))
+    bar = tqdm(total=len(bundles) * len(methods), desc="compare", unit="map",
+               disable=None if progress is None else not progress)
     for bundle, bundle_methods in zip(bundles, built):
         x = bundle.prepare(img, square)
         with torch.no_grad():
@@ -83,8 +89,10 @@ def compare(
             if res.kept_scales and 2 * len(res.kept_scales[0]) < len(res.extras["scales"]):
                 entry["methods"][name]["few_scales"] = True
             cells.append((f"{name}  {res.seconds:.2f} s", sal))
+            bar.update(1)
         rows.append({"label": f"{bundle.name}\n{label}: {entry['probability']:.2f}", "cells": cells})
         record["models"].append(entry)
+    bar.close()
     files[out_png] = figure_png(comparison_figure(rgb, rows, alpha))
     files[out_png.with_suffix(".json")] = encode_json(record)
     write_files_atomically(files)

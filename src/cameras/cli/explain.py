@@ -300,10 +300,11 @@ def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kin
               help="Method option, e.g. --set rise.n_masks=6000 --set extremal.iterations=1000 (repeatable).")
 @click.option("--square", is_flag=True, help="Resize to a square instead of keeping the aspect ratio.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity.")
 @click.option("--out", "out_png", required=True, type=click.Path(path_type=Path), help="Figure file (.png).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option
-def compare(image, methods, models, weights, target, target_kind, settings, square, device, alpha, out_png,
+def compare(image, methods, models, weights, target, target_kind, settings, square, device, alpha, out_png, quiet,
             threads) -> None:
     """Compare methods (and models) on one IMAGE: a figure like the paper's Figures 4-6.
 
@@ -340,7 +341,7 @@ def compare(image, methods, models, weights, target, target_kind, settings, squa
         tid = bundles[0].class_index(target) if target is not None else None
         if target_kind != "class":  # the class as a target of that kind (default: the top-1 of that kind)
             tid = label_target(target_kind, tid)
-        record = run_compare(image, bundles, names, out_png, tid, opts, square, alpha)
+        record = run_compare(image, bundles, names, out_png, tid, opts, square, alpha, progress=progress_flag(quiet))
     for w in record["warnings"]:
         click.echo(f"warning: {w}", err=True)
     for entry in record["models"]:
