@@ -502,3 +502,14 @@ def test_counts_take_any_whole_number():
         cameras.ExtremalPerturbation(net, step=7.5)
     with pytest.raises(InputError, match="seed must be an integer"):
         cameras.RISE(net, seed=np.bool_(True))
+
+
+def test_metrics_and_attacks_use_the_whole_number_their_checks_return():
+    import numpy as np
+
+    from cameras.attacks import pgd
+    from cameras.metrics import insertion_deletion
+    net, x = TinyNet(), torch.rand(1, 3, 16, 16)
+    r = insertion_deletion(net, x, torch.rand(1, 16, 16), target=1, step=64.0, batch_size=np.int64(2))
+    assert tuple(r["insertion"].shape) == (1, 5)  # 7.0 passed the check but then failed in range()
+    assert int(pgd(net, x, target=2, steps=2.0).steps[0]) <= 2

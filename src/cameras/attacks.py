@@ -91,6 +91,7 @@ def _attack(model, x01, target, eps, alpha, steps, norm, random_start, mask, nor
     eps = float("inf") if eps is None else eps
     if random_start and eps == float("inf"):
         raise InputError("random_start needs a finite eps")
+    steps = check_count(steps, "steps")  # a whole number (7.0, a NumPy int) as an int
     _check(x01, eps, alpha, steps, threshold)
     x01 = grad_safe(x01.detach())
     mask = None if mask is None else grad_safe(mask)
@@ -365,8 +366,7 @@ def sanity_cleaning(
     """
     if not 0 < fraction <= 1:
         raise InputError(f"fraction must lie in (0, 1], got {fraction}")
-    check_count(steps, "steps")
-    check_count(batch_size, "batch_size")
+    steps, batch_size = check_count(steps, "steps"), check_count(batch_size, "batch_size")
     B, C, H, W = check_images(x)
     maps = check_maps(maps, x)
     if not isinstance(adversarial, Tensor) or adversarial.shape != x.shape:

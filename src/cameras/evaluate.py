@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from .core.base import SaliencyMethod
-from .core.errors import InputError
+from .core.errors import ImageError, InputError
 from .core.guard import frozen_eval
 from .core.targets import label_target
 from .data.items import Item
-from .images import check_aspect, load_image
+from .images import load_image
 from .io import encode_json, write_files_atomically
 from .metrics import (
     confidence_change,
@@ -134,10 +134,10 @@ def evaluate_items(
     def work(indices: list[int]):
         item, _, m_name = full[indices[0]]
         cls_list = [full[i][1] for i in indices]
-        img = load_image(item.image, upright=False)  # as annotated
-        if not square:
-            check_aspect(img.height, img.width, item.image)
-        x01 = bundle.prepare(img, square, normalized=False)
+        try:
+            x01 = bundle.prepare(load_image(item.image, upright=False), square, normalized=False)  # as annotated
+        except ImageError as e:  # e.g. a strip: named by its file
+            raise ImageError(e.args[0] if str(item.image) in str(e) else f"{item.image}: {e}") from None
         x = bundle.normalize(x01)
         xb = x.expand(len(cls_list), -1, -1, -1)
         ids = torch.tensor(cls_list, device=x.device)

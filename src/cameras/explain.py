@@ -249,8 +249,7 @@ def _finished(path: Path, record_file: Path, same: dict) -> list[Path] | None:
     if not isinstance(record, dict) or record.get("image") != str(path) or \
             any(record.get(k) != v for k, v in same.items()):
         return None
-    files = [record_file.parent / e[k] for e in record.get("explanations") or [] for k in ("png", "npy")
-             if isinstance(e, dict) and isinstance(e.get(k), str)]
+    files = _record_files(record, record_file.parent)
     if not files or not all(f.is_file() for f in files):
         return None
     return [*files, record_file]
@@ -287,11 +286,14 @@ def written_outputs(out_dir: Path) -> set[Path]:
             record = json.loads(record_file.read_text())
         except (OSError, ValueError):
             continue
-        for e in record.get("explanations") or [] if isinstance(record, dict) else []:
-            for k in ("png", "npy"):
-                if isinstance(e, dict) and isinstance(e.get(k), str):
-                    found.add((Path(out_dir) / e[k]).resolve())
+        found.update(f.resolve() for f in _record_files(record, Path(out_dir)))
     return found
+
+
+def _record_files(record, folder: Path) -> list[Path]:
+    """The pictures and maps an image's JSON record lists, in ``folder``."""
+    entries = record.get("explanations") or [] if isinstance(record, dict) else []
+    return [folder / e[k] for e in entries for k in ("png", "npy") if isinstance(e, dict) and isinstance(e.get(k), str)]
 
 
 def _shapes(target, b: int, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> dict | None:

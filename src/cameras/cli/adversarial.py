@@ -8,6 +8,7 @@ import click
 
 from .common import (
     check_out,
+    device_option,
     load_classifier,
     main,
     model_option,
@@ -83,7 +84,7 @@ def reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel) -> dic
               "5 for paper (per pixel), 50 for literal].")
 @click.option("--threshold", default=0.9999, show_default=True, type=click.FloatRange(0, 1, min_open=True))
 @click.option("--square", is_flag=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("--out", "out_dir", default="cameras-attack", show_default=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option
@@ -133,7 +134,7 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
 @click.option("--beta", default=None, type=click.FloatRange(0, None), help="β of Eq. 4 [default: the preset's].")
 @click.option("--attack-steps", default=300, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--square", is_flag=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("--out", "out_dir", default="cameras-sanity", show_default=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option
@@ -174,7 +175,7 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
 @model_option
 @click.option("--weights", default=None)
 @click.option("--square", is_flag=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("--out", "out_dir", default="cameras-randomize", show_default=True, type=click.Path(path_type=Path))
 @threads_option
 def randomize(image, methods, mode, seed, blocks, model_name, weights, square, device, out_dir, threads):

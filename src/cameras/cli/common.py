@@ -155,6 +155,26 @@ def model_option(f):
                         help=f"{DEFAULT_MODEL} (embedded), torchvision:<arch>, timm:<name> or hf:<folder>.")(f)
 
 
+def device_option(f):
+    """``--device``, shared by every subcommand that runs a model (see :func:`torch_device`)."""
+    return click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")(f)
+
+
+def method_settings(settings, names: list[str]) -> dict[str, dict]:
+    """``--set METHOD.KEY=VALUE`` options by method, each checked against its method, and refused for a method
+    ``names`` (the methods a command runs) leaves out.
+
+    Example:
+        >>> method_settings(["gradcam.layer=features"], ["gradcam"])
+        {'gradcam': {'layer': 'features'}}
+    """
+    from ..methods import check_options, parse_option_strings
+
+    opts = {k: check_options(k, v) for k, v in parse_option_strings(settings, per_method=True).items()}
+    check_set_methods(opts, names)
+    return opts
+
+
 def threads_option(f):
     """``--threads N``, shared by every subcommand that runs a model (see :func:`set_threads`)."""
     return click.option("--threads", default=None, type=click.IntRange(1, 1024),

@@ -10,9 +10,10 @@ import click
 from .common import (
     FORMATS,
     check_out,
-    check_set_methods,
+    device_option,
     load_classifier,
     main,
+    method_settings,
     model_option,
     progress_flag,
     progress_for,
@@ -42,7 +43,7 @@ from .common import (
               help="Pixels per insertion/deletion step.")
 @click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE", help="Method option (repeatable).")
 @click.option("--square", is_flag=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option
@@ -59,7 +60,7 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
     """
     from ..distributed import launch
     from ..evaluate import evaluate_dataset
-    from ..methods import check_options, method_names, parse_option_strings
+    from ..methods import method_names
 
     with user_errors():
         check_out(out_dir)
@@ -69,8 +70,7 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
         wanted = {m.strip() for m in metrics.split(",") if m.strip()}
         if not wanted:
             raise click.BadParameter("--metrics names no metric; give a comma list, e.g. pointing,rho")
-        opts = {k: check_options(k, v) for k, v in parse_option_strings(settings, per_method=True).items()}
-        check_set_methods(opts, names)
+        opts = method_settings(settings, names)
         bundle = load_classifier(model_name, weights, run.device, "cameras evaluate")
         summary = evaluate_dataset(data_dir, fmt, bundle, names, opts, wanted, out_dir, mapping, limit, batch_size,
                                    insdel_step, square, progress_flag(quiet), run, target_kind)
@@ -107,7 +107,7 @@ def experiment_options(f):
         click.option("--limit", default=None, type=click.IntRange(1, None)),
         model_option,
         click.option("--weights", default=None),
-        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ..."),
+        device_option,
         click.option("--square", is_flag=True),
         click.option("--out", "out_dir", default="cameras-experiment", show_default=True,
                      type=click.Path(path_type=Path)),

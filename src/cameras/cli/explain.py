@@ -11,9 +11,11 @@ from ..core.errors import CamerasError
 from ..names import DEFAULT_SCALE_RULE
 from .common import (
     check_out,
+    device_option,
     fail,
     load_classifier,
     main,
+    method_settings,
     model_option,
     progress_flag,
     set_threads,
@@ -52,7 +54,7 @@ from .common import (
 @click.option("--resample", default="bicubic", show_default=True, type=click.Choice(["bicubic", "bilinear"]),
               help="CAMERAS: image resampling between scales.")
 @click.option("--square", is_flag=True, help="Resize images to a square instead of keeping the aspect ratio.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 4096),
               help="Images per batch (same-size images are batched).")
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
@@ -299,7 +301,7 @@ def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kin
 @click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE",
               help="Method option, e.g. --set rise.n_masks=6000 --set extremal.iterations=1000 (repeatable).")
 @click.option("--square", is_flag=True, help="Resize to a square instead of keeping the aspect ratio.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity.")
 @click.option("--out", "out_png", required=True, type=click.Path(path_type=Path), help="Figure file (.png).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -314,14 +316,12 @@ def compare(image, methods, models, weights, target, target_kind, settings, squa
     """
     from ..compare import compare as run_compare
     from ..core.targets import label_target
-    from ..methods import check_options, method_names, parse_option_strings
+    from ..methods import method_names
     from ..models import DEFAULT_MODEL
-    from .common import check_set_methods
 
     with user_errors():
         names = method_names(methods)
-        opts = {k: check_options(k, v) for k, v in parse_option_strings(settings, per_method=True).items()}
-        check_set_methods(opts, names)
+        opts = method_settings(settings, names)
         if out_png.suffix.lower() != ".png":
             raise click.BadParameter(f"--out must name a .png file, got {out_png}")
         check_out(out_png, "file")

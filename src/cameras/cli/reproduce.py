@@ -9,6 +9,7 @@ import click
 from .common import (
     FORMATS,
     check_out,
+    device_option,
     load_classifier,
     main,
     progress_flag,
@@ -35,7 +36,7 @@ DEFAULT_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite
                                             "report).")
 @click.option("--only", default=None, help="Comma list of sections to run, e.g. A-3,A-6 (default: all; Tables "
                                           "with --data).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @threads_option

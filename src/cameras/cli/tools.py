@@ -9,6 +9,7 @@ import click
 from ..names import DEFAULT_MODEL
 from .common import (
     check_out,
+    device_option,
     fail,
     load_classifier,
     main,
@@ -38,7 +39,7 @@ def check_patch_multiple(bundle, size: int | None) -> int:
 @click.option("--batch-size", "batches", default="1", show_default=True, help="Comma list of batch sizes.")
 @click.option("--size", default=None, type=click.IntRange(8, 4096), help="Input size (default: the model's).")
 @click.option("--scales", default=None, help="CAMERAS sizes (default 224..924 by 100).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("--reps", default=3, show_default=True, type=click.IntRange(1, 100))
 @threads_option
 def bench(model_name, weights, batches, size, scales, device, reps, threads) -> None:
@@ -77,7 +78,7 @@ def bench(model_name, weights, batches, size, scales, device, reps, threads) -> 
 @click.option("--model", "models", multiple=True, default=[DEFAULT_MODEL], show_default=True,
               help="Model(s) offered in the page (repeatable), e.g. --model efficientnet_lite0 --model timm:resnet18.")
 @click.option("--weights", default=None, help="Weights file (or 'random') for the model; with exactly one --model.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("--max-upload-mb", default=20, show_default=True, type=click.IntRange(1, 2048))
 @click.option("--max-pixels", default=40_000_000, show_default=True, type=click.IntRange(64, None))
 def app_cmd(host, port, models, weights, device, max_upload_mb, max_pixels) -> None:

@@ -152,14 +152,15 @@ class RegionTarget(_PlacedTarget):
             >>> RegionTarget.from_box(2, [0, 0, 8, 4], (16, 16)).mask.sum().item()
             32.0
         """
-        mask = box_mask(box, hw)
+        boxes = _as_boxes(box, None, torch.device("cpu"))
+        mask = box_mask(boxes, hw)
         empty = mask.flatten(1).sum(1) == 0
         if bool(empty.any()):
-            b = _as_boxes(box, None, torch.device("cpu"))[empty][0].tolist()
+            b = boxes[empty][0].tolist()
             raise InputError(f"box {b} covers no pixel of the {int(hw[1])}×{int(hw[0])} input; give boxes "
                              "(x0, y0, x1, y1) in the pixels of the input the method is called with")
         t = cls(class_id, mask, reduce)
-        t.box = _as_boxes(box, None, torch.device("cpu"))
+        t.box = boxes
         return t
 
     def for_batch(self, batch: int, device: torch.device) -> "RegionTarget":

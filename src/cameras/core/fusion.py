@@ -45,7 +45,7 @@ def _spatially_constant(g: Tensor) -> bool:
     return bool(((g - g[:, :, :1, :1]).abs() <= 1e-6 * g.abs().amax().clamp_min(1e-30)).all())
 
 
-def _fuse_constant_gradients(acts, grads, weights, used, size, covers) -> Tensor:
+def _fuse_constant_gradients(acts, grads, weights, used, size, covers=None) -> Tensor:
     """Exact shortcut when each W_t is constant over space per channel (GAP + linear heads).
 
     Then W̄_k = c̄_k = Σ_t w_t W_t,k (a constant), and by linearity of resizing
@@ -53,6 +53,7 @@ def _fuse_constant_gradients(acts, grads, weights, used, size, covers) -> Tensor
     resolution and only one map per scale is resized.
     """
     B = acts[0].shape[0]
+    covers = covers or [(1.0, 1.0)] * len(acts)
     w = weights.to(device=acts[0].device, dtype=torch.float32)
     cbar = sum(w[:, t, None] * grads[t][:, :, 0, 0].float() for t in used)  # B×K
     out = 0
@@ -142,7 +143,7 @@ def fuse_on_grid(acts: list[Tensor], grads: list[Tensor], weights: Tensor, size:
         return fuse_multiscale(acts, grads, weights, size, chunk_elements, covers)
     used = [t for t in range(len(acts)) if bool((weights[:, t] != 0).any())]
     if all(_spatially_constant(grads[t]) for t in used):
-        return _fuse_constant_gradients(acts, grads, weights, used, size, [(1.0, 1.0)] * len(acts))  # exact, cheaper
+        return _fuse_constant_gradients(acts, grads, weights, used, size)  # exact and cheaper still
     grid = tuple(acts[used[-1]].shape[-2:])
     B = acts[0].shape[0]
     w = weights.to(device=acts[0].device, dtype=torch.float32)

@@ -397,15 +397,16 @@ def model_size_errors(model: nn.Module, x: Tensor) -> Iterator[None]:
         yield
     except RuntimeError as e:  # e.g. a position table of one grid added to tokens of another
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if _raised_in(model, e) and f"but got {int(x.shape[1])} channels" in msg:
+        inside = _raised_in(model, e)
+        if inside and f"but got {int(x.shape[1])} channels" in msg:
             raise InputError(f"{type(model).__name__} refused an input of {int(x.shape[1])} channels ({msg}); give "
                              "images with the channels it was built for (an RGB model: 3; a grayscale batch: "
                              "x.expand(-1, 3, -1, -1))") from None
         w = next((p for p in model.parameters() if p.is_floating_point()), None)
-        if _raised_in(model, e) and w is not None and x.device != w.device:
+        if inside and w is not None and x.device != w.device:
             raise InputError(f"x is on {x.device} but {type(model).__name__}'s weights are on {w.device} ({msg}); "
                              f"move x to the model's device (x.to('{w.device}'))") from None
-        if _raised_in(model, e) and w is not None and x.dtype != w.dtype and any(s in msg for s in _DTYPE_WORDS):
+        if inside and w is not None and x.dtype != w.dtype and any(s in msg for s in _DTYPE_WORDS):
             raise InputError(f"{type(model).__name__} refused a {str(x.dtype).replace('torch.', '')} input ({msg}); "
                              f"give x in the model's dtype (x.to({w.dtype}))") from None
         if getattr(model, "patch_embed", None) is None or "must match the size" not in str(e):

@@ -215,7 +215,8 @@ class ExtremalPerturbation(SaliencyMethod):
         if not 0.0 < float(area) < 1.0:
             raise InputError(f"area must lie in (0, 1), got {area!r}")
         iterations, step = check_count(iterations, "iterations"), check_count(step, "step")
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        levels = check_count(levels, "levels")
+        if levels < 2:
             raise InputError(f"levels must be an integer >= 2, got {levels!r}")
         for name, v in (("sigma", sigma), ("max_blur", max_blur), ("lr", lr), ("lambda_start", lambda_start)):
             if not v > 0:

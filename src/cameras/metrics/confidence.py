@@ -46,7 +46,7 @@ def confidence_change(model: nn.Module, x: Tensor, maps: Tensor, target: TargetL
     """
     B = check_images(x)[0]
     maps = check_maps(maps, x, unit=True)
-    check_count(batch_size, "batch_size")
+    batch_size = check_count(batch_size, "batch_size")
     out = model(x)
     target = bind_target(as_target(target, B, x.device, tuple(x.shape[-2:])), out)
     clean = target.probability(out).float()

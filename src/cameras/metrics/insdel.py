@@ -58,8 +58,7 @@ def insertion_deletion(
     if isinstance(maps, Tensor) and maps.dim() == 4 and maps.shape[1] == 1:  # B×1×H×W, as earlier versions took
         maps = maps[:, 0]
     maps = check_maps(maps, x)
-    check_count(step, "step")
-    check_count(batch_size, "batch_size")
+    step, batch_size = check_count(step, "step"), check_count(batch_size, "batch_size")
     target = bind_target(as_target(target, B, x.device, (H, W)), model(x))
     n_steps = math.ceil(H * W / step)
     order = maps.flatten(1).argsort(dim=1, descending=True, stable=True)  # B×HW

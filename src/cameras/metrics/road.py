@@ -26,7 +26,7 @@ from scipy.sparse import csc_matrix
 from scipy.sparse.linalg import splu
 from torch import Tensor, nn
 
-from ..core.checks import check_count, check_images, check_maps
+from ..core.checks import check_count, check_images, check_maps, check_seed
 from ..core.errors import InputError
 from ..core.guard import frozen_model
 from ..core.targets import TargetLike, as_target, bind_target
@@ -254,9 +254,8 @@ def road(
     if order not in ORDERS:
         raise InputError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
     noise = _check_noise(noise)
-    check_count(batch_size, "batch_size")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise InputError(f"seed must be an int or None, got {seed!r}")
+    batch_size = check_count(batch_size, "batch_size")
+    seed = None if seed is None else check_seed(seed)
     device = x.device
     scores_map = maps.detach() if maps.is_floating_point() else maps.detach().float()
     out = model(x)
