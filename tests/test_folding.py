@@ -326,3 +326,165 @@ def test_swapping_a_module_another_thread_has_swapped_is_refused_not_corrupting(
     assert "forward" not in vars(conv) and conv(torch.zeros(1, 3, 3, 3)).shape == (1, 4, 1, 1)
     with swapped_forwards([conv], [lambda t: t + 3]):  # released: free for any thread again
         pass
+
+
+class ActNorm(nn.BatchNorm2d):
+    """As timm's BatchNormAct2d: normalise, then the activation module it holds."""
+
+    def __init__(self, n, act):
+        super().__init__(n)
+        self.act = act
+
+    def forward(self, x):
+        return self.act(super().forward(x))
+
+
+def activations_net():
+    """Pairs followed by each kind of activation module, one shared ReLU, one norm that activates itself."""
+    shared = nn.ReLU(inplace=True)
+    return with_statistics(nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), shared,                      # 0-2: in place, shared
+        nn.Conv2d(6, 6, 3, padding=1, groups=6), ActNorm(6, nn.ReLU6(inplace=True)),   # 3-4: depthwise, inside
+        nn.Conv2d(6, 6, 1), nn.BatchNorm2d(6), nn.SiLU(),                              # 5-7
+        nn.Conv2d(6, 6, 3, stride=2, padding="valid"), nn.BatchNorm2d(6), nn.Hardswish(),  # 8-10
+        nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6), nn.GELU(approximate="tanh"),  # 11-13
+        nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6), nn.Hardtanh(-0.5, 0.7),      # 14-16
+        nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6), shared,                      # 17-19: the shared one
+        nn.Conv2d(6, 4, 1), nn.BatchNorm2d(4), nn.GELU(),                              # 20-22: the layer 22
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)))
+
+
+def test_activations_are_fused_into_folded_convolutions_with_the_unfused_values():
+    from cameras.core.folding import fusion_available
+
+    net = activations_net()
+    x = torch.randn(2, 3, 20, 20, generator=torch.Generator().manual_seed(8))
+    folded = FoldedBelow(net, net[22], x, fuse_activations=True)
+    assert len(folded.pairs) == 8 and folded.checked
+    fused = [a for a in folded.activations]
+    want = [net[2], net[4].act, net[7], net[10], net[13], net[16], net[19], net[22]]
+    assert fused == (want if fusion_available() else [None] * 8)
+    with torch.no_grad():
+        ref = net(x)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            with folded.active():
+                got = net(x.contiguous(memory_format=layout))
+                assert all("forward" in vars(m) for m in (net[0], net[1], net[2], net[4].act, net[22]))
+            assert (got - ref).abs().max() < 1e-5, layout
+    assert all("forward" not in vars(m) for m in net.modules())
+    # without fusion the same pairs fold and the activations run as modules
+    plain = FoldedBelow(net, net[22], x)
+    assert plain.pairs == folded.pairs and plain.activations == [None] * 8
+    # bfloat16: the folded weights are cast to the input's dtype, the fused output is close to the unfused bf16 pass
+    below = nn.Sequential(*net[:23])
+    low = FoldedBelow(below, below[22], x, fuse_activations=True)
+    with torch.no_grad():
+        want16 = below.to(torch.bfloat16)(x.bfloat16()).float()
+        with low.active():
+            got16 = below(x.bfloat16())
+        below.float()
+    assert got16.dtype == torch.bfloat16
+    r = torch.corrcoef(torch.stack([got16.float().flatten(), want16.flatten()]))[0, 1]
+    assert r > 0.99 and (got16.float() - want16).abs().max() < 0.1 * want16.abs().max()
+
+
+def test_activations_read_otherwise_or_after_the_layer_are_not_fused():
+    from cameras.core.folding import fusion_available
+
+    class PreActivationRead(nn.Module):  # the norm's output is read again after an out-of-place activation
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.act = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()
+
+        def forward(self, x):
+            y = self.bn(self.conv(x))
+            return self.act(y) + y
+
+    class ReadFirst(nn.Module):  # something else reads it before the in-place activation
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.act = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            y = self.bn(self.conv(x))
+            z = y * 2
+            return self.act(y) + z
+
+    class Functional(nn.Module):  # a functional activation: no module to stand in for
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return nn.functional.relu(self.bn(self.conv(x)))
+
+    x = torch.randn(1, 3, 10, 10, generator=torch.Generator().manual_seed(9))
+    for block in (PreActivationRead(), ReadFirst(), Functional()):
+        net = with_statistics(nn.Sequential(block, nn.Conv2d(4, 2, 1), nn.ReLU(), nn.Flatten()))
+        folded = FoldedBelow(net, net[2], x, fuse_activations=True)
+        assert folded.pairs == [(block.conv, block.bn)] and folded.activations == [None], type(block).__name__
+        with torch.no_grad(), folded.active():
+            assert torch.allclose(net(x), net[3](net[2](net[1](block(x)))), atol=1e-5)
+    # the layer is the second norm: its activation runs after the layer's output is taken, so it stays
+    net = small_pair_net()
+    first = [net[2]] if fusion_available() else [None]
+    assert FoldedBelow(net, net[4], x, fuse_activations=True).activations == first + [None]
+    # the layer is the activation: found, but while it is explained its hooks keep it a module of its own
+    assert FoldedBelow(net, net[5], x, fuse_activations=True).activations == first + ([net[5]] if first[0] else [None])
+    # an activation with a hook of its own is not fused for that call; the pair is still folded
+    net = small_pair_net()
+    folded = FoldedBelow(net, net[5], x, fuse_activations=True)
+    seen = []
+    handle = net[2].register_forward_hook(lambda m, i, o: seen.append(float(i[0].min())))
+    try:
+        with torch.no_grad():
+            want = net(x)
+            with folded.active():
+                got = net(x)
+                assert "forward" not in vars(net[2]) and "forward" in vars(net[0])
+    finally:
+        handle.remove()
+    assert torch.allclose(got, want, atol=1e-5) and seen[0] < 0 and seen[1] < 0  # it saw the pre-activation input
+
+
+def test_bf16_cameras_folds_and_fuses_and_stays_close_to_fp32():
+    from cameras.core.folding import fusion_available
+
+    net = with_statistics(torchvision.models.resnet18(num_classes=5))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(10))
+    ref = cameras.CAMERAS(net, scales=[64, 96])(x, target=2).maps
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # bf16 emulated on CPUs without bf16 instructions
+        low = cameras.CAMERAS(net, scales=[64, 96], precision="bf16")
+        got = low(x, target=2).maps
+        unfolded = cameras.CAMERAS(net, scales=[64, 96], precision="bf16", fold_batchnorm=False)(x, target=2).maps
+    assert len(low.folded.pairs) == 20  # every pair below layer4's output (layer4's own last norm included)
+    # the stem's and each block's first ReLU; the others follow the residual addition
+    assert sum(a is not None for a in low.folded.activations) == (9 if fusion_available() else 0)
+    for m in (got, unfolded):
+        r = torch.corrcoef(torch.stack([m.flatten(), ref.flatten()]))[0, 1]
+        assert 0.99 < r < 1.0
+    assert all("forward" not in vars(m) for m in net.modules())
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+
+
+def test_timm_norm_with_its_activation_is_folded_and_fused():
+    from timm.layers import BatchNormAct2d
+
+    from cameras.core.folding import fusion_available
+
+    net = with_statistics(nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), BatchNormAct2d(6, act_layer=nn.ReLU6),
+                                        nn.Conv2d(6, 4, 1), BatchNormAct2d(4, act_layer=nn.SiLU),
+                                        nn.Conv2d(4, 4, 1), BatchNormAct2d(4, apply_act=False), nn.ReLU()))
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(11))
+    folded = FoldedBelow(net, net[6], x, fuse_activations=True)
+    # the last norm has no activation of its own (an Identity): the ReLU after it, the layer, is found but stays hooked
+    want = [net[1].act, net[3].act, net[6]] if fusion_available() else [None] * 3
+    assert len(folded.pairs) == 3 and folded.activations == want
+    with torch.no_grad():
+        ref = net(x)
+        with folded.active():
+            got = net(x)
+    assert (got - ref).abs().max() < 1e-5

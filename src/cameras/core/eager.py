@@ -171,12 +171,14 @@ class EagerFastPaths:
         """
         return channels_last_model(self.model, self.held_layout) if active else contextlib.nullcontext()
 
-    def fold_block(self, x: Tensor) -> ContextManager:
+    def fold_block(self, x: Tensor, fuse_activations: bool = False) -> ContextManager:
         """Inside it the foldable (convolution, batch norm) pairs below ``self.layer`` run as single convolutions.
 
         Enter it after :meth:`layout_block`: the pairs are found on ``x[:1]`` (B×C×H×W, fed as
         the passes will be) on the first call, and again when the layer or the model's modules
-        changed; folded weights are kept while the weights are unchanged.
+        changed; folded weights are kept while the weights are unchanged. ``fuse_activations``:
+        fuse the pairs' activations too (bfloat16 passes on a CPU; see
+        :class:`~cameras.core.folding.FoldedBelow`).
 
         Example:
             >>> import torch, torchvision
@@ -191,13 +193,17 @@ class EagerFastPaths:
             False
         """
         folded = self.folded
-        if folded is None or folded.layer is not self.layer or not folded.current():
-            folded = self.folded = FoldedBelow(self.model, self.layer, self.in_layout(x[:1]), self.held_layout)
+        if folded is None or folded.layer is not self.layer or not folded.current() \
+                or folded.fuse_activations != fuse_activations:
+            folded = self.folded = FoldedBelow(self.model, self.layer, self.in_layout(x[:1]), self.held_layout,
+                                               fuse_activations)
         return folded.active(self.held_layout)
 
     @contextlib.contextmanager
-    def eager_block(self, x: Tensor, nhwc: bool, fold: bool | None = None) -> Iterator[None]:
-        """:meth:`layout_block` (``nhwc``) and, inside it, :meth:`fold_block` on ``x`` when ``fold``.
+    def eager_block(self, x: Tensor, nhwc: bool, fold: bool | None = None,
+                    fuse_activations: bool = False) -> Iterator[None]:
+        """:meth:`layout_block` (``nhwc``) and, inside it, :meth:`fold_block` on ``x`` (with
+        ``fuse_activations``) when ``fold``.
 
         ``fold`` defaults to the ``fold_batchnorm`` option. The order matters: the pairs are
         found, and the folded weights take their format, under the chosen layout.
@@ -214,7 +220,7 @@ class EagerFastPaths:
         """
         with self.layout_block(nhwc):
             if self.fold_batchnorm if fold is None else fold:
-                with self.fold_block(x):
+                with self.fold_block(x, fuse_activations):
                     yield
             else:
                 yield

@@ -29,12 +29,25 @@ such as its activation, still runs). Pairs whose batch norm is in training mode 
 running statistics, modules with hooks of their own, and every pair while global module
 hooks are registered are left as they are for that call. The folded weights are computed once
 (in float64, float32 where the device has no float64; stored in the convolution's dtype and
-memory format) and kept while the weights' fingerprint and the norms' ``eps`` are unchanged.
+memory format) and kept while the weights' fingerprint and the norms' ``eps`` are unchanged. An
+input of another dtype (bfloat16, for ``precision="bf16"``) gets the folded weights cast to it,
+kept likewise.
+
+With ``fuse_activations`` (used for bfloat16 on a CPU, where oneDNN's convolution applies an
+activation as it writes its output, and a separate bfloat16 activation pass costs more than the
+convolution) a pair's activation is fused too, when the batch norm's output is first read by a
+call of a plain ``nn.ReLU``, ``nn.ReLU6``, ``nn.Hardtanh``, ``nn.SiLU``, ``nn.Hardswish`` or
+``nn.GELU`` module with it as the module's input (the norm's own, as in timm's ``BatchNormAct2d``,
+or one after it, shared or not, as in torchvision's ResNets), and that call is in place or the
+only read. The convolution then runs as ``torch.ops.mkldnn._convolution_pointwise`` with the
+activation, and that module call returns its input unchanged for the fused output alone. The
+check pass runs with the activations fused (in float32); if it fails, without them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 
@@ -75,6 +88,18 @@ def _inference_norm(bn: nn.Module | None, args: tuple, kwargs: dict) -> bool:
             and given.get("training", False) is False and given.get("eps", 1e-5) == bn.eps)
 
 
+class _NormOutput:
+    """A batch_norm call's output as the watch follows it: its value reads and the first reader (the activation
+    module whose input it was, or None; whether that call returned it itself: in place). Held by a weak
+    reference, so that the pass keeps no activations alive for it."""
+
+    __slots__ = ("norm", "ref", "reads", "first")
+
+    def __init__(self, norm: nn.Module, out: torch.Tensor) -> None:
+        self.norm, self.ref, self.reads = norm, weakref.ref(out), 0
+        self.first: tuple[nn.Module | None, bool] | None = None
+
+
 class _Watch(TorchFunctionMode):
     """Counts value reads of the watched tensors by torch calls, and notes each batch_norm call and its batch norm.
 
@@ -88,19 +113,40 @@ class _Watch(TorchFunctionMode):
         # (running batch norm, id of the normalised input, whether the call is the norm's own inference form)
         self.norm_calls: list[tuple[nn.Module | None, int, bool]] = []
         self.running: list[nn.Module] = []
+        self.norm_outputs: dict[int, _NormOutput] = {}  # by id of the output while it lives
+        self.norm_records: list[_NormOutput] = []  # every batch_norm call's, in order
+        self.layer_done = False  # reads after the explained layer finished are not fused into it
+        self.activations: list[tuple[nn.Module, int]] = []  # running activation modules and their input's id
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = _name(func)
-        if name not in _METADATA:
-            for t in tree_leaves((args, kwargs)):
-                if isinstance(t, torch.Tensor) and id(t) in self.watched:
+        if name in _METADATA:
+            return func(*args, **kwargs)
+        norm_read = []
+        for t in tree_leaves((args, kwargs)):
+            if isinstance(t, torch.Tensor):
+                if id(t) in self.watched:
                     self.reads[id(t)] += 1
-            if name == "batch_norm":
-                bn = self.running[-1] if self.running else None
-                x = args[0] if args else kwargs.get("input")
-                self.norm_calls.append((bn, id(x), _inference_norm(bn, args, kwargs)))
-        return func(*args, **kwargs)
+                rec = self.norm_outputs.get(id(t))
+                if rec is not None and rec.ref() is t:
+                    rec.reads += 1
+                    norm_read.append((t, rec))
+        bn = None
+        if name == "batch_norm":
+            bn = self.running[-1] if self.running else None
+            x = args[0] if args else kwargs.get("input")
+            self.norm_calls.append((bn, id(x), _inference_norm(bn, args, kwargs)))
+        out = func(*args, **kwargs)
+        for t, rec in norm_read:
+            if rec.first is None:
+                act = self.activations[-1] if self.activations and not self.layer_done else None
+                rec.first = (act[0] if act is not None and act[1] == id(t) else None, out is t)
+        if bn is not None and isinstance(out, torch.Tensor):
+            rec = _NormOutput(bn, out)
+            self.norm_outputs[id(out)] = rec
+            self.norm_records.append(rec)
+        return out
 
 
 class _SkipNorm(TorchFunctionMode):
@@ -121,14 +167,16 @@ def _candidate(m: nn.Module, kind: type) -> bool:
     return m.running_mean is not None and m.running_var is not None and m.running_mean.dtype in _FLOATS
 
 
-def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor,
-                   layer_output: list | None = None) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor, layer_output: list | None = None,
+                   activations: dict | None = None) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
     """The (convolution, batch norm) pairs below ``layer`` that can be folded into one convolution.
 
     Found by one forward pass of ``x`` (no gradients; one image is enough) under the rules in
     this module's description; the same pass finds which modules run before ``layer``
     finishes (:func:`~cameras.core.memory.recording_below`). ``layer_output``: a list that
     receives the layer's output of that pass (for a check against a folded pass).
+    ``activations``: a dict that receives, for each pair's batch norm, the activation module
+    that may be fused into the pair (see the module's description), where there is one.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1),
@@ -162,6 +210,12 @@ def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor,
     def norm_done(m, _args, _out):
         watch.running.pop()
 
+    def act_starts(m, args):
+        watch.activations.append((m, id(args[0]) if args and isinstance(args[0], torch.Tensor) else None))
+
+    def act_done(m, _args, _out):
+        watch.activations.pop()
+
     # the hooks sit on the caller's model: no other thread's call on it runs meanwhile
     with model_lock(model):
         try:
@@ -170,6 +224,12 @@ def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor,
             for m in norms:
                 handles.append(m.register_forward_pre_hook(norm_starts))
                 handles.append(m.register_forward_hook(norm_done))
+            if activations is not None:
+                handles.append(layer.register_forward_hook(lambda *_: setattr(watch, "layer_done", True)))
+                for m in model.modules():
+                    if _fusable_activation(m):
+                        handles.append(m.register_forward_pre_hook(act_starts))
+                        handles.append(m.register_forward_hook(act_done))
             if layer_output is not None:
                 handles.append(layer.register_forward_hook(lambda _m, _i, out: layer_output.append(out)))
             with recording_below(model, layer) as below, torch.no_grad(), watch:
@@ -194,7 +254,39 @@ def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor,
         if own_calls[bn] != [(fed_id, True)] or watch.reads[fed_id] != 1:  # one read: the batch_norm call itself
             continue
         pairs.append((conv, bn))
+        if activations is not None:
+            recs = [r for r in watch.norm_records if r.norm is bn]
+            act, in_place = (recs[0].first or (None, False)) if len(recs) == 1 else (None, False)
+            if act is not None and (in_place or recs[0].reads == 1):
+                activations[bn] = act
     return pairs
+
+
+#: activation modules a oneDNN convolution can apply as it writes its output, by exact type
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.GELU)
+
+
+def _fusable_activation(m: nn.Module) -> bool:
+    return type(m) in _ACTIVATIONS and "forward" not in vars(m)
+
+
+def _post_op(act: nn.Module) -> tuple[str, list, str]:
+    """oneDNN's name, scalars and algorithm for an activation module of :data:`_ACTIVATIONS`."""
+    if isinstance(act, nn.Hardtanh):  # ReLU6 too
+        return "hardtanh", [float(act.min_val), float(act.max_val)], ""
+    if isinstance(act, nn.GELU):
+        return "gelu", [], act.approximate
+    return {nn.ReLU: "relu", nn.SiLU: "swish", nn.Hardswish: "hardswish"}[type(act)], [], ""
+
+
+def fusion_available() -> bool:
+    """Whether this PyTorch has oneDNN's fused convolution and activation (CPU builds with MKLDNN).
+
+    Example:
+        >>> isinstance(fusion_available(), bool)
+        True
+    """
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
 def _hooked(m: nn.Module) -> bool:
@@ -266,6 +358,8 @@ class FoldedBelow:
             the pairs and the one that checks them (the layer's output with the pairs folded
             must equal the unfolded one up to float rounding, or nothing is folded).
         held: as for :meth:`active`, when the model's weights are swapped for held copies.
+        fuse_activations: fuse each pair's activation into its convolution where the module's
+            description allows (a CPU build with oneDNN; for bfloat16 passes, where it pays).
 
     Use it for forward passes under ``torch.no_grad()`` up to the layer (as the CAM family
     runs them); outputs equal the unfolded ones up to float rounding. A model whose modules
@@ -283,26 +377,39 @@ class FoldedBelow:
         (True, False)
     """
 
-    def __init__(self, model: nn.Module, layer: nn.Module, x: torch.Tensor, held: HeldCopies | None = None) -> None:
+    def __init__(self, model: nn.Module, layer: nn.Module, x: torch.Tensor, held: HeldCopies | None = None,
+                 fuse_activations: bool = False) -> None:
         self.model, self.layer = model, layer
+        self.fuse_activations = fuse_activations
         self._structure = list(model.modules())
         self._fingerprint: tuple | None = None
         self._weights: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+        self._cast: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}  # folded weights per dtype
         self.folds = 0  # how many times the folded weights were computed
         unfolded: list = []
-        self.pairs = foldable_pairs(model, layer, x, unfolded)
+        found: dict = {}
+        watch_acts = found if fuse_activations and fusion_available() else None
+        self.pairs = foldable_pairs(model, layer, x, unfolded, watch_acts)
+        #: the activation module fused into each pair's convolution (None: not fused), by pair
+        self.activations: list[nn.Module | None] = [found.get(bn) for _, bn in self.pairs]
         self.checked = True  # whether the folded pass gave the unfolded layer output (False: nothing is folded)
-        if self.pairs:
-            folded: list = []
-            with model_lock(model):  # the hook sees this pass only
-                handle = layer.register_forward_hook(lambda _m, _i, out: folded.append(out))
-                try:
-                    with torch.no_grad(), self.active(held):
-                        model(x)
-                finally:
-                    handle.remove()
-            if len(folded) != 1 or len(unfolded) != 1 or not _close(folded[0], unfolded[0]):
-                self.pairs, self._weights, self.checked = [], [], False
+        for _ in range(2 if any(self.activations) else 1):
+            if not self.pairs or self._check(x, held, unfolded):
+                return
+            self.activations = [None] * len(self.pairs)  # fused activations failed the check: fold alone
+        self.pairs, self._weights, self.activations, self.checked = [], [], [], False
+
+    def _check(self, x: torch.Tensor, held: HeldCopies | None, unfolded: list) -> bool:
+        """Whether a pass with the pairs folded gives the layer output of the unfolded pass up to float rounding."""
+        folded: list = []
+        with model_lock(self.model):  # the hook sees this pass only
+            handle = self.layer.register_forward_hook(lambda _m, _i, out: folded.append(out))
+            try:
+                with torch.no_grad(), self.active(held):
+                    self.model(x)
+            finally:
+                handle.remove()
+        return len(folded) == 1 and len(unfolded) == 1 and _close(folded[0], unfolded[0])
 
     def current(self) -> bool:
         """Whether the model still has the modules it had when the pairs were found (none replaced or added).
@@ -346,21 +453,71 @@ class FoldedBelow:
                weights_fingerprint(tensors, held))
         if now != self._fingerprint:  # the first call, new weights or other live pairs: fold afresh
             self._weights = [folded_weights(*p) if i in live else None for i, p in enumerate(self.pairs)]
+            self._cast.clear()
             self._fingerprint = now
             self.folds += 1
+        # activations fused for this call: not hooked and not swapped (by the caller, or by the explained layer)
+        acts = {i: a for i in live if (a := self.activations[i]) is not None and not _hooked(a)
+                and "forward" not in vars(a)}
+        fused: dict[int, tuple[torch.Tensor, nn.Module]] = {}  # id of a fused output -> (it, its activation)
         modules, forwards = [], []
         for i in live:
             conv, bn = self.pairs[i]
-            w, b = self._weights[i]
             modules += [conv, bn]
-            forwards += [_folded_forward(conv, w, b), _identity_norm(bn)]
-        with swapped_forwards(modules, forwards):
-            yield
+            forwards += [self._folded_forward(i, acts.get(i), fused), _identity_norm(bn)]
+        for act in dict.fromkeys(acts.values()):  # a shared activation module once
+            modules.append(act)
+            forwards.append(_skipping_fused(act, fused))
+        try:
+            with swapped_forwards(modules, forwards):
+                yield
+        finally:
+            fused.clear()
+
+    def _weights_for(self, i: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pair ``i``'s folded weight and bias in ``dtype`` (cast once per fold and kept)."""
+        w, b = self._weights[i]
+        if w.dtype == dtype:
+            return w, b
+        if (i, dtype) not in self._cast:
+            self._cast[(i, dtype)] = (w.to(dtype), b.to(dtype))
+        return self._cast[(i, dtype)]
+
+    def _folded_forward(self, i: int, act: nn.Module | None, fused: dict):
+        conv = self.pairs[i][0]
+        padding = _int_padding(conv)
+        post_op = _post_op(act) if act is not None else None
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            w, b = self._weights_for(i, x.dtype)
+            if post_op is None or padding is None or x.device.type != "cpu" or x.dim() != 4 \
+                    or x.dtype not in (torch.float32, torch.bfloat16):
+                return conv._conv_forward(x, w, b)
+            out = torch.ops.mkldnn._convolution_pointwise(x, w, b, padding, list(conv.stride), list(conv.dilation),
+                                                          conv.groups, *post_op)
+            fused[id(out)] = (out, act)  # kept alive until its activation call, so its id stays its own
+            return out
+
+        return forward
 
 
-def _folded_forward(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor):
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return conv._conv_forward(x, weight, bias)
+def _int_padding(conv: nn.Conv2d) -> list[int] | None:
+    """The convolution's zero padding as two numbers, or None where it pads otherwise (a mode, ``"same"``)."""
+    if conv.padding_mode != "zeros" or conv.padding == "same":
+        return None
+    return [0, 0] if conv.padding == "valid" else [int(p) for p in conv.padding]
+
+
+def _skipping_fused(act: nn.Module, fused: dict):
+    """``act``'s forward that returns a fused convolution's output as it is (its activation was applied there)."""
+    own = type(act).forward.__get__(act)
+
+    def forward(x, *args, **kwargs):
+        entry = fused.get(id(x)) if isinstance(x, torch.Tensor) else None
+        if entry is not None and entry[0] is x and entry[1] is act and not args and not kwargs:
+            del fused[id(x)]
+            return x
+        return own(x, *args, **kwargs)
 
     return forward
 
@@ -377,4 +534,4 @@ def _identity_norm(bn: nn.BatchNorm2d):
     return forward
 
 
-__all__ = ["FoldedBelow", "foldable_pairs", "folded_weights"]
+__all__ = ["FoldedBelow", "foldable_pairs", "folded_weights", "fusion_available"]

@@ -136,8 +136,15 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
             one run with bfloat16 weights and activations (fast bf16 kernels on CPUs with
             AMX/AVX512-BF16 and on GPUs), the layer's output is cast back to float32, and the
             layers above it (the head the gradients go through) and the fusion stay float32.
-            The maps then differ from fp32 ones: see the measured fidelity in BENCHMARKS.md
-            before relying on them.
+            Batch norms below the layer are folded as with ``fold_batchnorm`` (in float64, then
+            cast to bf16), and on a CPU each folded convolution also applies the activation
+            module that follows it (ReLU, ReLU6, Hardtanh, SiLU, Hardswish, GELU; oneDNN post-ops),
+            since a separate bf16 activation pass costs more than the convolution there.
+            Approximate: maps differ from fp32 ones (on ImageNet EfficientNet-Lite0/1/2,
+            ResNet-50 and a ViT the smallest Pearson r over four photos was 0.996–1.000, and
+            the arg-max can move by a few pixels; see BENCHMARKS.md). It is fast only with bf16
+            instructions (on a CPU with AMX: about 0.3× the fp32 forward passes); elsewhere it
+            warns. Check the fidelity on your model before relying on it.
         batch_pixels: the most pixels (images × height × width) one forward pass holds; a
             batch is split into near-equal sub-batches per scale to stay under it (results
             are the same). ``"auto"`` (default): 2×324² on a CPU, where big passes run slower
@@ -179,8 +186,8 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
             weights are unchanged), saving a pass over every batch-normed activation. Batch
             norms in training mode and modules with hooks of their own are left alone; the
             model is never changed. Maps equal the unfolded ones up to float rounding (1e-5).
-            Applies to exact fp32 eager passes; ``compile`` folds by itself, and with
-            ``precision="bf16"``, ``amp`` or ``cuda_graphs`` nothing is folded.
+            Applies to eager passes, fp32 and ``precision="bf16"``; ``compile`` folds by
+            itself, and with ``amp`` or ``cuda_graphs`` nothing is folded.
 
     Call: ``CAMERAS(model)(x, target=None)`` with x of shape B×C×H×W returns a
     :class:`~cameras.SaliencyResult` whose ``maps`` are B×H×W in [0, 1] and
@@ -393,8 +400,9 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
         if self.cuda_graphs and not graphs.supports_graphs(x.device):
             raise InputError(f"cuda_graphs=True needs the model and input on a CUDA device, got the input on "
                              f"{x.device}; leave cuda_graphs off there")
-        fold = (self.fold_batchnorm and self.precision == "fp32" and self.amp is None and not self.compile
-                and not self.cuda_graphs)
+        fold = self.fold_batchnorm and self.amp is None and not self.compile and not self.cuda_graphs
+        # bf16 on a CPU: the folded convolutions apply their activations (a bf16 activation pass costs more there)
+        fuse = self.precision == "bf16" and x.device.type == "cpu"
         lower = self.precision == "bf16" or self.compile or self.cuda_graphs
         if lower and (self._below is None or self._below[0] is not self.layer):
             self._below = (self.layer, modules_below(self.model, self.layer, x[:1]))  # once per layer, one pass
@@ -411,8 +419,9 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
             if self._graphed is None or self._graphed.layer is not self.layer:
                 self._graphed = graphs.GraphedBelow(self.model, self.layer, self._below[1])
             graphed = self._graphed.active()
-        # folding excludes bf16, compile and graphs, so entering it before `low`, `compiled` and `graphed` is safe
-        eager = self.eager_block(x, nhwc and not self.compile, fold)
+        # folding excludes compile and graphs, so entering it before `compiled` and `graphed` is safe; before `low`
+        # the pairs are found and checked in float32 (the folded weights are cast to the bf16 input)
+        eager = self.eager_block(x, nhwc and not self.compile, fold, fuse)
         with torch.autocast(x.device.type, enabled=False), eager, low, compiled, graphed:
             return self._explain(x, list(targets))
 
