@@ -49,7 +49,7 @@ from cameras.core.memory import channels_last, fast_bf16
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from run import SCALES, batch_input, load, result_header, script_args, write_result  # noqa: E402
+from run import SCALES, batch_input, cpu_flags, load, result_header, script_args, write_result  # noqa: E402
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 
@@ -195,6 +195,15 @@ def closeness(a, b):
             "max_abs_diff": float((a - b).abs().max())}
 
 
+def bf16_kernels(device) -> str:
+    """Which bf16 kernels the device runs: "GPU", "AMX", "AVX512-BF16" or "emulated"."""
+    if device.type == "cuda":
+        return "GPU"
+    if not fast_bf16(device):
+        return "emulated"
+    return "AMX" if "amx_bf16" in cpu_flags() else "AVX512-BF16"
+
+
 def time_bf16(name, device, reps, compiled=True):
     bundle = load(name, device)
     model, layer = bundle.model, bundle.layer
@@ -214,7 +223,10 @@ def time_bf16(name, device, reps, compiled=True):
         t = model(x).argmax(1)
     inputs = scaled_inputs(x, fp32)
     emulated = not fast_bf16(device)
-    r = {"model": name, "batch": 1, "fidelity": fid, "bf16_emulated": emulated}
+    r = {"model": name, "batch": 1, "fidelity": fid, "bf16_emulated": emulated, "bf16_kernels": bf16_kernels(device),
+         # the eager bf16 path: pairs folded below the layer, and the activations fused into them (CPU)
+         "bf16_folded_pairs": len(low.folded.pairs) if low.folded else 0,
+         "bf16_fused_activations": sum(a is not None for a in low.folded.activations) if low.folded else 0}
     groups = {"floor": lambda: forward_all(model, inputs), "cameras_fp32": lambda: fp32(x, target=t),
               "cameras_bf16": lambda: low(x, target=t)}
     if compiled and not emulated:  # bf16 and compile=True: compiled at the 8 scales of this input once

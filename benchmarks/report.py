@@ -388,13 +388,21 @@ def fast_section(res):
 
     if not res.get("bf16"):
         return out + [""]
+    def kernels(r):
+        if r.get("bf16_emulated"):
+            return "emulated (no AVX512-BF16/AMX)"
+        return r.get("bf16_kernels", "native")
+
+    def fused(r):  # runs from before folding and fusion in bf16 have no counts
+        return f"{r['bf16_folded_pairs']} / {r['bf16_fused_activations']}" if "bf16_folded_pairs" in r else "– (none)"
+
     out += table("precision=\"bf16\" (below the layer in bf16; head and fusion fp32), batch 1 "
                  "(target ≤ 0.4× the floor with r ≥ 0.99)",
-                 ["model", "bf16 kernels", "floor s", "CAMERAS fp32 ×", "CAMERAS bf16 ×", "Pearson r (min over photos)",
+                 ["model", "bf16 kernels", "folded pairs / fused activations", "floor s", "CAMERAS fp32 ×",
+                  "CAMERAS bf16 ×", "Pearson r (min over photos)",
                   "max \\|Δmap\\|", "arg-max same", "bf16 compiled ×", "its r (random input)",
                   "compile first call s", "met"],
-                 [[r["model"], "emulated (no AVX512-BF16/AMX)" if r.get("bf16_emulated") else "native",
-                   f"{r['floor']:.2f}", f"{r['cameras_fp32'] / r['floor']:.2f}",
+                 [[r["model"], kernels(r), fused(r), f"{r['floor']:.2f}", f"{r['cameras_fp32'] / r['floor']:.2f}",
                    f"{r['cameras_bf16'] / r['floor']:.2f}", f"{min(f['pearson'] for f in r['fidelity']):.4f}",
                    f"{max(f['max_abs_diff'] for f in r['fidelity']):.3f}",
                    f"{sum(f['argmax_same'] for f in r['fidelity'])}/{len(r['fidelity'])}",

@@ -327,8 +327,20 @@ def script_args(models: str = "efficientnet_lite0,resnet50") -> argparse.Argumen
     return ap
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def cpu_name() -> str:
-    """The CPU's model name and the vector instructions PyTorch uses on it, e.g. "AMD EPYC (AVX512)"."""
+    """The CPU's model name and the vector instructions PyTorch uses on it, e.g. "AMD EPYC (AVX512)",
+    "Intel Xeon (AVX512, AMX)" where it has AMX tiles for bf16 matrix products."""
     name = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -337,7 +349,8 @@ def cpu_name() -> str:
                 break
     except OSError:
         pass
-    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
+    amx = ", AMX" if "amx_bf16" in cpu_flags() else ""
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()}{amx})"
 
 
 def result_header(device: torch.device, tuned: bool, reps: int, t0: float) -> dict:
