@@ -9,6 +9,14 @@ from torch import nn
 torch.set_num_threads(max(1, torch.get_num_threads()))
 
 
+@pytest.fixture(autouse=True)
+def seeded_generators():
+    """Every test starts from the same global random state, whatever ran before it: a test's unseeded draws
+    (torch.rand, a module's initialisation) are then the same on every run, so a pass or a failure repeats."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
 class TinyNet(nn.Module):
     """features → (layer) → inplace ReLU → GAP → Linear. Small and fast."""
 

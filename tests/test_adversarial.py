@@ -140,16 +140,21 @@ def test_sanity_score_ideal_flat_and_steps():
 def test_sanity_cleaning_checks_its_inputs_and_batches_its_forwards():
     calls = []
     net = Linear3()
+    with torch.no_grad():
+        net.fc.weight.mul_(0.1)  # logits of a few units: no probability so near 0 that rounding dominates the score
     net.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
-    x = torch.rand(2, 3, 8, 8)
-    adv = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
-    maps = torch.rand(2, 8, 8)
+    g = torch.Generator().manual_seed(12)
+    x = torch.rand(2, 3, 8, 8, generator=g)
+    adv = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    maps = torch.rand(2, 8, 8, generator=g)
     whole = sanity_cleaning(net, x, maps, adv, torch.tensor([0, 1]), fraction=0.5, steps=9)
     calls.clear()
     parts = sanity_cleaning(net, x, maps, adv, torch.tensor([0, 1]), fraction=0.5, steps=9, batch_size=4)
     assert calls == [2, 4, 4, 2, 4, 4, 2]  # the clean pass, then at most 4 restored images per forward
     assert torch.allclose(whole["curve"], parts["curve"], atol=1e-6)
-    assert torch.allclose(whole["score"], parts["score"], atol=1e-6)
+    # the score divides the curve's area by the clean probability: forwards of another batch size round
+    # differently, and the score can differ by some 1e-7 (over 300 random draws at most 6e-7)
+    assert torch.allclose(whole["score"], parts["score"], atol=1e-5)
     with pytest.raises(InputError, match=r"maps must be B×H×W on x's grid, expected \(2, 8, 8\), got \(2, 2, 2\)"):
         sanity_cleaning(net, x, torch.rand(2, 2, 2), adv, torch.tensor([0, 1]))
     with pytest.raises(InputError, match=r"maps must be B×H×W on x's grid, expected \(2, 8, 8\), got \(1, 8, 8\)"):
