@@ -354,9 +354,15 @@ def activations_net():
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)))
 
 
-def test_activations_are_fused_into_folded_convolutions_with_the_unfused_values():
+def test_activations_are_fused_into_folded_convolutions_with_the_unfused_values(monkeypatch):
+    import copy
+
     from cameras.core.folding import fusion_available
 
+    fused_calls = []
+    own = torch.ops.mkldnn._convolution_pointwise
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise",
+                        lambda *a: fused_calls.append(a[7]) or own(*a))  # a[7]: the activation's name
     net = activations_net()
     x = torch.randn(2, 3, 20, 20, generator=torch.Generator().manual_seed(8))
     folded = FoldedBelow(net, net[22], x, fuse_activations=True)
@@ -367,10 +373,15 @@ def test_activations_are_fused_into_folded_convolutions_with_the_unfused_values(
     with torch.no_grad():
         ref = net(x)
         for layout in (torch.contiguous_format, torch.channels_last):
+            fused_calls.clear()
             with folded.active():
                 got = net(x.contiguous(memory_format=layout))
-                assert all("forward" in vars(m) for m in (net[0], net[1], net[2], net[4].act, net[22]))
+                swapped = fusion_available()
+                assert all(("forward" in vars(m)) == swapped for m in (net[2], net[4].act, net[19]))
+                assert "forward" in vars(net[0]) and "forward" not in vars(net[22])  # the layer stays a module
             assert (got - ref).abs().max() < 1e-5, layout
+            assert fused_calls == (["relu", "hardtanh", "swish", "hardswish", "gelu", "hardtanh", "relu"]
+                                   if fusion_available() else [])
     assert all("forward" not in vars(m) for m in net.modules())
     # without fusion the same pairs fold and the activations run as modules
     plain = FoldedBelow(net, net[22], x)
@@ -379,11 +390,11 @@ def test_activations_are_fused_into_folded_convolutions_with_the_unfused_values(
     below = nn.Sequential(*net[:23])
     low = FoldedBelow(below, below[22], x, fuse_activations=True)
     with torch.no_grad():
-        want16 = below.to(torch.bfloat16)(x.bfloat16()).float()
+        want16 = copy.deepcopy(below).to(torch.bfloat16)(x.bfloat16()).float()
         with low.active():
             got16 = below(x.bfloat16())
-        below.float()
-    assert got16.dtype == torch.bfloat16
+    assert got16.dtype == torch.bfloat16 and below[0].weight.dtype == torch.float32
+    assert {dtype for _, dtype in low._cast} == {torch.bfloat16}  # the float32 folded weights, cast
     r = torch.corrcoef(torch.stack([got16.float().flatten(), want16.flatten()]))[0, 1]
     assert r > 0.99 and (got16.float() - want16).abs().max() < 0.1 * want16.abs().max()
 
@@ -421,6 +432,9 @@ def test_activations_read_otherwise_or_after_the_layer_are_not_fused():
     x = torch.randn(1, 3, 10, 10, generator=torch.Generator().manual_seed(9))
     for block in (PreActivationRead(), ReadFirst(), Functional()):
         net = with_statistics(nn.Sequential(block, nn.Conv2d(4, 2, 1), nn.ReLU(), nn.Flatten()))
+        found = {}
+        assert foldable_pairs(net, net[2], x, activations=found) == [(block.conv, block.bn)]
+        assert found == {}, type(block).__name__  # not found, not merely refused by the check pass
         folded = FoldedBelow(net, net[2], x, fuse_activations=True)
         assert folded.pairs == [(block.conv, block.bn)] and folded.activations == [None], type(block).__name__
         with torch.no_grad(), folded.active():
@@ -429,8 +443,11 @@ def test_activations_read_otherwise_or_after_the_layer_are_not_fused():
     net = small_pair_net()
     first = [net[2]] if fusion_available() else [None]
     assert FoldedBelow(net, net[4], x, fuse_activations=True).activations == first + [None]
-    # the layer is the activation: found, but while it is explained its hooks keep it a module of its own
-    assert FoldedBelow(net, net[5], x, fuse_activations=True).activations == first + ([net[5]] if first[0] else [None])
+    # the layer is the activation: found, but it stays a module of its own (its output is the explained one)
+    folded = FoldedBelow(net, net[5], x, fuse_activations=True)
+    assert folded.activations == first + ([net[5]] if first[0] else [None])
+    with torch.no_grad(), folded.active():
+        assert "forward" not in vars(net[5]) and ("forward" in vars(net[2])) == bool(first[0])
     # an activation with a hook of its own is not fused for that call; the pair is still folded
     net = small_pair_net()
     folded = FoldedBelow(net, net[5], x, fuse_activations=True)
@@ -488,3 +505,16 @@ def test_timm_norm_with_its_activation_is_folded_and_fused():
         with folded.active():
             got = net(x)
     assert (got - ref).abs().max() < 1e-5
+
+
+def test_a_convolution_that_pads_otherwise_is_folded_but_not_fused():
+    net = with_statistics(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), nn.BatchNorm2d(4),
+                                        nn.ReLU(), nn.Conv2d(4, 4, 3, padding="same"), nn.BatchNorm2d(4), nn.ReLU(),
+                                        nn.Conv2d(4, 2, 1), nn.ReLU(), nn.Flatten()))
+    x = torch.randn(1, 3, 9, 9, generator=torch.Generator().manual_seed(13))
+    folded = FoldedBelow(net, net[7], x, fuse_activations=True)
+    assert len(folded.pairs) == 2 and folded.activations == [None, None]
+    with torch.no_grad():
+        want = net(x)
+        with folded.active():
+            assert torch.allclose(net(x), want, atol=1e-5)

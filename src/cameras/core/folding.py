@@ -40,8 +40,12 @@ call of a plain ``nn.ReLU``, ``nn.ReLU6``, ``nn.Hardtanh``, ``nn.SiLU``, ``nn.Ha
 ``nn.GELU`` module with it as the module's input (the norm's own, as in timm's ``BatchNormAct2d``,
 or one after it, shared or not, as in torchvision's ResNets), and that call is in place or the
 only read. The convolution then runs as ``torch.ops.mkldnn._convolution_pointwise`` with the
-activation, and that module call returns its input unchanged for the fused output alone. The
-check pass runs with the activations fused (in float32); if it fails, without them.
+activation, and that module call returns its input unchanged for the fused output alone (the
+explained layer, and a module with hooks of its own, stay modules). The check pass runs with
+the activations fused (in float32); if it fails or the fused convolution raises, without them.
+A bfloat16 input on a CPU whose oneDNN has no bf16 support runs unfused. The activation
+modules' ``forward`` is swapped for the call like the pairs': two models sharing one activation
+module object cannot be explained in two threads at once.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ from torch.utils._pytree import tree_leaves
 
 from .compiled import swapped_forwards
 from .guard import model_lock
-from .memory import HeldCopies, recording_below, weights_fingerprint
+from .memory import HeldCopies, fast_bf16, recording_below, weights_fingerprint
 
 #: torch calls that read a tensor's metadata, not its values: they do not make it "read by something else"
 _METADATA = frozenset({"dim", "ndim", "size", "shape", "dtype", "device", "layout", "stride", "numel", "nelement",
@@ -286,7 +290,8 @@ def fusion_available() -> bool:
         >>> isinstance(fusion_available(), bool)
         True
     """
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    return (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
 
 
 def _hooked(m: nn.Module) -> bool:
@@ -391,7 +396,10 @@ class FoldedBelow:
         watch_acts = found if fuse_activations and fusion_available() else None
         self.pairs = foldable_pairs(model, layer, x, unfolded, watch_acts)
         #: the activation module fused into each pair's convolution (None: not fused), by pair
-        self.activations: list[nn.Module | None] = [found.get(bn) for _, bn in self.pairs]
+        self.activations: list[nn.Module | None] = [found.get(bn) if _int_padding(conv) is not None else None
+                                                    for conv, bn in self.pairs]
+        # oneDNN refuses bf16 convolutions on CPUs without bf16 support (AVX512BW or AVX-NE-CONVERT): unfused there
+        self._bf16_fusion = fast_bf16(torch.device("cpu")) if any(self.activations) else False
         self.checked = True  # whether the folded pass gave the unfolded layer output (False: nothing is folded)
         for _ in range(2 if any(self.activations) else 1):
             if not self.pairs or self._check(x, held, unfolded):
@@ -407,6 +415,10 @@ class FoldedBelow:
             try:
                 with torch.no_grad(), self.active(held):
                     self.model(x)
+            except RuntimeError:
+                if not any(self.activations):
+                    raise
+                return False  # the fused convolution refused something (a build, a post-op): fold alone
             finally:
                 handle.remove()
         return len(folded) == 1 and len(unfolded) == 1 and _close(folded[0], unfolded[0])
@@ -457,8 +469,8 @@ class FoldedBelow:
             self._fingerprint = now
             self.folds += 1
         # activations fused for this call: not hooked and not swapped (by the caller, or by the explained layer)
-        acts = {i: a for i in live if (a := self.activations[i]) is not None and not _hooked(a)
-                and "forward" not in vars(a)}
+        acts = {i: a for i in live if (a := self.activations[i]) is not None and a is not self.layer
+                and not _hooked(a) and "forward" not in vars(a)}
         fused: dict[int, tuple[torch.Tensor, nn.Module]] = {}  # id of a fused output -> (it, its activation)
         modules, forwards = [], []
         for i in live:
@@ -491,7 +503,7 @@ class FoldedBelow:
         def forward(x: torch.Tensor) -> torch.Tensor:
             w, b = self._weights_for(i, x.dtype)
             if post_op is None or padding is None or x.device.type != "cpu" or x.dim() != 4 \
-                    or x.dtype not in (torch.float32, torch.bfloat16):
+                    or not (x.dtype == torch.float32 or x.dtype == torch.bfloat16 and self._bf16_fusion):
                 return conv._conv_forward(x, w, b)
             out = torch.ops.mkldnn._convolution_pointwise(x, w, b, padding, list(conv.stride), list(conv.dilation),
                                                           conv.groups, *post_op)

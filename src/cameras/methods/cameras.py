@@ -137,7 +137,8 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
             AMX/AVX512-BF16 and on GPUs), the layer's output is cast back to float32, and the
             layers above it (the head the gradients go through) and the fusion stay float32.
             Batch norms below the layer are folded as with ``fold_batchnorm`` (in float64, then
-            cast to bf16), and on a CPU each folded convolution also applies the activation
+            cast to bf16; ``fold_batchnorm=False`` turns folding and fusion off), and on a CPU
+            each folded convolution also applies the activation
             module that follows it (ReLU, ReLU6, Hardtanh, SiLU, Hardswish, GELU; oneDNN post-ops),
             since a separate bf16 activation pass costs more than the convolution there.
             Approximate: maps differ from fp32 ones (on ImageNet EfficientNet-Lite0/1/2,
@@ -185,8 +186,9 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
             ``(b − mean)·s + β`` with ``s = γ/√(var + ε)``, computed once and kept while the
             weights are unchanged), saving a pass over every batch-normed activation. Batch
             norms in training mode and modules with hooks of their own are left alone; the
-            model is never changed. Maps equal the unfolded ones up to float rounding (1e-5).
-            Applies to eager passes, fp32 and ``precision="bf16"``; ``compile`` folds by
+            model is never changed. Maps equal the unfolded ones up to float rounding (1e-5;
+            with ``precision="bf16"`` within bf16's own fidelity, since the folded weights
+            round differently). Applies to eager passes, fp32 and ``precision="bf16"``; ``compile`` folds by
             itself, and with ``amp`` or ``cuda_graphs`` nothing is folded.
 
     Call: ``CAMERAS(model)(x, target=None)`` with x of shape B×C×H×W returns a
