@@ -57,3 +57,38 @@ def test_layer_by_module():
     m = cameras.CAMERAS(net, layer=net.layer3, scales=[64])
     assert m.layer_name == "layer3"
     assert m(torch.randn(1, 3, 64, 64)).maps.shape == (1, 64, 64)
+
+
+# activations fused into folded convolutions for precision="bf16" (CPU): which architectures have them
+FUSES = {"resnet18": True,
+         "densenet121": True,  # each dense layer's second norm and ReLU (the first reads a concatenation)
+         "inception_v3": False,  # its convolution blocks call F.relu, not an activation module
+         "vgg11": False, "convnext_tiny": False,  # no batch norms
+         "efficientnet_b0": True, "mobilenet_v2": True, "mobilenet_v3_small": True,
+         "timm_efficientnet_lite0": True, "timm_resnet18": True}
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_fused_activations_hold_at_another_input_size(arch):
+    from cameras.core.folding import FoldedBelow, fusion_available
+
+    build, layer_name = ARCHS[arch]
+    torch.manual_seed(0)
+    net = build().eval()
+    with torch.no_grad():  # statistics away from the initial 0 and 1, so that a wrong fold shows
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.5, 0.5)
+    layer = net.get_submodule(layer_name)
+    folded = FoldedBelow(net, layer, torch.randn(1, 3, 96, 128), fuse_activations=True)
+    fused = sum(a is not None for a in folded.activations)
+    assert (fused > 0) == (FUSES[arch] and fusion_available()), fused
+    # found and checked at 96×128; another size and batch follow the same structure
+    x = torch.randn(2, 3, 112, 80)
+    with torch.no_grad():
+        want = net(x)
+        with folded.active():
+            got = net(x)
+    assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+    assert all("forward" not in vars(m) for m in net.modules())
