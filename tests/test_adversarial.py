@@ -210,6 +210,16 @@ def test_randomization_checks_one_image_and_makes_every_map_alike():
     assert torch.equal(torch.rand(3), want)
 
 
+def test_randomization_shows_a_bar_over_its_maps_on_request(capsys):
+    net = _trained_tiny()
+    x = torch.rand(1, 3, 16, 16)
+    randomization_check(net, x, lambda m: cameras.GradCAM(m, layer="features"), blocks=["fc"], progress=True)
+    err = capsys.readouterr().err
+    assert "randomization" in err and "0/2" in err  # over the trained map, then one per block
+    randomization_check(net, x, lambda m: cameras.GradCAM(m, layer="features"), blocks=["fc"])
+    assert capsys.readouterr().err == ""  # the library default: no bar
+
+
 def test_similarity_values_are_coefficients():
     a = torch.rand(32, 32)
     s = similarity(a, a)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .core.base import progress_bar
 from .core.checks import check_images
 from .core.errors import InputError
 from .core.guard import frozen_eval
@@ -112,6 +113,7 @@ def randomization_check(
     blocks: list[str] | None = None,
     target=None,
     seed: int = 0,
+    progress: bool | None = False,
 ) -> list[dict]:
     """Re-initialise the model block by block, logits first, and compare each map with the trained one.
 
@@ -128,6 +130,8 @@ def randomization_check(
         target: class (or any target of :mod:`cameras.targets`) explained throughout
             (default: the trained model's top-1).
         seed: re-initialisation seed (block i uses seed + i).
+        progress: a bar over the maps (the trained one, then one per block): False (default)
+            never, None on a terminal only, True always.
 
     Returns:
         One dict per step: ``{"step", "block", "reinitialized" (list of blocks), "spearman",
@@ -159,30 +163,34 @@ def randomization_check(
         raise InputError(f"block {empty[0]!r} has no parameters, so re-initialising it changes nothing; name "
                          "modules that hold weights")
     work = copy.deepcopy(model)
-    if target is None:  # the trained top-1, given explicitly to every map (the trained one too: made the same way)
-        with frozen_eval(work), torch.no_grad():
-            target = class_scores(work(x)).argmax(1)
-    trained = method(work)(x, target=target)
-    target = trained.target if trained.target is not None else trained.targets  # the same target throughout
-    ref = trained.maps[0]
-    out = [{"step": 0, "block": None, "reinitialized": [], "map": ref, **similarity(ref, ref)}]
-    done: list[str] = []
-    for i, name in enumerate(blocks, start=1):
-        if mode == "independent":
-            work = copy.deepcopy(model)
-            done = []
-        _reinit(work.get_submodule(name), seed + i)
-        done.append(name)
-        m = method(work)(x, target=target).maps[0]
-        out.append({"step": i, "block": name, "reinitialized": list(done), "map": m, **similarity(ref, m)})
-    return out
+    with progress_bar(len(blocks) + 1, "randomization", progress) as bar:
+        if target is None:  # the trained top-1, given explicitly to every map (the trained one too: made the same way)
+            with frozen_eval(work), torch.no_grad():
+                target = class_scores(work(x)).argmax(1)
+        trained = method(work)(x, target=target)
+        target = trained.target if trained.target is not None else trained.targets  # the same target throughout
+        ref = trained.maps[0]
+        bar.update(1)
+        out = [{"step": 0, "block": None, "reinitialized": [], "map": ref, **similarity(ref, ref)}]
+        done: list[str] = []
+        for i, name in enumerate(blocks, start=1):
+            if mode == "independent":
+                work = copy.deepcopy(model)
+                done = []
+            _reinit(work.get_submodule(name), seed + i)
+            done.append(name)
+            m = method(work)(x, target=target).maps[0]
+            bar.update(1)
+            out.append({"step": i, "block": name, "reinitialized": list(done), "map": m, **similarity(ref, m)})
+        return out
 
 
 def randomize_image(bundle, path: Path, methods: list[str], out_dir: Path, mode: str, seed: int,
-                    square: bool, blocks: list[str] | None = None) -> dict:
+                    square: bool, blocks: list[str] | None = None, progress: bool | None = None) -> dict:
     """`cameras randomize`: :func:`randomization_check` for each method, a grid of maps per step and
     the similarity curves; writes ``<stem>.randomize.png``, ``.similarity.png`` and ``.randomize.json``.
-    ``blocks``: the modules to re-initialise, top first (None: the top-level blocks).
+    ``blocks``: the modules to re-initialise, top first (None: the top-level blocks). ``progress``:
+    a bar per method (None: on a terminal only; False: never).
 
     ``bundle`` is a :class:`~cameras.ModelBundle`; every method is built on each randomised
     copy of its model with the bundle's layer. Returns the JSON summary.
@@ -195,8 +203,8 @@ def randomize_image(bundle, path: Path, methods: list[str], out_dir: Path, mode:
     def on(m: str):
         return lambda mod: build_method(m, dataclasses.replace(bundle, model=mod))
 
-    results = {m: randomization_check(bundle.model, xn, on(m), mode=mode, blocks=blocks, target=target, seed=seed)
-               for m in methods}
+    results = {m: randomization_check(bundle.model, xn, on(m), mode=mode, blocks=blocks, target=target, seed=seed,
+                                      progress=progress) for m in methods}
     steps = len(next(iter(results.values())))
     rgb = (x[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
     fig, axes = plt.subplots(len(methods), steps, figsize=(1.6 * steps, 1.7 * len(methods)), squeeze=False)

@@ -177,8 +177,9 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
 @click.option("--square", is_flag=True)
 @device_option
 @click.option("--out", "out_dir", default="cameras-randomize", show_default=True, type=click.Path(path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option
-def randomize(image, methods, mode, seed, blocks, model_name, weights, square, device, out_dir, threads):
+def randomize(image, methods, mode, seed, blocks, model_name, weights, square, device, out_dir, quiet, threads):
     """Model-randomisation sanity check: grid of maps per re-initialised block and similarity curves."""
     from ..commands.attack import image_paths
     from ..methods import method_names
@@ -193,7 +194,7 @@ def randomize(image, methods, mode, seed, blocks, model_name, weights, square, d
             raise click.BadParameter(f"randomize explains one image; {image} holds {len(paths)}: give one file")
         bundle = load_classifier(model_name, weights, torch_device(device), "cameras randomize")
         chosen = None if blocks is None else [b.strip() for b in blocks.split(",") if b.strip()]
-        s = randomize_image(bundle, paths[0], names, out_dir, mode, seed, square, chosen)
+        s = randomize_image(bundle, paths[0], names, out_dir, mode, seed, square, chosen, progress_flag(quiet))
     for m, steps in s["methods"].items():
         click.echo(f"{m}: spearman |·| " + " ".join(f"{o['spearman_abs']:.2f}" for o in steps))
     click.echo(f"wrote {out_dir}/{paths[0].stem}.randomize.png, .similarity.png, .randomize.json")
