@@ -255,7 +255,33 @@ def test_bench_helper_reports_ratios():
     r = bench_cameras(TinyNet(), torch.randn(1, 3, 32, 32), target=1, layer="features", scales=[32, 48], reps=1)
     for key in ("floor", "cameras", "cameras_grid", "forward", "gradcam"):
         assert r[key] > 0
-    assert r["cameras/floor"] == r["cameras"] / r["floor"]
+    assert r["cameras/floor"] == r["cameras"] / r["floor"] and "cameras_bf16" not in r
+
+
+def test_bench_measures_bf16_and_its_fidelity_on_request():
+    import warnings
+
+    import torchvision
+
+    from cameras.bench import bench_cameras
+    from cameras.cli import main
+
+    net = torchvision.models.resnet18(num_classes=4)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the emulated-bf16 warning is the timing's to tell
+        r = bench_cameras(net, x, target=1, layer="layer4", scales=[64, 96], reps=1, bf16=True)
+    assert r["cameras_bf16"] > 0 and r["cameras_bf16/floor"] == r["cameras_bf16"] / r["floor"]
+    low = cameras.CAMERAS(net, layer="layer4", scales=[64, 96], precision="bf16")(x, target=1).maps.flatten(1)
+    ref = cameras.CAMERAS(net, layer="layer4", scales=[64, 96])(x, target=1).maps.flatten(1)
+    want = min(float(torch.corrcoef(torch.stack([a, b]))[0, 1]) for a, b in zip(ref, low))
+    assert r["bf16_pearson"] == pytest.approx(want, abs=1e-6) and 0.9 < want < 1.0
+    from click.testing import CliRunner
+
+    out = CliRunner().invoke(main, ["bench", "--model", "synthetic:cnn", "--scales", "64,96",
+                                    "--reps", "1", "--bf16"])
+    assert out.exit_code == 0, out.output
+    assert "bf16 r" in out.output and len(out.output.strip().splitlines()[-1].split()) == 11
 
 
 def test_constant_gradient_shortcut_is_exact():

@@ -78,11 +78,16 @@ def forward_all(model: nn.Module, inputs: list[torch.Tensor]) -> None:
             model(xi)
 
 
-def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None, scales=None, reps: int = 3) -> dict:
+def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None, scales=None, reps: int = 3,
+                  bf16: bool = False) -> dict:
     """Floor, CAMERAS (exact and grid), one forward and Grad-CAM, in seconds per batch.
 
     Returns a dict with ``floor``, ``cameras``, ``cameras_grid``, ``forward``, ``gradcam``
-    and the ratios ``cameras/floor``, ``gradcam/forward``.
+    and the ratios ``cameras/floor``, ``gradcam/forward``. With ``bf16``, also
+    ``cameras_bf16`` (``precision="bf16"``, timed in the same round-robin as the floor),
+    ``cameras_bf16/floor`` and ``bf16_pearson``, the smallest Pearson r over the batch between
+    its maps and the exact ones (on ``x``: a fidelity on random input is a first look, not a
+    verdict on photos).
 
     Example:
         >>> import torchvision
@@ -90,17 +95,29 @@ def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None
         >>> sorted(r)[:3]
         ['cameras', 'cameras/floor', 'cameras_grid']
     """
+    import warnings
+
     model.eval()
     dev = x.device
     exact = CAMERAS(model, layer=layer, scales=scales)
     grid = CAMERAS(model, layer=layer, scales=scales, fusion="grid")
     gradcam = GradCAM(model, layer=exact.layer_name if exact.layer is not None else layer)
     inputs = scaled_inputs(x, exact)
-    out = interleaved_seconds({
+    groups = {
         "floor": lambda: forward_all(model, inputs),
         "cameras": lambda: exact(x, target=target),
         "cameras_grid": lambda: grid(x, target=target),
-    }, dev, reps)
+    }
+    fidelity = {}
+    if bf16:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # emulated bf16: the timing says it
+            low = CAMERAS(model, layer=exact.layer_name if exact.layer is not None else layer, scales=scales,
+                          precision="bf16")
+        groups["cameras_bf16"] = lambda: low(x, target=target)
+        a, b = exact(x, target=target).maps.flatten(1), low(x, target=target).maps.flatten(1)
+        fidelity["bf16_pearson"] = min(float(torch.corrcoef(torch.stack([p, q]))[0, 1]) for p, q in zip(a, b))
+    out = interleaved_seconds(groups, dev, reps)
     out.update(interleaved_seconds({
         "forward": lambda: forward_all(model, [x]),
         "gradcam": lambda: gradcam(x, target=target),
@@ -108,4 +125,7 @@ def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None
     out["cameras/floor"] = out["cameras"] / out["floor"]
     out["cameras_grid/floor"] = out["cameras_grid"] / out["floor"]
     out["gradcam/forward"] = out["gradcam"] / out["forward"]
+    if bf16:
+        out["cameras_bf16/floor"] = out["cameras_bf16"] / out["floor"]
+        out.update(fidelity)
     return out

@@ -41,8 +41,10 @@ def check_patch_multiple(bundle, size: int | None) -> int:
 @click.option("--scales", default=None, help="CAMERAS sizes (default 224..924 by 100).")
 @device_option
 @click.option("--reps", default=3, show_default=True, type=click.IntRange(1, 100))
+@click.option("--bf16", is_flag=True, help="Also time precision=bf16 CAMERAS and give its maps' Pearson r to the "
+              "exact ones (on the random input).")
 @threads_option
-def bench(model_name, weights, batches, size, scales, device, reps, threads) -> None:
+def bench(model_name, weights, batches, size, scales, device, reps, bf16, threads) -> None:
     """Time CAMERAS against its floor (the forward passes at its scales) and Grad-CAM on your model."""
     import torch
 
@@ -61,14 +63,17 @@ def bench(model_name, weights, batches, size, scales, device, reps, threads) -> 
         bundle = load_classifier(model_name, weights, torch_device(device), "cameras bench")
         n = check_patch_multiple(bundle, size)
         click.echo(f"{bundle.name} on {device}, input {n}×{n}, median of {reps}")
+        low = f" {'bf16 s':>8} {'×floor':>7} {'bf16 r':>7}" if bf16 else ""
         click.echo(f"{'batch':>5} {'floor s':>9} {'CAMERAS s':>10} {'×floor':>7} {'grid-mode s':>12} "
-                   f"{'forward s':>10} {'Grad-CAM s':>11} {'×fwd':>6}")
+                   f"{'forward s':>10} {'Grad-CAM s':>11} {'×fwd':>6}{low}")
         for b in sizes:
             x = torch.randn(b, 3, n, n, generator=torch.Generator().manual_seed(0)).to(device)
-            r = bench_cameras(bundle.model, x, 0, bundle.layer, scale_list, reps)
+            r = bench_cameras(bundle.model, x, 0, bundle.layer, scale_list, reps, bf16=bf16)
+            low = (f" {r['cameras_bf16']:>8.3f} {r['cameras_bf16/floor']:>7.2f} {r['bf16_pearson']:>7.4f}"
+                   if bf16 else "")
             click.echo(f"{b:>5} {r['floor']:>9.3f} {r['cameras']:>10.3f} {r['cameras/floor']:>7.2f} "
                        f"{r['cameras_grid']:>12.3f} {r['forward']:>10.3f} {r['gradcam']:>11.3f} "
-                       f"{r['gradcam/forward']:>6.2f}")
+                       f"{r['gradcam/forward']:>6.2f}{low}")
 
 
 @main.command("app")
