@@ -33,3 +33,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/fast_paths.py
+	$(PY) benchmarks/bf16_synthetic.py
