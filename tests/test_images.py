@@ -43,6 +43,33 @@ def test_exif_rotation(tmp_path):
     exif[0x0112] = 6  # rotate 90° CW on display
     img.save(tmp_path / "rot.jpg", exif=exif)
     assert cameras.load_image(tmp_path / "rot.jpg").size == (40, 56)
+    # the header alone gives the same upright size; as stored, the sides are the file's
+    from cameras.images import image_size
+
+    assert image_size(tmp_path / "rot.jpg") == (40, 56) and image_size(tmp_path / "rot.jpg", upright=False) == (56, 40)
+    for orientation in range(1, 9):
+        exif[0x0112] = orientation
+        img.save(tmp_path / f"o{orientation}.jpg", exif=exif)
+        assert image_size(tmp_path / f"o{orientation}.jpg") == cameras.load_image(tmp_path / f"o{orientation}.jpg").size
+
+
+def test_input_sizes_from_headers_match_the_prepared_inputs(tmp_path):
+    import torchvision
+
+    from cameras.images import image_size
+
+    bundles = [cameras.load_model("synthetic:cnn"), cameras.load_model("timm:vit_tiny_patch16_224", weights="random"),
+               cameras.ModelBundle(torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(
+                   weights=None, weights_backbone=None, num_classes=3), "det", input_size=800, mean=(0, 0, 0),
+                   std=(1, 1, 1), task="detection")]
+    for h, w in ((40, 56), (300, 451), (57, 31), (20, 300)):
+        Image.fromarray(rand_image(h, w)).save(tmp_path / "x.png")
+        img = cameras.load_image(tmp_path / "x.png")
+        for b in bundles:
+            for square in (False, True):
+                assert b.input_hw(*image_size(tmp_path / "x.png"), square) == tuple(b.prepare(img, square).shape[-2:])
+    with pytest.raises(ImageError, match="times as wide as high"):
+        bundles[0].input_hw(340, 20)
 
 
 def test_bad_files(tmp_path):
@@ -61,6 +88,15 @@ def test_bad_files(tmp_path):
     Image.fromarray(rand_image(5, 30)).save(tmp_path / "tiny.png")
     with pytest.raises(ImageError, match="at least 8 px"):
         cameras.load_image(tmp_path / "tiny.png")
+    from cameras.images import image_size
+
+    # from the header: the same refusals, and a truncated body is only found when decoded
+    for name, message in (("missing.jpg", "no such file"), ("text.jpg", "not an image"), ("tiny.png", "at least 8 px")):
+        with pytest.raises(ImageError, match=message):
+            image_size(tmp_path / name)
+    with pytest.raises(ImageError, match="is a directory"):
+        image_size(tmp_path)
+    assert image_size(tmp_path / "trunc.jpg") == (200, 200)
 
 
 def test_preprocess_keeps_aspect_or_squares():

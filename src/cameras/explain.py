@@ -19,7 +19,7 @@ from .core.base import SaliencyMethod
 from .core.errors import CamerasError, ImageError
 from .core.ops import resize_maps
 from .core.targets import RankTarget, Target, label_target, logits_or_none
-from .images import load_image
+from .images import image_size, load_image
 from .io import encode_json, encode_npy, unique_stems, write_files_atomically
 from .models import ModelBundle
 from .viz import DEFAULT_FADE, encode_png, explanation_figure, figure_png, file_label, outline, overlay
@@ -88,37 +88,39 @@ def explain_images(
                 o.files, o.skipped = done, True
     disable = None if progress is None else not progress
 
-    def load(i: int, shape: tuple | None = None) -> tuple | None:
-        """Image i, its model input and (with ``shape``, the size it was first read at) its target; None (and the
-        image's error) when it cannot be explained."""
+    def failed(o: ImageOutcome, e: Exception) -> None:
+        if isinstance(e, CamerasError):
+            o.error = e.args[0] if str(o.path) in str(e) else f"{o.path}: {e}"
+        else:  # the model or a target failed on this image: the others go on
+            o.error = f"{o.path}: {type(e).__name__}: {e}"
+
+    def load(i: int, shape: tuple) -> tuple | None:
+        """Image i, its model input and its target; None (and the image's error) when it cannot be explained
+        (``shape``: its input's shape from the file's header)."""
         o = outcomes[i]
         try:
             img = load_image(o.path)
             x = bundle.prepare(img, square)
-            if shape is None:
-                return img, x, None
             if tuple(x.shape) != shape:
                 raise ImageError(f"{o.path}: the file changed while the folder was explained (its input is "
                                  f"{tuple(x.shape[-2:])}, it was {shape[-2:]}); run it again")
             # a region or box in this image's own pixels: a bad one fails this image only
             return img, x, None if target_for is None else target_for(img, x).for_batch(1, x.device)
-        except CamerasError as e:
-            o.error = e.args[0] if str(o.path) in str(e) else f"{o.path}: {e}"
-        except (RuntimeError, OSError) as e:  # the model or a target failed on this image: the others go on
-            o.error = f"{o.path}: {type(e).__name__}: {e}"
+        except (CamerasError, RuntimeError, OSError) as e:
+            failed(o, e)
         return None
 
-    # first only each image's input size (to batch equal sizes), so that memory holds one batch of images,
-    # not the folder: each is read again when its batch runs (decoding costs little next to explaining)
+    # first only each image's input size, from its header (to batch equal sizes): memory holds one batch of
+    # images, not the folder, and each image is decoded once, when its batch runs
     groups: dict[tuple, list[int]] = defaultdict(list)
     shapes: dict[int, tuple] = {}
     todo = [i for i, o in enumerate(outcomes) if not o.skipped]
     for i in tqdm(todo, desc="reading", unit="img", leave=False, disable=disable if len(todo) > 1 else True):
-        item = load(i)
-        if item is not None:
-            shapes[i] = tuple(item[1].shape)
+        try:
+            shapes[i] = (1, 3, *bundle.input_hw(*image_size(outcomes[i].path), square))
             groups[shapes[i]].append(i)
-        del item
+        except CamerasError as e:
+            failed(outcomes[i], e)
     batches = [idx[j : j + batch_size] for idx in groups.values() for j in range(0, len(idx), batch_size)]
     bar = tqdm(total=sum(map(len, batches)), desc=f"explain ({method.name})", unit="img", disable=disable)
     try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,25 +60,61 @@ def load_image(path: str | os.PathLike, upright: bool = True) -> Image.Image:
         (451, 300)
     """
     p = Path(path)
-    if not p.exists():
-        raise ImageError(f"{p}: no such file")
-    if p.is_dir():
-        raise ImageError(f"{p}: is a directory, not an image file (pass the files inside it)")
-    try:
+    with _reading(p):
         with Image.open(p) as im:
             im.load()
             if upright:
                 im = ImageOps.exif_transpose(im)
             rgb = _to_rgb8(im)
+    _check_side(p, rgb.size)
+    return rgb
+
+
+def image_size(path: str | os.PathLike, upright: bool = True) -> tuple[int, int]:
+    """(width, height) of an image file as :func:`load_image` returns it, from the file's header.
+
+    The pixels are not decoded (a JPEG's or PNG's header says its size; an EXIF orientation
+    of 5–8 swaps the two sides, as :func:`load_image` turns the image upright), so a folder's
+    sizes are known before any image is read. A corrupt body is found when the image is
+    loaded; a missing file, a non-image or an image under 8 px on a side raise the same
+    :class:`ImageError` as :func:`load_image`.
+
+    Example:
+        >>> from skimage import data; from PIL import Image
+        >>> Image.fromarray(data.chelsea()).save("/tmp/_c.png")
+        >>> image_size("/tmp/_c.png")
+        (451, 300)
+    """
+    p = Path(path)
+    with _reading(p):
+        with Image.open(p) as im:
+            size = im.size
+            if upright and im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # transposed or rotated by 90°
+                size = size[::-1]
+    _check_side(p, size)
+    return size
+
+
+@contextlib.contextmanager
+def _reading(p: Path) -> Iterator[None]:
+    """Checks that ``p`` is a file, and PIL's errors while reading it as one :class:`ImageError` naming it."""
+    if not p.exists():
+        raise ImageError(f"{p}: no such file")
+    if p.is_dir():
+        raise ImageError(f"{p}: is a directory, not an image file (pass the files inside it)")
+    try:
+        yield
     except UnidentifiedImageError:
         raise ImageError(f"{p}: not an image file PIL can read (JPEG, PNG, BMP, TIFF, WebP)") from None
     except Image.DecompressionBombError as e:
         raise ImageError(f"{p}: too many pixels to decode safely ({e}); downscale it first") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{p}: corrupt or truncated image ({e})") from None
-    if min(rgb.size) < MIN_SIDE:
-        raise ImageError(f"{p}: image is {rgb.size[0]}×{rgb.size[1]} px; at least {MIN_SIDE} px per side is needed")
-    return rgb
+
+
+def _check_side(p: Path, size: tuple[int, int]) -> None:
+    if min(size) < MIN_SIDE:
+        raise ImageError(f"{p}: image is {size[0]}×{size[1]} px; at least {MIN_SIDE} px per side is needed")
 
 
 def check_aspect(height: int, width: int, where: object = None) -> None:

@@ -105,11 +105,31 @@ class ModelBundle:
         from .core.layouts import patch_size
         from .images import resize_image
 
-        size = self.input_size
-        if self.task == "detection" and not square:  # as the detector resizes: the longer side at most 1333 px
-            size = min(size, max(1, int(DETECTION_MAX_SIZE * min(img.size) / max(img.size))))
+        size = self._side(img.size, square)
         x01 = resize_image(img, size, square, self.interpolation, self.device, patch_size(self.model) or 1)
         return self.normalize(x01) if normalized else x01
+
+    def _side(self, wh: tuple[int, int], square: bool) -> int:
+        """The shorter side :meth:`prepare` resizes a W×H image to."""
+        if self.task == "detection" and not square:  # as the detector resizes: the longer side at most 1333 px
+            return min(self.input_size, max(1, int(DETECTION_MAX_SIZE * min(wh) / max(wh))))
+        return self.input_size
+
+    def input_hw(self, width: int, height: int, square: bool = False) -> tuple[int, int]:
+        """The (h, w) of :meth:`prepare`'s input for a ``width``×``height`` image, without the image.
+
+        With :func:`~cameras.images.image_size` it gives a folder's input sizes from the
+        files' headers. Refuses a strip more than 16 times as long as high, as :meth:`prepare` does.
+
+        Example:
+            >>> load_model().input_hw(451, 300)
+            (224, 337)
+        """
+        from .core.layouts import patch_size
+        from .images import preprocess_size
+
+        return preprocess_size(height, width, self._side((width, height), square), square,
+                               patch_size(self.model) or 1)
 
     def top1(self, img, square: bool = False) -> int:
         """The model's top-1 class id for an RGB PIL image (prepared as :meth:`prepare` does).
