@@ -418,6 +418,21 @@ def fast_section(res):
     return out + [""]
 
 
+def bf16_set_section(r):
+    """bf16 CAMERAS against fp32 on the held-out synthetic set (benchmarks/bf16_synthetic.py)."""
+    kernels = r.get("bf16_kernels", "not recorded")
+    return ["", f"## bf16 fidelity on a set: {r['images']} held-out synthetic images ({r['model']}, "
+            f"{r.get('device', 'cpu')}, bf16 kernels: {kernels})", "",
+            f"`python benchmarks/bf16_synthetic.py`: each image explained for its class in fp32 and with "
+            f"`precision=\"bf16\"` ({r['folded_pairs']} pairs folded, {r['fused_activations']} activations fused), "
+            f"scales {', '.join(map(str, r['scales']))}.", "",
+            "| Pearson r min | median | maps with r < 0.99 | max \\|Δmap\\| | arg-max moved | pointing fp32 → bf16 "
+            "| energy in box fp32 → bf16 |", "|---|---|---|---|---|---|---|",
+            f"| {r['pearson_min']:.5f} | {r['pearson_median']:.6f} | {r['pearson_below_0.99']} | "
+            f"{r['max_abs_diff']:.4f} | {r['argmax_moved_share']:.1%} | {r['fp32_pointing']:.3f} → "
+            f"{r['bf16_pointing']:.3f} | {r['fp32_energy_in_box']:.3f} → {r['bf16_energy_in_box']:.3f} |", ""]
+
+
 def main():
     lines = ["# Benchmarks", "",
              "Regenerate with `make bench` (this device) — it runs `benchmarks/run.py`, writes",
@@ -433,6 +448,8 @@ def main():
         lines += methods_section(json.loads(f.read_text()))
     for f in sorted((HERE / "results" / "fast").glob("*.json")):
         lines += fast_section(json.loads(f.read_text()))
+    for f in sorted((HERE / "results" / "bf16").glob("*.json")):
+        lines += bf16_set_section(json.loads(f.read_text()))
     (HERE.parent / "BENCHMARKS.md").write_text("\n".join(lines))
     print("wrote BENCHMARKS.md")
 

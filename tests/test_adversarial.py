@@ -210,12 +210,18 @@ def test_randomization_checks_one_image_and_makes_every_map_alike():
     assert torch.equal(torch.rand(3), want)
 
 
-def test_randomization_shows_a_bar_over_its_maps_on_request(capsys):
+def test_randomization_shows_a_bar_over_its_maps_on_request(capsys, monkeypatch):
+    import cameras.randomization as randomization
+
+    bars, real = [], randomization.progress_bar
+    monkeypatch.setattr(randomization, "progress_bar", lambda *a: bars.append(real(*a)) or bars[-1])
     net = _trained_tiny()
     x = torch.rand(1, 3, 16, 16)
-    randomization_check(net, x, lambda m: cameras.GradCAM(m, layer="features"), blocks=["fc"], progress=True)
+    randomization_check(net, x, lambda m: cameras.GradCAM(m, layer="features"), blocks=["fc"], progress=True,
+                        label="randomization (gradcam)")
     err = capsys.readouterr().err
-    assert "randomization" in err and "0/2" in err  # over the trained map, then one per block
+    assert "randomization (gradcam)" in err and "0/2" in err
+    assert bars[0].n == bars[0].total == 2  # the trained map, then one per block
     randomization_check(net, x, lambda m: cameras.GradCAM(m, layer="features"), blocks=["fc"])
     assert capsys.readouterr().err == ""  # the library default: no bar
 

@@ -274,7 +274,7 @@ def test_bench_measures_bf16_and_its_fidelity_on_request():
     assert r["cameras_bf16"] > 0 and r["cameras_bf16/floor"] == r["cameras_bf16"] / r["floor"]
     low = cameras.CAMERAS(net, layer="layer4", scales=[64, 96], precision="bf16")(x, target=1).maps.flatten(1)
     ref = cameras.CAMERAS(net, layer="layer4", scales=[64, 96])(x, target=1).maps.flatten(1)
-    want = min(float(torch.corrcoef(torch.stack([a, b]))[0, 1]) for a, b in zip(ref, low))
+    want = min(float(torch.corrcoef(torch.stack([a.double(), b.double()]))[0, 1]) for a, b in zip(ref, low))
     assert r["bf16_pearson"] == pytest.approx(want, abs=1e-6) and 0.9 < want < 1.0
     from click.testing import CliRunner
 

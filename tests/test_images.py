@@ -70,6 +70,28 @@ def test_input_sizes_from_headers_match_the_prepared_inputs(tmp_path):
                 assert b.input_hw(*image_size(tmp_path / "x.png"), square) == tuple(b.prepare(img, square).shape[-2:])
     with pytest.raises(ImageError, match="times as wide as high"):
         bundles[0].input_hw(340, 20)
+    for bad in ((-5, 10), (10, 0), (10.5, 10), (True, 10)):
+        with pytest.raises(cameras.InputError, match="whole numbers of at least 1"):
+            bundles[0].input_hw(*bad)
+
+
+def test_header_sizes_decode_no_pixels(tmp_path, monkeypatch):
+    from PIL import JpegImagePlugin, PngImagePlugin
+
+    from cameras.images import image_size
+
+    img = Image.fromarray(rand_image(40, 56))
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(tmp_path / "plain.png")
+    img.save(tmp_path / "rot.png", exif=exif)
+    img.save(tmp_path / "rot.jpg", exif=exif)
+    loads = []
+    for cls in (PngImagePlugin.PngImageFile, JpegImagePlugin.JpegImageFile):
+        monkeypatch.setattr(cls, "load", lambda self, real=cls.load: loads.append(self.format) or real(self))
+    assert [image_size(tmp_path / n) for n in ("plain.png", "rot.png", "rot.jpg")] == [(56, 40), (40, 56), (40, 56)]
+    assert loads == []  # PIL's getexif would have decoded the PNGs
+    assert cameras.load_image(tmp_path / "rot.png").size == (40, 56) and loads
 
 
 def test_bad_files(tmp_path):

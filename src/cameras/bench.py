@@ -78,6 +78,21 @@ def forward_all(model: nn.Module, inputs: list[torch.Tensor]) -> None:
             model(xi)
 
 
+def min_pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The smallest Pearson r between the rows of two B×N tensors (maps flattened): 1.0 for two equal rows,
+    NaN when a row of one is constant and the other's is not (r is undefined there; NaN is never hidden
+    by a smaller value).
+
+    Example:
+        >>> a = torch.tensor([[0.0, 1.0, 2.0], [1.0, 1.0, 1.0]])
+        >>> min_pearson(a, a), min_pearson(a, a.flip(0))
+        (1.0, nan)
+    """
+    rs = [1.0 if torch.equal(p, q) else float(torch.corrcoef(torch.stack([p.double(), q.double()]))[0, 1])
+          for p, q in zip(a, b)]
+    return float("nan") if any(r != r for r in rs) else min(rs)
+
+
 def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None, scales=None, reps: int = 3,
                   bf16: bool = False) -> dict:
     """Floor, CAMERAS (exact and grid), one forward and Grad-CAM, in seconds per batch.
@@ -86,14 +101,17 @@ def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None
     and the ratios ``cameras/floor``, ``gradcam/forward``. With ``bf16``, also
     ``cameras_bf16`` (``precision="bf16"``, timed in the same round-robin as the floor),
     ``cameras_bf16/floor`` and ``bf16_pearson``, the smallest Pearson r over the batch between
-    its maps and the exact ones (on ``x``: a fidelity on random input is a first look, not a
-    verdict on photos).
+    its maps and the exact ones (see :func:`min_pearson`; on ``x``: a fidelity on random input
+    is a first look, not a verdict on photos).
 
     Example:
         >>> import torchvision
         >>> r = bench_cameras(torchvision.models.resnet18(), torch.randn(1, 3, 64, 64), scales=[64, 96], reps=1)
         >>> sorted(r)[:3]
         ['cameras', 'cameras/floor', 'cameras_grid']
+        >>> r = bench_cameras(torchvision.models.resnet18(), torch.randn(1, 3, 64, 64), scales=[64], reps=1, bf16=True)
+        >>> 0.9 < r["bf16_pearson"] <= 1.0
+        True
     """
     import warnings
 
@@ -116,7 +134,7 @@ def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None
                           precision="bf16")
         groups["cameras_bf16"] = lambda: low(x, target=target)
         a, b = exact(x, target=target).maps.flatten(1), low(x, target=target).maps.flatten(1)
-        fidelity["bf16_pearson"] = min(float(torch.corrcoef(torch.stack([p, q]))[0, 1]) for p, q in zip(a, b))
+        fidelity["bf16_pearson"] = min_pearson(a, b)
     out = interleaved_seconds(groups, dev, reps)
     out.update(interleaved_seconds({
         "forward": lambda: forward_all(model, [x]),

@@ -89,10 +89,24 @@ def image_size(path: str | os.PathLike, upright: bool = True) -> tuple[int, int]
     with _reading(p):
         with Image.open(p) as im:
             size = im.size
-            if upright and im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # transposed or rotated by 90°
+            if upright and _orientation(im) in (5, 6, 7, 8):  # transposed or rotated by 90°
                 size = size[::-1]
     _check_side(p, size)
     return size
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1–8) of an opened, not yet decoded image. A PNG's EXIF is read from its
+    eXIf chunk as opened (``getexif`` would decode a PNG whose chunk it has not seen yet); one after
+    the pixel data is found when the image is loaded."""
+    if im.format == "PNG":
+        raw = im.info.get("exif")
+        if not raw:
+            return 1
+        exif = Image.Exif()
+        exif.load(raw)
+        return exif.get(0x0112, 1)
+    return im.getexif().get(0x0112, 1)
 
 
 @contextlib.contextmanager

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .core.errors import ModelError
+from .core.errors import InputError, ModelError
 from .names import DEFAULT_MODEL
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -128,6 +129,10 @@ class ModelBundle:
         from .core.layouts import patch_size
         from .images import preprocess_size
 
+        for side, v in (("width", width), ("height", height)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise InputError(f"input_hw takes an image's width and height in pixels, whole numbers of at least "
+                                 f"1; got {side} {v!r}")
         return preprocess_size(height, width, self._side((width, height), square), square,
                                patch_size(self.model) or 1)
 

@@ -114,6 +114,7 @@ def randomization_check(
     target=None,
     seed: int = 0,
     progress: bool | None = False,
+    label: str = "randomization",
 ) -> list[dict]:
     """Re-initialise the model block by block, logits first, and compare each map with the trained one.
 
@@ -131,7 +132,7 @@ def randomization_check(
             (default: the trained model's top-1).
         seed: re-initialisation seed (block i uses seed + i).
         progress: a bar over the maps (the trained one, then one per block): False (default)
-            never, None on a terminal only, True always.
+            never, None on a terminal only, True always. ``label``: the bar's title.
 
     Returns:
         One dict per step: ``{"step", "block", "reinitialized" (list of blocks), "spearman",
@@ -163,7 +164,7 @@ def randomization_check(
         raise InputError(f"block {empty[0]!r} has no parameters, so re-initialising it changes nothing; name "
                          "modules that hold weights")
     work = copy.deepcopy(model)
-    with progress_bar(len(blocks) + 1, "randomization", progress) as bar:
+    with progress_bar(len(blocks) + 1, label, progress) as bar:
         if target is None:  # the trained top-1, given explicitly to every map (the trained one too: made the same way)
             with frozen_eval(work), torch.no_grad():
                 target = class_scores(work(x)).argmax(1)
@@ -204,7 +205,7 @@ def randomize_image(bundle, path: Path, methods: list[str], out_dir: Path, mode:
         return lambda mod: build_method(m, dataclasses.replace(bundle, model=mod))
 
     results = {m: randomization_check(bundle.model, xn, on(m), mode=mode, blocks=blocks, target=target, seed=seed,
-                                      progress=progress) for m in methods}
+                                      progress=progress, label=f"randomization ({m})") for m in methods}
     steps = len(next(iter(results.values())))
     rgb = (x[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
     fig, axes = plt.subplots(len(methods), steps, figsize=(1.6 * steps, 1.7 * len(methods)), squeeze=False)

@@ -49,6 +49,7 @@ def bench(model_name, weights, batches, size, scales, device, reps, bf16, thread
     import torch
 
     from ..bench import bench_cameras
+    from ..core.memory import fast_bf16
     from ..methods.cameras import check_scales
 
     with user_errors():
@@ -63,6 +64,8 @@ def bench(model_name, weights, batches, size, scales, device, reps, bf16, thread
         bundle = load_classifier(model_name, weights, torch_device(device), "cameras bench")
         n = check_patch_multiple(bundle, size)
         click.echo(f"{bundle.name} on {device}, input {n}×{n}, median of {reps}")
+        if bf16 and not fast_bf16(torch_device(device)):
+            click.echo("bf16 is emulated on this device (no AVX512-BF16/AMX): slower than float32")
         low = f" {'bf16 s':>8} {'×floor':>7} {'bf16 r':>7}" if bf16 else ""
         click.echo(f"{'batch':>5} {'floor s':>9} {'CAMERAS s':>10} {'×floor':>7} {'grid-mode s':>12} "
                    f"{'forward s':>10} {'Grad-CAM s':>11} {'×fwd':>6}{low}")
