@@ -1,6 +1,10 @@
 """Profile one method call on a device: where the time beyond the forward pass goes.
 
 Usage: python benchmarks/profile_method.py [--method gradcam] [--model efficientnet_lite0] [--device cuda] [--batch 1]
+              [--set KEY=VALUE ...]
+e.g. the bf16 profile the README quotes (before folding and fusion; then with them):
+  python benchmarks/profile_method.py --method cameras --set precision=bf16 --set fold_batchnorm=False
+  python benchmarks/profile_method.py --method cameras --set precision=bf16
 Prints the median times of the forward and of the method, then torch.profiler's top operators.
 """
 
@@ -21,6 +25,8 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--rows", type=int, default=25)
+    ap.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                    help="a method option, e.g. precision=bf16 (repeatable)")
     a = ap.parse_args()
     dev = torch.device(a.device)
     bundle = cameras.load_model(a.model if a.model == "efficientnet_lite0" else f"torchvision:{a.model}",
@@ -28,6 +34,7 @@ def main():
     opts = {"layer": bundle.layer} if cameras.methods.method_class(a.method).uses_layer else {}
     if a.method == "rise":
         opts.update(n_masks=64, progress=False)
+    opts.update(cameras.methods.parse_option_strings(a.settings))
     m = cameras.get_method(a.method, bundle.model, **opts)
     x = torch.randn(a.batch, 3, 224, 224, device=dev)
     t = torch.zeros(a.batch, dtype=torch.long, device=dev)
