@@ -78,6 +78,18 @@ def forward_all(model: nn.Module, inputs: list[torch.Tensor]) -> None:
             model(xi)
 
 
+def pearson_rows(a: torch.Tensor, b: torch.Tensor) -> list[float]:
+    """The Pearson r of each pair of rows of two B×N tensors (maps flattened), in float64: 1.0 for two equal
+    rows, NaN when one row is constant and the other is not.
+
+    Example:
+        >>> pearson_rows(torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([[0.0, 2.0, 4.1]]))[0] > 0.99
+        True
+    """
+    return [1.0 if torch.equal(p, q) else float(torch.corrcoef(torch.stack([p.double(), q.double()]))[0, 1])
+            for p, q in zip(a, b)]
+
+
 def min_pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     """The smallest Pearson r between the rows of two B×N tensors (maps flattened): 1.0 for two equal rows,
     NaN when a row of one is constant and the other's is not (r is undefined there; NaN is never hidden
@@ -88,8 +100,7 @@ def min_pearson(a: torch.Tensor, b: torch.Tensor) -> float:
         >>> min_pearson(a, a), min_pearson(a, a.flip(0))
         (1.0, nan)
     """
-    rs = [1.0 if torch.equal(p, q) else float(torch.corrcoef(torch.stack([p.double(), q.double()]))[0, 1])
-          for p, q in zip(a, b)]
+    rs = pearson_rows(a, b)
     return float("nan") if any(r != r for r in rs) else min(rs)
 
 
@@ -126,15 +137,12 @@ def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None
         "cameras": lambda: exact(x, target=target),
         "cameras_grid": lambda: grid(x, target=target),
     }
-    fidelity = {}
     if bf16:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # emulated bf16: the timing says it
             low = CAMERAS(model, layer=exact.layer_name if exact.layer is not None else layer, scales=scales,
                           precision="bf16")
         groups["cameras_bf16"] = lambda: low(x, target=target)
-        a, b = exact(x, target=target).maps.flatten(1), low(x, target=target).maps.flatten(1)
-        fidelity["bf16_pearson"] = min_pearson(a, b)
     out = interleaved_seconds(groups, dev, reps)
     out.update(interleaved_seconds({
         "forward": lambda: forward_all(model, [x]),
@@ -145,5 +153,6 @@ def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None
     out["gradcam/forward"] = out["gradcam"] / out["forward"]
     if bf16:
         out["cameras_bf16/floor"] = out["cameras_bf16"] / out["floor"]
-        out.update(fidelity)
+        ref, got = exact(x, target=target).maps, low(x, target=target).maps
+        out["bf16_pearson"] = min_pearson(ref.flatten(1), got.flatten(1))
     return out

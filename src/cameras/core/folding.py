@@ -249,6 +249,9 @@ def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor, layer_ou
             own_calls[m].append((i, inference))
     pairs = []
     below_set = set(below)
+    records: dict[nn.Module, list[_NormOutput]] = {}  # each norm's batch_norm outputs (a pair's norm: one)
+    for rec in watch.norm_records:
+        records.setdefault(rec.norm, []).append(rec)
     for bn in norms:
         if calls[bn] != 1 or len(fed[bn]) != 1 or bn not in below_set:
             continue
@@ -259,7 +262,7 @@ def foldable_pairs(model: nn.Module, layer: nn.Module, x: torch.Tensor, layer_ou
             continue
         pairs.append((conv, bn))
         if activations is not None:
-            recs = [r for r in watch.norm_records if r.norm is bn]
+            recs = records.get(bn, [])
             act, in_place = (recs[0].first or (None, False)) if len(recs) == 1 else (None, False)
             if act is not None and (in_place or recs[0].reads == 1):
                 activations[bn] = act
