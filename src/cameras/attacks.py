@@ -55,7 +55,7 @@ class AttackResult:
                 "linf": float(self.linf[i])}
 
 
-def _check(x01: Tensor, eps: float, alpha: float, steps: int, threshold: float) -> None:
+def _check(x01: Tensor, eps: float, alpha: float, threshold: float) -> None:
     if not isinstance(x01, Tensor) or x01.dim() != 4:
         raise InputError("x must be a B×C×H×W tensor of images in [0, 1]")
     if float(x01.min()) < 0 or float(x01.max()) > 1:
@@ -64,7 +64,6 @@ def _check(x01: Tensor, eps: float, alpha: float, steps: int, threshold: float) 
         raise InputError(f"eps must be ≥ 0, got {eps}")
     if alpha <= 0:
         raise InputError(f"alpha (step size) must be > 0, got {alpha}")
-    check_count(steps, "steps")
     if not 0 < threshold <= 1:
         raise InputError(f"threshold must lie in (0, 1], got {threshold}")
 
@@ -92,7 +91,7 @@ def _attack(model, x01, target, eps, alpha, steps, norm, random_start, mask, nor
     if random_start and eps == float("inf"):
         raise InputError("random_start needs a finite eps")
     steps = check_count(steps, "steps")  # a whole number (7.0, a NumPy int) as an int
-    _check(x01, eps, alpha, steps, threshold)
+    _check(x01, eps, alpha, threshold)
     x01 = grad_safe(x01.detach())
     mask = None if mask is None else grad_safe(mask)
     normalize = normalize or (lambda t: t)

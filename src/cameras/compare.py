@@ -64,35 +64,34 @@ def compare(
     # build every method first, so that a bad option fails before any slow work
     built = [[build_method(n, b, **(options or {}).get(n, {})) for n in methods] for b in bundles]
     record["warnings"] = list(dict.fromkeys(w for m in built[0] if (w := m.convergence_warning())))
-    bar = tqdm(total=len(bundles) * len(methods), desc="compare", unit="map",
-               disable=None if progress is None else not progress)
-    for bundle, bundle_methods in zip(bundles, built):
-        x = bundle.prepare(img, square)
-        with torch.no_grad():
-            top1 = int(class_scores(bundle.model(x)).argmax(1)[0])
-        if target is None:
-            target = top1
-        is_id = not isinstance(target, Target)
-        label = bundle.class_name(target) if is_id else target.describe()
-        cells, entry = [], {"model": bundle.name, "target": target if is_id else repr(target), "name": label,
-                            "methods": {}}
-        for name, m in zip(methods, bundle_methods):
-            # the model's own top-1 is explained as `cameras explain` does (the scale rule applies)
-            res = m(x, target=None if is_id and target == top1 else target)
-            sal = resize_maps(res.maps, (H, W))[0].clamp(0, 1).cpu().numpy().astype(np.float32)
-            npy = out_png.with_name(f"{out_png.stem}.{slug(bundle.name)}.{name}.npy")
-            files[npy] = encode_npy(sal)
-            entry["probability"] = float(res.probs[0])
-            entry["methods"][name] = {"seconds": res.seconds, "layer": res.layer, "npy": npy.name,
-                                      **({"kept_scales": res.kept_scales[0]} if res.kept_scales else {}),
-                                      "options": m.options}
-            if res.kept_scales and 2 * len(res.kept_scales[0]) < len(res.extras["scales"]):
-                entry["methods"][name]["few_scales"] = True
-            cells.append((f"{name}  {res.seconds:.2f} s", sal))
-            bar.update(1)
-        rows.append({"label": f"{bundle.name}\n{label}: {entry['probability']:.2f}", "cells": cells})
-        record["models"].append(entry)
-    bar.close()
+    with tqdm(total=len(bundles) * len(methods), desc="compare", unit="map",
+              disable=None if progress is None else not progress) as bar:  # closed also when a method raises
+        for bundle, bundle_methods in zip(bundles, built):
+            x = bundle.prepare(img, square)
+            with torch.no_grad():
+                top1 = int(class_scores(bundle.model(x)).argmax(1)[0])
+            if target is None:
+                target = top1
+            is_id = not isinstance(target, Target)
+            label = bundle.class_name(target) if is_id else target.describe()
+            cells, entry = [], {"model": bundle.name, "target": target if is_id else repr(target), "name": label,
+                                "methods": {}}
+            for name, m in zip(methods, bundle_methods):
+                # the model's own top-1 is explained as `cameras explain` does (the scale rule applies)
+                res = m(x, target=None if is_id and target == top1 else target)
+                sal = resize_maps(res.maps, (H, W))[0].clamp(0, 1).cpu().numpy().astype(np.float32)
+                npy = out_png.with_name(f"{out_png.stem}.{slug(bundle.name)}.{name}.npy")
+                files[npy] = encode_npy(sal)
+                entry["probability"] = float(res.probs[0])
+                entry["methods"][name] = {"seconds": res.seconds, "layer": res.layer, "npy": npy.name,
+                                          **({"kept_scales": res.kept_scales[0]} if res.kept_scales else {}),
+                                          "options": m.options}
+                if res.kept_scales and 2 * len(res.kept_scales[0]) < len(res.extras["scales"]):
+                    entry["methods"][name]["few_scales"] = True
+                cells.append((f"{name}  {res.seconds:.2f} s", sal))
+                bar.update(1)
+            rows.append({"label": f"{bundle.name}\n{label}: {entry['probability']:.2f}", "cells": cells})
+            record["models"].append(entry)
     files[out_png] = figure_png(comparison_figure(rgb, rows, alpha))
     files[out_png.with_suffix(".json")] = encode_json(record)
     write_files_atomically(files)
