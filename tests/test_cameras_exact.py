@@ -7,8 +7,9 @@ import torchvision
 from torch import nn
 
 import cameras
+from cameras.core.errors import InputError
 from cameras.core.fusion import fuse_multiscale
-from cameras.core.ops import interp_matrix
+from cameras.core.ops import interp_matrix, resize_images
 
 from .conftest import TinyNet
 from .reference import reference_cameras
@@ -43,6 +44,24 @@ def test_interp_matrix_matches_interpolate():
     R, C = interp_matrix(9, 4), interp_matrix(7, 3)
     b = torch.randn(1, 2, 9, 7)
     assert torch.allclose(R @ b @ C.T, F.interpolate(b, (4, 3), mode="bilinear", align_corners=False), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
+def test_resize_images_is_interpolate_as_matrix_products(mode):
+    x = torch.randn(2, 3, 9, 13)
+    for size in [(31, 17), (4, 6), (9, 13)]:  # up, down (clamped borders on both), unchanged
+        want = F.interpolate(x, size, mode=mode, align_corners=False)
+        assert (resize_images(x, size, mode) - want).abs().max() < 1e-5
+    # bf16: bf16 products with float32 sums, within two bf16 steps of the float32 resize cast to bf16
+    big = torch.randn(1, 3, 40, 50)
+    want = F.interpolate(big, (97, 121), mode=mode, align_corners=False)
+    got = resize_images(big.bfloat16(), (97, 121), mode)
+    assert got.dtype == torch.bfloat16
+    step = 2.0 ** -7 * want.abs().clamp(min=1.0)  # one bf16 step at |v| < 2 (and relatively above)
+    assert ((got.float() - want).abs() <= 2 * step).all()
+    assert (got.float() - want).abs().max() > 0  # rounded, so not the float32 values
+    with pytest.raises(InputError, match="mode must be"):
+        resize_images(x, (4, 4), "nearest")
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 1 << 23])
