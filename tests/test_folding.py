@@ -480,7 +480,18 @@ def test_bf16_cameras_folds_and_fuses_and_stays_close_to_fp32():
     assert len(low.folded.pairs) == 20  # every pair below layer4's output (layer4's own last norm included)
     # the stem's and each block's first ReLU; the others follow the residual addition
     assert sum(a is not None for a in low.folded.activations) == (9 if fusion_available() else 0)
-    for m in (got, unfolded):
+    # every module below the layer runs folded, on its folded weights: none of theirs gets a bf16 copy
+    assert low._held_low._copies == []
+    handle = net.layer1[0].conv1.register_forward_hook(lambda *_: None)  # a hooked pair is not folded
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            hooked = low(x, target=2).maps
+    finally:
+        handle.remove()
+    assert len(low._held_low._copies) == 5  # that convolution's weight, its norm's weight, bias and statistics
+    assert all(c.dtype == torch.bfloat16 for c in low._held_low._copies)
+    for m in (got, unfolded, hooked):
         r = torch.corrcoef(torch.stack([m.flatten(), ref.flatten()]))[0, 1]
         assert 0.99 < r < 1.0
     assert all("forward" not in vars(m) for m in net.modules())

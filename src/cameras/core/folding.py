@@ -394,6 +394,8 @@ class FoldedBelow:
         self._weights: list[tuple[torch.Tensor, torch.Tensor] | None] = []
         self._cast: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}  # folded weights per dtype
         self.folds = 0  # how many times the folded weights were computed
+        #: the convolutions and batch norms running folded in the current :meth:`active` block (empty outside one)
+        self.in_use: tuple[nn.Module, ...] = ()
         unfolded: list = []
         found: dict = {}
         watch_acts = found if fuse_activations and fusion_available() else None
@@ -485,8 +487,10 @@ class FoldedBelow:
             forwards.append(_skipping_fused(act, fused))
         try:
             with swapped_forwards(modules, forwards):
+                self.in_use = tuple(m for i in live for m in self.pairs[i])
                 yield
         finally:
+            self.in_use = ()
             fused.clear()
 
     def _weights_for(self, i: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

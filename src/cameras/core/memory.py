@@ -10,7 +10,7 @@ restores each tensor's own layout afterwards; the values never change.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import torch
 from torch import nn
@@ -281,13 +281,15 @@ def recording_below(model: nn.Module, layer: nn.Module) -> Iterator[list[nn.Modu
 
 @contextlib.contextmanager
 def low_precision_below(modules: list[nn.Module], layer: nn.Module, dtype: torch.dtype = torch.bfloat16,
-                        held: HeldCopies | None = None):
+                        held: HeldCopies | None = None, keep: Collection[nn.Module] = ()):
     """Inside the block ``modules`` hold their floating tensors in ``dtype`` and ``layer``'s output is cast to float32.
 
     The model's input must be given in ``dtype`` too. Everything above the layer (the head that
     the gradients are taken through) keeps its float32 weights and sees a float32 activation.
     Each tensor's original storage is put back afterwards, also when the block raises. With
     ``held`` the converted tensors are kept for the next call (see :class:`HeldCopies`).
+    ``keep``: modules of ``modules`` left as they are, whose tensors the block does not read
+    (a folded convolution and batch norm, which run on their folded weights cast per call).
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(144, 2))
@@ -297,7 +299,9 @@ def low_precision_below(modules: list[nn.Module], layer: nn.Module, dtype: torch
         >>> net[0].weight.dtype
         torch.float32
     """
-    tensors = [t for m in modules for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]
+    kept = {id(m) for m in keep}
+    tensors = [t for m in modules if id(m) not in kept
+               for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]
                if t.is_floating_point() and t.dtype != dtype]
     with _swapped_data(tensors, lambda d: d.to(dtype), held):
         handle = layer.register_forward_hook(lambda _m, _i, out: out.float() if torch.is_tensor(out) else out)

@@ -410,9 +410,6 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
         lower = self.precision == "bf16" or self.compile or self.cuda_graphs
         if lower and (self._below is None or self._below[0] is not self.layer):
             self._below = (self.layer, modules_below(self.model, self.layer, x[:1]))  # once per layer, one pass
-        low = contextlib.nullcontext()
-        if self.precision == "bf16":
-            low = low_precision_below(self._below[1], self.layer, held=self._held_low)
         compiled = contextlib.nullcontext()
         if self.compile:
             if self._compiled is None or self._compiled.layer is not self.layer:
@@ -426,8 +423,13 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
         # folding excludes compile and graphs, so entering it before `compiled` and `graphed` is safe; before `low`
         # the pairs are found and checked in float32 (the folded weights are cast to the bf16 input)
         eager = self.eager_block(x, nhwc and not self.compile, fold, fuse)
-        with torch.autocast(x.device.type, enabled=False), eager, low, compiled, graphed:
-            return self._explain(x, list(targets))
+        with torch.autocast(x.device.type, enabled=False), eager:
+            low = contextlib.nullcontext()
+            if self.precision == "bf16":  # the folded pairs run on their folded weights: theirs are not converted
+                keep = self.folded.in_use if self.folded is not None else ()
+                low = low_precision_below(self._below[1], self.layer, held=self._held_low, keep=keep)
+            with low, compiled, graphed:
+                return self._explain(x, list(targets))
 
     def _resized(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         """The input resized to one scale: in float32 by ``F.interpolate``, as the reference does; with
