@@ -94,6 +94,36 @@ def test_header_sizes_decode_no_pixels(tmp_path, monkeypatch):
     assert cameras.load_image(tmp_path / "rot.png").size == (40, 56) and loads
 
 
+def test_header_size_finds_a_png_exif_chunk_after_the_pixels(tmp_path, monkeypatch):
+    import struct
+
+    from PIL import PngImagePlugin
+
+    from cameras.images import image_size
+
+    img = Image.fromarray(rand_image(40, 56))
+    exif = img.getexif()
+    exif[0x0112] = 8
+    img.save(tmp_path / "rot.png", exif=exif)
+    data, chunks, at = (tmp_path / "rot.png").read_bytes(), [], 8
+    while at < len(data):  # the file's chunks, each with its length, type and CRC
+        n = struct.unpack(">I", data[at:at + 4])[0]
+        chunks.append(data[at:at + 12 + n])
+        at += 12 + n
+    kinds = [c[4:8] for c in chunks]
+    assert kinds.index(b"eXIf") < kinds.index(b"IDAT")  # PIL writes it first: move it to just before IEND
+    late = [c for c in chunks if c[4:8] != b"eXIf"]
+    late.insert(-1, chunks[kinds.index(b"eXIf")])
+    (tmp_path / "late.png").write_bytes(data[:8] + b"".join(late))
+    with Image.open(tmp_path / "late.png") as im:
+        assert "exif" not in im.info  # not seen with the header
+    loads = []
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load",
+                        lambda self, real=PngImagePlugin.PngImageFile.load: loads.append(1) or real(self))
+    assert image_size(tmp_path / "late.png") == (40, 56) and loads == []
+    assert cameras.load_image(tmp_path / "late.png").size == (40, 56)  # what decoding finds agrees
+
+
 def test_bad_files(tmp_path):
     with pytest.raises(ImageError, match="no such file"):
         cameras.load_image(tmp_path / "missing.jpg")

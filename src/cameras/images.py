@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,24 +90,39 @@ def image_size(path: str | os.PathLike, upright: bool = True) -> tuple[int, int]
     with _reading(p):
         with Image.open(p) as im:
             size = im.size
-            if upright and _orientation(im) in (5, 6, 7, 8):  # transposed or rotated by 90°
+            if upright and _orientation(im, p) in (5, 6, 7, 8):  # transposed or rotated by 90°
                 size = size[::-1]
     _check_side(p, size)
     return size
 
 
-def _orientation(im: Image.Image) -> int:
-    """The EXIF orientation (1–8) of an opened, not yet decoded image. A PNG's EXIF is read from its
-    eXIf chunk as opened (``getexif`` would decode a PNG whose chunk it has not seen yet); one after
-    the pixel data is found when the image is loaded."""
+def _orientation(im: Image.Image, path: Path) -> int:
+    """The EXIF orientation (1–8) of an image opened from ``path``, not yet decoded. A PNG's EXIF is
+    its eXIf chunk (``getexif`` would decode a PNG whose chunk PIL has not seen yet): the one PIL
+    read with the header, else one after the pixel data, found by walking the chunk headers."""
     if im.format == "PNG":
-        raw = im.info.get("exif")
+        raw = im.info.get("exif") or _png_exif_after_header(path)
         if not raw:
             return 1
         exif = Image.Exif()
         exif.load(raw)
         return exif.get(0x0112, 1)
     return im.getexif().get(0x0112, 1)
+
+
+def _png_exif_after_header(path: Path) -> bytes | None:
+    """The data of a PNG's eXIf chunk wherever it lies (PIL reads one after the pixel data only when it
+    decodes them), by reading the chunk headers and skipping their data; None without one."""
+    with open(path, "rb") as f:
+        f.seek(8)  # the signature
+        while len(head := f.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"eXIf":
+                return f.read(length)
+            if kind == b"IEND":
+                break
+            f.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
+    return None
 
 
 @contextlib.contextmanager
