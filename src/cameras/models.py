@@ -623,8 +623,9 @@ def load_model(name: str | None = None, weights: str | os.PathLike | None = None
             raise ModelError("hf: folders hold their own weights; drop --weights")
         bundle = _hf(key.split(":", 1)[1])
     else:
+        embedded = ", ".join(f"'{n}'" for n in EMBEDDED)
         raise ModelError(
-            f"unknown model '{name}': use '{DEFAULT_MODEL}', 'efficientnet_lite1' or 'efficientnet_lite2' (embedded), "
+            f"unknown model '{name}': use {embedded} (embedded; '{DEFAULT_MODEL}' is the default), "
             "'torchvision:<arch>' (e.g. torchvision:resnet50), 'timm:<name>' (e.g. timm:resnet18), 'hf:<folder>' "
             "(a Hugging Face image classifier saved with save_pretrained) or 'synthetic:cnn|vit|seg' (small models "
             "trained on the synthetic shapes); `cameras models` lists them"
