@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-from cameras.allocator import tune_cpu_allocator
+from cameras.allocator import raise_onednn_cache, tune_cpu_allocator
 from cameras.bench import interleaved_seconds
 from cameras.core.memory import fast_bf16
 
@@ -44,6 +44,7 @@ def without_batch_norms(model):
 
 
 def main():
+    raise_onednn_cache()
     tune_cpu_allocator()
     flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()
     print(f"{cpu_name()}, {torch.get_num_threads()} threads; flags: "

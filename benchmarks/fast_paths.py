@@ -3,7 +3,7 @@
 Usage: python benchmarks/fast_paths.py [--device cpu|cuda] [--quick] [--models efficientnet_lite0,resnet50]
               [--bf16-models efficientnet_lite0,...] [--compile-models ...] [--no-compile]
               [--graph-models ...] [--graph-batches 1,8,32,64] [--cam-models ...]
-              [--skip exact,cams,bf16,compile,graphs]
+              [--skip exact,cams,bf16,compile,graphs,cache]
 Writes benchmarks/results/fast/<device>.json (or --out FILE) and regenerates BENCHMARKS.md (benchmarks/report.py).
 
 - Exact fp32: the floor is the eager NCHW fp32 forward passes at CAMERAS's 8 scales (what
@@ -27,13 +27,23 @@ Writes benchmarks/results/fast/<device>.json (or --out FILE) and regenerates BEN
   and its fidelity on the random input (compiling at every photo's size would take minutes).
   On a CPU without bf16 instructions (no AVX512-BF16 or AMX) bf16 is emulated, slower than
   fp32: its time is then one round.
+- oneDNN's kernel cache (CPU): the floor, CAMERAS and bf16 CAMERAS on EfficientNet-Lite0 with a
+  landscape and a portrait input alternating (224×298, 298×224), each path alone as a folder
+  explained by one method runs it, in a child process with oneDNN's own limit of 1,024 kernels
+  and in one with the limit the `cameras` command sets (`cameras.allocator.raise_onednn_cache`).
+  Every other part runs with the raised limit: with 1,024 the round-robin groups evict each
+  other's kernels (the NCHW floor's, the channels-last and bf16 paths'), and every path then
+  measures kernel building instead of its steady state.
 - CUDA graphs (`CAMERAS(cuda_graphs=True)`, GPU only) and throughput: at each batch size the
   floor, the eager CAMERAS and the graphed one, the first call (captures), the largest map
   difference, and images per second; on a CPU (only with --graph-models) the eager CAMERAS
   throughput, which the report otherwise takes from the exact rows (batch 1 and 8).
 """
 
+import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,8 +53,8 @@ import torch
 from PIL import Image
 
 import cameras
-from cameras.allocator import tune_cpu_allocator
-from cameras.bench import forward_all, interleaved_seconds, scaled_inputs
+from cameras.allocator import ONEDNN_CACHE_CAPACITY, raise_onednn_cache, tune_cpu_allocator
+from cameras.bench import forward_all, interleaved_seconds, median_seconds, scaled_inputs
 from cameras.core.memory import channels_last, fast_bf16
 
 HERE = Path(__file__).parent
@@ -242,6 +252,42 @@ def time_bf16(name, device, reps, compiled=True):
     return r
 
 
+CACHE_INPUTS = ((224, 298), (298, 224))  # a landscape and a portrait photo at EfficientNet-Lite0's size
+
+
+def cache_probe(reps):
+    """Child process: seconds per image of each path on the alternating inputs, each path timed alone."""
+    tune_cpu_allocator()
+    device = torch.device("cpu")
+    bundle = load("efficientnet_lite0", device)
+    model, layer = bundle.model, bundle.layer
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(1, 3, h, w, generator=g) for h, w in CACHE_INPUTS]
+    exact = cameras.CAMERAS(model, layer=layer, scales=SCALES)
+    inputs = [i for x in xs for i in scaled_inputs(x, exact)]
+    t = torch.zeros(1, dtype=torch.long)
+    paths = {"floor": lambda: forward_all(model, inputs), "cameras": lambda: [exact(x, target=t) for x in xs]}
+    if fast_bf16(device):
+        low = cameras.CAMERAS(model, layer=layer, scales=SCALES, precision="bf16")
+        paths["cameras_bf16"] = lambda: [low(x, target=t) for x in xs]
+    out = {k: median_seconds(fn, device, reps) / len(xs) for k, fn in paths.items()}
+    print(json.dumps({"capacity": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024"), **out}))
+
+
+def time_cache(reps):
+    """The cache probe with oneDNN's own limit and with the raised one, each in a fresh process."""
+    row = {"model": "efficientnet_lite0", "inputs": [list(s) for s in CACHE_INPUTS]}
+    for mode in ("default", "raised"):
+        env = {k: v for k, v in os.environ.items() if "PRIMITIVE_CACHE_CAPACITY" not in k}
+        if mode == "raised":
+            env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(ONEDNN_CACHE_CAPACITY)
+        res = subprocess.run([sys.executable, __file__, "--cache-probe", str(reps)], capture_output=True, text=True,
+                             check=True, env=env)
+        row[mode] = json.loads(res.stdout.strip().splitlines()[-1])
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def main(argv=None):
     ap = script_args()
     ap.add_argument("--bf16-models", default=None, help="models of the bf16 rows (default: --models)")
@@ -254,17 +300,23 @@ def main(argv=None):
     ap.add_argument("--cam-models", default=None, help="models of the gradient CAM rows (default: --models)")
     ap.add_argument("--exact-batches", default="1,8", help="batch sizes of the exact and gradient CAM rows")
     ap.add_argument("--note", default=None, help="a sentence the report prints under the section's title")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: exact,cams,bf16,compile,graphs")
+    ap.add_argument("--skip", default="",
+                    help="comma-separated parts to skip: exact,cams,bf16,compile,graphs,cache")
     ap.add_argument("--out", default=None, help="results file (default: benchmarks/results/fast/<device>.json)")
+    ap.add_argument("--cache-probe", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.cache_probe is not None:
+        cache_probe(a.cache_probe)
+        return
+    raise_onednn_cache()  # before any kernel is built (see the cache part)
     tuned = tune_cpu_allocator()
     device = torch.device(a.device)
     reps = 2 if a.quick else 3
     t0 = time.time()
     names = a.models.split(",")
     skip = set(filter(None, a.skip.split(",")))
-    if skip - {"exact", "cams", "bf16", "compile", "graphs"}:
-        ap.error(f"--skip takes exact, cams, bf16, compile, graphs; got {a.skip}")
+    if skip - {"exact", "cams", "bf16", "compile", "graphs", "cache"}:
+        ap.error(f"--skip takes exact, cams, bf16, compile, graphs, cache; got {a.skip}")
     batches = [int(b) for b in (a.graph_batches or ("1,8,32,64" if device.type == "cuda" else "1,8")).split(",")]
     # the GPU goals first: a session on a lent GPU may end before the rest
     # on a CPU the exact rows' batch 1 and 8 already give the eager throughput: graph rows only when asked
@@ -279,12 +331,13 @@ def main(argv=None):
                                       for n in (a.bf16_models or a.models).split(",")]
     compile_names = [] if a.no_compile or "compile" in skip else (a.compile_models or a.models).split(",")
     compiled = [time_compile(n, device, reps) for n in compile_names]
+    cache = time_cache(reps) if device.type == "cpu" and "cache" not in skip else None
     given = list(sys.argv[1:] if argv is None else argv)
     if "--note" in given[:-1]:  # the note is printed under the title: the command names it only
         given[given.index("--note") + 1] = "TEXT"
     command = " ".join(["python benchmarks/fast_paths.py", *given])
     result = {**result_header(device, tuned, reps, t0), "command": command, "note": a.note,
-              "exact": exact, "cams": cams, "bf16": bf16, "compile": compiled, "graphs": graphed}
+              "exact": exact, "cams": cams, "bf16": bf16, "compile": compiled, "graphs": graphed, "cache": cache}
     write_result(result, Path(a.out) if a.out else HERE / "results" / "fast" / f"{device.type}.json")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import cameras
-from cameras.allocator import tune_cpu_allocator
+from cameras.allocator import raise_onednn_cache, tune_cpu_allocator
 from cameras.bench import interleaved_seconds
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -29,6 +29,7 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--groups", type=int, default=3)
     a = ap.parse_args(argv)
+    raise_onednn_cache()
     tune_cpu_allocator()
     device = torch.device("cpu")
     bundle = load(a.model, device)

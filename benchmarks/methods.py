@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import cameras
-from cameras.allocator import tune_cpu_allocator
+from cameras.allocator import raise_onednn_cache, tune_cpu_allocator
 from cameras.bench import forward_all, interleaved_seconds, scaled_inputs
 from cameras.metrics import road
 
@@ -78,6 +78,7 @@ def time_methods(name, device, reps):
 
 def main(argv=None):
     a = script_args().parse_args(argv)
+    raise_onednn_cache()
     tuned = tune_cpu_allocator()
     device = torch.device(a.device)
     reps = 2 if a.quick else 3

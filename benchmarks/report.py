@@ -307,6 +307,10 @@ def fast_section(res):
            f"Input 224×224 (CAMERAS at its 8 scales, 224…924), random input, explicit target; medians of "
            f"{res['rounds']} rounds, each group round-robin in one process (`benchmarks/fast_paths.py`). The floor is "
            "the eager NCHW fp32 forward passes at the 8 scales."
+           + (f" oneDNN kept up to {res['onednn_cache']} compiled kernels"
+              + (" (its own limit: the round-robin groups evicted each other's kernels)."
+                 if res["onednn_cache"] == "1024" else " (raised as by the `cameras` command; see the last table).")
+              if res.get("onednn_cache") and res["device"] == "cpu" else "")
            + (f" Made by `{res['command']}`." if res.get("command") else "")]
     if res.get("note"):
         out += ["", res["note"]]
@@ -380,14 +384,30 @@ def fast_section(res):
                 lines.append([m, label, ", ".join(f"{b}: {rate(v)}" for b, v in per.items()), top, rate(per[top])])
         out += table("Throughput: images per second (224×224, CAMERAS's 8 scales, explicit target) by batch size",
                      ["model", "path", "images/s by batch", "best batch", "best images/s"], lines)
+    if res.get("bf16"):
+        out += bf16_tables(res)
+    c = res.get("cache")
+    if c:
+        paths = [k for k in ("floor", "cameras", "cameras_bf16") if k in c["default"]]
+        names = {"floor": "floor (NCHW forward passes)", "cameras": "CAMERAS (default, exact)",
+                 "cameras_bf16": "CAMERAS precision=\"bf16\""}
+        out += table(f"oneDNN's kernel cache: {c['model']}, a landscape and a portrait input alternating "
+                     f"({', '.join('×'.join(map(str, s)) for s in c['inputs'])}), each path alone, seconds per image; "
+                     f"one process per limit", ["path", f"limit {c['default']['capacity']} s",
+                                                f"limit {c['raised']['capacity']} s", "raised / default"],
+                     [[names[k], f"{c['default'][k]:.3f}", f"{c['raised'][k]:.3f}",
+                       f"{c['raised'][k] / c['default'][k]:.2f}"] for k in paths])
+    return out + [""]
+
+
+def bf16_tables(res):
+    """The bf16 rows of a fast-paths run: time and fidelity against fp32, then fidelity per photo."""
     def best(r):  # the faster bf16 path and its smallest Pearson r
         low = [(r["cameras_bf16"], min(f["pearson"] for f in r["fidelity"]))]
         if "cameras_bf16_compiled" in r:
             low.append((r["cameras_bf16_compiled"], r["compiled_pearson"]))
         return min(low)
 
-    if not res.get("bf16"):
-        return out + [""]
     def kernels(r):
         if r.get("bf16_emulated"):
             return "emulated (no AVX512-BF16/AMX)"
@@ -396,7 +416,7 @@ def fast_section(res):
     def fused(r):  # runs from before folding and fusion in bf16 have no counts
         return f"{r['bf16_folded_pairs']} / {r['bf16_fused_activations']}" if "bf16_folded_pairs" in r else "– (none)"
 
-    out += table("precision=\"bf16\" (below the layer in bf16; head and fusion fp32), batch 1 "
+    out = table("precision=\"bf16\" (below the layer in bf16; head and fusion fp32), batch 1 "
                  "(target ≤ 0.4× the floor with r ≥ 0.99)",
                  ["model", "bf16 kernels", "folded pairs / fused activations", "floor s", "CAMERAS fp32 ×",
                   "CAMERAS bf16 ×", "Pearson r (min over photos)",
@@ -415,7 +435,7 @@ def fast_section(res):
                  [[r["model"], f["photo"], "×".join(map(str, f["size"])), f"{f['pearson']:.4f}",
                    f"{f['max_abs_diff']:.3f}", f"{f['argmax_distance_px']:.0f}"]
                   for r in res["bf16"] for f in r["fidelity"]])
-    return out + [""]
+    return out
 
 
 def bf16_set_section(r):

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 import cameras
-from cameras.allocator import tune_cpu_allocator
+from cameras.allocator import raise_onednn_cache, tune_cpu_allocator
 from cameras.bench import forward_all, interleaved_seconds, median_seconds, scaled_inputs
 from cameras.core.guard import frozen_eval
 
@@ -284,6 +284,7 @@ def main():
         return
     if a.default_allocator:
         os.environ["CAMERAS_CPU_ALLOCATOR"] = "default"  # children inherit it
+    raise_onednn_cache()  # as the `cameras` command does, before any kernel is built; children inherit it
     tuned = tune_cpu_allocator()
     if a.probe:
         probe(a.probe[0], a.probe[1], int(a.probe[2]))
@@ -313,7 +314,8 @@ def main():
     dev_name = torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()
     threads = torch.get_num_threads()
     result = {"device": str(device.type), "device_name": dev_name, "threads": threads, "torch": torch.__version__,
-              "allocator": "tuned" if tuned else "default", "scales": SCALES,
+              "allocator": "tuned" if tuned else "default",
+              "onednn_cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024"), "scales": SCALES,
               "rounds": rounds, "seconds_total": time.time() - t0, "rows": rows}
     write_result(result, Path(a.out) if a.out else HERE / "results" / f"{device.type}.json")
 
@@ -357,7 +359,8 @@ def result_header(device: torch.device, tuned: bool, reps: int, t0: float) -> di
     """What every results file starts with: the device, threads, torch, allocator, scales, rounds, seconds."""
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": device.type, "device_name": dev_name, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "allocator": "tuned" if tuned else "default", "scales": SCALES,
+            "torch": torch.__version__, "allocator": "tuned" if tuned else "default",
+            "onednn_cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024"), "scales": SCALES,
             "rounds": reps, "seconds_total": time.time() - t0}
 
 

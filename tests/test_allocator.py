@@ -55,9 +55,48 @@ def test_cli_tunes_at_start(monkeypatch):
     from cameras.cli import main
 
     calls = []
-    monkeypatch.setattr(alloc, "tune_cpu_allocator", lambda: calls.append(1) or True)
+    monkeypatch.setattr(alloc, "tune_cpu_allocator", lambda: calls.append("alloc") or True)
+    monkeypatch.setattr(alloc, "raise_onednn_cache", lambda: calls.append("cache") or True)
     assert CliRunner().invoke(main, ["methods"]).exit_code == 0
-    assert calls == [1]
-    # the app is a long-running server: it keeps glibc's behaviour
+    assert calls == ["cache", "alloc"]
+    # the app is a long-running server: it keeps glibc's behaviour, and keeps more kernels too
     assert CliRunner().invoke(main, ["app", "--help"]).exit_code == 0
-    assert calls == [1]
+    assert calls == ["cache", "alloc", "cache"]
+
+
+CACHE_PROBE = r"""
+import sys
+from cameras.allocator import raise_onednn_cache
+print(raise_onednn_cache() if sys.argv[1] == "raise" else False, flush=True)
+import torch
+conv = torch.nn.Conv2d(32, 32, 3)
+with torch.no_grad():
+    for _ in range(2):  # 350 shapes, each a convolution and its reorders: over 1,024 kernels
+        for s in range(350):
+            conv(torch.zeros(1, 32, 56 + s, 56))
+"""
+
+
+def run_cache_probe(mode):
+    env = {k: v for k, v in os.environ.items() if "PRIMITIVE_CACHE_CAPACITY" not in k}
+    out = subprocess.run([sys.executable, "-c", CACHE_PROBE, mode], capture_output=True, text=True, check=True,
+                         env={**env, "ONEDNN_VERBOSE": "2"})  # 2: each kernel built or found
+    lines = out.stdout.splitlines()
+    return lines[0], sum(",create:cache_miss,cpu,convolution," in line for line in lines)
+
+
+def test_raised_onednn_cache_keeps_the_kernels_of_many_shapes(monkeypatch):
+    # oneDNN's own limit (1,024 kernels) evicts the first shapes' kernels: the second round builds them again
+    assert run_cache_probe("plain") == ("False", 700)
+    assert run_cache_probe("raise") == ("True", 350)  # every kernel of the second round is found
+    from cameras.allocator import raise_onednn_cache
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    monkeypatch.setenv("DNNL_PRIMITIVE_CACHE_CAPACITY", "64")  # the user's own setting (older name) is kept
+    assert raise_onednn_cache() is False and "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
+    monkeypatch.delenv("DNNL_PRIMITIVE_CACHE_CAPACITY")
+    assert raise_onednn_cache(100) is True and os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "100"
+    assert raise_onednn_cache() is False and os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "100"
+    for bad in (0, -1, 1.5, True, "8192"):
+        with pytest.raises(ValueError, match="capacity must be"):
+            raise_onednn_cache(bad)

@@ -1,4 +1,4 @@
-"""CPU allocator tuning: keep freed large blocks in the process instead of giving them back.
+"""CPU tuning for the process: keep freed large blocks, and keep more of oneDNN's compiled kernels.
 
 glibc's ``malloc`` serves large blocks (from 128 KiB, adapting up to 32 MiB) by ``mmap`` and
 unmaps them on ``free``. The activations of a forward pass at 424 px and above are larger
@@ -13,6 +13,15 @@ threads other than the main one beyond their arena's 64 MiB heaps, are still map
 use. The ``cameras`` command calls it at start-up, except ``cameras app``, a long-running
 server (set ``CAMERAS_CPU_ALLOCATOR=default`` to leave glibc alone); from Python it is an
 opt-in.
+
+oneDNN, which runs PyTorch's CPU convolutions, compiles a kernel ("primitive") per operation,
+shape, layout and dtype and keeps the last 1,024 it used. CAMERAS runs each convolution at
+8 scales; a folder whose photos come in two sizes (landscape and portrait), or a benchmark
+that alternates the NCHW floor with channels-last and bf16 paths, needs more than that, and
+then every pass compiles its kernels afresh: on the benchmark's 2-core CPU bf16 CAMERAS
+on EfficientNet-Lite0 alternating two input sizes took twice as long, and so did the
+floor's forward passes. :func:`raise_onednn_cache` raises the limit to 8,192 (its peak
+memory was no higher); the ``cameras`` command calls it at start-up, every subcommand.
 """
 
 from __future__ import annotations
@@ -60,4 +69,32 @@ def tune_cpu_allocator() -> bool:
         return False
     mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
     _state["tuned"] = True
+    return True
+
+
+#: kernels oneDNN keeps with :func:`raise_onednn_cache` (its own default is 1,024)
+ONEDNN_CACHE_CAPACITY = 8192
+_ONEDNN_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+
+
+def raise_onednn_cache(capacity: int = ONEDNN_CACHE_CAPACITY) -> bool:
+    """Let oneDNN keep ``capacity`` compiled CPU kernels instead of 1,024; True when this call's value is set.
+
+    oneDNN reads the limit from the environment variable ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``
+    once, when it builds its first kernel: call this at the top of a script, before any model
+    runs on the CPU; later it changes nothing. A value the user already set (also the older
+    ``DNNL_PRIMITIVE_CACHE_CAPACITY``) is kept, and the call returns False.
+
+    Example:
+        >>> was = os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+        >>> raise_onednn_cache() == (was is None and "DNNL_PRIMITIVE_CACHE_CAPACITY" not in os.environ)
+        True
+        >>> os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8192") == (was or "8192")
+        True
+    """
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise ValueError(f"capacity must be a positive number of kernels, got {capacity!r}")
+    if _ONEDNN_CACHE_VARIABLE in os.environ or "DNNL_PRIMITIVE_CACHE_CAPACITY" in os.environ:
+        return False
+    os.environ[_ONEDNN_CACHE_VARIABLE] = str(capacity)
     return True
