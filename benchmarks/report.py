@@ -45,6 +45,7 @@ def section(res):
            + (" CPU allocator tuned as by the `cameras` command (`cameras.allocator`"
               + ("; the last table shows why)." if any(r.get("kind") == "allocator" for r in res["rows"]) else ").")
               if res.get("allocator") == "tuned" and res["device"] == "cpu" else "")
+           + cache_note(res, " (raised as by the `cameras` command).")
            + (" Rounds (each times every compared function once, one after another; the median of each is "
               f"reported): CAMERAS and floors {res['rounds']['cameras']} ({res['rounds']['batch8']} at batch 8, "
               f"{res['rounds']['batch8_vs_1']} for batch 8 against batch 1), Grad-CAM and one forward "
@@ -300,6 +301,17 @@ def rate(v: float) -> str:
 TARGETED = {"efficientnet_lite0", "resnet50"}  # the models the exact fp32 target (≤ 0.9× the floor) is set for
 
 
+def cache_note(res, raised: str) -> str:
+    """What a CPU run's oneDNN kernel cache was (runs before it was recorded kept oneDNN's own 1,024)."""
+    if res["device"] != "cpu":
+        return ""
+    limit = res.get("onednn_cache", "1024")
+    if limit == "1024":
+        return (" oneDNN kept its own limit of 1,024 compiled kernels, which a round-robin of paths can overflow "
+                "(each group then rebuilds its kernels, the NCHW floor most: ratios against it are flattered).")
+    return f" oneDNN kept up to {limit} compiled kernels{raised}"
+
+
 def fast_section(res):
     """Channels-last, torch.compile and bf16 against the eager NCHW fp32 floor (benchmarks/fast_paths.py)."""
     dev = f"{res['device']} ({res['device_name']}, {res['threads']} threads, torch {res['torch']})"
@@ -307,10 +319,7 @@ def fast_section(res):
            f"Input 224×224 (CAMERAS at its 8 scales, 224…924), random input, explicit target; medians of "
            f"{res['rounds']} rounds, each group round-robin in one process (`benchmarks/fast_paths.py`). The floor is "
            "the eager NCHW fp32 forward passes at the 8 scales."
-           + (f" oneDNN kept up to {res['onednn_cache']} compiled kernels"
-              + (" (its own limit: the round-robin groups evicted each other's kernels)."
-                 if res["onednn_cache"] == "1024" else " (raised as by the `cameras` command; see the last table).")
-              if res.get("onednn_cache") and res["device"] == "cpu" else "")
+           + cache_note(res, " (raised as by the `cameras` command; see the last table).")
            + (f" Made by `{res['command']}`." if res.get("command") else "")]
     if res.get("note"):
         out += ["", res["note"]]
