@@ -315,7 +315,7 @@ def main():
     threads = torch.get_num_threads()
     result = {"device": str(device.type), "device_name": dev_name, "threads": threads, "torch": torch.__version__,
               "allocator": "tuned" if tuned else "default",
-              "onednn_cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024"), "scales": SCALES,
+              "onednn_cache": onednn_cache_limit(), "scales": SCALES,
               "rounds": rounds, "seconds_total": time.time() - t0, "rows": rows}
     write_result(result, Path(a.out) if a.out else HERE / "results" / f"{device.type}.json")
 
@@ -355,12 +355,17 @@ def cpu_name() -> str:
     return f"{name} ({torch.backends.cpu.get_cpu_capability()}{amx})"
 
 
+def onednn_cache_limit() -> str:
+    """The kernel limit oneDNN reads from the environment (either name), or its own default."""
+    return os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY") or os.environ.get("DNNL_PRIMITIVE_CACHE_CAPACITY", "1024")
+
+
 def result_header(device: torch.device, tuned: bool, reps: int, t0: float) -> dict:
     """What every results file starts with: the device, threads, torch, allocator, scales, rounds, seconds."""
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": device.type, "device_name": dev_name, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "allocator": "tuned" if tuned else "default",
-            "onednn_cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024"), "scales": SCALES,
+            "onednn_cache": onednn_cache_limit(), "scales": SCALES,
             "rounds": reps, "seconds_total": time.time() - t0}
 
 

@@ -122,6 +122,13 @@ def test_header_size_finds_a_png_exif_chunk_after_the_pixels(tmp_path, monkeypat
                         lambda self, real=PngImagePlugin.PngImageFile.load: loads.append(1) or real(self))
     assert image_size(tmp_path / "late.png") == (40, 56) and loads == []
     assert cameras.load_image(tmp_path / "late.png").size == (40, 56)  # what decoding finds agrees
+    # a pixel-data length past the end of the file is not trusted (nor read): the walk stops there, so the
+    # late eXIf chunk is not found and the header's size stands
+    late = (tmp_path / "late.png").read_bytes()
+    at = late.index(b"IDAT") - 4
+    (tmp_path / "bad.png").write_bytes(late[:at] + struct.pack(">I", 2**31 - 1) + late[at + 4:])
+    decoded = len(loads)
+    assert image_size(tmp_path / "bad.png") == (56, 40) and len(loads) == decoded
 
 
 def test_bad_files(tmp_path):

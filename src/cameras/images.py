@@ -113,12 +113,16 @@ def _orientation(im: Image.Image, path: Path) -> int:
 def _png_exif_after_header(path: Path) -> bytes | None:
     """The data of a PNG's eXIf chunk wherever it lies (PIL reads one after the pixel data only when it
     decodes them), by reading the chunk headers and skipping their data; None without one."""
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:  # unbuffered: a seek past a chunk reads none of it
+        size = os.fstat(f.fileno()).st_size
         f.seek(8)  # the signature
         while len(head := f.read(8)) == 8:
             length, kind = struct.unpack(">I4s", head)
+            if length > size - f.tell():  # a corrupt length: the decoder will say so
+                break
             if kind == b"eXIf":
-                return f.read(length)
+                data = f.read(length)
+                return data if len(data) == length else None
             if kind == b"IEND":
                 break
             f.seek(length + 4, os.SEEK_CUR)  # the data and its CRC

@@ -83,24 +83,39 @@ def interp_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32, cover
     return m.to(device=device, dtype=dtype)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=32)
 def _resampling_matrix(n_in: int, n_out: int, mode: str, device: torch.device, dtype: torch.dtype) -> Tensor:
-    # F.interpolate of the identity along one axis: the other axis keeps its size, where both
-    # modes reproduce their input exactly (source coordinate = destination, weight 1 on it)
-    eye = torch.eye(n_in, device=device, dtype=torch.float32)[None, None]
-    return F.interpolate(eye, size=(n_out, n_in), mode=mode, align_corners=False)[0, 0].to(dtype)
+    # F.interpolate of the identity along one axis, in float64: the other axis keeps its size, where
+    # both modes reproduce their input exactly (source coordinate = destination, weight 1 on it)
+    with torch.inference_mode(False), torch.no_grad():  # a normal tensor, also when first built in inference mode
+        eye = torch.eye(n_in, device=device, dtype=torch.float64)[None, None]
+        exact = F.interpolate(eye, size=(n_out, n_in), mode=mode, align_corners=False)[0, 0]
+        m = exact.to(dtype)
+        if torch.finfo(dtype).bits < 32:
+            # each row's weights sum to 1, so a flat image stays flat: rounded to bf16 they sum to 1 only
+            # up to a few rounding steps, always in the same direction where the rows repeat, which would
+            # darken or brighten the image in stripes; the row's smallest weight (the finest step) takes
+            # the difference
+            rows = torch.arange(n_out, device=device)
+            smallest = exact.abs().masked_fill(exact == 0, float("inf")).argmin(1)
+            m[rows, smallest] = (exact[rows, smallest] + 1 - m.double().sum(1)).to(dtype)
+        return m
 
 
 def resize_images(x: Tensor, size: tuple[int, int], mode: str = "bicubic") -> Tensor:
-    """Resize B×C×h×w images to B×C×H×W as two matrix products, in ``x``'s dtype.
+    """Resize B×C×h×w floating images to B×C×H×W as two matrix products, in ``x``'s dtype.
 
     The same rule as ``F.interpolate(x, size, mode=mode, align_corners=False)`` (``mode``
     ``"bicubic"`` or ``"bilinear"``, no antialiasing; the border is clamped), written as
-    ``R_h @ x @ R_w.T`` with the 1-D resampling matrices (cached per size, mode, device and
-    dtype): equal to it up to the rounding of the sums. For bfloat16 images this runs as bf16
-    matrix products with float32 accumulation, which CPUs with AMX or AVX512-BF16 (and GPUs)
-    compute several times faster than ``F.interpolate`` computes the float32 resize; the
-    result differs from the float32 resize cast to bf16 by about one bf16 rounding step.
+    ``R_h @ x @ R_w.T`` with the 1-D resampling matrices: equal to it up to the rounding of the
+    sums. The matrices are dense (H×h and W×w) and cached, the 32 last used (per size, mode,
+    device and dtype; memory H·h + W·w values each), so the products suit model inputs of up to
+    a few thousand pixels a side; they run outside any autocast. For bfloat16 images they run as
+    bf16 products with float32 sums, which CPUs with AMX or AVX512-BF16 (and GPUs) compute
+    several times faster than ``F.interpolate``'s float32 resize. The bf16 weights are rounded
+    so that each row still sums to 1 (a flat image stays flat); the result differs from the
+    float32 resize by at most about three bf16 steps (2^-8 relative) of the image's largest value
+    (the cast to bf16 alone: one).
 
     Example:
         >>> x = torch.rand(1, 3, 8, 10)
@@ -110,9 +125,12 @@ def resize_images(x: Tensor, size: tuple[int, int], mode: str = "bicubic") -> Te
     """
     if mode not in ("bicubic", "bilinear"):
         raise InputError(f"mode must be 'bicubic' or 'bilinear', got {mode!r}")
+    if not x.is_floating_point():
+        raise InputError(f"resize_images needs floating images, got {x.dtype}; convert them with x.float()")
     rows = _resampling_matrix(int(x.shape[-2]), int(size[0]), mode, x.device, x.dtype)
     cols = _resampling_matrix(int(x.shape[-1]), int(size[1]), mode, x.device, x.dtype)
-    return rows @ x @ cols.T
+    with torch.autocast(x.device.type, enabled=False):
+        return rows @ x @ cols.T
 
 
 def resize_maps(maps: Tensor, size: tuple[int, int], cover: tuple[float, float] = (1.0, 1.0)) -> Tensor:
