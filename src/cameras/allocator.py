@@ -20,7 +20,7 @@ shape, layout and dtype and keeps the last 1,024 it used. CAMERAS runs each conv
 that alternates the NCHW floor with channels-last and bf16 paths, needs more than that, and
 then every pass compiles its kernels afresh: on the benchmark's 2-core CPU, with
 EfficientNet-Lite0 and a landscape and a portrait input alternating, the NCHW forward passes
-at the 8 scales took 1.75× as long (1.28 s against 0.73 s per image), and bf16 CAMERAS in a
+at the 8 scales took twice as long (1.57 s against 0.80 s per image), and bf16 CAMERAS in a
 round-robin with them twice as long (channels-last CAMERAS alone fits either way).
 :func:`raise_onednn_cache` raises the limit to 8,192 (peak memory was no higher); the
 ``cameras`` command calls it at start-up, every subcommand.

@@ -192,7 +192,7 @@ def main(ctx: click.Context) -> None:
     On Linux every command but `app` tunes the CPU allocator to reuse large blocks (large
     forward passes ran up to 3× faster per image in BENCHMARKS.md); CAMERAS_CPU_ALLOCATOR=default leaves it
     alone. Every command lets oneDNN keep 8,192 compiled CPU kernels instead of 1,024 (plain forward
-    passes over photos of two sizes ran 1.75× faster); a value set in ONEDNN_PRIMITIVE_CACHE_CAPACITY is kept.
+    passes over photos of two sizes ran about 2× faster); a value set in ONEDNN_PRIMITIVE_CACHE_CAPACITY is kept.
     """
     from ..allocator import raise_onednn_cache, tune_cpu_allocator
 
