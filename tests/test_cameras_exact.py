@@ -280,13 +280,33 @@ def test_amp_and_channels_last_options(resnet):
         cameras.CAMERAS(resnet, fusion="fast")
 
 
-def test_bench_helper_reports_ratios():
-    from cameras.bench import bench_cameras
+def test_bench_helper_reports_ratios(capsys, monkeypatch):
+    from tqdm import tqdm
+
+    import cameras.bench
+    from cameras.bench import bench_cameras, interleaved_seconds
 
     r = bench_cameras(TinyNet(), torch.randn(1, 3, 32, 32), target=1, layer="features", scales=[32, 48], reps=1)
     for key in ("floor", "cameras", "cameras_grid", "forward", "gradcam"):
         assert r[key] > 0
     assert r["cameras/floor"] == r["cameras"] / r["floor"] and "cameras_bf16" not in r
+    assert capsys.readouterr().err == ""  # no bar by default
+    # the bar counts every warm-up and timed call: 5 functions × (2 rounds + a warm-up)
+    closed = []
+
+    class Recorded(tqdm):
+        def close(self):
+            closed.append((self.n, self.total, self.disable))
+            super().close()
+
+    monkeypatch.setattr(cameras.bench, "tqdm", Recorded)
+    bench_cameras(TinyNet(), torch.randn(1, 3, 32, 32), target=1, layer="features", scales=[32, 48], reps=2,
+                  progress=True)
+    assert closed[0] == (15, 15, False) and "bench batch 1" in capsys.readouterr().err  # (closed again when freed)
+    ticks = []
+    interleaved_seconds({"a": lambda: 1, "b": lambda: 2}, torch.device("cpu"), reps=3, warmup=0,
+                        tick=lambda: ticks.append(1))
+    assert len(ticks) == 6  # no warm-up: one per timing
 
 
 def test_bench_measures_bf16_and_its_fidelity_on_request():
@@ -310,7 +330,7 @@ def test_bench_measures_bf16_and_its_fidelity_on_request():
     from click.testing import CliRunner
 
     out = CliRunner().invoke(main, ["bench", "--model", "synthetic:cnn", "--scales", "64,96",
-                                    "--reps", "1", "--bf16"])
+                                    "--reps", "1", "--bf16", "--quiet"])
     assert out.exit_code == 0, out.output
     assert "bf16 r" in out.output and len(out.output.strip().splitlines()[-1].split()) == 11
 

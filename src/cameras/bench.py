@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from .core.base import sync
 from .methods import CAMERAS, GradCAM
@@ -38,20 +39,25 @@ def median_seconds(fn: Callable[[], object], device: torch.device, reps: int = 3
 
 
 def interleaved_seconds(fns: dict[str, Callable[[], object]], device: torch.device, reps: int = 3,
-                        warmup: int = 1, block: int = 1) -> dict[str, float]:
+                        warmup: int = 1, block: int = 1, tick: Callable[[], object] | None = None) -> dict[str, float]:
     """Median seconds per call of each function, timed round-robin so that a noisy, drifting machine
     biases none of them (the ratios of these medians are what benchmarks report).
 
     ``block``: each timing runs the function that many times in a row and is divided by it (for
     calls of milliseconds, which one timer reading cannot resolve); ``warmup`` blocks run first.
+    ``tick``: called after each function's warm-up and after each timing, ``len(fns) * (reps + 1)``
+    times in all (``len(fns) * reps`` without warm-up), e.g. a progress bar's ``update``.
 
     Example:
         >>> sorted(interleaved_seconds({"a": lambda: 1, "b": lambda: 2}, torch.device("cpu"), reps=2, block=3))
         ['a', 'b']
     """
+    tick = tick or (lambda: None)
     for fn in fns.values():
         for _ in range(warmup * block):
             fn()
+        if warmup:
+            tick()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
@@ -61,6 +67,7 @@ def interleaved_seconds(fns: dict[str, Callable[[], object]], device: torch.devi
                 fn()
             sync(device)
             times[k].append((time.perf_counter() - start) / block)
+            tick()
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -105,7 +112,7 @@ def min_pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None, scales=None, reps: int = 3,
-                  bf16: bool = False) -> dict:
+                  bf16: bool = False, progress: bool | None = False) -> dict:
     """Floor, CAMERAS (exact and grid), one forward and Grad-CAM, in seconds per batch.
 
     Returns a dict with ``floor``, ``cameras``, ``cameras_grid``, ``forward``, ``gradcam``
@@ -113,7 +120,8 @@ def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None
     ``cameras_bf16`` (``precision="bf16"``, timed in the same round-robin as the floor),
     ``cameras_bf16/floor`` and ``bf16_pearson``, the smallest Pearson r over the batch between
     its maps and the exact ones (see :func:`min_pearson`; on ``x``: a fidelity on random input
-    is a first look, not a verdict on photos).
+    is a first look, not a verdict on photos). ``progress``: a tqdm bar over the timed calls
+    (False: none, the default; None: on a terminal only).
 
     Example:
         >>> import torchvision
@@ -143,16 +151,18 @@ def bench_cameras(model: nn.Module, x: torch.Tensor, target: int = 0, layer=None
             low = CAMERAS(model, layer=exact.layer_name if exact.layer is not None else layer, scales=scales,
                           precision="bf16")
         groups["cameras_bf16"] = lambda: low(x, target=target)
-    out = interleaved_seconds(groups, dev, reps)
-    out.update(interleaved_seconds({
-        "forward": lambda: forward_all(model, [x]),
-        "gradcam": lambda: gradcam(x, target=target),
-    }, dev, reps))
-    out["cameras/floor"] = out["cameras"] / out["floor"]
-    out["cameras_grid/floor"] = out["cameras_grid"] / out["floor"]
-    out["gradcam/forward"] = out["gradcam"] / out["forward"]
-    if bf16:
-        out["cameras_bf16/floor"] = out["cameras_bf16"] / out["floor"]
-        ref, got = exact(x, target=target).maps, low(x, target=target).maps
-        out["bf16_pearson"] = min_pearson(ref.flatten(1), got.flatten(1))
+    singles = {"forward": lambda: forward_all(model, [x]), "gradcam": lambda: gradcam(x, target=target)}
+    total = (len(groups) + len(singles)) * (reps + 1) + bf16  # + the bf16 maps' comparison
+    with tqdm(total=total, desc=f"bench batch {x.shape[0]}", unit="call", leave=False,
+              disable=None if progress is None else not progress) as bar:
+        out = interleaved_seconds(groups, dev, reps, tick=bar.update)
+        out.update(interleaved_seconds(singles, dev, reps, tick=bar.update))
+        out["cameras/floor"] = out["cameras"] / out["floor"]
+        out["cameras_grid/floor"] = out["cameras_grid"] / out["floor"]
+        out["gradcam/forward"] = out["gradcam"] / out["forward"]
+        if bf16:
+            out["cameras_bf16/floor"] = out["cameras_bf16"] / out["floor"]
+            ref, got = exact(x, target=target).maps, low(x, target=target).maps
+            out["bf16_pearson"] = min_pearson(ref.flatten(1), got.flatten(1))
+            bar.update()
     return out

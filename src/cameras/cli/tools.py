@@ -14,6 +14,7 @@ from .common import (
     load_classifier,
     main,
     model_option,
+    progress_flag,
     set_threads,
     threads_option,
     torch_device,
@@ -44,8 +45,12 @@ def check_patch_multiple(bundle, size: int | None) -> int:
 @click.option("--bf16", is_flag=True, help="Also time precision=bf16 CAMERAS and give its maps' Pearson r to the "
               "exact ones (on the random input).")
 @threads_option
-def bench(model_name, weights, batches, size, scales, device, reps, bf16, threads) -> None:
-    """Time CAMERAS against its floor (the forward passes at its scales) and Grad-CAM on your model."""
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def bench(model_name, weights, batches, size, scales, device, reps, bf16, threads, quiet) -> None:
+    """Time CAMERAS against its floor (the forward passes at its scales) and Grad-CAM on your model.
+
+    A progress bar per batch size counts the timed calls (on a terminal; --quiet: none).
+    """
     import torch
 
     from ..bench import bench_cameras
@@ -71,7 +76,8 @@ def bench(model_name, weights, batches, size, scales, device, reps, bf16, thread
                    f"{'forward s':>10} {'Grad-CAM s':>11} {'×fwd':>6}{low}")
         for b in sizes:
             x = torch.randn(b, 3, n, n, generator=torch.Generator().manual_seed(0)).to(device)
-            r = bench_cameras(bundle.model, x, 0, bundle.layer, scale_list, reps, bf16=bf16)
+            r = bench_cameras(bundle.model, x, 0, bundle.layer, scale_list, reps, bf16=bf16,
+                              progress=progress_flag(quiet))
             low = (f" {r['cameras_bf16']:>8.3f} {r['cameras_bf16/floor']:>7.2f} {r['bf16_pearson']:>7.4f}"
                    if bf16 else "")
             click.echo(f"{b:>5} {r['floor']:>9.3f} {r['cameras']:>10.3f} {r['cameras/floor']:>7.2f} "
