@@ -34,3 +34,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/fast_paths.py
 	$(PY) benchmarks/bf16_synthetic.py
+	$(PY) benchmarks/vit_bf16_parts.py

@@ -26,7 +26,9 @@ Writes benchmarks/results/fast/<device>.json (or --out FILE) and regenerates BEN
   Pearson r, max abs difference, arg-max agreement; and bf16 compiled (`compile=True`), its time
   and its fidelity on the random input (compiling at every photo's size would take minutes).
   On a CPU without bf16 instructions (no AVX512-BF16 or AMX) bf16 is emulated, slower than
-  fp32: its time is then one round.
+  fp32: its time is then one round. Timed with them: the whole model in bf16, forward passes
+  only at the 8 scales (channels-last where CAMERAS runs so, nothing folded), the bound below
+  which no bf16 design that still takes gradients runs when there is nothing to fold (a ViT).
 - oneDNN's kernel cache (CPU): the floor, CAMERAS and bf16 CAMERAS on EfficientNet-Lite0 with a
   landscape and a portrait input alternating (224×298, 298×224), each path alone as a folder
   explained by one method runs it, in a child process with oneDNN's own limit of 1,024 kernels
@@ -41,6 +43,7 @@ Writes benchmarks/results/fast/<device>.json (or --out FILE) and regenerates BEN
 """
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -54,8 +57,8 @@ from PIL import Image
 
 import cameras
 from cameras.allocator import ONEDNN_CACHE_CAPACITY, raise_onednn_cache, tune_cpu_allocator
-from cameras.bench import forward_all, interleaved_seconds, median_seconds, scaled_inputs
-from cameras.core.memory import channels_last, fast_bf16
+from cameras.bench import forward_all, interleaved_seconds, median_seconds, pearson_rows, scaled_inputs
+from cameras.core.memory import channels_last, fast_bf16, prefers_channels_last
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -200,8 +203,10 @@ def photo_inputs(bundle):
 
 
 def closeness(a, b):
-    """Pearson r and the largest absolute difference of two maps (H×W tensors)."""
-    return {"pearson": float(np.corrcoef(a.flatten().numpy(), b.flatten().numpy())[0, 1]),
+    """Pearson r and the largest absolute difference of two maps (H×W tensors); r is 1 for two equal maps (also
+    two constant ones, such as the all-zero map of a class the model finds no evidence for) and NaN for a
+    constant map against a varying one."""
+    return {"pearson": pearson_rows(a.flatten()[None], b.flatten()[None])[0],
             "max_abs_diff": float((a - b).abs().max())}
 
 
@@ -225,6 +230,7 @@ def time_bf16(name, device, reps, compiled=True):
             t = model(x).argmax(1)
         a, b = fp32(x, target=t).maps[0], low(x, target=t).maps[0]
         fid.append({"photo": p, "size": list(x.shape[-2:]), **closeness(a, b),
+                    "fp32_map_constant": bool(a.min() == a.max()),
                     "argmax_same": bool(int(a.argmax()) == int(b.argmax())),
                     "argmax_distance_px": float(np.hypot(*np.subtract(np.unravel_index(int(a.argmax()), a.shape),
                                                                       np.unravel_index(int(b.argmax()), b.shape))))})
@@ -237,8 +243,15 @@ def time_bf16(name, device, reps, compiled=True):
          # the eager bf16 path: pairs folded below the layer, and the activations fused into them (CPU)
          "bf16_folded_pairs": len(low.folded.pairs) if low.folded else 0,
          "bf16_fused_activations": sum(a is not None for a in low.folded.activations) if low.folded else 0}
+    # the whole model in bf16, forward only (channels-last where CAMERAS runs so, nothing folded): no bf16
+    # design that still takes a gradient through the head runs faster than this when it has nothing to fold
+    whole = copy.deepcopy(model).to(torch.bfloat16)
+    cl = prefers_channels_last(model, device)
+    if cl:
+        whole = whole.to(memory_format=torch.channels_last)
+    inputs16 = [i.to(torch.bfloat16) for i in (cl_inputs(inputs) if cl else inputs)]
     groups = {"floor": lambda: forward_all(model, inputs), "cameras_fp32": lambda: fp32(x, target=t),
-              "cameras_bf16": lambda: low(x, target=t)}
+              "cameras_bf16": lambda: low(x, target=t), "forward_bf16": lambda: forward_all(whole, inputs16)}
     if compiled and not emulated:  # bf16 and compile=True: compiled at the 8 scales of this input once
         comp = cameras.CAMERAS(model, layer=layer, scales=SCALES, precision="bf16", compile=True)
         start = time.perf_counter()

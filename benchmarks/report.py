@@ -430,18 +430,20 @@ def bf16_tables(res):
                  ["model", "bf16 kernels", "folded pairs / fused activations", "floor s", "CAMERAS fp32 ×",
                   "CAMERAS bf16 ×", "Pearson r (min over photos)",
                   "max \\|Δmap\\|", "arg-max same", "bf16 compiled ×", "its r (random input)",
-                  "compile first call s", "met"],
+                  "compile first call s", "whole model bf16 forward ×", "met"],
                  [[r["model"], kernels(r), fused(r), f"{r['floor']:.2f}", f"{r['cameras_fp32'] / r['floor']:.2f}",
                    f"{r['cameras_bf16'] / r['floor']:.2f}", f"{min(f['pearson'] for f in r['fidelity']):.4f}",
                    f"{max(f['max_abs_diff'] for f in r['fidelity']):.3f}",
                    f"{sum(f['argmax_same'] for f in r['fidelity'])}/{len(r['fidelity'])}",
                    *([f"{r['cameras_bf16_compiled'] / r['floor']:.2f}", f"{r['compiled_pearson']:.5f}",
                       f"{r['compiled_first_call_seconds']:.0f}"] if "cameras_bf16_compiled" in r else ["–"] * 3),
+                   f"{r['forward_bf16'] / r['floor']:.2f}" if "forward_bf16" in r else "–",
                    ok(best(r)[0] <= 0.4 * r["floor"] and best(r)[1] >= 0.99)]
                   for r in res["bf16"]])
     out += table("bf16 fidelity per photo (the model's top-1; maps against fp32)",
                  ["model", "photo", "input", "Pearson r", "max \\|Δmap\\|", "arg-max moved (px)"],
-                 [[r["model"], f["photo"], "×".join(map(str, f["size"])), f"{f['pearson']:.4f}",
+                 [[r["model"], f["photo"], "×".join(map(str, f["size"])),
+                   f"{f['pearson']:.4f}" + (" (fp32 map constant)" if f.get("fp32_map_constant") else ""),
                    f"{f['max_abs_diff']:.3f}", f"{f['argmax_distance_px']:.0f}"]
                   for r in res["bf16"] for f in r["fidelity"]])
     return out
@@ -462,6 +464,26 @@ def bf16_set_section(r):
             f"{r['bf16_pointing']:.3f} | {r['fp32_energy_in_box']:.3f} → {r['bf16_energy_in_box']:.3f} |", ""]
 
 
+def vit_parts_section(res):
+    """Where a ViT's bf16 CAMERAS time goes (benchmarks/vit_bf16_parts.py)."""
+    r = res["parts"]
+    f = r["floor"]
+    below, top32, top16 = r["below_bf16"] / f, r["top_fp32"] / f, r["top_bf16_autocast"] / f
+    return ["", f"## Where a ViT's bf16 time goes: {r['model']}, {res['device']} ({res['device_name']}, "
+            f"{res['threads']} threads)", "",
+            f"CAMERAS explains `{r['layer']}`; its 8 scales give {min(r['tokens'])}…{max(r['tokens'])} tokens. "
+            f"Times over the fp32 floor ({f:.2f} s), one round-robin group, medians of {res['rounds']} rounds. "
+            f"Made by `{res['command']}`.", "",
+            "| part | × the floor |", "|---|---|",
+            f"| the whole model in bf16, forward only | {r['forward_bf16'] / f:.2f} |",
+            f"| the blocks below the layer in bf16, forward only | {below:.2f} |",
+            f"| the last block and head, forward and backward, float32 (as `precision=\"bf16\"` runs it) | "
+            f"{top32:.2f} |",
+            f"| the same under bf16 autocast | {top16:.2f} |",
+            f"| CAMERAS `precision=\"bf16\"` | {r['cameras_bf16'] / f:.2f} |",
+            f"| least for a design with the last block in bf16 (below + autocast top) | {below + top16:.2f} |", ""]
+
+
 def main():
     lines = ["# Benchmarks", "",
              "Regenerate with `make bench` (this device) — it runs `benchmarks/run.py`, writes",
@@ -479,6 +501,8 @@ def main():
         lines += fast_section(json.loads(f.read_text()))
     for f in sorted((HERE / "results" / "bf16").glob("*.json")):
         lines += bf16_set_section(json.loads(f.read_text()))
+    for f in sorted((HERE / "results" / "vit_parts").glob("*.json")):
+        lines += vit_parts_section(json.loads(f.read_text()))
     (HERE.parent / "BENCHMARKS.md").write_text("\n".join(lines))
     print("wrote BENCHMARKS.md")
 

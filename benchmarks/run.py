@@ -32,6 +32,8 @@ VIT = "timm:vit_small_patch16_224"  # the transformer row: CAMERAS on 16-px toke
 
 
 def load(name, device):
+    """The benchmark's model: the embedded bundles, else random weights, the same in every run (seed 0)."""
+    torch.manual_seed(0)
     if name.startswith("efficientnet_lite"):  # the offline ImageNet bundles
         b = cameras.load_model(name)
     elif name.startswith("timm:"):

@@ -146,7 +146,8 @@ class CAMERAS(EagerFastPaths, SaliencyMethod):
             Approximate: maps differ from fp32 ones (on ImageNet EfficientNet-Lite0/1/2,
             ResNet-50 and a ViT the smallest Pearson r over four photos was 0.996–1.000, and
             the arg-max can move by a few pixels; see BENCHMARKS.md). It is fast only with bf16
-            instructions (on a CPU with AMX: 0.29–0.37× the fp32 forward passes); elsewhere it
+            instructions (on a CPU with AMX: 0.29–0.37× the fp32 forward passes of a CNN, about
+            0.6× for a ViT, whose last block lies above its layer and stays float32); elsewhere it
             warns. Check the fidelity on your model before relying on it.
         batch_pixels: the most pixels (images × height × width) one forward pass holds; a
             batch is split into near-equal sub-batches per scale to stay under it (results
