@@ -92,3 +92,21 @@ def test_cameras_localises_the_objects_on_the_tiny_vit():
         energy.append(float(m[inside].sum() / m.sum()))
         chance.append(float(inside.float().mean()))
     assert np.mean(hits) >= POINTING_MIN and np.mean(energy) >= ENERGY_OVER_CHANCE * np.mean(chance)
+
+
+def test_a_smaller_set_into_a_larger_ones_folder_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from cameras.cli import main
+
+    out = tmp_path / "syn"
+    assert CliRunner().invoke(main, ["synthetic", "--out", str(out), "-n", "6"]).exit_code == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    r = CliRunner().invoke(main, ["synthetic", "--out", str(out), "-n", "2"])
+    assert r.exit_code == 2 and "holds a set of 6 images" in r.output and "leave 4 of them without boxes" in r.output
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing written
+    for n in (6, 9):  # the same set again, or a larger one, rewrites it
+        r = CliRunner().invoke(main, ["synthetic", "--out", str(out), "-n", str(n)])
+        assert r.exit_code == 0, r.output
+        with open(out / "LOC_val_solution.csv") as f:
+            assert len(f.read().splitlines()) == n + 1

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import InputError
+
 CLASSES: tuple[str, ...] = ("red_square", "green_disc", "blue_triangle", "yellow_cross")
 _COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "yellow": (235, 215, 40)}
 
@@ -132,7 +134,9 @@ def write_synthetic(out_dir: str | Path, n: int = 200, seed: int = 1, size: int 
 
     ``out_dir`` gets ``<class>_<i>.png`` files, ``LOC_val_solution.csv`` (``ImageId,
     PredictionString`` with ``class x0 y0 x1 y1``, x1/y1 inclusive, as ImageNet's) and
-    ``classes.txt``. Files already there are overwritten; nothing else is touched. Images
+    ``classes.txt``. Files already there are overwritten; nothing else is touched. A folder
+    whose ``LOC_val_solution.csv`` lists images this set would not write (a larger earlier
+    set) is refused before anything is written: those images would be left without boxes. Images
     are made and written one at a time (the same images as :func:`synthetic_batch`), with a
     progress bar (``progress``: None on a terminal only); the CSV and ``classes.txt`` come
     last and atomically, so an interrupted run leaves no annotation file to trust.
@@ -151,12 +155,22 @@ def write_synthetic(out_dir: str | Path, n: int = 200, seed: int = 1, size: int 
     from ..io import write_files_atomically
 
     out = Path(out_dir)
+    stems = [f"{CLASSES[i % len(CLASSES)]}_{i:04d}" for i in range(n)]  # as written below
+    try:
+        with open(out / "LOC_val_solution.csv", newline="") as f:
+            earlier = {row[0] for row in list(csv.reader(f))[1:] if row}
+    except (FileNotFoundError, NotADirectoryError):
+        earlier = set()
+    left = earlier - set(stems)
+    if left:
+        raise InputError(f"{out} holds a set of {len(earlier)} images (LOC_val_solution.csv); writing {n} would leave "
+                         f"{len(left)} of them without boxes: choose an empty folder, or delete that one first")
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows = []
     for i in tqdm(range(n), desc="synthetic", unit="img", disable=None if progress is None else not progress):
         img, label, (x0, y0, x1, y1) = synthetic_image(rng, size, label=i % len(CLASSES))
-        stem = f"{CLASSES[label]}_{i:04d}"
+        stem = stems[i]
         Image.fromarray(img).save(out / f"{stem}.png")
         rows.append((stem, f"{CLASSES[label]} {x0} {y0} {x1 - 1} {y1 - 1}"))
     buf = io.StringIO()
