@@ -74,12 +74,14 @@ def test_unreadable_weights_say_why(tmp_path):
     from cameras.models import _load_state
 
     (tmp_path / "text.pth").write_text("not weights")
+    (tmp_path / "hello.pth").write_text("hello\n")  # the unpickler raises KeyError(101) on it
 
     torch.save({"w": torch.zeros(2), "obj": Path("x")}, tmp_path / "objects.pth")  # a non-tensor object
     (tmp_path / "cut.pth").write_bytes((tmp_path / "objects.pth").read_bytes()[:50])
     for name, why in [("text.pth", "not a PyTorch checkpoint (neither a zip archive nor a pickle)"),
                       ("objects.pth", "holds Python objects besides tensors"),
                       ("cut.pth", "not a PyTorch checkpoint or is truncated"),
+                      ("hello.pth", "not a PyTorch checkpoint or is truncated (KeyError: 101)"),
                       ("missing.pth", "weights file not found")]:
         with pytest.raises(ModelError, match=re.escape(why)):
             _load_state(tmp_path / name)

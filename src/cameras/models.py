@@ -318,8 +318,9 @@ def _load_state(path: str | os.PathLike) -> dict:
                    "safety; save the weights alone with torch.save(model.state_dict(), path)")
         elif isinstance(e, (pickle.UnpicklingError, EOFError, RuntimeError, ValueError)):
             why = f"it is not a PyTorch checkpoint or is truncated ({first})"
-        else:
-            why = first
+        else:  # whatever the unpickler trips over in a file of another kind (a KeyError on a text file)
+            kind = "a safetensors file" if p.suffix == ".safetensors" else "a PyTorch checkpoint"
+            why = f"it is not {kind} or is truncated ({type(e).__name__}: {first})"
         raise ModelError(f"cannot read weights file {p}: {why}") from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
