@@ -227,7 +227,8 @@ def test_the_app_explains_a_timm_vit(sample_dir):
 def test_rope_models_of_one_size_get_a_clear_error_and_work_when_dynamic():
     fixed = tiny_timm("eva02_tiny_patch14_224")
     x = torch.randn(1, 3, 224, 224)
-    with pytest.raises(cameras.InputError, match="Eva cannot take this input size .* scales=\\[224\\]"):
+    with pytest.raises(cameras.InputError,
+                       match="Eva cannot take this input size .* scales=\\[224\\].*--square --scales 224"):
         cameras.CAMERAS(fixed, scales=[224, 320])(x, target=1)
     dynamic = tiny_timm("eva02_tiny_patch14_224", dynamic_img_size=True)
     res = cameras.CAMERAS(dynamic, scales=[224, 320])(x, target=1)

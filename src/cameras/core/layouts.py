@@ -414,7 +414,8 @@ def model_size_errors(model: nn.Module, x: Tensor) -> Iterator[None]:
         raise InputError(
             f"{type(model).__name__} cannot take this input size ({e}). It may take only the size it was built "
             f"for: give inputs of that size, and for CAMERAS pass scales=[{int(x.shape[-2])}] (the input's own "
-            "size only), or build the model to take any size (timm: dynamic_img_size=True)") from None
+            f"size only; on the command line --square --scales {int(x.shape[-2])}), or build the model to take any "
+            "size (timm: dynamic_img_size=True)") from None
     except AssertionError as e:
         if not any(w in str(e).lower() for w in _SIZE_WORDS) or not _raised_in(model, e):
             raise  # not the model's own check (a target function's assertion, say): left as it is
@@ -428,5 +429,5 @@ def model_size_errors(model: nn.Module, x: Tensor) -> Iterator[None]:
                 "(bundle.prepare)") from None
         raise InputError(
             f"{type(model).__name__} refused an input size ({e}). It may take only the size it was built for: give "
-            f"inputs of that size, and for CAMERAS pass scales=[{H}] (the input's own size only), or build the "
-            "model to take any size (timm: dynamic_img_size=True)") from None
+            f"inputs of that size, and for CAMERAS pass scales=[{H}] (the input's own size only; on the command "
+            f"line --square --scales {H}), or build the model to take any size (timm: dynamic_img_size=True)") from None
