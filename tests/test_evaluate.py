@@ -146,6 +146,11 @@ def test_evaluate_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     assert "94.2 / 88.8" in report and "ρ⁺" in report and "curves.png" in report
     assert (out / "metrics.png").exists() and (out / "curves.png").exists()
+    # the console names the metrics asked for, with the summary's values, and only those
+    line = next(t for t in r.output.splitlines() if t.startswith("gradcam:"))
+    ins = summary["insertion_auc"]["gradcam"]
+    assert line.startswith("gradcam: 3 items, pointing ") and f"insertion AUC {ins:.3f}" in line, line
+    assert "rho+" in line and "deletion AUC" in line and "energy" not in line and "ROAD" not in line, line
     # a rerun finds everything finished and changes nothing
     before = (out / "results.csv").read_bytes()
     r = CliRunner().invoke(main, ["evaluate", "--data", str(root), "--format", "imagenet", "--methods",

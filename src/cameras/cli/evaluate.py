@@ -76,20 +76,23 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
                                    insdel_step, square, progress_flag(quiet), run, target_kind)
     if summary is None:
         return
-    for m, n in summary["items"].items():
-        pg = summary["pointing_game"][m]
-        rp = summary["rho_plus"][m]
-        extra = "".join(f", {label} {summary[k][m]:.3f}" for k, label in
-                        (("road_combined", "ROAD combined"), ("average_drop", "Average Drop %"))
-                        if summary[k][m] is not None)
-        click.echo(f"{m}: {n} items, pointing {'–' if pg is None else f'{100 * pg:.1f}%'}, "
-                   f"rho+ {'–' if rp is None else f'{rp:.3f}'}{extra}")
+    for m, n in summary["items"].items():  # the metrics asked for that have a value (report.md has them all)
+        scores = [f"{label} {100 * v:.1f}%" if pct else f"{label} {v:.3f}"
+                  for k, label, pct in CONSOLE_METRICS if (v := summary[k][m]) is not None]
+        click.echo(f"{m}: {n} items, " + (", ".join(scores) or "no scores (see report.md)"))
     from ..evaluate import uneven_items
 
     if uneven_items(summary):
         click.echo("note: the methods were scored on different numbers of items (a method joined from an earlier "
                    "run): their means are not over the same images", err=True)
     click.echo(f"wrote {out_dir}/results.csv, summary.json, report.md")
+
+
+CONSOLE_METRICS = (("pointing_game", "pointing", True), ("energy", "energy", False), ("rho_plus", "rho+", False),
+                   ("rho_minus", "rho-", False), ("insertion_auc", "insertion AUC", False),
+                   ("deletion_auc", "deletion AUC", False), ("road_combined", "ROAD combined", False),
+                   ("average_drop", "Average Drop %", False), ("increase_in_confidence", "Increase in Confidence %",
+                                                               False))
 
 
 @main.group()
