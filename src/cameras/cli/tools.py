@@ -191,7 +191,8 @@ def list_layers(model_name, weights, size, show_all) -> None:
     """List MODEL's layers with their output shapes (one dummy forward pass), for --layer.
 
     Layers whose output is a spatial map (B×K×h×w, channels-last B×h×w×C, or tokens B×N×C
-    with the patch grid) can be explained; the layout column says which. The one used when
+    with the patch grid) can be explained; the output column names the layout after the shape
+    ("channels last", "tokens"; a plain map has none). The one used when
     no --layer is given is marked with *; for transformers, modules inside attention are never
     chosen.
     """
