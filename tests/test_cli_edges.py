@@ -194,6 +194,22 @@ def test_a_rerun_goes_on_where_it_stopped_and_skips_its_own_outputs(tmp_path):
     assert (folder / "0.json").stat().st_mtime_ns != first
 
 
+def test_a_rerun_knows_the_file_however_its_path_is_typed(tmp_path, monkeypatch):
+    img = save(tmp_path / "imgs" / "a.png")
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    r = run(["explain", "imgs/a.png", "--out", str(out), *M])
+    assert r.exit_code == 0 and "explained 1 of 1" in r.output, r.output
+    record = json.loads((out / "a.json").read_text())
+    assert record["image"] == "imgs/a.png" and record["image_file"] == str(img.resolve())
+    for typed in (str(img), "./imgs/../imgs/a.png"):  # absolute, and relative another way
+        r = run(["explain", typed, "--out", str(out), *M])
+        assert "explained 0 of 1" in r.output and "1 already there" in r.output, r.output
+    other = save(tmp_path / "other" / "a.png", seed=3)  # another file of the same name is not skipped
+    r = run(["explain", str(other), "--out", str(out), *M])
+    assert "explained 1 of 1" in r.output and "already there" not in r.output, r.output
+
+
 def test_compare_counts_its_maps_unless_quiet(tmp_path, monkeypatch):
     import cameras.compare as compare_module
     img = save(tmp_path / "a.png")
@@ -209,3 +225,56 @@ def test_compare_counts_its_maps_unless_quiet(tmp_path, monkeypatch):
         r = run([*args, "--out", str(tmp_path / name), *extra])
         assert r.exit_code == 0, r.output
     assert seen == [(2, None), (2, True)]  # two maps; on a terminal only, and never with --quiet
+
+
+def test_an_option_given_as_a_flag_and_in_set_is_refused(tmp_path):
+    img = save(tmp_path / "a.png")
+    r = run(["explain", str(img), "--scales", "64,96", "--set", "scales=64,128", "--out", str(tmp_path / "o"), *M])
+    assert r.exit_code == 2 and "--set scales=… repeats --scales: give each option once" in r.output, r.output
+    assert not (tmp_path / "o").exists()
+    r = run(["explain", str(img), "--set", "scales=64,128", "--out", str(tmp_path / "o"), *M])  # once is fine
+    assert r.exit_code == 0 and json.loads((tmp_path / "o" / "a.json").read_text())["parameters"]["scales"] == [64, 128]
+
+
+def test_a_class_named_twice_is_explained_once(tmp_path):
+    img = save(tmp_path / "a.png")
+    out = tmp_path / "o"
+    r = run(["explain", str(img), "--target", "1", "--target", "2", "--target", "1", "--out", str(out), *M])
+    assert r.exit_code == 0 and "more than once; each class is explained once" in r.output, r.output
+    record = json.loads((out / "a.json").read_text())
+    assert [e["target"] for e in record["explanations"]] == [1, 2]
+    assert len(list(out.glob("a.cameras.*.npy"))) == 2
+
+
+def test_a_layer_without_a_spatial_output_stops_the_run_once(tmp_path):
+    folder = tmp_path / "imgs"
+    for i in range(3):
+        save(folder / f"{i}.png", seed=i)
+    out = tmp_path / "o"
+    r = run(["explain", str(folder), "--layer", "3", "--out", str(out), *M])
+    assert r.exit_code == 2 and r.output.count("error:") == 1, r.output
+    assert "layer '3' gives shape" in r.output and "`cameras layers synthetic:cnn` lists the layers" in r.output
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_scales_not_starting_at_the_input_size_get_a_note(tmp_path):
+    img = save(tmp_path / "a.png")
+    r = run(["explain", str(img), "--scales", "96,128", "--out", str(tmp_path / "o"), *M])  # synthetic:cnn: 64 px
+    assert r.exit_code == 0, r.output
+    assert "the scales start at 96 but the model's input is 64 px" in r.output and "128 runs 85 px" in r.output
+    r = run(["explain", str(img), "--scales", "64,128", "--out", str(tmp_path / "p"), *M])  # nor by default:
+    assert r.exit_code == 0 and "note: the scales start" not in r.output, r.output
+    r = run(["explain", str(img), "--out", str(tmp_path / "q"), *M])  # the default 224…924 is relative by design
+    assert r.exit_code == 0 and "note: the scales start" not in r.output, r.output
+    r = run(["explain", str(img), "--set", "scales=96,128", "--out", str(tmp_path / "s"), *M])
+    assert "the scales start at 96" in r.output, r.output
+
+
+def test_running_out_of_memory_names_the_options_that_shrink_the_work(tmp_path, monkeypatch):
+    def no_memory(*_a, **_k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] . DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(explain_module, "_explain_batch", no_memory)
+    r = run(["explain", str(save(tmp_path / "a.png")), "--out", str(tmp_path / "o"), *M])
+    assert r.exit_code == 1 and "can't allocate memory (out of memory: give smaller --scales" in r.output, r.output
+    assert "explained 0 of 1 images (nothing written)" in r.output and not (tmp_path / "o").exists()

@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .core.base import SaliencyMethod
-from .core.errors import CamerasError, ImageError
+from .core.errors import CamerasError, ImageError, LayerError
 from .core.ops import resize_maps
 from .core.targets import RankTarget, Target, label_target, logits_or_none
 from .images import image_size, load_image
@@ -71,7 +71,8 @@ def explain_images(
     matched detection). With ``skip_done`` an image whose ``<stem>.json`` in ``out_dir`` was
     written for the same file, model, method, layer and ``params``, and whose maps are all
     there, is left as it is (``outcome.skipped``): a rerun after an interruption goes on
-    where it stopped.
+    where it stopped. A :class:`~cameras.core.errors.LayerError` (a layer with no spatial
+    output, say) stops the run, since every image would fail alike; files already written stay.
 
     Returns:
         One :class:`ImageOutcome` per path, in order.
@@ -136,6 +137,8 @@ def explain_images(
             try:
                 _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params,
                                target_kind, (plain, cmap, fade))
+            except LayerError:  # the layer, not the image (e.g. no spatial output): every image would fail so
+                raise
             except (CamerasError, RuntimeError, OSError) as e:  # e.g. out of memory, an unwritable file
                 what = str(e) if isinstance(e, CamerasError) else f"{type(e).__name__}: {e}"
                 for i in batch:
@@ -192,6 +195,7 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
         files: dict[Path, bytes] = {}
         record = {
             "image": str(outcomes[i].path),
+            "image_file": str(outcomes[i].path.resolve()),  # a rerun may type the path another way
             "size": [H, W],
             "input_size": list(x.shape[-2:]),
             "model": bundle.name,
@@ -248,8 +252,12 @@ def _finished(path: Path, record_file: Path, same: dict) -> list[Path] | None:
         record = json.loads(record_file.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("image") != str(path) or \
-            any(record.get(k) != v for k, v in same.items()):
+    if not isinstance(record, dict) or any(record.get(k) != v for k, v in same.items()):
+        return None
+    # the same file however the path is typed (records written before `image_file` compare the typed path)
+    same_file = (record["image_file"] == str(path.resolve())) if "image_file" in record else \
+        record.get("image") == str(path)
+    if not same_file:
         return None
     files = _record_files(record, record_file.parent)
     if not files or not all(f.is_file() for f in files):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..core.errors import CamerasError
+from ..core.errors import CamerasError, LayerError
 from ..names import DEFAULT_SCALE_RULE
 from .common import (
     check_out,
@@ -141,14 +141,31 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
             options["resample"] = resample
             options["scale_rule"] = scale_rule
             options["border_pad"] = border_pad
+        twice = sorted(set(given) & set(extra))
+        if twice:  # e.g. --scales and --set scales=…: say so rather than let one silently win
+            raise click.BadParameter("; ".join(f"--set {k}=… repeats --{k.replace('_', '-')}" for k in twice)
+                                     + ": give each option once")
         options.update(extra)
         bundle = load_model(model_name, weights, device=torch_device(device))
         task = bundle.task if task == "auto" else task
         target_for = dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kind)
         target_ids = None if target_for is not None else [bundle.class_index(t) for t in targets] or None
+        if target_ids and len(set(target_ids)) < len(target_ids):  # e.g. --target cup --target 968
+            twice = sorted({bundle.class_name(c) for c in target_ids if target_ids.count(c) > 1})
+            click.echo(f"note: --target names {', '.join(twice)} more than once; each class is explained once",
+                       err=True)
+            target_ids = list(dict.fromkeys(target_ids))
         m = build_method(name, bundle, **options)
     if m.convergence_warning():
         click.echo(f"warning: {m.convergence_warning()}", err=True)
+    sizes, base = getattr(m, "scales", None) or [], bundle.input_size
+    # scale 0 is the model input as prepared and the others are relative to it (the default list, 224…924,
+    # runs so on every model): a note only for sizes the user gave
+    if sizes and sizes[0] != base and ("scales" in given or "scales" in extra):
+        click.echo(f"note: the scales start at {sizes[0]} but the model's input is {base} px (shorter side): the "
+                   f"first scale is that input and the others resize it by scale/{sizes[0]}"
+                   + (f" ({sizes[1]} runs {round(base * sizes[1] / sizes[0])} px)" if len(sizes) > 1 else "")
+                   + f"; start them at {base} to run the sizes given", err=True)
     params = {k: v for k, v in {
         "scales": getattr(m, "scales", None), "resample": getattr(m, "resample", None),
         "square": square, "batch_size": batch_size, "device": device, "target_kind": target_kind,
@@ -173,17 +190,25 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
     if targets and topk > 1 and target_for is None:
         click.echo(f"note: --topk {topk} is ignored with --target: the {len(targets)} given class(es) are explained",
                    err=True)
-    outcomes = explain_images(paths, bundle, m, out_dir, target_ids, topk, batch_size, square, alpha, params,
-                              progress=progress_flag(quiet), target_kind=target_kind, plain=plain, cmap=cmap, fade=fade,
-                              target_for=target_for, skip_done=not overwrite)
+    try:
+        outcomes = explain_images(paths, bundle, m, out_dir, target_ids, topk, batch_size, square, alpha, params,
+                                  progress=progress_flag(quiet), target_kind=target_kind, plain=plain, cmap=cmap,
+                                  fade=fade, target_for=target_for, skip_done=not overwrite)
+    except LayerError as e:  # the layer fails every image alike: one message, not one per image
+        listing = f"cameras layers {bundle.name}" + ("" if weights is None else f" --weights {weights}")
+        fail(f"{e} (`{listing}` lists the layers and their outputs)")
     for o in outcomes:
         for w in o.warnings:
             click.echo(f"warning: {w}", err=True)
     failed = [o for o in outcomes if o.error]
     for o in failed:
-        click.echo(f"error: {o.error}", err=True)
+        memory = any(w in o.error for w in ("out of memory", "can't allocate memory", "not enough memory"))
+        click.echo(f"error: {o.error}" + (" (out of memory: give smaller --scales or --max-size, or a smaller "
+                                            "--batch-size)" if memory else ""), err=True)
     done = sum(o.skipped for o in outcomes)
-    click.echo(f"explained {len(outcomes) - len(failed) - done} of {len(outcomes)} images into {out_dir}"
+    made = len(outcomes) - len(failed) - done
+    click.echo(f"explained {made} of {len(outcomes)} images "
+               + (f"into {out_dir}" if made or done else "(nothing written)")
                + (f"; {done} already there with these settings, skipped (--overwrite explains them again)"
                   if done else ""))
     if failed:
