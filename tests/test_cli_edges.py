@@ -278,3 +278,17 @@ def test_running_out_of_memory_names_the_options_that_shrink_the_work(tmp_path, 
     r = run(["explain", str(save(tmp_path / "a.png")), "--out", str(tmp_path / "o"), *M])
     assert r.exit_code == 1 and "can't allocate memory (out of memory: give smaller --scales" in r.output, r.output
     assert "explained 0 of 1 images (nothing written)" in r.output and not (tmp_path / "o").exists()
+
+
+def test_an_earlier_runs_output_folder_inside_the_input_is_no_input(tmp_path):
+    folder = tmp_path / "rec"
+    save(folder / "a.png")
+    r = run(["explain", str(folder), "--out", str(folder / "res"), *M])
+    assert r.exit_code == 0 and "explained 1 of 1" in r.output, r.output
+    r = run(["explain", str(folder), "--out", str(folder / "res2"), *M])  # res holds only outputs: no note
+    assert r.exit_code == 0 and "explained 1 of 1" in r.output and "skipped" not in r.output, r.output
+    r = run(["explain", str(folder), "--recursive", "--out", str(folder / "res3"), *M])
+    assert r.exit_code == 0 and "explained 1 of 1" in r.output, r.output  # res's and res2's pictures left out
+    save(folder / "sub" / "b.png")  # a subfolder of real images still gets the note
+    r = run(["explain", str(folder), "--out", str(folder / "res4"), *M])
+    assert "skipped 1 subfolder(s) with images" in r.output and str(folder / "sub") in r.output, r.output

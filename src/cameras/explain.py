@@ -300,6 +300,20 @@ def written_outputs(out_dir: Path) -> set[Path]:
     return found
 
 
+def not_outputs(paths: list[Path], out_dir: str | Path) -> list[Path]:
+    """``paths`` without the pictures and maps explain wrote (:func:`written_outputs`) into ``out_dir`` or
+    into any folder among the paths (an earlier run's ``--out`` inside a folder explained recursively).
+
+    Example:
+        >>> not_outputs([Path("a.png")], "no-such-folder")
+        [PosixPath('a.png')]
+    """
+    made: set[Path] = set()
+    for folder in {Path(out_dir), *(Path(p).parent for p in paths)}:
+        made |= written_outputs(folder)
+    return [p for p in paths if Path(p).resolve() not in made]
+
+
 def _record_files(record, folder: Path) -> list[Path]:
     """The pictures and maps an image's JSON record lists, in ``folder``."""
     entries = record.get("explanations") or [] if isinstance(record, dict) else []

@@ -103,7 +103,7 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
     torchvision:fasterrcnn_resnet50_fpn --weights FILE --box x0,y0,x1,y1 --target dog`; the
     picture outlines the region or box (and the matched detection).
     """
-    from ..explain import explain_images, written_outputs
+    from ..explain import explain_images, not_outputs
     from ..images import list_images, skipped_subfolders
     from ..methods import build_method, method_class, method_option_names, parse_option_strings
     from ..models import load_model
@@ -179,9 +179,10 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
                                                        str(mask_file), "box": box}.items() if v is not None})
         if task == "detection":
             params["iou"] = iou
-    own = written_outputs(out_dir)  # a folder explained into itself: its earlier outputs are not inputs
-    paths = [p for p in list_images(images, recursive) if p.resolve() not in own]
-    skipped = [] if recursive else skipped_subfolders(images)
+    # a folder explained into itself, or holding an earlier run's --out: those pictures are not inputs
+    paths = not_outputs(list_images(images, recursive), out_dir)
+    skipped = [] if recursive else [d for d in skipped_subfolders(images)
+                                    if not_outputs(list_images([d], recursive=True), out_dir)]
     if skipped:
         click.echo(f"note: skipped {len(skipped)} subfolder(s) with images ({', '.join(map(str, skipped[:3]))}"
                    f"{', …' if len(skipped) > 3 else ''}); add --recursive to include them", err=True)
