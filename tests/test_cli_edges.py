@@ -243,7 +243,9 @@ def test_a_class_named_twice_is_explained_once(tmp_path):
     assert r.exit_code == 0 and "more than once; each class is explained once" in r.output, r.output
     record = json.loads((out / "a.json").read_text())
     assert [e["target"] for e in record["explanations"]] == [1, 2]
-    assert len(list(out.glob("a.cameras.*.npy"))) == 2
+    assert len(list(out.glob("a.cameras.*.npy"))) == 2 and record["parameters"]["targets"] == ["1", "2"]
+    r = run(["explain", str(img), "--target", "1", "--target", "2", "--out", str(out), *M])  # the same work
+    assert "1 already there" in r.output, r.output
 
 
 def test_a_layer_without_a_spatial_output_stops_the_run_once(tmp_path):
@@ -292,3 +294,14 @@ def test_an_earlier_runs_output_folder_inside_the_input_is_no_input(tmp_path):
     save(folder / "sub" / "b.png")  # a subfolder of real images still gets the note
     r = run(["explain", str(folder), "--out", str(folder / "res4"), *M])
     assert "skipped 1 subfolder(s) with images" in r.output and str(folder / "sub") in r.output, r.output
+
+
+def test_pictures_named_like_outputs_are_inputs_outside_the_out_folder(tmp_path):
+    """Only --out is read by name pattern; an input folder loses only what a record there lists."""
+    folder = tmp_path / "scans"
+    for name in ("cat.png", "scan.gradient.1.png", "frame.rise.0002.png"):
+        save(folder / name)
+    r = run(["explain", str(folder), "--out", str(tmp_path / "o"), *M])
+    assert r.exit_code == 0 and "explained 3 of 3" in r.output, r.output
+    r = run(["explain", str(folder / "scan.gradient.1.png"), "--out", str(folder), *M])  # named: kept, even in --out
+    assert r.exit_code == 0 and "explained 1 of 1" in r.output, r.output

@@ -6,7 +6,7 @@ import json
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +72,8 @@ def explain_images(
     written for the same file, model, method, layer and ``params``, and whose maps are all
     there, is left as it is (``outcome.skipped``): a rerun after an interruption goes on
     where it stopped. A :class:`~cameras.core.errors.LayerError` (a layer with no spatial
-    output, say) stops the run, since every image would fail alike; files already written stay.
+    output, say) before any image is explained stops the run, since every image would fail
+    alike; once one image is explained it fails its batch only.
 
     Returns:
         One :class:`ImageOutcome` per path, in order.
@@ -137,9 +138,11 @@ def explain_images(
             try:
                 _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params,
                                target_kind, (plain, cmap, fade))
-            except LayerError:  # the layer, not the image (e.g. no spatial output): every image would fail so
-                raise
             except (CamerasError, RuntimeError, OSError) as e:  # e.g. out of memory, an unwritable file
+                # a LayerError before any image is explained is the layer's (no spatial output, say): every
+                # image would fail alike, so the run stops; after one worked it is this batch's own (its grid)
+                if isinstance(e, LayerError) and not any(o.files for o in outcomes):  # (skipped ones: worked)
+                    raise
                 what = str(e) if isinstance(e, CamerasError) else f"{type(e).__name__}: {e}"
                 for i in batch:
                     if outcomes[i].files or outcomes[i].error:  # written, or failed on its own, before: kept
@@ -268,11 +271,14 @@ def _finished(path: Path, record_file: Path, same: dict) -> list[Path] | None:
 _OUTPUT_NAME = re.compile(r"\.(?P<method>[a-z0-9-]+)\.(?:\d+|target\d+)(?:-[a-z0-9_]+)?(?:-\d+)?\.png$")
 
 
-def written_outputs(out_dir: Path) -> set[Path]:
+RECORD_MAX_BYTES = 4 << 20  # an explain record is kilobytes; a larger JSON beside the images is something else
+
+
+def written_outputs(out_dir: Path, by_name: bool = True) -> set[Path]:
     """The pictures and maps in ``out_dir`` that explain made (resolved paths): those its ``<stem>.json``
-    records list, and pictures named ``<stem>.<method>.<class>[-<name>].png`` after a registered method
-    (an earlier method's, whose record a later one replaced), so that a folder explained into itself
-    does not explain its own outputs next time.
+    records list, and (``by_name``) pictures named ``<stem>.<method>.<class>[-<name>].png`` after a
+    registered method (an earlier method's, whose record a later one replaced), so that a folder
+    explained into itself does not explain its own outputs next time. JSON files over 4 MB are not read.
 
     Example:
         >>> written_outputs(Path("no-such-folder"))
@@ -283,7 +289,7 @@ def written_outputs(out_dir: Path) -> set[Path]:
     found: set[Path] = set()
     if not Path(out_dir).is_dir():
         return found
-    for f in Path(out_dir).glob("*.png"):
+    for f in Path(out_dir).glob("*.png") if by_name else ():
         m = _OUTPUT_NAME.search(f.name)
         if m:
             try:
@@ -293,6 +299,8 @@ def written_outputs(out_dir: Path) -> set[Path]:
             found.add(f.resolve())
     for record_file in Path(out_dir).glob("*.json"):
         try:
+            if record_file.stat().st_size > RECORD_MAX_BYTES:
+                continue
             record = json.loads(record_file.read_text())
         except (OSError, ValueError):
             continue
@@ -300,18 +308,26 @@ def written_outputs(out_dir: Path) -> set[Path]:
     return found
 
 
-def not_outputs(paths: list[Path], out_dir: str | Path) -> list[Path]:
-    """``paths`` without the pictures and maps explain wrote (:func:`written_outputs`) into ``out_dir`` or
-    into any folder among the paths (an earlier run's ``--out`` inside a folder explained recursively).
+def not_outputs(paths: list[Path], out_dir: str | Path, named: Collection[Path] = (),
+                seen: dict[Path, set[Path]] | None = None) -> list[Path]:
+    """``paths`` without the pictures and maps explain wrote: into ``out_dir`` (:func:`written_outputs`), or,
+    as a record there lists them, into any folder among the paths (an earlier run's ``--out`` inside a
+    folder explained recursively). Files in ``named`` (given by name) are always kept. ``seen`` caches
+    each folder's outputs between calls.
 
     Example:
         >>> not_outputs([Path("a.png")], "no-such-folder")
         [PosixPath('a.png')]
     """
+    seen = {} if seen is None else seen
+    out = Path(out_dir).resolve()
     made: set[Path] = set()
-    for folder in {Path(out_dir), *(Path(p).parent for p in paths)}:
-        made |= written_outputs(folder)
-    return [p for p in paths if Path(p).resolve() not in made]
+    for folder in {out, *(Path(p).parent.resolve() for p in paths)}:
+        if folder not in seen:  # in --out also pictures named as explain names them; elsewhere only recorded ones
+            seen[folder] = written_outputs(folder, by_name=folder == out)
+        made |= seen[folder]
+    keep = {Path(p).resolve() for p in named}
+    return [p for p in paths if Path(p).resolve() in keep or Path(p).resolve() not in made]
 
 
 def _record_files(record, folder: Path) -> list[Path]:

@@ -154,7 +154,9 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
             twice = sorted({bundle.class_name(c) for c in target_ids if target_ids.count(c) > 1})
             click.echo(f"note: --target names {', '.join(twice)} more than once; each class is explained once",
                        err=True)
+            first = {c: t for t, c in reversed(list(zip(targets, target_ids)))}  # each class as first named
             target_ids = list(dict.fromkeys(target_ids))
+            targets = [first[c] for c in target_ids]  # recorded so, a rerun naming each once finds this one
         m = build_method(name, bundle, **options)
     if m.convergence_warning():
         click.echo(f"warning: {m.convergence_warning()}", err=True)
@@ -180,16 +182,19 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
         if task == "detection":
             params["iou"] = iou
     # a folder explained into itself, or holding an earlier run's --out: those pictures are not inputs
-    paths = not_outputs(list_images(images, recursive), out_dir)
+    named = [Path(p) for p in images if Path(p).is_file()]  # a file given by name is always an input
+    seen: dict = {}
+    paths = not_outputs(list_images(images, recursive), out_dir, named, seen)
     skipped = [] if recursive else [d for d in skipped_subfolders(images)
-                                    if not_outputs(list_images([d], recursive=True), out_dir)]
+                                    if not_outputs(list_images([d], recursive=True), out_dir, (), seen)]
     if skipped:
         click.echo(f"note: skipped {len(skipped)} subfolder(s) with images ({', '.join(map(str, skipped[:3]))}"
                    f"{', …' if len(skipped) > 3 else ''}); add --recursive to include them", err=True)
     if not paths:
         fail("no image files found in the given folders" + ("" if recursive else " (subfolders need --recursive)"))
     if targets and topk > 1 and target_for is None:
-        click.echo(f"note: --topk {topk} is ignored with --target: the {len(targets)} given class(es) are explained",
+        click.echo(f"note: --topk {topk} is ignored with --target: the {len(target_ids)} given class(es) are "
+                   "explained",
                    err=True)
     try:
         outcomes = explain_images(paths, bundle, m, out_dir, target_ids, topk, batch_size, square, alpha, params,
@@ -204,8 +209,9 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
     failed = [o for o in outcomes if o.error]
     for o in failed:
         memory = any(w in o.error for w in ("out of memory", "can't allocate memory", "not enough memory"))
-        click.echo(f"error: {o.error}" + (" (out of memory: give smaller --scales or --max-size, or a smaller "
-                                            "--batch-size)" if memory else ""), err=True)
+        shrink = "smaller --scales (or --steps with a smaller --max-size), or a smaller --batch-size" \
+            if "scales" in takes else "a smaller --batch-size, or a smaller image"
+        click.echo(f"error: {o.error}" + (f" (out of memory: give {shrink})" if memory else ""), err=True)
     done = sum(o.skipped for o in outcomes)
     made = len(outcomes) - len(failed) - done
     click.echo(f"explained {made} of {len(outcomes)} images "
