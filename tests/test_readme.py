@@ -22,6 +22,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 # `cameras SUB …` at the start of a line (or after `$ `), or `python|torchrun … -m cameras SUB …`
 COMMAND = re.compile(r"(?:^\s*(?:\$\s+)?|\s-m\s+)cameras\s+([a-z][a-z0-9-]*)((?:\s+[a-z][a-z0-9-]*)?)(.*)")
+SETTING = re.compile(r"--set\s+([a-z_][a-z0-9_.-]*)=")
 OPTION = re.compile(r"(?<![\w.-])(--[a-z][a-z0-9-]*)")
 
 
@@ -85,6 +86,46 @@ def test_every_readme_command_and_option_exists(line):
     assert not unknown, f"`cameras {name}` has no option {', '.join(unknown)} (README: {line.strip()!r})"
 
 
+def set_problems(cmd: click.Command, rest: str) -> list[str]:
+    """`--set` keys of one command line that the command would refuse: METHOD.KEY for a command whose
+    --set is per method (its metavar says so), a plain KEY for explain, of the line's --method when it names one."""
+    from cameras.methods import available_methods, method_option_names
+
+    opt = next((p for p in cmd.params if "--set" in getattr(p, "opts", ())), None)
+    keys = SETTING.findall(rest)
+    if opt is None:
+        return [f"--set {k}= (the command has no --set)" for k in keys]
+    per_method = "METHOD" in (opt.metavar or "")
+    named = re.search(r"--method\s+([a-z0-9-]+)", rest)
+    known = {k for m in available_methods() for k in method_option_names(m)}
+    bad = []
+    for key in keys:
+        method, _, option = key.rpartition(".")
+        if per_method:
+            ok = bool(method) and method in available_methods() and option in method_option_names(method)
+        else:
+            ok = not method and option in (method_option_names(named.group(1)) if named else known)
+        if not ok:
+            bad.append(f"--set {key}=")
+    return bad
+
+
+@pytest.mark.parametrize("line", [ln for ln in command_lines() if "--set" in ln])
+def test_every_readme_set_fits_its_command(line):
+    cmd, name, rest = resolve(line)
+    assert set_problems(cmd, rest) == [], f"`cameras {name}` would refuse these (README: {line.strip()!r})"
+
+
+def test_the_set_checker_knows_each_commands_form():
+    cases = {"cameras evaluate --set cameras.scales=1,2 --set precision=bf16": ["--set precision="],
+             "cameras explain a.png --set cameras.scales=1,2": ["--set cameras.scales="],
+             "cameras explain a.png --method rise --set n_masks=6 --set area=0.1": ["--set area="],
+             "cameras compare a.png --set rise.n_masks=6": []}
+    for line, want in cases.items():
+        cmd, _, rest = resolve(line)
+        assert set_problems(cmd, rest) == want, line
+
+
 def test_the_command_reader_finds_continuations_and_stale_options():
     """The reader itself: continued lines count, and an option a command lacks is caught."""
     lines = command_lines(
@@ -130,6 +171,8 @@ def problems_in(source: str) -> list[str]:
     found = []
     tree = ast.parse(source)
     inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}  # checked as the longer chain
+    imported = {a.asname or a.name: f"{n.module}.{a.name}" for n in ast.walk(tree)  # from cameras… import X
+                if isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "cameras" for a in n.names}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "cameras":
             mod = importlib.import_module(node.module)
@@ -141,14 +184,16 @@ def problems_in(source: str) -> list[str]:
                     _resolve_name(dotted)
                 except (AssertionError, ImportError):
                     found.append(dotted)
-        if isinstance(node, ast.Call) and _dotted(node.func):
+        called = None if not isinstance(node, ast.Call) else _dotted(node.func) or (
+            imported.get(node.func.id) if isinstance(node.func, ast.Name) else None)
+        if called:
             try:
-                fn = _resolve_name(_dotted(node.func))
+                fn = _resolve_name(called)
                 sig = inspect.signature(fn)
             except (AssertionError, ImportError, TypeError, ValueError):
                 continue  # a missing name is reported above
             takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-            found += [f"{_dotted(node.func)}({k.arg}=…)" for k in node.keywords
+            found += [f"{called}({k.arg}=…)" for k in node.keywords
                       if k.arg is not None and not takes_any and k.arg not in sig.parameters]
     return found
 
@@ -168,11 +213,10 @@ def test_the_python_checker_catches_stale_names():
     assert problems_in("import cameras\ncameras.CAMERAS(m, scales=[224], layer='x')") == []
     assert problems_in("import cameras\ncameras.CAMERAS(m, no_such_option=1)") == ["cameras.CAMERAS(no_such_option=…)"]
     assert "cameras.NoSuchMethod" in problems_in("import cameras\ncameras.NoSuchMethod(m)")
+    assert problems_in("from cameras.attacks import pgd\npgd(m, x, eps=0.1, no_such=1)") == \
+        ["cameras.attacks.pgd(no_such=…)"]
     stale = problems_in("from cameras.attacks import pgd, no_such_attack")
     assert stale == ["from cameras.attacks import no_such_attack"]
-
-
-SETTING = re.compile(r"--set\s+([a-z_][a-z0-9_.-]*)=")
 
 
 def test_every_readme_method_setting_exists():

@@ -110,3 +110,6 @@ def test_a_smaller_set_into_a_larger_ones_folder_is_refused(tmp_path):
         assert r.exit_code == 0, r.output
         with open(out / "LOC_val_solution.csv") as f:
             assert len(f.read().splitlines()) == n + 1
+    (out / "LOC_val_solution.csv").write_bytes(b"\xff\xfe\x00bad")  # not a CSV we can read: refused by name
+    r = CliRunner().invoke(main, ["synthetic", "--out", str(out), "-n", "2"])
+    assert r.exit_code == 2 and "LOC_val_solution.csv is there but cannot be read" in r.output, r.output

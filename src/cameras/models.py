@@ -318,6 +318,8 @@ def _load_state(path: str | os.PathLike) -> dict:
                    "safety; save the weights alone with torch.save(model.state_dict(), path)")
         elif isinstance(e, (pickle.UnpicklingError, EOFError, RuntimeError, ValueError)):
             why = f"it is not a PyTorch checkpoint or is truncated ({first})"
+        elif isinstance(e, (OSError, MemoryError, ImportError)):  # the file or the machine, not its format
+            why = first
         else:  # whatever the unpickler trips over in a file of another kind (a KeyError on a text file)
             kind = "a safetensors file" if p.suffix == ".safetensors" else "a PyTorch checkpoint"
             why = f"it is not {kind} or is truncated ({type(e).__name__}: {first})"

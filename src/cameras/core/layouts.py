@@ -414,7 +414,7 @@ def model_size_errors(model: nn.Module, x: Tensor) -> Iterator[None]:
         raise InputError(
             f"{type(model).__name__} cannot take this input size ({e}). It may take only the size it was built "
             f"for: give inputs of that size, and for CAMERAS pass scales=[{int(x.shape[-2])}] (the input's own "
-            f"size only; on the command line --square --scales {int(x.shape[-2])}), or build the model to take any "
+            f"size only; on the command line --square --scales {min(x.shape[-2:])}), or build the model to take any "
             "size (timm: dynamic_img_size=True)") from None
     except AssertionError as e:
         if not any(w in str(e).lower() for w in _SIZE_WORDS) or not _raised_in(model, e):
@@ -430,4 +430,5 @@ def model_size_errors(model: nn.Module, x: Tensor) -> Iterator[None]:
         raise InputError(
             f"{type(model).__name__} refused an input size ({e}). It may take only the size it was built for: give "
             f"inputs of that size, and for CAMERAS pass scales=[{H}] (the input's own size only; on the command "
-            f"line --square --scales {H}), or build the model to take any size (timm: dynamic_img_size=True)") from None
+            f"line --square --scales {min(H, W)}), or build the model to take any size (timm: dynamic_img_size=True)"
+        ) from None

@@ -161,6 +161,9 @@ def write_synthetic(out_dir: str | Path, n: int = 200, seed: int = 1, size: int 
             earlier = {row[0] for row in list(csv.reader(f))[1:] if row}
     except (FileNotFoundError, NotADirectoryError):
         earlier = set()
+    except (UnicodeDecodeError, csv.Error, OSError) as e:
+        raise InputError(f"{out / 'LOC_val_solution.csv'} is there but cannot be read ({e}); choose an empty "
+                         "folder for the synthetic set") from None
     left = earlier - set(stems)
     if left:
         raise InputError(f"{out} holds a set of {len(earlier)} images (LOC_val_solution.csv); writing {n} would leave "
