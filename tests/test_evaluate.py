@@ -80,6 +80,8 @@ def test_voc_reader_difficult_and_mapping(tmp_path):
         read_voc(root, None)
     with pytest.raises(DatasetError, match="split file not found"):
         read_voc(tmp_path, None)
+    with pytest.raises(DatasetError, match="split file not found"):  # not a VOC folder: said before any mapping
+        read_voc(tmp_path, None, num_classes=1000)
 
 
 def test_coco_reader_polygon_and_rle(tmp_path):

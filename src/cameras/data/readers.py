@@ -141,12 +141,12 @@ def read_voc(root: str | Path, mapping: dict[str, int] | None, split: str = "tes
     ``num_classes``, a missing mapping for a model of another class count, or a mapping to
     ids the model lacks, is refused before anything is read.
     """
-    _check_mapping(mapping, num_classes, "PASCAL VOC", len(VOC_CLASSES))
     root = Path(root)
     ids_file = root / "ImageSets" / "Main" / f"{split}.txt"
-    if not ids_file.is_file():
+    if not ids_file.is_file():  # the layout first: a folder of another kind is not asked for a mapping
         raise DatasetError(f"{ids_file}: split file not found "
                            "(expected VOC layout: JPEGImages, Annotations, ImageSets/Main)")
+    _check_mapping(mapping, num_classes, "PASCAL VOC", len(VOC_CLASSES))
     lookup = mapping if mapping is not None else {c: i for i, c in enumerate(VOC_CLASSES)}
     items = []
     for line in ids_file.read_text().split():
