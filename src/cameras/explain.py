@@ -258,9 +258,8 @@ def _finished(path: Path, record_file: Path, same: dict) -> list[Path] | None:
     if not isinstance(record, dict) or any(record.get(k) != v for k, v in same.items()):
         return None
     # the same file however the path is typed (records written before `image_file` compare the typed path)
-    same_file = (record["image_file"] == str(path.resolve())) if "image_file" in record else \
-        record.get("image") == str(path)
-    if not same_file:
+    key, want = ("image_file", str(path.resolve())) if "image_file" in record else ("image", str(path))
+    if record.get(key) != want:
         return None
     files = _record_files(record, record_file.parent)
     if not files or not all(f.is_file() for f in files):
@@ -326,8 +325,8 @@ def not_outputs(paths: list[Path], out_dir: str | Path, named: Collection[Path] 
         if folder not in seen:  # in --out also pictures named as explain names them; elsewhere only recorded ones
             seen[folder] = written_outputs(folder, by_name=folder == out)
         made |= seen[folder]
-    keep = {Path(p).resolve() for p in named}
-    return [p for p in paths if Path(p).resolve() in keep or Path(p).resolve() not in made]
+    made -= {Path(p).resolve() for p in named}
+    return [p for p in paths if Path(p).resolve() not in made]
 
 
 def _record_files(record, folder: Path) -> list[Path]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -303,8 +303,11 @@ def list_images(paths, recursive: bool = False) -> list[Path]:
     return out
 
 
-def skipped_subfolders(paths) -> list[Path]:
+def skipped_subfolders(paths, inputs: Callable[[list[Path]], list[Path]] | None = None) -> list[Path]:
     """Subfolders of the given folders that hold images but are skipped without ``recursive``.
+
+    ``inputs`` narrows a subfolder's images to those that count (e.g. not a run's own outputs);
+    a subfolder whose images it drops entirely is not listed.
 
     Example:
         >>> import tempfile
@@ -317,5 +320,6 @@ def skipped_subfolders(paths) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            out += [q for q in sorted(p.iterdir()) if q.is_dir() and list_images([q], recursive=True)]
+            out += [q for q in sorted(p.iterdir())
+                    if q.is_dir() and (inputs or list)(list_images([q], recursive=True))]
     return out

@@ -23,6 +23,13 @@ from .common import (
     user_errors,
 )
 
+# the summary's means the console prints (key, label, shown as a percentage)
+CONSOLE_METRICS = (("pointing_game", "pointing", True), ("energy", "energy", False), ("rho_plus", "rho+", False),
+                   ("rho_minus", "rho-", False), ("insertion_auc", "insertion AUC", False),
+                   ("deletion_auc", "deletion AUC", False), ("road_combined", "ROAD combined", False),
+                   ("average_drop", "Average Drop %", False), ("increase_in_confidence", "Increase in Confidence %",
+                                                               False))
+
 
 @main.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
@@ -86,13 +93,6 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
         click.echo("note: the methods were scored on different numbers of items (a method joined from an earlier "
                    "run): their means are not over the same images", err=True)
     click.echo(f"wrote {out_dir}/results.csv, summary.json, report.md")
-
-
-CONSOLE_METRICS = (("pointing_game", "pointing", True), ("energy", "energy", False), ("rho_plus", "rho+", False),
-                   ("rho_minus", "rho-", False), ("insertion_auc", "insertion AUC", False),
-                   ("deletion_auc", "deletion AUC", False), ("road_combined", "ROAD combined", False),
-                   ("average_drop", "Average Drop %", False), ("increase_in_confidence", "Increase in Confidence %",
-                                                               False))
 
 
 @main.group()

@@ -154,9 +154,10 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
             twice = sorted({bundle.class_name(c) for c in target_ids if target_ids.count(c) > 1})
             click.echo(f"note: --target names {', '.join(twice)} more than once; each class is explained once",
                        err=True)
-            first = {c: t for t, c in reversed(list(zip(targets, target_ids)))}  # each class as first named
-            target_ids = list(dict.fromkeys(target_ids))
-            targets = [first[c] for c in target_ids]  # recorded so, a rerun naming each once finds this one
+            first: dict[int, str] = {}  # each class as first named, recorded so: a rerun naming each once skips
+            for t, c in zip(targets, target_ids):
+                first.setdefault(c, t)
+            target_ids, targets = list(first), list(first.values())
         m = build_method(name, bundle, **options)
     if m.convergence_warning():
         click.echo(f"warning: {m.convergence_warning()}", err=True)
@@ -185,8 +186,7 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
     named = [Path(p) for p in images if Path(p).is_file()]  # a file given by name is always an input
     seen: dict = {}
     paths = not_outputs(list_images(images, recursive), out_dir, named, seen)
-    skipped = [] if recursive else [d for d in skipped_subfolders(images)
-                                    if not_outputs(list_images([d], recursive=True), out_dir, (), seen)]
+    skipped = [] if recursive else skipped_subfolders(images, lambda found: not_outputs(found, out_dir, (), seen))
     if skipped:
         click.echo(f"note: skipped {len(skipped)} subfolder(s) with images ({', '.join(map(str, skipped[:3]))}"
                    f"{', …' if len(skipped) > 3 else ''}); add --recursive to include them", err=True)
