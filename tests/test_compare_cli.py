@@ -48,7 +48,7 @@ def test_compare_writes_figure_maps_json(sample_dir, tmp_path):
     assert row["methods"]["cameras"]["kept_scales"] == [224, 256]
     # every option of every method, defaults included
     assert row["methods"]["rise"]["options"] == {"n_masks": 8, "grid": 8, "p": 0.1, "batch_size": 32, "seed": 0,
-                                                 "progress": None}
+                                                 "progress": None, "channels_last": "auto"}
     assert row["methods"]["cameras"]["options"]["scales"] == [224, 256]
     for m in ("gradcam", "rise", "cameras"):
         assert np.load(out.parent / f"fig.efficientnet_lite0.{m}.npy").shape == (300, 451)

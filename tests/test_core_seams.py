@@ -130,7 +130,7 @@ def test_options_record_every_argument_with_defaults():
     assert "batch_pixels" in cam.options and "batch_pixels" not in cam.result_options()
     assert cameras.NormGrad(net, layer=[net.layer3, "layer4"]).options["layer"] == ["layer3", "layer4"]
     assert cameras.RISE(net, n_masks=8).options == {"n_masks": 8, "grid": 8, "p": 0.1, "batch_size": 32, "seed": 0,
-                                                    "progress": None}
+                                                    "progress": None, "channels_last": "auto"}
 
 
 def test_cli_unknown_option_names_the_valid_ones(sample_dir, tmp_path):

@@ -351,6 +351,50 @@ def test_models_that_cannot_take_channels_last_fall_back_to_nchw():
     assert not other.layout_refused
 
 
+@pytest.mark.parametrize("name", ["scorecam", "rise"])
+def test_masked_pass_methods_run_channels_last_with_the_reference_maps(name):
+    from tests.test_folding import with_statistics
+
+    torch.manual_seed(0)
+    net = with_statistics(torchvision.models.resnet18(num_classes=7))
+    x = torch.randn(2, 3, 64, 80, generator=torch.Generator().manual_seed(4))
+    before = {n: (p.data_ptr(), p.is_contiguous(), p.detach().clone())
+              for n, p in [*net.named_parameters(), *net.named_buffers()]}
+    opts = {"batch_size": 32, "progress": False, **({"n_masks": 48} if name == "rise" else {})}
+    ref = cameras.get_method(name, net, channels_last=False, **opts)
+    auto = cameras.get_method(name, net, **opts)
+    seen = []
+    hook = net.layer1.register_forward_hook(
+        lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last)))
+    try:
+        want, got = ref(x, target=[1, 2]), auto(x, target=[1, 2])
+    finally:
+        hook.remove()
+    # the first pass (the class, and Score-CAM's activations) in the input's layout, the masked passes in the
+    # layout asked for: NCHW throughout for the reference, channels-last after the first for "auto"
+    half = len(seen) // 2
+    assert not any(seen[:half]) and not seen[half] and all(seen[half + 1:]) and half > 1
+    assert ref.channels_last_now is False and auto.channels_last_now is True
+    assert want.maps.abs().max() > 0 and (got.maps - want.maps).abs().max() < 1e-5
+    key = "raw" if name == "rise" else "channel_weights"
+    assert torch.allclose(got.extras[key], want.extras[key], rtol=1e-5, atol=1e-7)
+    after = dict([*net.named_parameters(), *net.named_buffers()])
+    assert all(after[n].data_ptr() == p and after[n].is_contiguous() == c and torch.equal(after[n], v)
+               for n, (p, c, v) in before.items())
+    assert "channels_last" in auto.options and "channels_last" not in auto.result_options()
+    with pytest.raises(cameras.InputError, match="channels_last"):
+        cameras.get_method(name, net, channels_last="nhwc")
+    # a model that cannot take channels-last tensors: retried in NCHW, and NCHW from then on
+    flat = FlatView().eval()
+    xs = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(7))
+    opts = {"progress": False, **({"n_masks": 8} if name == "rise" else {"layer": "conv"})}
+    want = cameras.get_method(name, flat, channels_last=False, **opts)(xs, target=[0, 1]).maps
+    fallback = cameras.get_method(name, flat, **opts)
+    assert (fallback(xs, target=[0, 1]).maps - want).abs().max() < 1e-5 and fallback.layout_refused
+    with pytest.raises(cameras.InputError, match="cannot run channels-last"):
+        cameras.get_method(name, flat, channels_last=True, **opts)(xs, target=[0, 1])
+
+
 def test_methods_on_one_model_share_one_set_of_channels_last_copies():
     torch.manual_seed(4)
     net = torchvision.models.resnet18(num_classes=3).eval()

@@ -5,9 +5,10 @@
 float32 rounding differs by about 1e-6 between CPUs whose vector units sum in a different
 order (NormGrad on an AVX-512 machine differs from the fixtures by 1.01e-6), so the bound
 is twice that, still far below any change a refactor could make.
-The fixtures were made in NCHW memory format: CAMERAS, MultiScale and the gradient CAMs now
-run channels-last on a CPU by default (float rounding only), so their default maps are held to
-1e-5 and their NCHW path (``channels_last=False``) to ``EXACT``. Extremal perturbation optimises its mask
+The fixtures were made in NCHW memory format: CAMERAS, MultiScale, the gradient CAMs and the
+masked passes of Score-CAM and RISE now run channels-last on a CPU by default (float rounding
+only), so their default maps are held to 1e-5 and their NCHW path (``channels_last=False``) to
+``EXACT``. Extremal perturbation optimises its mask
 over iterations, which carries that rounding forward (1.7e-5 on an AMD EPYC, 1.6e-4 on an
 Intel Xeon with AVX-512, both with the code that made the fixtures): it is held to 5e-4, still
 far below what a change to the method makes (its maps span [0, 1]).
@@ -70,4 +71,17 @@ def test_nchw_gradient_cams_unchanged_exactly(photo, key, embedded):
     bundle = embedded
     cam = cameras.get_method(key, bundle.model, layer=bundle.layer, channels_last=False)
     now = cam(sample_inputs(bundle)[photo]).maps[0].numpy()
+    assert float(np.abs(now - FIXTURE[f"{photo}.{key}"]).max()) <= EXACT
+
+
+@pytest.mark.parametrize("photo", PHOTOS)
+@pytest.mark.parametrize("key", ["rise", "scorecam"])
+def test_nchw_masked_pass_methods_unchanged_exactly(photo, key, embedded):
+    """Score-CAM and RISE run their masked passes channels-last on a CPU by default; their NCHW path to ``EXACT``."""
+    import cameras
+    from tests.fixtures.make_regression import sample_inputs
+
+    _, name, opts, _ = next(c for c in CASES if c[0] == key)
+    m = cameras.get_method(name, embedded.model, channels_last=False, progress=False, **opts)
+    now = m(sample_inputs(embedded)[photo]).maps[0].numpy()
     assert float(np.abs(now - FIXTURE[f"{photo}.{key}"]).max()) <= EXACT

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..core.base import SaliencyMethod, progress_bar
 from ..core.checks import check_count, check_seed
+from ..core.eager import EagerFastPaths
 from ..core.errors import InputError
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
@@ -55,7 +56,7 @@ def rise_masks(cells: Tensor, dy: Tensor, dx: Tensor, size: tuple[int, int], dev
 MIN_MASKS = 500  # with fewer, the Monte-Carlo average is visibly noisy at 224 px
 
 
-class RISE(SaliencyMethod):
+class RISE(EagerFastPaths, SaliencyMethod):
     """S = Σ_i P(I ⊙ M_i) · M_i / (N·p), P the target's probability (softmax for class ids).
 
     Masks are generated and evaluated ``batch_size`` at a time (memory does not grow with
@@ -66,6 +67,12 @@ class RISE(SaliencyMethod):
     Defaults are CPU-friendly (``n_masks=1000``); the paper's ImageNet settings are
     ``n_masks=6000, grid=8, p=0.1`` (the CAMERAS timing study used 6000 masks).
 
+    ``channels_last`` (``"auto"``, the default: on a CPU for convolutional networks; True,
+    False): the masked passes run in channels-last memory format, the model's 4-D weights
+    swapped for channels-last copies for the call (kept between calls; the model is restored);
+    the first pass, which fixes the class, stays in the input's format. Maps equal the NCHW
+    ones to 1e-5 (1.4× faster on EfficientNet-Lite0 on a CPU).
+
     Example:
         >>> import torch, torchvision
         >>> r = RISE(torchvision.models.resnet18(num_classes=3), n_masks=16, batch_size=8)
@@ -75,7 +82,7 @@ class RISE(SaliencyMethod):
 
     name = "rise"
     passes = 1000
-    neutral_options = ("progress", "batch_size")
+    neutral_options = ("progress", "batch_size", "channels_last")
     uses_layer = False
 
     def __init__(
@@ -87,8 +94,10 @@ class RISE(SaliencyMethod):
         batch_size: int = 32,
         seed: int = 0,
         progress: bool | None = None,
+        channels_last: bool | str = "auto",
     ) -> None:
         super().__init__(model)
+        self.init_fast_paths(channels_last, False)
         n_masks, grid = check_count(n_masks, "n_masks"), check_count(grid, "grid")
         if not 0.0 < float(p) <= 1.0:
             raise InputError(f"p must lie in (0, 1], got {p!r}")
@@ -110,20 +119,25 @@ class RISE(SaliencyMethod):
             probs = target.probability(output)
             cells, dy, dx = rise_grids(self.n_masks, self.grid, self.p, (H, W),
                                        torch.Generator().manual_seed(self.seed))
-            sal = torch.zeros(B, H, W, device=x.device, dtype=torch.float32)
             per = max(1, self.batch_size // B)
-            with progress_bar(self.n_masks, "RISE masks", self.progress, self.stop) as bar:
-                for start in range(0, self.n_masks, per):
-                    n = min(per, self.n_masks - start)
-                    sl = slice(start, start + n)
-                    masks = rise_masks(cells[sl], dy[sl], dx[sl], (H, W), x.device)  # n×1×H×W
-                    inp = (x.unsqueeze(1) * masks.unsqueeze(0).to(x.dtype)).reshape(B * n, C, H, W)
-                    # image b's n masked copies are rows b·n … b·n+n-1
-                    rows = target.select(torch.arange(B, device=x.device).repeat_interleave(n))
-                    pt = rows.probability(self.model(inp)).view(B, n)
-                    sal += torch.einsum("bn,nhw->bhw", pt, masks[:, 0].float())
-                    bar.update(n)
-            raw = sal / (self.n_masks * self.p)
+
+            def masked_passes(nhwc: bool) -> Tensor:
+                sal = torch.zeros(B, H, W, device=x.device, dtype=torch.float32)
+                with self.eager_block(x, nhwc), \
+                        progress_bar(self.n_masks, "RISE masks", self.progress, self.stop) as bar:
+                    for start in range(0, self.n_masks, per):
+                        n = min(per, self.n_masks - start)
+                        sl = slice(start, start + n)
+                        masks = rise_masks(cells[sl], dy[sl], dx[sl], (H, W), x.device)  # n×1×H×W
+                        inp = (x.unsqueeze(1) * masks.unsqueeze(0).to(x.dtype)).reshape(B * n, C, H, W)
+                        # image b's n masked copies are rows b·n … b·n+n-1
+                        rows = target.select(torch.arange(B, device=x.device).repeat_interleave(n))
+                        pt = rows.probability(self.model(self.in_layout(inp))).view(B, n)
+                        sal += torch.einsum("bn,nhw->bhw", pt, masks[:, 0].float())
+                        bar.update(n)
+                return sal
+
+            raw = self.with_layout(x, masked_passes) / (self.n_masks * self.p)
         return self.result(
             normalize_maps(raw), target, probs, logits_or_none(output),
             extras={"raw": raw, "n_masks": self.n_masks, "grid": self.grid, "p": self.p, "seed": self.seed},

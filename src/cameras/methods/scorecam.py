@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..core.base import SaliencyMethod, progress_bar
 from ..core.checks import check_count
+from ..core.eager import EagerFastPaths
 from ..core.errors import InputError
 from ..core.ops import normalize_maps
 from ..core.result import SaliencyResult
@@ -21,7 +22,7 @@ WEIGHTINGS = {
 }
 
 
-class ScoreCAM(SaliencyMethod):
+class ScoreCAM(EagerFastPaths, SaliencyMethod):
     """Gradient-free CAM: each channel's weight is the model's score on the image masked by that channel.
 
     For each channel k of the layer's activation A (B×K×h×w): H_k = the channel upsampled
@@ -39,6 +40,13 @@ class ScoreCAM(SaliencyMethod):
     ReLU channels are common) all give the same all-zero input, which is scored once per
     image; ``result.extras["masked_forwards"]`` counts the masked images run.
 
+    ``channels_last`` (``"auto"``, the default: on a CPU for convolutional networks; True,
+    False): the masked passes run in channels-last memory format, the model's 4-D weights
+    swapped for channels-last copies for the call (kept between calls; the model is restored).
+    The first pass, which reads the activations the masks are made of, stays in the input's
+    format, so the masks are the NCHW ones and only the scores differ by float rounding (maps
+    equal to 1e-5; 1.4–1.8× faster on EfficientNet-Lite0 on a CPU).
+
     pytorch-grad-cam implements the softmax weighting but upsamples with
     ``align_corners=True``; here ``align_corners=False`` as in every other resize of this
     package. That is the only difference: with the peer's upsampling switched to
@@ -54,7 +62,7 @@ class ScoreCAM(SaliencyMethod):
 
     name = "scorecam"
     passes = 1280  # one forward per channel (EfficientNet-Lite0's last layer has 1280)
-    neutral_options = ("progress", "batch_size")
+    neutral_options = ("progress", "batch_size", "channels_last")
 
     def __init__(
         self,
@@ -64,8 +72,10 @@ class ScoreCAM(SaliencyMethod):
         batch_size: int = 32,
         progress: bool | None = None,
         to_spatial: Callable[[Tensor], Tensor] | None = None,
+        channels_last: bool | str = "auto",
     ) -> None:
         super().__init__(model, layer, to_spatial)
+        self.init_fast_paths(channels_last, False)
         if weighting not in WEIGHTINGS:
             raise InputError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
         batch_size = check_count(batch_size, "batch_size")
@@ -87,20 +97,25 @@ class ScoreCAM(SaliencyMethod):
             score_of = (lambda t, out: t.score(out)) if self.weighting == "softmax" else \
                 (lambda t, out: t.probability(out))
             forwards = len(jobs) + (B if bool(constant.any()) else 0)
-            if bool(constant.any()):
-                idx = torch.arange(B, device=x.device)
-                zero = score_of(target.select(idx), self.model(torch.zeros_like(x))).float()
-                scores[constant] = zero[:, None].expand(B, K)[constant]
-            with progress_bar(len(jobs), "Score-CAM channels", self.progress, self.stop) as bar:
-                for start in range(0, len(jobs), self.batch_size):
-                    chunk = jobs[start:start + self.batch_size]
-                    rows = torch.tensor([b for b, _ in chunk], device=x.device)
-                    chans = torch.tensor([k for _, k in chunk], device=x.device)
-                    sel = act[rows, chans].unsqueeze(1)  # n×1×h×w
-                    masks = normalize_maps(self.to_input(sel[:, 0], (H, W)))
-                    inp = x[rows] * masks.unsqueeze(1).to(x.dtype)
-                    scores[rows, chans] = score_of(target.select(rows), self.model(inp)).float()
-                    bar.update(len(chunk))
+
+            def masked_passes(nhwc: bool) -> None:
+                with self.eager_block(x, nhwc), \
+                        progress_bar(len(jobs), "Score-CAM channels", self.progress, self.stop) as bar:
+                    if bool(constant.any()):
+                        idx = torch.arange(B, device=x.device)
+                        zero = score_of(target.select(idx), self.model(self.in_layout(torch.zeros_like(x)))).float()
+                        scores[constant] = zero[:, None].expand(B, K)[constant]
+                    for start in range(0, len(jobs), self.batch_size):
+                        chunk = jobs[start:start + self.batch_size]
+                        rows = torch.tensor([b for b, _ in chunk], device=x.device)
+                        chans = torch.tensor([k for _, k in chunk], device=x.device)
+                        sel = act[rows, chans].unsqueeze(1)  # n×1×h×w
+                        masks = normalize_maps(self.to_input(sel[:, 0], (H, W)))
+                        inp = self.in_layout(x[rows] * masks.unsqueeze(1).to(x.dtype))
+                        scores[rows, chans] = score_of(target.select(rows), self.model(inp)).float()
+                        bar.update(len(chunk))
+
+            self.with_layout(x, masked_passes)  # every score is written again if a layout is refused
             alpha = F.softmax(scores, dim=1) if self.weighting == "softmax" else scores
             low = torch.relu((alpha[:, :, None, None] * act).sum(1))
             maps = normalize_maps(self.to_input(low, (H, W)))
