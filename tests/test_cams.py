@@ -288,6 +288,37 @@ def test_smooth_tta_maps_views_back(tiny):
     assert (m - m.flip(-1)).abs().max() < 1e-5
 
 
+def test_tta_leaves_the_class_to_the_unchanged_view_when_the_method_fixes_it_alike(tiny):
+    """With a factor of 1, the gradient CAMs' own pass on the input fixes the class: six views, six forwards."""
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 20, 24)
+    calls = []
+    hook = tiny.register_forward_pre_hook(lambda m, a: calls.append(tuple(a[0].shape[-2:])))
+    try:
+        res = Smooth(cameras.GradCAM(tiny, layer="features"), augment="tta")(x)
+        n_own = len(calls)
+        calls.clear()
+        cams = Smooth(cameras.CAMERAS(tiny, layer="features", scales=[20, 28], scale_rule="paper"), augment="tta")
+        cams(x)  # CAMERAS's map for target=None differs from a given class's under "paper": a pass of its own first
+        n_cameras = len(calls)
+        calls.clear()
+        Smooth(cameras.GradCAM(tiny, layer="features"), augment="tta", tta_scales=[0.9, 1.1])(x)
+        n_no_unit = len(calls)
+    finally:
+        hook.remove()
+    assert n_own == 6 and n_no_unit == 5 and n_cameras == 1 + 6 * 2
+    with torch.no_grad():
+        out = tiny(x)
+    top1 = out.argmax(1)
+    assert res.targets.tolist() == top1.tolist() and res.extras["views"] == 6
+    assert torch.allclose(res.probs, out.softmax(1)[torch.arange(2), top1], atol=1e-6)
+    assert torch.allclose(res.logits, out, atol=1e-5)
+    # the maps and probabilities are those of the top-1 given as the target
+    given = Smooth(cameras.GradCAM(tiny, layer="features"), augment="tta")(x, target=top1)
+    assert (res.maps - given.maps).abs().max() < 1e-6 and res.maps.abs().max() > 0
+    assert torch.equal(given.probs, res.probs)
+
+
 def test_smooth_bad_options(tiny):
     base = cameras.GradCAM(tiny)
     for kw, msg in (({"augment": "blur"}, "augment"), ({"noise": 2}, "noise"), ({"n": 0}, "n must"),

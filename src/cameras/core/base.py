@@ -70,6 +70,10 @@ class SaliencyMethod(abc.ABC):
     passes: ClassVar[int] = 1
     #: the map is a gradient at the input's pixels (noisy pixel by pixel): the pointing game smooths it first
     input_gradient: ClassVar[bool] = False
+    #: a call with ``target=None`` gives what a call with each image's top-1 class id on that input gives
+    #: (maps, probabilities and logits, from one pass over the input as given): a wrapper may then leave the
+    #: class to the method's own pass instead of a pass of its own
+    untargeted_is_top1: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

@@ -66,6 +66,7 @@ class GradientCAM(EagerFastPaths, SaliencyMethod):
 
     #: True when the weight at a location depends on that location's gradient only
     local_weights: ClassVar[bool] = False
+    untargeted_is_top1 = True  # the class is bound on the one forward pass over the input
     neutral_options = (*SaliencyMethod.neutral_options, "channels_last", "fold_batchnorm")
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None,

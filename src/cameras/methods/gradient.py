@@ -24,6 +24,7 @@ class Gradient(SaliencyMethod):
         (1, 32, 40)
     """
 
+    untargeted_is_top1 = True
     name = "gradient"
     uses_layer = False
     input_gradient = True

@@ -34,9 +34,12 @@ class Smooth(SaliencyMethod):
 
     The class is fixed on the clean input first (``target=None``: each image's top-1 there),
     so every copy or view explains the same class (for CAMERAS this means every scale is
-    kept, as for a given class). The maps of the copies (each in [0, 1]) are averaged and
-    min-max normalised again; ``result.extras["views"]`` says how many were averaged.
-    Probabilities and logits are those of the clean input.
+    kept, as for a given class). With ``"tta"``, a factor of 1 and a method whose own pass
+    fixes the class that way (``untargeted_is_top1``: the gradient CAMs, ``Gradient``), the
+    unchanged view is explained first and its pass fixes the class: no pass of its own. The
+    maps of the copies (each in [0, 1]) are averaged and min-max normalised again;
+    ``result.extras["views"]`` says how many were averaged. Probabilities and logits are those
+    of the clean input.
 
     Args:
         method: a built method, e.g. ``GradCAM(model)``.
@@ -117,11 +120,21 @@ class Smooth(SaliencyMethod):
         self.method.stop = self.stop
         return None  # the wrapped method finds its own layer
 
+    def _sizes(self, H: int, W: int) -> list[tuple[int, int]]:
+        """The (h, w) of each TTA view of an H×W input, in the order of ``tta_scales``."""
+        return [(max(8, round(H * s)), max(8, round(W * s))) for s in self.tta_scales]
+
     def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
         B, _, H, W = x.shape
-        with torch.no_grad():
-            output = self.model(x)
-        target = bind_target(target, output)
+        own = None  # the unchanged view, explained first when its pass can also fix the class
+        if self.augment == "tta" and (H, W) in self._sizes(H, W) and self.method.untargeted_is_top1:
+            own = self.method(x, target=target)  # binds the class (None: each image's top-1) on x itself
+            target, probs, logits = own.target, own.probs, own.logits
+        else:
+            with torch.no_grad():
+                output = self.model(x)
+            target = bind_target(target, output)
+            probs, logits = target.probability(output).detach().float(), logits_or_none(output)
         total = torch.zeros(B, H, W, device=x.device, dtype=torch.float32)
         layer = None
         if self.augment == "noise":
@@ -147,20 +160,22 @@ class Smooth(SaliencyMethod):
             base = target.input_view or InputView.identity((H, W))  # regions and boxes follow each view
             with progress_bar(2 * len(self.tta_scales), f"{self.name} views", self.progress, self.stop) as bar:
                 for flip in (False, True):
-                    for s in self.tta_scales:
-                        size = (max(8, round(H * s)), max(8, round(W * s)))
-                        v = x if size == (H, W) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-                        v = v.flip(-1) if flip else v
-                        seen = base.resized(size).flipped() if flip else base.resized(size)
-                        res = self.method(v, target=target.select(idx).view(seen))
+                    for size in self._sizes(H, W):
+                        if own is not None and not flip and size == (H, W):
+                            res, own = own, None
+                        else:
+                            v = x if size == (H, W) else F.interpolate(x, size=size, mode="bilinear",
+                                                                      align_corners=False)
+                            v = v.flip(-1) if flip else v
+                            seen = base.resized(size).flipped() if flip else base.resized(size)
+                            res = self.method(v, target=target.select(idx).view(seen))
                         m = res.maps.float().flip(-1) if flip else res.maps.float()
                         total += resize_maps(m, (H, W))
                         layer = res.layer
                         views += 1
                         bar.update(1)
-        out = SaliencyResult(normalize_maps(total / views), target.labels(B, x.device),
-                             target.probability(output).detach().float(), self.name, layer,
-                             logits=logits_or_none(output), target=target,
+        out = SaliencyResult(normalize_maps(total / views), target.labels(B, x.device), probs, self.name, layer,
+                             logits=logits, target=target,
                              extras={"views": views, "augment": self.augment})
         if target.notes():
             out.extras["target"] = target.notes()
