@@ -255,7 +255,8 @@ def methods_section(res):
     out = ["", f"## Methods added with the CAM family: {dev}", "",
            f"Batch 1, input 224×224, random input, explicit target; medians of {res['rounds']} rounds "
            f"({3 * res['rounds']} for the CAMs, timed in blocks of 10 calls), every group round-robin in one "
-           "process (`benchmarks/methods.py`)."]
+           "process (`benchmarks/methods.py`). Every floor is eager NCHW fp32 forward passes; the methods run "
+           "at their defaults (on a CPU the CAMs' passes and Score-CAM's masked passes channels-last)."]
     if res.get("note"):
         out += ["", res["note"]]
     out += table("Gradient CAMs against one forward pass (target ≤ 1.2×, as Grad-CAM)",
