@@ -15,9 +15,9 @@ from torch import Tensor, nn
 
 from .capture import LayerCapture
 from .errors import Cancelled, InputError, LayerError
-from .guard import frozen_eval, input_copies, model_lock, unwrap_model
+from .guard import guarded, model_lock, unwrap_model
 from .layers import module_name, resolve_layer
-from .layouts import Layout, any_input_size, canvas_cover, model_size_errors, track_input_size
+from .layouts import Layout, canvas_cover, model_size_errors, track_input_size
 from .ops import check_batch, grad_safe, resize_maps
 from .result import SaliencyResult
 from .targets import Target, TargetLike, as_target
@@ -72,7 +72,8 @@ class SaliencyMethod(abc.ABC):
     input_gradient: ClassVar[bool] = False
     #: a call with ``target=None`` gives what a call with each image's top-1 class id on that input gives
     #: (maps, probabilities and logits, from one pass over the input as given): a wrapper may then leave the
-    #: class to the method's own pass instead of a pass of its own
+    #: class to the method's own pass instead of a pass of its own. A subclass that changes how the class is
+    #: chosen (its own ``explain_batch``) sets it to False again
     untargeted_is_top1: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs) -> None:
@@ -201,8 +202,8 @@ class SaliencyMethod(abc.ABC):
                 self._ensure_layer(x)
             self.check_stop()
             start = time.perf_counter()
-            with frozen_eval(self.model), input_copies(self.model), any_input_size(self.model), \
-                    model_size_errors(self.model, x), track_input_size(self.model, self.layout), torch.enable_grad():
+            with guarded(self.model), model_size_errors(self.model, x), track_input_size(self.model, self.layout), \
+                    torch.enable_grad():
                 out = work(x)
             sync(x.device)
             return out, time.perf_counter() - start

@@ -186,12 +186,32 @@ def _copy_tensors(module: nn.Module, args: tuple) -> tuple:
     return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
 
 
+@contextlib.contextmanager
+def guarded(model: nn.Module) -> Iterator[None]:
+    """What every method and metric runs a model under: :func:`frozen_eval` (batch norms neither use nor update
+    batch statistics, dropout is off, parameters take no gradients; all restored after), :func:`input_copies`
+    (a model that edits its input in place changes neither the caller's tensors nor the ones a method or
+    metric goes on using) and :func:`~cameras.core.layouts.any_input_size` (a detector runs at the size it is
+    given; a timm ViT takes any size).
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.ReLU(inplace=True), torch.nn.Dropout()).train()
+        >>> x = torch.tensor([[-1.0, 2.0]])
+        >>> with guarded(net):
+        ...     net(x).tolist(), net.training
+        ([[0.0, 2.0]], False)
+        >>> x.tolist(), net.training
+        ([[-1.0, 2.0]], True)
+    """
+    with frozen_eval(model), input_copies(model), any_input_size(model):
+        yield
+
+
 def frozen_model(fn: Callable[..., T]) -> Callable[..., T]:
-    """Decorator: ``fn(model, ...)`` runs inside :func:`frozen_eval` of its first argument (metrics that score a
-    model: batch norms neither use nor update batch statistics, dropout is off, the model is restored after),
-    :func:`input_copies` (a model that edits its input in place changes neither the caller's images nor the
-    metric's) and :func:`~cameras.core.layouts.any_input_size` (a detector scores the image at the size it is
-    given, as the methods explain it; a timm ViT takes any size).
+    """Decorator: ``fn(model, ...)`` runs under :func:`guarded` of its first argument (metrics that score a model: eval
+    mode, the caller's images untouched, the model restored after; a detector scored at the size it is given, as
+    the methods explain it).
 
     Example:
         >>> import torch
@@ -204,7 +224,7 @@ def frozen_model(fn: Callable[..., T]) -> Callable[..., T]:
     """
     @functools.wraps(fn)
     def wrapper(model: nn.Module, *args, **kwargs) -> T:
-        with frozen_eval(model), input_copies(model), any_input_size(model):
+        with guarded(model):
             return fn(model, *args, **kwargs)
     return wrapper
 
