@@ -183,6 +183,13 @@ def test_a_rerun_goes_on_where_it_stopped_and_skips_its_own_outputs(tmp_path):
     assert sorted(f.name for f in folder.glob("*.json")) == ["0.json", "1.json", "2.json"]  # no outputs explained
     r = run(["explain", str(folder), "--out", str(folder), *M])
     assert "explained 0 of 3 images" in r.output and "3 already there" in r.output, r.output
+    # options that cannot change a map may differ (a rerun after running out of memory takes a smaller batch)
+    r = run(["explain", str(folder), "--out", str(folder), "--batch-size", "1", "--set", "batch_pixels=5000", *M])
+    assert "explained 0 of 3 images" in r.output and "3 already there" in r.output, r.output
+    r = run(["explain", str(folder), "--out", str(folder), "--alpha", "0.3", *M])  # the pictures change: redone
+    assert "explained 3 of 3 images" in r.output, r.output
+    r = run(["explain", str(folder), "--out", str(folder), *M])
+    assert "explained 3 of 3 images" in r.output, r.output
     (folder / "1.json").unlink()
     next(folder.glob("2.cameras.*.npy")).unlink()  # a map missing: redone too
     r = run(["explain", str(folder), "--out", str(folder), *M])
@@ -192,6 +199,37 @@ def test_a_rerun_goes_on_where_it_stopped_and_skips_its_own_outputs(tmp_path):
     r = run(["explain", str(folder), "--out", str(folder), "--method", "gradcam", "--overwrite", *M])
     assert "explained 3 of 3 images" in r.output and "already there" not in r.output, r.output
     assert (folder / "0.json").stat().st_mtime_ns != first
+
+
+def test_only_explain_records_mark_outputs(tmp_path):
+    """JSON beside the images counts as a record only as explain writes one: an object listing bare file names."""
+    folder = tmp_path / "imgs"
+    for name in ("a.png", "b.png", "x.png"):
+        save(folder / name)
+    (tmp_path / "outside.png").write_bytes(b"")
+    head = {"model": "m", "image": str(folder / "a.png")}  # what _finished compares first: all of them match
+
+    def record(name, explanations, **extra):
+        (folder / name).write_text(json.dumps({**head, "explanations": explanations, **extra}))
+
+    record("a.json", [{"png": "a.png", "npy": "gone.npy"}])
+    record("b.json", {"png": "b.png"})  # not a list
+    (folder / "c.json").write_text(json.dumps([{**head, "png": "b.png"}]))  # not an object
+    record("d.json", [{"png": "../outside.png"}, {"png": "sub/b.png"}])  # not bare names
+    (folder / "e.json").write_text("{not json")
+    record("x.json", [{"png": "x.png"}], pad="x" * explain_module.RECORD_MAX_BYTES)  # over 4 MB: not read
+    assert explain_module.written_outputs(folder, by_name=False) == {(folder / "a.png").resolve(),
+                                                                     (folder / "gone.npy").resolve()}
+    record("a.json", [{"png": "a.png"}])
+    record("x.json", [{"png": "x.png"}])
+    assert explain_module._finished(folder / "a.png", folder / "a.json", {"model": "m"}) == [
+        folder / "a.png", folder / "a.json"]
+    assert explain_module._finished(folder / "a.png", folder / "x.json", {"model": "m"}) == [
+        folder / "x.png", folder / "x.json"]  # the same record under 4 MB is read
+    for name in ("b.json", "c.json", "d.json", "e.json"):
+        assert explain_module._finished(folder / "a.png", folder / name, {"model": "m"}) is None
+    record("x.json", [{"png": "x.png"}], pad="x" * explain_module.RECORD_MAX_BYTES)
+    assert explain_module._finished(folder / "a.png", folder / "x.json", {"model": "m"}) is None
 
 
 def test_a_rerun_knows_the_file_however_its_path_is_typed(tmp_path, monkeypatch):

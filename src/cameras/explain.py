@@ -69,7 +69,8 @@ def explain_images(
     :class:`~cameras.BoxTarget` in the input's pixels); the picture then outlines the region
     or box, and the JSON states the target's facts (the region's share of the image, the
     matched detection). With ``skip_done`` an image whose ``<stem>.json`` in ``out_dir`` was
-    written for the same file, model, method, layer and ``params``, and whose maps are all
+    written for the same file, model, method, layer and settings (:func:`result_settings`: ``params``
+    and the method's options, without those that cannot change a map), and whose maps are all
     there, is left as it is (``outcome.skipped``): a rerun after an interruption goes on
     where it stopped. A :class:`~cameras.core.errors.LayerError` (a layer with no spatial
     output, say) before any image is explained stops the run, since every image would fail
@@ -83,7 +84,7 @@ def explain_images(
     stems = unique_stems([o.path for o in outcomes])
     if skip_done:
         same = {"model": bundle.name, "method": method.name, "layer": getattr(method, "layer_name", None),
-                "parameters": json.loads(encode_json(params or {}))}
+                "settings": result_settings(params, method)}
         for o, stem in zip(outcomes, stems):
             done = _finished(o.path, out_dir / f"{stem}.json", same)
             if done:
@@ -205,6 +206,7 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
             "method": method.name,
             "layer": getattr(method, "layer_name", None),
             "parameters": params or {},
+            "settings": result_settings(params, method),  # what a rerun must share to skip this image
             "topk": [
                 {"class": int(c), "name": bundle.class_name(int(c)), "wnid": _wnid(bundle, int(c)),
                  "probability": float(p)}
@@ -248,14 +250,31 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
         outcomes[i].files = list(files)
 
 
+NEUTRAL_PARAMS = ("batch_size", "device", "method_options")  # speed, memory and where it ran: the same maps
+
+
+def result_settings(params: dict | None, method) -> dict:
+    """The parameters that decide an explanation's maps and pictures, JSON-ready: ``params`` without
+    :data:`NEUTRAL_PARAMS` and without copies of the method's options, and the method's options without
+    those that cannot change a map (its ``result_options()``), so a rerun with another batch size,
+    device or progress bar goes on.
+
+    Example:
+        >>> import torchvision
+        >>> from cameras.methods import GradCAM
+        >>> cam = GradCAM(torchvision.models.resnet18(), fold_batchnorm=True)
+        >>> result_settings({"batch_size": 8, "alpha": 0.5, "fold_batchnorm": True}, cam)
+        {'alpha': 0.5, 'method_options': {'layer': None, 'to_spatial': None}}
+    """
+    kept = {k: v for k, v in (params or {}).items() if k not in NEUTRAL_PARAMS and k not in method.options}
+    return json.loads(encode_json({**kept, "method_options": method.result_options()}))
+
+
 def _finished(path: Path, record_file: Path, same: dict) -> list[Path] | None:
     """The files of ``path``'s finished explanation in ``record_file``'s folder, when its record matches ``same``
-    (model, method, layer, parameters) and every map it lists exists; else None."""
-    try:
-        record = json.loads(record_file.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or any(record.get(k) != v for k, v in same.items()):
+    (model, method, layer, settings) and every map it lists exists; else None."""
+    record = _read_record(record_file)
+    if record is None or any(record.get(k) != v for k, v in same.items()):
         return None
     # the same file however the path is typed (records written before `image_file` compare the typed path)
     key, want = ("image_file", str(path.resolve())) if "image_file" in record else ("image", str(path))
@@ -297,14 +316,21 @@ def written_outputs(out_dir: Path, by_name: bool = True) -> set[Path]:
                 continue
             found.add(f.resolve())
     for record_file in Path(out_dir).glob("*.json"):
-        try:
-            if record_file.stat().st_size > RECORD_MAX_BYTES:
-                continue
-            record = json.loads(record_file.read_text())
-        except (OSError, ValueError):
-            continue
-        found.update(f.resolve() for f in _record_files(record, Path(out_dir)))
+        record = _read_record(record_file)
+        if record is not None:
+            found.update(f.resolve() for f in _record_files(record, Path(out_dir)))
     return found
+
+
+def _read_record(record_file: Path) -> dict | None:
+    """An image's JSON record, or None for a file that is not one (unreadable, not a JSON object, over 4 MB)."""
+    try:
+        if record_file.stat().st_size > RECORD_MAX_BYTES:
+            return None
+        record = json.loads(record_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def not_outputs(paths: list[Path], out_dir: str | Path, named: Collection[Path] = (),
@@ -329,10 +355,13 @@ def not_outputs(paths: list[Path], out_dir: str | Path, named: Collection[Path] 
     return [p for p in paths if Path(p).resolve() not in made]
 
 
-def _record_files(record, folder: Path) -> list[Path]:
+def _record_files(record: dict, folder: Path) -> list[Path]:
     """The pictures and maps an image's JSON record lists, in ``folder``."""
-    entries = record.get("explanations") or [] if isinstance(record, dict) else []
-    return [folder / e[k] for e in entries for k in ("png", "npy") if isinstance(e, dict) and isinstance(e.get(k), str)]
+    entries = record.get("explanations")
+    if not isinstance(entries, list):  # another tool's JSON that happens to be an object
+        return []
+    names = [e[k] for e in entries for k in ("png", "npy") if isinstance(e, dict) and isinstance(e.get(k), str)]
+    return [folder / n for n in names if n and Path(n).name == n]  # explain writes bare names beside the record
 
 
 def _shapes(target, b: int, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> dict | None:
