@@ -318,6 +318,19 @@ def test_tta_leaves_the_class_to_the_unchanged_view_when_the_method_fixes_it_ali
     assert (res.maps - given.maps).abs().max() < 1e-6 and res.maps.abs().max() > 0
     assert torch.equal(given.probs, res.probs)
 
+    class NoSkip(cameras.GradCAM):  # the path with a pass of its own, as every method without the flag takes
+        untargeted_is_top1 = False
+
+    # the same results as that path: no target, class ids, a rank; a factor that rounds to the input's size
+    for target, scales, hw in ((None, (0.9, 1.0, 1.1), (20, 24)), ([3, 1], (0.9, 1.0, 1.1), (20, 24)),
+                               (cameras.RankTarget(1), (1.05, 1.5), (10, 10))):
+        xs = torch.randn(2, 3, *hw, generator=torch.Generator().manual_seed(6))
+        new = Smooth(cameras.GradCAM(tiny, layer="features"), augment="tta", tta_scales=scales)(xs, target=target)
+        old = Smooth(NoSkip(tiny, layer="features"), augment="tta", tta_scales=scales)(xs, target=target)
+        assert (new.maps - old.maps).abs().max() < 1e-6 and new.maps.abs().amax((1, 2)).min() > 0
+        assert torch.equal(new.targets, old.targets) and new.extras == old.extras
+        assert torch.allclose(new.probs, old.probs, atol=1e-6) and torch.allclose(new.logits, old.logits, atol=1e-5)
+
 
 def test_smooth_bad_options(tiny):
     base = cameras.GradCAM(tiny)

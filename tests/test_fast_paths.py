@@ -393,6 +393,28 @@ def test_masked_pass_methods_run_channels_last_with_the_reference_maps(name):
     assert (fallback(xs, target=[0, 1]).maps - want).abs().max() < 1e-5 and fallback.layout_refused
     with pytest.raises(cameras.InputError, match="cannot run channels-last"):
         cameras.get_method(name, flat, channels_last=True, **opts)(xs, target=[0, 1])
+    # a failure after some masked batches were scored: all of them are run again in NCHW, none counted twice
+    late = LateView().eval()
+    opts = {"progress": False, "batch_size": 6, **({"n_masks": 18} if name == "rise" else {"layer": "conv"})}
+    want = cameras.get_method(name, late, channels_last=False, **opts)(xs, target=[0, 1])
+    late.calls, late.fail_at = 0, 3  # the first pass, one masked batch, then the failure
+    got = cameras.get_method(name, late, **opts)(xs, target=[0, 1])
+    assert late.failed and (got.maps - want.maps).abs().max() < 1e-5 and want.maps.abs().max() > 0
+    key = "raw" if name == "rise" else "channel_weights"
+    assert torch.allclose(got.extras[key], want.extras[key], rtol=1e-5, atol=1e-7)
+
+
+class LateView(FlatView):
+    """Takes channels-last tensors until its ``fail_at``-th call, then fails as a ``.view`` of one does."""
+
+    calls, fail_at, failed = 0, 0, False
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.fail_at and not x.is_contiguous():
+            self.failed = True
+            raise RuntimeError("view size is not compatible with input tensor's size and stride")
+        return self.fc(torch.relu(self.bn(self.conv(x))).reshape(x.shape[0], -1))
 
 
 def test_methods_on_one_model_share_one_set_of_channels_last_copies():

@@ -39,13 +39,15 @@ _LAYOUT_COPIES: PerModel[HeldCopies] = PerModel(HeldCopies)
 
 
 class EagerFastPaths:
-    """Mixin of a :class:`~cameras.core.base.SaliencyMethod` with a layer: the channels-last and folding options.
+    """Mixin of a :class:`~cameras.core.base.SaliencyMethod`: the channels-last and folding options.
 
-    A method calls :meth:`init_fast_paths` in its constructor and runs each call through
+    A method calls :meth:`init_fast_paths` in its constructor and runs the passes that may take
+    the fast paths (all of a CAM's; Score-CAM's and RISE's masked ones) through
     :meth:`with_layout`, which decides the layout and passes it on; inside, it enters
-    :meth:`eager_block` (:meth:`layout_block`, then :meth:`fold_block`) around its passes,
-    feeding inputs through :meth:`in_layout`. The channels-last copies of the weights are shared
-    by all methods on one model (one copy in memory, converted once).
+    :meth:`eager_block` (:meth:`layout_block`, then :meth:`fold_block`, which needs the
+    method's layer) around those passes, feeding inputs through :meth:`in_layout`. The
+    channels-last copies of the weights are shared by all methods on one model (one copy in
+    memory, converted once).
 
     Example:
         >>> import torch, torchvision

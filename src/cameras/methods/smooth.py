@@ -34,9 +34,10 @@ class Smooth(SaliencyMethod):
 
     The class is fixed on the clean input first (``target=None``: each image's top-1 there),
     so every copy or view explains the same class (for CAMERAS this means every scale is
-    kept, as for a given class). With ``"tta"``, a factor of 1 and a method whose own pass
-    fixes the class that way (``untargeted_is_top1``: the gradient CAMs, ``Gradient``), the
-    unchanged view is explained first and its pass fixes the class: no pass of its own. The
+    kept, as for a given class). With ``"tta"``, a view at the input's own size (a factor of 1,
+    or one that rounds to it) and a method whose own pass fixes the class that way
+    (``untargeted_is_top1``: the gradient CAMs, ``Gradient``), the unchanged view is explained
+    first and its pass fixes the class: no pass of its own. The
     maps of the copies (each in [0, 1]) are averaged and min-max normalised again;
     ``result.extras["views"]`` says how many were averaged. Probabilities and logits are those
     of the clean input.
