@@ -184,6 +184,12 @@ class ExtremalPerturbation(SaliencyMethod):
     CPU-friendly default ``iterations=300``; the method's default is 800 and the CAMERAS
     timing used ``area=0.3, iterations=1000``.
 
+    The map is the same for the same call on one machine, but the iterations carry float
+    rounding forward: the model run channels-last, or on another number of CPU threads,
+    moved maps by up to 0.75 (Pearson r ≥ 0.93) on the sample photos at 300 iterations. So
+    the model runs in the input's memory format, and maps from other implementations or
+    machines compare by correlation.
+
     Example:
         >>> import torch, torchvision
         >>> ep = ExtremalPerturbation(torchvision.models.resnet18(num_classes=3), iterations=2)
