@@ -546,6 +546,29 @@ def test_cli_segmentation_errors(scene_png, tmp_path, args, message):
     assert not (tmp_path / "o" / "scene.json").exists()
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--task", "detection", "--region", "0,0,4,4"], "--region and --mask are for segmentation"),
+    (["--task", "detection", "--box", "0,0,4,4"], "--box needs --target"),
+    (["--task", "segmentation", "--box", "0,0,4,4"], "--box is for detection"),
+    (["--task", "segmentation", "--target", "1", "--target", "2"], "one --target at a time"),
+    (["--task", "detection", "--target-kind", "sigmoid"], "is for classifiers"),
+    (["--task", "classification", "--mask", "m.png"], "needs --task segmentation or detection (--task classification)"),
+    (["--region", "0,0,4,4", "--mask", "m.png"], "not both"),  # no task takes both
+])
+def test_cli_task_options_are_refused_before_the_model_loads(tmp_path, monkeypatch, args, message):
+    import cameras.models
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(cameras.models, "load_model", no_model)
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    r = CliRunner().invoke(main, ["explain", str(tmp_path / "a.png"), "--model", "synthetic:seg",
+                                  "--out", str(tmp_path / "o"), "--quiet", *args])
+    assert r.exit_code == 2 and message in r.output and "was loaded" not in r.output, r.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_mask_of_another_size_fails_without_files(scene_png, tmp_path):
     img, _, _ = scene_png
     Image.new("L", (10, 10), 255).save(tmp_path / "small.png")

@@ -146,6 +146,7 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
             raise click.BadParameter("; ".join(f"--set {k}=… repeats --{k.replace('_', '-')}" for k in twice)
                                      + ": give each option once")
         options.update(extra)
+        check_task_options(task, targets, region, mask_file, box, target_kind)  # before a model loads for minutes
         bundle = load_model(model_name, weights, device=torch_device(device))
         task = bundle.task if task == "auto" else task
         target_for = dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kind)
@@ -240,6 +241,31 @@ def _scaled_box(box, image_wh, input_wh) -> list[float]:
     return [x0 * w / W, y0 * h / H, x1 * w / W, y1 * h / H]
 
 
+def check_task_options(task, targets, region, mask_file, box, target_kind, model_name=None) -> None:
+    """Refuse the target options the task cannot take, before any model is loaded when ``task`` is given
+    (``"auto"``: only the combinations no task takes; the model's own task is checked once it is loaded)."""
+    if region is not None and mask_file is not None:
+        raise click.BadParameter("give --region or --mask, not both")
+    if task == "auto":
+        return
+    if task == "classification":
+        for opt, v in (("--region", region), ("--mask", mask_file), ("--box", box)):
+            if v is not None:
+                what = f"the model {model_name} is a classifier" if model_name else "--task classification"
+                raise click.BadParameter(f"{opt} needs --task segmentation or detection ({what})")
+        return
+    if target_kind != "class":
+        raise click.BadParameter(f"--target-kind {target_kind} is for classifiers; drop it with --task {task}")
+    if len(targets) > 1:
+        raise click.BadParameter(f"--task {task} explains one --target at a time, got {len(targets)}")
+    if task == "segmentation" and box is not None:
+        raise click.BadParameter("--box is for detection; a segmentation region is --region x0,y0,x1,y1")
+    if task == "detection" and (region is not None or mask_file is not None):
+        raise click.BadParameter("--region and --mask are for segmentation; a detection is chosen with --box")
+    if task == "detection" and box is not None and not targets:
+        raise click.BadParameter("--box needs --target LABEL (the detection's label, e.g. a COCO name)")
+
+
 def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kind):
     """For segmentation and detection: a function building each image's target from the image and its input.
 
@@ -251,25 +277,14 @@ def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kin
 
     from ..core.dense import BoxTarget, RegionTarget, detections
 
+    check_task_options(task, targets, region, mask_file, box, target_kind, bundle.name)
     if task == "classification":
-        for opt, v in (("--region", region), ("--mask", mask_file), ("--box", box)):
-            if v is not None:
-                raise click.BadParameter(f"{opt} needs --task segmentation or detection (the model "
-                                         f"{bundle.name} is a classifier)")
         return None
-    if target_kind != "class":
-        raise click.BadParameter(f"--target-kind {target_kind} is for classifiers; drop it with --task {task}")
-    if len(targets) > 1:
-        raise click.BadParameter(f"--task {task} explains one --target at a time, got {len(targets)}")
     label = bundle.class_index(targets[0]) if targets else None
     if task == "segmentation":
-        if box is not None:
-            raise click.BadParameter("--box is for detection; a segmentation region is --region x0,y0,x1,y1")
         if label is None:
             raise click.BadParameter("--task segmentation needs --target CLASS (a class id or name, e.g. "
                                      f"{bundle.class_name(1 if bundle.num_classes > 1 else 0)!r})")
-        if region is not None and mask_file is not None:
-            raise click.BadParameter("give --region or --mask, not both")
         region_box = None if region is None else _box_text(region, "--region")
         mask01 = None
         if mask_file is not None:
@@ -298,10 +313,6 @@ def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kin
             return RegionTarget(label)
 
         return region_target
-    if region is not None or mask_file is not None:
-        raise click.BadParameter("--region and --mask are for segmentation; a detection is chosen with --box")
-    if box is not None and label is None:
-        raise click.BadParameter("--box needs --target LABEL (the detection's label, e.g. a COCO name)")
     given = None if box is None else _box_text(box, "--box")
 
     def box_target(img, x):
