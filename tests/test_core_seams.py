@@ -92,6 +92,21 @@ def test_token_and_channels_last_layers_are_read_without_to_spatial(layout):
             assert torch.allclose(auto.maps, hand.maps, atol=1e-6) and auto.maps.std() > 0.01
 
 
+def test_a_capture_without_recording_builds_no_graph_and_keeps_the_activation():
+    conv = torch.nn.Conv2d(3, 4, 3)
+    net = torch.nn.Sequential(conv, torch.nn.ReLU(inplace=True), torch.nn.Flatten(), torch.nn.Linear(4 * 36, 2))
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        want = conv(x)
+    with LayerCapture(conv, "0", record=False) as cap, torch.no_grad():
+        out = net(x)
+    assert not out.requires_grad and out.grad_fn is None  # nothing recorded above the layer
+    assert not cap.activation.requires_grad and torch.equal(cap.activation, want)  # the in-place ReLU left it alone
+    assert (want < 0).any()
+    with LayerCapture(conv, "0") as cap, torch.no_grad():  # the default records from the layer up
+        assert net(x).grad_fn is not None and cap.activation.requires_grad
+
+
 def test_layouts_that_are_not_maps_are_refused_clearly():
     twin = TokenNet(TinyNet())
     x = torch.randn(1, 3, 16, 16)

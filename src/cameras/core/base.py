@@ -172,10 +172,11 @@ class SaliencyMethod(abc.ABC):
             except (AssertionError, RuntimeError, LayerError):
                 self.layer_name, self.layer = resolve_layer(self.model, None, tuple(int(v) for v in x.shape[1:]))
 
-    def capture(self, layer: nn.Module | None = None, name: str | None = None) -> LayerCapture:
-        """A :class:`LayerCapture` of the method's layer (or ``layer``) with its ``to_spatial``."""
+    def capture(self, layer: nn.Module | None = None, name: str | None = None, record: bool = True) -> LayerCapture:
+        """A :class:`LayerCapture` of the method's layer (or ``layer``) with its ``to_spatial`` (``record=False``: no
+        graph above the layer, for gradient-free methods)."""
         return LayerCapture(self.layer if layer is None else layer, self.layer_name if name is None else name,
-                            self.to_spatial, self.layout)
+                            self.to_spatial, self.layout, record)
 
     def to_input(self, maps: Tensor, size: tuple[int, int]) -> Tensor:
         """B×h×w maps at a layer's resolution resized bilinearly to the B×H×W input ``size`` they explain (for a

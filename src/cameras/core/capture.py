@@ -33,6 +33,9 @@ class LayerCapture:
     :class:`~cameras.core.layouts.Layout`) reads token sequences and channels-last maps
     by the model's own description; B×K×h×w maps pass unchanged.
 
+    ``record=False`` (gradient-free methods such as Score-CAM): the activation is stored
+    detached and recording stays off, so no graph is built above the layer either.
+
     Example:
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
@@ -43,8 +46,9 @@ class LayerCapture:
     """
 
     def __init__(self, layer: nn.Module, name: str = "layer",
-                 to_spatial: Callable[[Tensor], Tensor] | None = None, layout=None) -> None:
+                 to_spatial: Callable[[Tensor], Tensor] | None = None, layout=None, record: bool = True) -> None:
         self.layer = layer
+        self.record = record
         self.name = name
         self.to_spatial = to_spatial
         self.layout = layout
@@ -69,6 +73,9 @@ class LayerCapture:
                 f"layer '{self.name}' runs more than once per forward pass (a shared module); "
                 "choose a module that runs once, e.g. its parent block"
             )
+        if not self.record:
+            self.activation = output.detach()
+            return self.activation.clone()  # the stored one stays as the layer gave it
         # The layers below ran without recording a graph (callers run the forward under
         # torch.no_grad()); from here on the graph is needed, so switch it on for the rest of
         # this forward pass. The caller's no_grad block restores the mode when it exits.

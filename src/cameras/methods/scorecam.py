@@ -83,9 +83,9 @@ class ScoreCAM(EagerFastPaths, SaliencyMethod):
 
     def explain_batch(self, x: Tensor, target: Target | None) -> SaliencyResult:
         B, C, H, W = x.shape
-        with self.capture() as cap, torch.no_grad():
+        with self.capture(record=False) as cap, torch.no_grad():  # gradient-free: no graph above the layer
             output = self.model(x)
-            act = cap.spatial(cap.get()).detach().float()
+            act = cap.spatial(cap.get()).float()
         with torch.no_grad():
             target = bind_target(target, output)
             probs = target.probability(output)
