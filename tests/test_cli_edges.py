@@ -186,12 +186,23 @@ def test_a_rerun_goes_on_where_it_stopped_and_skips_its_own_outputs(tmp_path):
     # options that cannot change a map may differ (a rerun after running out of memory takes a smaller batch)
     r = run(["explain", str(folder), "--out", str(folder), "--batch-size", "1", "--set", "batch_pixels=5000", *M])
     assert "explained 0 of 3 images" in r.output and "3 already there" in r.output, r.output
-    r = run(["explain", str(folder), "--out", str(folder), "--alpha", "0.3", *M])  # the pictures change: redone
-    assert "explained 3 of 3 images" in r.output, r.output
+    for other in (["--alpha", "0.3"], ["--set", "scale_rule=paper"], ["--topk", "2"]):  # pictures or maps change
+        r = run(["explain", str(folder), "--out", str(folder), *other, *M])
+        assert "explained 3 of 3 images" in r.output, (other, r.output)
     r = run(["explain", str(folder), "--out", str(folder), *M])
     assert "explained 3 of 3 images" in r.output, r.output
+    # a record from before records kept `settings` is skipped when its parameters are the same, as then
+    for f in folder.glob("*.json"):
+        rec = json.loads(f.read_text())
+        del rec["settings"]
+        f.write_text(json.dumps(rec))
+    r = run(["explain", str(folder), "--out", str(folder), *M])
+    assert "explained 0 of 3 images" in r.output and "3 already there" in r.output, r.output
+    assert not any("settings" in json.loads(f.read_text()) for f in folder.glob("*.json"))  # left as they were
+    r = run(["explain", str(folder), "--out", str(folder), "--batch-size", "2", *M])  # then every one counted
+    assert "explained 3 of 3 images" in r.output, r.output
     (folder / "1.json").unlink()
-    next(folder.glob("2.cameras.*.npy")).unlink()  # a map missing: redone too
+    (folder / json.loads((folder / "2.json").read_text())["explanations"][0]["npy"]).unlink()  # a map missing: redone
     r = run(["explain", str(folder), "--out", str(folder), *M])
     assert "explained 2 of 3 images" in r.output and "1 already there" in r.output, r.output
     r = run(["explain", str(folder), "--out", str(folder), "--method", "gradcam", *M])  # other settings: redone
@@ -213,9 +224,9 @@ def test_only_explain_records_mark_outputs(tmp_path):
         (folder / name).write_text(json.dumps({**head, "explanations": explanations, **extra}))
 
     record("a.json", [{"png": "a.png", "npy": "gone.npy"}])
-    record("b.json", {"png": "b.png"})  # not a list
+    record("b.json", 5)  # not a list (iterating it failed)
     (folder / "c.json").write_text(json.dumps([{**head, "png": "b.png"}]))  # not an object
-    record("d.json", [{"png": "../outside.png"}, {"png": "sub/b.png"}])  # not bare names
+    record("d.json", [{"png": "../outside.png"}, {"png": "sub/b.png"}, {"png": ".."}])  # not bare names
     (folder / "e.json").write_text("{not json")
     record("x.json", [{"png": "x.png"}], pad="x" * explain_module.RECORD_MAX_BYTES)  # over 4 MB: not read
     assert explain_module.written_outputs(folder, by_name=False) == {(folder / "a.png").resolve(),
@@ -230,6 +241,25 @@ def test_only_explain_records_mark_outputs(tmp_path):
         assert explain_module._finished(folder / "a.png", folder / name, {"model": "m"}) is None
     record("x.json", [{"png": "x.png"}], pad="x" * explain_module.RECORD_MAX_BYTES)
     assert explain_module._finished(folder / "a.png", folder / "x.json", {"model": "m"}) is None
+
+
+def test_explain_images_skips_only_what_this_call_would_write(tmp_path):
+    """From Python too: the call's own classes and picture options decide whether an image is done."""
+    import cameras
+
+    bundle = cameras.load_model("synthetic:cnn")
+    img = save(tmp_path / "a.png")
+    out = tmp_path / "o"
+
+    def call(**kw):
+        method = cameras.GradCAM(bundle.model, layer=bundle.layer)
+        return explain_module.explain_images([img], bundle, method, out, skip_done=True, **kw)[0]
+
+    assert not call().skipped
+    assert call().skipped and call(batch_size=4).skipped
+    for kw in ({"topk": 2}, {"targets": [1]}, {"alpha": 0.2}, {"square": True}, {"plain": True}, {"cmap": "gray"}):
+        assert not call(**kw).skipped, kw  # written anew, and then done with those settings
+        assert call(**kw).skipped, kw
 
 
 def test_a_rerun_knows_the_file_however_its_path_is_typed(tmp_path, monkeypatch):

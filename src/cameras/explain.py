@@ -70,11 +70,13 @@ def explain_images(
     or box, and the JSON states the target's facts (the region's share of the image, the
     matched detection). With ``skip_done`` an image whose ``<stem>.json`` in ``out_dir`` was
     written for the same file, model, method, layer and settings (:func:`result_settings`: ``params``
-    and the method's options, without those that cannot change a map), and whose maps are all
-    there, is left as it is (``outcome.skipped``): a rerun after an interruption goes on
-    where it stopped. A :class:`~cameras.core.errors.LayerError` (a layer with no spatial
-    output, say) before any image is explained stops the run, since every image would fail
-    alike; once one image is explained it fails its batch only.
+    and the method's options, without those that cannot change a map; and this call's targets,
+    ``topk``, ``square``, ``target_kind`` and picture options; ``target_for`` is compared only as
+    ``params`` describe it), and whose maps are all there, is left as it is (``outcome.skipped``):
+    a rerun after an interruption goes on where it stopped. A
+    :class:`~cameras.core.errors.LayerError` (a layer with no spatial output, say) before any
+    image is explained stops the run, since every image would fail alike; once one image is
+    explained it fails its batch only.
 
     Returns:
         One :class:`ImageOutcome` per path, in order.
@@ -82,11 +84,18 @@ def explain_images(
     out_dir = Path(out_dir)
     outcomes = [ImageOutcome(Path(p)) for p in paths]
     stems = unique_stems([o.path for o in outcomes])
+    # what a rerun must share to skip an image: the parameters and method options that decide the maps, and
+    # this call's own choices of classes and picture
+    settings = {**result_settings(params, method), "output": json.loads(encode_json({
+        "targets": None if not targets else [t if isinstance(t, int) else repr(t) for t in targets],
+        "topk": None if targets else topk, "square": square, "alpha": alpha, "target_kind": target_kind,
+        "plain": plain, "cmap": cmap, "fade": fade}))}
     if skip_done:
         same = {"model": bundle.name, "method": method.name, "layer": getattr(method, "layer_name", None),
-                "settings": result_settings(params, method)}
+                "settings": settings}
+        legacy = json.loads(encode_json(params or {}))  # a record from before `settings`: all parameters
         for o, stem in zip(outcomes, stems):
-            done = _finished(o.path, out_dir / f"{stem}.json", same)
+            done = _finished(o.path, out_dir / f"{stem}.json", same, legacy)
             if done:
                 o.files, o.skipped = done, True
     disable = None if progress is None else not progress
@@ -138,7 +147,7 @@ def explain_images(
                 continue
             try:
                 _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params,
-                               target_kind, (plain, cmap, fade))
+                               settings, target_kind, (plain, cmap, fade))
             except (CamerasError, RuntimeError, OSError) as e:  # e.g. out of memory, an unwritable file
                 # a LayerError before any image is explained is the layer's (no spatial output, say): every
                 # image would fail alike, so the run stops; after one worked it is this batch's own (its grid)
@@ -155,7 +164,8 @@ def explain_images(
     return outcomes
 
 
-def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params, kind, look):
+def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targets, topk, alpha, params, settings,
+                   kind, look):
     x = torch.cat([loaded[i][1] for i in batch])
     parts = [loaded[i][2] for i in batch]
     dense = parts[0] is not None
@@ -206,7 +216,7 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
             "method": method.name,
             "layer": getattr(method, "layer_name", None),
             "parameters": params or {},
-            "settings": result_settings(params, method),  # what a rerun must share to skip this image
+            "settings": settings,  # what a rerun must share to skip this image
             "topk": [
                 {"class": int(c), "name": bundle.class_name(int(c)), "wnid": _wnid(bundle, int(c)),
                  "probability": float(p)}
@@ -270,11 +280,16 @@ def result_settings(params: dict | None, method) -> dict:
     return json.loads(encode_json({**kept, "method_options": method.result_options()}))
 
 
-def _finished(path: Path, record_file: Path, same: dict) -> list[Path] | None:
+def _finished(path: Path, record_file: Path, same: dict, legacy: dict | None = None) -> list[Path] | None:
     """The files of ``path``'s finished explanation in ``record_file``'s folder, when its record matches ``same``
-    (model, method, layer, settings) and every map it lists exists; else None."""
+    (model, method, layer, settings) and every map it lists exists; else None. A record written before records
+    kept ``settings`` matches when its ``parameters`` equal ``legacy`` (the parameters given), as then."""
     record = _read_record(record_file)
-    if record is None or any(record.get(k) != v for k, v in same.items()):
+    if record is None:
+        return None
+    if "settings" not in record and legacy is not None:
+        same = {**{k: v for k, v in same.items() if k != "settings"}, "parameters": legacy}
+    if any(record.get(k) != v for k, v in same.items()):
         return None
     # the same file however the path is typed (records written before `image_file` compare the typed path)
     key, want = ("image_file", str(path.resolve())) if "image_file" in record else ("image", str(path))
@@ -361,7 +376,8 @@ def _record_files(record: dict, folder: Path) -> list[Path]:
     if not isinstance(entries, list):  # another tool's JSON that happens to be an object
         return []
     names = [e[k] for e in entries for k in ("png", "npy") if isinstance(e, dict) and isinstance(e.get(k), str)]
-    return [folder / n for n in names if n and Path(n).name == n]  # explain writes bare names beside the record
+    # explain writes bare names beside the record
+    return [folder / n for n in names if n not in ("", ".", "..") and Path(n).name == n]
 
 
 def _shapes(target, b: int, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> dict | None:

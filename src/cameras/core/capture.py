@@ -34,7 +34,8 @@ class LayerCapture:
     by the model's own description; B×K×h×w maps pass unchanged.
 
     ``record=False`` (gradient-free methods such as Score-CAM): the activation is stored
-    detached and recording stays off, so no graph is built above the layer either.
+    detached and the hook leaves gradient recording as the caller set it, so under
+    ``torch.no_grad()`` no graph is built above the layer either.
 
     Example:
         >>> import torch
