@@ -37,6 +37,9 @@ def test_repeated_names_never_share_output_files(tmp_path):
     sources = {json.loads(f.read_text())["image"] for f in out.glob("*.json")}
     assert len(sources) == 3  # b/x.png's JSON had been overwritten by x_2.png's
     assert len(list(out.glob("*.npy"))) == 3
+    # the same files listed in another order: each has its stem, so the rerun finds every one done
+    r = run(["explain", *map(str, paths[::-1]), "--out", str(out), *M])
+    assert "explained 0 of 3 images" in r.output and "3 already there" in r.output, r.output
 
 
 @pytest.mark.parametrize("args,message", [

@@ -80,22 +80,28 @@ def write_files_atomically(files: dict[Path, bytes]) -> None:
 
 
 def unique_stems(paths: list[Path]) -> list[str]:
-    """File stems made unique by suffixes ``_2``, ``_3``… for repeated names.
+    """File stems made unique by suffixes ``_2``, ``_3``… for repeated names, in the order given.
 
     A suffixed name never takes one that another path has as its own stem (``x_2.png`` keeps
     ``x_2``; the second ``x`` becomes ``x_3``), so no two paths share their output files.
+    Suffixes go to the paths in the order of their resolved names, not the order given, so a
+    rerun that lists the same files in another order gives each the stem (and finds the
+    outputs) it had.
 
     Example:
         >>> unique_stems([Path("a/x.jpg"), Path("b/x.png"), Path("y.jpg")])
         ['x', 'x_2', 'y']
         >>> unique_stems([Path("a/x.png"), Path("b/x.png"), Path("x_2.png")])
         ['x', 'x_3', 'x_2']
+        >>> unique_stems([Path("b/x.png"), Path("a/x.png")])  # a/x.png is x however the two are listed
+        ['x_2', 'x']
     """
     own = {p.stem for p in paths}
     taken: set[str] = set()
     count: dict[str, int] = defaultdict(int)
-    out = []
-    for p in paths:
+    out = [""] * len(paths)
+    for i in sorted(range(len(paths)), key=lambda i: (str(Path(paths[i]).resolve()), i)):
+        p = Path(paths[i])
         stem = p.stem
         if stem in taken:
             while True:
@@ -104,5 +110,5 @@ def unique_stems(paths: list[Path]) -> list[str]:
                 if stem not in taken and stem not in own:
                     break
         taken.add(stem)
-        out.append(stem)
+        out[i] = stem
     return out
