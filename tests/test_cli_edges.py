@@ -30,6 +30,8 @@ def save(path, h=64, w=64, seed=0):
 def test_repeated_names_never_share_output_files(tmp_path):
     from pathlib import Path
     assert unique_stems([Path("a/x.png"), Path("b/x.png"), Path("x_2.png")]) == ["x", "x_3", "x_2"]
+    # suffixes follow the order a folder is listed in (sorted paths: a/ before a-b/), whatever order is given
+    assert unique_stems([Path("a-b/x.png"), Path("a/x.png")]) == ["x_2", "x"]
     paths = [save(tmp_path / "a" / "x.png"), save(tmp_path / "b" / "x.png", seed=1), save(tmp_path / "x_2.png", seed=2)]
     out = tmp_path / "out"
     r = run(["explain", *map(str, paths), "--out", str(out), *M])

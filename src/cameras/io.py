@@ -100,7 +100,7 @@ def unique_stems(paths: list[Path]) -> list[str]:
     taken: set[str] = set()
     count: dict[str, int] = defaultdict(int)
     out = [""] * len(paths)
-    for i in sorted(range(len(paths)), key=lambda i: (str(Path(paths[i]).resolve()), i)):
+    for i in sorted(range(len(paths)), key=lambda i: (Path(paths[i]).resolve(), i)):  # as folders are listed
         p = Path(paths[i])
         stem = p.stem
         if stem in taken:
