@@ -1,6 +1,6 @@
 """How far float rounding moves Extremal Perturbation's maps (the README's numbers).
 
-Usage: python scripts/extremal_rounding.py [--iterations 300] [--out benchmarks/results/extremal_rounding.json]
+Usage: python scripts/extremal_rounding.py [--iterations 300] [--out benchmarks/results/extremal/rounding.json]
 
 On three sample photos (embedded EfficientNet-Lite0, 224 px, the method's defaults, each
 image's top-1) it explains each photo four ways: as it is, the same call again, the model
@@ -41,7 +41,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "benchmarks" / "results"
-                    / "extremal_rounding.json")
+                    / "extremal" / "rounding.json")
     a = ap.parse_args(argv)
     rows = []
     bundle = cameras.load_model("efficientnet_lite0")
