@@ -174,23 +174,29 @@ def time_graphs(name, device, reps, batches):
 
 
 def graphs_row(name, model, layer, b, device, reps):
+    """One batch size: the floor, the eager default (batch norms folded below the layer), the eager path
+    without folding (what the graphs replay: they fold nothing) and, on a GPU, the graphed one."""
     x = batch_input(b, 224, device)
     with torch.no_grad():
         t = model(x).argmax(1)
     eager = cameras.CAMERAS(model, layer=layer, scales=SCALES)
     inputs = scaled_inputs(x, eager)
     groups = {"floor": lambda: forward_all(model, inputs), "cameras": lambda: eager(x, target=t)}
-    r = {"model": name, "batch": b, "layer": eager.layer_name}
+    r = {"model": name, "batch": b}
     if device.type == "cuda":
         graphed = cameras.CAMERAS(model, layer=layer, scales=SCALES, cuda_graphs=True)
+        unfolded = cameras.CAMERAS(model, layer=layer, scales=SCALES, fold_batchnorm=False)
         start = time.perf_counter()
         got = graphed(x, target=t).maps
         torch.cuda.synchronize(device)
         r["first_call_seconds"] = time.perf_counter() - start
         r["max_abs_diff"] = float((got - eager(x, target=t).maps).abs().max())
+        r["max_abs_diff_unfolded"] = float((got - unfolded(x, target=t).maps).abs().max())
         r["graphs_captured"] = graphed._graphed.captures
+        groups["cameras_unfolded"] = lambda: unfolded(x, target=t)
         groups["cameras_graphs"] = lambda: graphed(x, target=t)
     r.update(interleaved_seconds(groups, device, reps))
+    r["layer"] = eager.layer_name  # resolved by the first call
     r.update({f"{k}_images_per_second": b / r[k] for k in groups if k != "floor"})
     print(json.dumps(r), flush=True)
     return r
@@ -316,6 +322,8 @@ def main(argv=None):
     ap.add_argument("--skip", default="",
                     help="comma-separated parts to skip: exact,cams,bf16,compile,graphs,cache")
     ap.add_argument("--out", default=None, help="results file (default: benchmarks/results/fast/<device>.json)")
+    ap.add_argument("--update", action="store_true",
+                    help="keep the parts this run skips from the existing --out file (one GPU session in two runs)")
     ap.add_argument("--cache-probe", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.cache_probe is not None:
@@ -331,27 +339,47 @@ def main(argv=None):
     if skip - {"exact", "cams", "bf16", "compile", "graphs", "cache"}:
         ap.error(f"--skip takes exact, cams, bf16, compile, graphs, cache; got {a.skip}")
     batches = [int(b) for b in (a.graph_batches or ("1,8,32,64" if device.type == "cuda" else "1,8")).split(",")]
-    # the GPU goals first: a session on a lent GPU may end before the rest
-    # on a CPU the exact rows' batch 1 and 8 already give the eager throughput: graph rows only when asked
-    graph_models = a.graph_models or (a.models if device.type == "cuda" else "")
-    graphed = [] if "graphs" in skip else [r for n in filter(None, graph_models.split(","))
-                                           for r in time_graphs(n, device, reps, batches)]
-    exact_batches = [int(b) for b in a.exact_batches.split(",")]
-    exact = [] if "exact" in skip else [r for n in names for r in time_exact(n, device, exact_batches, reps)]
-    cams = [] if "cams" in skip else [r for n in (a.cam_models or a.models).split(",")
-                                      for r in time_cams(n, device, exact_batches, 2 * reps + 1)]
-    bf16 = [] if "bf16" in skip else [time_bf16(n, device, reps, not a.no_compile)
-                                      for n in (a.bf16_models or a.models).split(",")]
-    compile_names = [] if a.no_compile or "compile" in skip else (a.compile_models or a.models).split(",")
-    compiled = [time_compile(n, device, reps) for n in compile_names]
-    cache = time_cache(reps) if device.type == "cpu" and "cache" not in skip else None
     given = list(sys.argv[1:] if argv is None else argv)
     if "--note" in given[:-1]:  # the note is printed under the title: the command names it only
         given[given.index("--note") + 1] = "TEXT"
     command = " ".join(["python benchmarks/fast_paths.py", *given])
-    result = {**result_header(device, tuned, reps, t0), "command": command, "note": a.note,
-              "exact": exact, "cams": cams, "bf16": bf16, "compile": compiled, "graphs": graphed, "cache": cache}
-    write_result(result, Path(a.out) if a.out else HERE / "results" / "fast" / f"{device.type}.json")
+    out = Path(a.out) if a.out else HERE / "results" / "fast" / f"{device.type}.json"
+    parts = {"exact": [], "cams": [], "bf16": [], "compile": [], "graphs": [], "cache": None}
+    if a.update and out.exists():  # the parts measured by an earlier run stay, and its command is named too
+        earlier = json.loads(out.read_text())
+        parts.update({k: earlier[k] for k in parts if k in earlier})
+        command = f"{earlier['command']} && {command}"
+
+    def result():
+        return {**result_header(device, tuned, reps, t0), "command": command, "note": a.note, **parts}
+
+    def measured(part, rows):
+        """Keep a part's rows; on a GPU also write what is measured so far (a lent GPU's session may end early)."""
+        parts[part] = rows
+        if device.type == "cuda":
+            write_result({**result(), "partial": True}, out, report=False)
+
+    # the GPU goals first: a session on a lent GPU may end before the rest
+    # on a CPU the exact rows' batch 1 and 8 already give the eager throughput: graph rows only when asked
+    graph_models = a.graph_models or (a.models if device.type == "cuda" else "")
+    if "graphs" not in skip:
+        parts["graphs"] = []
+    for n in [] if "graphs" in skip else filter(None, graph_models.split(",")):  # written model by model
+        measured("graphs", parts["graphs"] + time_graphs(n, device, reps, batches))
+    exact_batches = [int(b) for b in a.exact_batches.split(",")]
+    if "exact" not in skip:
+        measured("exact", [r for n in names for r in time_exact(n, device, exact_batches, reps)])
+    if "cams" not in skip:
+        measured("cams", [r for n in (a.cam_models or a.models).split(",")
+                          for r in time_cams(n, device, exact_batches, 2 * reps + 1)])
+    if "bf16" not in skip:
+        measured("bf16", [time_bf16(n, device, reps, not a.no_compile) for n in (a.bf16_models or a.models).split(",")])
+    compile_names = [] if a.no_compile or "compile" in skip else (a.compile_models or a.models).split(",")
+    if compile_names:
+        measured("compile", [time_compile(n, device, reps) for n in compile_names])
+    if device.type == "cpu" and "cache" not in skip:
+        parts["cache"] = time_cache(reps)
+    write_result(result(), out)
 
 
 if __name__ == "__main__":

@@ -278,6 +278,9 @@ def main():
     ap.add_argument("--default-allocator", action="store_true",
                     help="leave glibc's allocator as it is (the benchmark tunes it, as the `cameras` command does)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--update", action="store_true",
+                    help="keep the rows of models this run does not time from the existing --out file")
+    ap.add_argument("--batches", default=None, help="comma list of batch sizes (default: 1 with --quick, else 1,8)")
     ap.add_argument("--models", default=None,
                     help=f"comma list to time only these (e.g. {VIT}); default: every model of this device")
     a = ap.parse_args()
@@ -296,10 +299,13 @@ def main():
     models = ["efficientnet_lite0", "resnet50"] + (["densenet121", "inception_v3"] if cuda else []) + [VIT]
     if a.models:
         models = a.models.split(",")
-    batches = [1] if a.quick else [1, 8]
+    batches = [int(b) for b in a.batches.split(",")] if a.batches else [1] if a.quick else [1, 8]
     rounds = rounds_for(a.quick, cuda)
     t0 = time.time()
     rows = []
+    out = Path(a.out) if a.out else HERE / "results" / f"{device.type}.json"
+    if a.update and out.exists():  # one GPU session in two runs: the models of the earlier run stay
+        rows = [r for r in json.loads(out.read_text())["rows"] if r.get("model") not in models]
     if not cuda and not a.quick and not a.models:
         rows.append(cpu_allocator_effect())
         print(json.dumps(rows[-1]), flush=True)
@@ -313,13 +319,15 @@ def main():
             for b in batches:
                 rows.append(cpu_memory(name, b))
                 print(json.dumps(rows[-1]), flush=True)
+        if cuda:  # a lent GPU's session may end before the last model: keep what is measured
+            write_result({"device": "cuda", "partial": True, "rows": rows}, out, report=False)
     dev_name = torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()
     threads = torch.get_num_threads()
     result = {"device": str(device.type), "device_name": dev_name, "threads": threads, "torch": torch.__version__,
               "allocator": "tuned" if tuned else "default",
               "onednn_cache": onednn_cache_limit(), "scales": SCALES,
               "rounds": rounds, "seconds_total": time.time() - t0, "rows": rows}
-    write_result(result, Path(a.out) if a.out else HERE / "results" / f"{device.type}.json")
+    write_result(result, out)
 
 
 def script_args(models: str = "efficientnet_lite0,resnet50") -> argparse.ArgumentParser:
@@ -371,14 +379,16 @@ def result_header(device: torch.device, tuned: bool, reps: int, t0: float) -> di
             "rounds": reps, "seconds_total": time.time() - t0}
 
 
-def write_result(result: dict, out: Path) -> None:
-    """Write one results file and regenerate BENCHMARKS.md from all of them."""
-    import report
-
+def write_result(result: dict, out: Path, report: bool = True) -> None:
+    """Write one results file and regenerate BENCHMARKS.md from all of them (``report=False``: the file only,
+    for the partial results written as a run goes)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
-    report.main()
+    if report:
+        import report as report_module
+
+        report_module.main()
 
 
 if __name__ == "__main__":
