@@ -1,0 +1,27 @@
+"""The benchmark report: BENCHMARKS.md is what benchmarks/report.py renders from the committed results."""
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmarks_md_is_rendered_from_the_committed_results():
+    # every results file under benchmarks/results renders (a file of another shape there broke the report
+    # once), and the committed BENCHMARKS.md is exactly what they render to: no hand edits, no stale tables
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        report = importlib.import_module("report")
+        text = report.render()
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert text == (ROOT / "BENCHMARKS.md").read_text()
+    assert "## Below the eager floor: cuda (NVIDIA H200" in text and "CAMERAS cuda_graphs" in text
+
+
+def test_gpu_session_refuses_an_unknown_step(tmp_path):
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), str(tmp_path / "out"), "5",
+                        "cuda_graphs,graphs"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "unknown step graphs" in r.stderr and not (tmp_path / "out").exists()
