@@ -300,6 +300,11 @@ def test_attack_sanity_randomize_commands(sample_dir, tmp_path):
     rec = a["images"][0]
     assert rec["vanilla"]["steps"] == 4 and rec["vanilla"]["linf"] <= 12 / 255 + 1e-6
     assert a["paper_mean_l2_reduction_percent"] == 56.5 and (tmp_path / "a" / "coffee.attack.png").exists()
+    # an image left out of the mean (either attack short of the threshold) says so on its line
+    both = rec["vanilla"]["success"] and rec["enhanced"]["success"]
+    assert a["both_successful"] == int(both) and ("not in the mean" in r.output) == (not both)
+    if not both:
+        assert f"stayed below {a['threshold']:.2%}" in r.output
     r = CliRunner().invoke(main, ["sanity", img, "--methods", "gradcam,gradient", "--attack-steps", "3", "--steps", "4",
                                   "--square", "--out", str(tmp_path / "s")], catch_exceptions=False)
     assert r.exit_code == 0, r.output

@@ -113,9 +113,12 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
     if s is None:
         return
     for r in s["images"]:
+        # an image where either attack stayed below the threshold is left out of the mean: say so on its line
+        short = [name for k, name in (("vanilla", "PGD"), ("enhanced", "enhanced PGD")) if not r[k]["success"]]
+        note = f" (not in the mean: {' and '.join(short)} stayed below {s['threshold']:.2%})" if short else ""
         click.echo(f"{r['image']}: PGD L2 {r['vanilla']['l2']:.3f} ({r['vanilla']['target_prob']:.4f}), "
                    f"enhanced L2 {r['enhanced']['l2']:.3f} ({r['enhanced']['target_prob']:.4f}): "
-                   f"{r['l2_reduction_percent']:.1f}% lower")
+                   f"{r['l2_reduction_percent']:.1f}% lower{note}")
     m = s["mean_l2_reduction_percent"]
     click.echo(f"mean L2 reduction {'–' if m is None else f'{m:.1f}%'} over {s['both_successful']} images "
                f"(paper: {PAPER_REDUCTION}%); wrote {out_dir}/attack.json")
