@@ -91,9 +91,11 @@ def check_methods(dev):
             opts = {"n_masks": 64} if method == "rise" else {"iterations": 10} if method == "extremal" else {}
             if cameras.methods.method_class(method).uses_layer:
                 opts["layer"] = layer
+            # Score-CAM runs a masked pass per channel (2048 on ResNet-50): on the CPU side one image of the two
+            xm = xin[:1] if method == "scorecam" else xin
             try:
-                cpu = cameras.get_method(method, model.cpu(), **opts)(xin, target=285)
-                gpu_res = cameras.get_method(method, model.to(dev), **opts)(xin.to(dev), target=285)
+                cpu = cameras.get_method(method, model.cpu(), **opts)(xm, target=285)
+                gpu_res = cameras.get_method(method, model.to(dev), **opts)(xm.to(dev), target=285)
                 on_gpu = gpu_res.maps.device.type == "cuda" and gpu_res.targets.device.type == "cuda"
                 diff = (gpu_res.maps.cpu() - cpu.maps).abs().max().item()
                 print(f"{name:9s} {method:9s} max|cuda-cpu| = {diff:.2e}  on the GPU {on_gpu}  "

@@ -63,7 +63,7 @@ wanted graph_rows && step graph_rows 100 "$PY" "${FAST[@]}" --skip exact,cams,bf
 wanted run && step run 220 "$PY" "${RUN[@]}"
 wanted fast_rows && step fast_rows 130 "$PY" "${FAST[@]}" --skip graphs \
     --bf16-models efficientnet_lite0,resnet50,timm:vit_small_patch16_224
-wanted cuda_methods && step cuda_methods 100 "$PY" benchmarks/cuda_check.py --parts methods
+wanted cuda_methods && step cuda_methods 150 "$PY" benchmarks/cuda_check.py --parts methods
 if wanted cli; then
     step samples 20 "$PY" -m cameras samples --out "$WORK/samples"
     step explain 20 "$PY" -m cameras explain "$WORK/samples/chelsea.jpg" --device cuda --topk 2 --out "$WORK/explain" \
