@@ -44,7 +44,7 @@ def check_graphs(dev):
                 got = graphed(x, target=target)
                 same = torch.equal(got.targets, ref.targets)
                 print(f"{name:9s} graphs b{b} target {target}: max|graphs-unfolded eager| {verdict(diff(got, ref), 0)}"
-                      f", max|graphs-default eager| {verdict(diff(got, folded))} (folding alone "
+                      f", max|graphs-default eager| {diff(got, folded):.1e} (folding alone, no verdict: "
                       f"{diff(folded, ref):.1e}), same targets {same}, captured {graphed._graphed.captures}, "
                       f"replays {graphed._graphed.replays}, disabled {graphed._graphed.disabled}", flush=True)
         x = torch.randn(1, 3, 224, 224, device=dev)

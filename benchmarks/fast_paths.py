@@ -342,16 +342,20 @@ def main(argv=None):
     given = list(sys.argv[1:] if argv is None else argv)
     if "--note" in given[:-1]:  # the note is printed under the title: the command names it only
         given[given.index("--note") + 1] = "TEXT"
+    if "--out" in given[:-1]:  # where this machine put the file says nothing about the rows
+        del given[given.index("--out"):given.index("--out") + 2]
     command = " ".join(["python benchmarks/fast_paths.py", *given])
     out = Path(a.out) if a.out else HERE / "results" / "fast" / f"{device.type}.json"
     parts = {"exact": [], "cams": [], "bf16": [], "compile": [], "graphs": [], "cache": None}
+    note = a.note
     if a.update and out.exists():  # the parts measured by an earlier run stay, and its command is named too
         earlier = json.loads(out.read_text())
         parts.update({k: earlier[k] for k in parts if k in earlier})
-        command = f"{earlier['command']} && {command}"
+        command = " && ".join(filter(None, [earlier.get("command"), command]))
+        note = note or earlier.get("note")
 
     def result():
-        return {**result_header(device, tuned, reps, t0), "command": command, "note": a.note, **parts}
+        return {**result_header(device, tuned, reps, t0), "command": command, "note": note, **parts}
 
     def measured(part, rows):
         """Keep a part's rows; on a GPU also write what is measured so far (a lent GPU's session may end early)."""
@@ -362,10 +366,9 @@ def main(argv=None):
     # the GPU goals first: a session on a lent GPU may end before the rest
     # on a CPU the exact rows' batch 1 and 8 already give the eager throughput: graph rows only when asked
     graph_models = a.graph_models or (a.models if device.type == "cuda" else "")
-    if "graphs" not in skip:
-        parts["graphs"] = []
-    for n in [] if "graphs" in skip else filter(None, graph_models.split(",")):  # written model by model
-        measured("graphs", parts["graphs"] + time_graphs(n, device, reps, batches))
+    for n in [] if "graphs" in skip else filter(None, graph_models.split(",")):  # model by model, replacing its rows
+        new = time_graphs(n, device, reps, batches)
+        measured("graphs", [r for r in parts["graphs"] if r["model"] != n] + new)
     exact_batches = [int(b) for b in a.exact_batches.split(",")]
     if "exact" not in skip:
         measured("exact", [r for n in names for r in time_exact(n, device, exact_batches, reps)])

@@ -13,8 +13,9 @@
 #   bash benchmarks/gpu_session.sh OUTDIR [SECONDS] [STEP,STEP,...]
 # SECONDS is this run's budget (540 by default); every step runs by default, in the order above.
 # RUN_MODELS (a comma list) limits the run step to these models. OUTDIR receives session.log (every
-# step's output and its exit status), fast-cuda.json and cuda.json; where OUTDIR already holds the last
-# two (a second run: copy them there first) the rows of the steps and models not run again are kept.
+# step's output and its exit status), fast-cuda.json and cuda.json. UPDATE=1 makes a second run add to
+# the first: copy the first run's fast-cuda.json and cuda.json into OUTDIR, and the rows of the steps and
+# models not run again are kept (without it a run starts its files afresh).
 # The CLI's images go to a scratch folder. Afterwards copy OUTDIR/cuda.json to benchmarks/results/ and
 # OUTDIR/fast-cuda.json to benchmarks/results/fast/cuda.json, then run python benchmarks/report.py.
 # PY names the interpreter (python3 by default); src/ is put on PYTHONPATH, so no install is needed
@@ -26,15 +27,17 @@ STEPS=${3:-cuda_graphs,graph_rows,run,fast_rows,cuda_methods,cli,cuda_compile}
 PY=${PY:-python3}
 END=$(( $(date +%s) + BUDGET ))
 WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 LOG="$OUT/session.log"
-for s in ${STEPS//,/ }; do
+IFS=, read -ra STEP_LIST <<< "$STEPS"
+for s in "${STEP_LIST[@]}"; do
     case $s in cuda_graphs|graph_rows|run|fast_rows|cuda_methods|cli|cuda_compile) ;;
         *) echo "unknown step $s: the steps are cuda_graphs, graph_rows, run, fast_rows, cuda_methods, cli," \
                 "cuda_compile" >&2; exit 2 ;;
     esac
 done
-wanted() { [[ ,$STEPS, == *,$1,* ]]; }
+wanted() { [[ ,$STEPS, == *,"$1",* ]]; }
 mkdir -p "$OUT"
 
 step() {  # step NAME SECONDS COMMAND...: at most SECONDS, and never past the session's end
@@ -55,12 +58,20 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 "$PY" -c "import torch, torchvision, timm; print('torch', torch.__version__, 'torchvision', torchvision.__version__, \
 'timm', timm.__version__)" 2>&1 | tee -a "$LOG"
 FAST=(benchmarks/fast_paths.py --device cuda --quick --no-compile --models resnet50,efficientnet_lite0
-      --graph-batches 1,8,32 --update --out "$OUT/fast-cuda.json")
-RUN=(benchmarks/run.py --device cuda --batches 1,8 --update --out "$OUT/cuda.json")
+      --graph-batches 1,8,32 --out "$OUT/fast-cuda.json")
+RUN=(benchmarks/run.py --device cuda --batches 1,8 --out "$OUT/cuda.json")
+if [[ ${UPDATE:-} == 1 ]]; then
+    RUN+=(--update)
+    FAST+=(--update)
+else  # a fresh session: nothing left from an earlier one in OUTDIR is merged into its rows
+    rm -f "$OUT/fast-cuda.json" "$OUT/cuda.json"
+fi
 [[ -n ${RUN_MODELS:-} ]] && RUN+=(--models "$RUN_MODELS")
 wanted cuda_graphs && step cuda_graphs 60 "$PY" benchmarks/cuda_check.py --parts graphs
 wanted graph_rows && step graph_rows 100 "$PY" "${FAST[@]}" --skip exact,cams,bf16
 wanted run && step run 220 "$PY" "${RUN[@]}"
+# the rows of the graph_rows step, when it ran, stay in the file this step writes
+[[ ${UPDATE:-} == 1 ]] || FAST+=(--update)
 wanted fast_rows && step fast_rows 130 "$PY" "${FAST[@]}" --skip graphs \
     --bf16-models efficientnet_lite0,resnet50,timm:vit_small_patch16_224
 wanted cuda_methods && step cuda_methods 150 "$PY" benchmarks/cuda_check.py --parts methods

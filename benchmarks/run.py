@@ -60,7 +60,9 @@ def rounds_for(quick, cuda):
             "rise_extremal": reps if (cuda or quick) else 7}  # seconds per round, so more rounds
 
 
-def time_model(name, batches, device, rounds, naive_batches, extras):
+def time_model(name, batches, device, rounds, naive_batches, extras, on_row=None):
+    """One model's rows (a row per batch size, then the RISE/Extremal row); ``on_row(row)`` after each."""
+    on_row = on_row or (lambda row: None)
     bundle = load(name, device)
     model = bundle.model
     n = 224  # as the paper's timing study and the reference code, for every model
@@ -125,8 +127,10 @@ def time_model(name, batches, device, rounds, naive_batches, extras):
             r.update(cuda_memory(model, layer, x, target, inputs))
         rows.append(r)
         print(json.dumps(r), flush=True)
+        on_row(r)
     if extras:
         rows.append(time_baselines(name, model, n, device, rounds["rise_extremal"]))
+        on_row(rows[-1])
     return rows
 
 
@@ -302,32 +306,52 @@ def main():
     batches = [int(b) for b in a.batches.split(",")] if a.batches else [1] if a.quick else [1, 8]
     rounds = rounds_for(a.quick, cuda)
     t0 = time.time()
-    rows = []
     out = Path(a.out) if a.out else HERE / "results" / f"{device.type}.json"
-    if a.update and out.exists():  # one GPU session in two runs: the models of the earlier run stay
-        rows = [r for r in json.loads(out.read_text())["rows"] if r.get("model") not in models]
-    if not cuda and not a.quick and not a.models:
+    allocator = not cuda and not a.quick and not a.models
+    earlier = []
+    if a.update and out.exists():  # one GPU session in two runs: the earlier run's rows stay until replaced
+        earlier = json.loads(out.read_text())["rows"]
+    rows = []
+    dev_name = torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()
+    header = {"device": str(device.type), "device_name": dev_name, "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "allocator": "tuned" if tuned else "default",
+              "onednn_cache": onednn_cache_limit(), "scales": SCALES, "rounds": rounds}
+
+    def merged():
+        return merge_rows(earlier, rows, replaces_unnamed=allocator)
+
+    def measured(row):
+        rows.append(row)
+        if cuda:  # a lent GPU's session may end at any row: keep what is measured, with the header the report needs
+            write_result({**header, "partial": True, "seconds_total": time.time() - t0, "rows": merged()}, out,
+                         report=False)
+
+    if allocator:
         rows.append(cpu_allocator_effect())
         print(json.dumps(rows[-1]), flush=True)
     for name in models:
         if name.startswith("timm:"):  # a transformer: batch 1 on a CPU; the straightforward reference is for maps
-            rows += time_model(name, batches if cuda else [1], device, rounds, naive_batches=[], extras=False)
+            time_model(name, batches if cuda else [1], device, rounds, naive_batches=[], extras=False,
+                       on_row=measured)
             continue
-        rows += time_model(name, batches, device, rounds, naive_batches=[1] if not cuda else batches,
-                           extras=name in ("efficientnet_lite0", "resnet50") or cuda)
+        time_model(name, batches, device, rounds, naive_batches=[1] if not cuda else batches,
+                   extras=name in ("efficientnet_lite0", "resnet50") or cuda, on_row=measured)
         if not cuda:
             for b in batches:
                 rows.append(cpu_memory(name, b))
                 print(json.dumps(rows[-1]), flush=True)
-        if cuda:  # a lent GPU's session may end before the last model: keep what is measured
-            write_result({"device": "cuda", "partial": True, "rows": rows}, out, report=False)
-    dev_name = torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()
-    threads = torch.get_num_threads()
-    result = {"device": str(device.type), "device_name": dev_name, "threads": threads, "torch": torch.__version__,
-              "allocator": "tuned" if tuned else "default",
-              "onednn_cache": onednn_cache_limit(), "scales": SCALES,
-              "rounds": rounds, "seconds_total": time.time() - t0, "rows": rows}
+    result = {**header, "seconds_total": time.time() - t0, "rows": merged()}
     write_result(result, out)
+
+
+def merge_rows(earlier: list[dict], rows: list[dict], replaces_unnamed: bool = False) -> list[dict]:
+    """This run's ``rows`` and the ``earlier`` run's rows of the models not measured again (yet), grouped by model:
+    the earlier file's models in its order, then new ones; rows without a model (the allocator row) are replaced
+    when ``replaces_unnamed``."""
+    new = {r.get("model") for r in rows}
+    kept = [r for r in earlier if r.get("model") not in new and not (replaces_unnamed and "model" not in r)]
+    order = list(dict.fromkeys([r.get("model") for r in earlier] + [r.get("model") for r in rows]))
+    return sorted(kept + rows, key=lambda r: order.index(r.get("model")))  # stable: rows keep their order
 
 
 def script_args(models: str = "efficientnet_lite0,resnet50") -> argparse.ArgumentParser:

@@ -25,3 +25,21 @@ def test_gpu_session_refuses_an_unknown_step(tmp_path):
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), str(tmp_path / "out"), "5",
                         "cuda_graphs,graphs"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "unknown step graphs" in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_second_gpu_run_replaces_only_the_models_it_measures():
+    # benchmarks/run.py --update: a lent GPU's session in two runs; the second may stop at any row
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        run = importlib.import_module("run")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    earlier = [{"model": "a", "batch": 1}, {"model": "a", "batch": 8}, {"model": "b", "batch": 1},
+               {"model": "c", "batch": 1}, {"kind": "allocator"}]
+    # the second run has measured b's batch 1 so far: b's earlier row goes, a's and c's stay, in model order
+    got = run.merge_rows(earlier, [{"model": "b", "batch": 1, "new": True}])
+    assert got == [*earlier[:2], {"model": "b", "batch": 1, "new": True}, earlier[3], earlier[4]]
+    # a model new to the file comes last; a run that measures the allocator row again replaces the old one
+    got = run.merge_rows(earlier, [{"kind": "allocator", "new": True}, {"model": "d", "batch": 1}],
+                         replaces_unnamed=True)
+    assert got == [*earlier[:4], {"kind": "allocator", "new": True}, {"model": "d", "batch": 1}]
