@@ -312,10 +312,9 @@ def main():
     if a.update and out.exists():  # one GPU session in two runs: the earlier run's rows stay until replaced
         earlier = json.loads(out.read_text())["rows"]
     rows = []
-    dev_name = torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()
-    header = {"device": str(device.type), "device_name": dev_name, "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "allocator": "tuned" if tuned else "default",
-              "onednn_cache": onednn_cache_limit(), "scales": SCALES, "rounds": rounds}
+    header = result_header(device, tuned, rounds, t0)  # this file has always named a CPU by its architecture alone
+    if not cuda:
+        header["device_name"] = platform.processor() or platform.machine()
 
     def merged():
         return merge_rows(earlier, rows, replaces_unnamed=allocator)
@@ -394,7 +393,7 @@ def onednn_cache_limit() -> str:
     return os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY") or os.environ.get("DNNL_PRIMITIVE_CACHE_CAPACITY", "1024")
 
 
-def result_header(device: torch.device, tuned: bool, reps: int, t0: float) -> dict:
+def result_header(device: torch.device, tuned: bool, reps: int | dict, t0: float) -> dict:
     """What every results file starts with: the device, threads, torch, allocator, scales, rounds, seconds."""
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": device.type, "device_name": dev_name, "threads": torch.get_num_threads(),

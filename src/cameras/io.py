@@ -80,7 +80,7 @@ def write_files_atomically(files: dict[Path, bytes]) -> None:
 
 
 def unique_stems(paths: list[Path]) -> list[str]:
-    """File stems made unique by suffixes ``_2``, ``_3``… for repeated names, in the order given.
+    """File stems made unique by suffixes ``_2``, ``_3``… for repeated names, one per path in the order given.
 
     A suffixed name never takes one that another path has as its own stem (``x_2.png`` keeps
     ``x_2``; the second ``x`` becomes ``x_3``), so no two paths share their output files.
