@@ -1,7 +1,9 @@
 """fp16/bf16 CAMERAS against float32 on CUDA, and why fp16 can lose a layer: its activation size.
 
 Run on a machine with a GPU: python benchmarks/fp16_check.py
-The models are the benchmark's (random weights, as `cameras.load_model(..., weights="random")`).
+The models are raw random-weight networks (`cameras.load_model(..., weights="random")`), without
+the renormalisation benchmarks/run.py gives Inception-v3: its tiny activations are the point here
+(its float32 maps are all zero, and the script says so).
 fp16's smallest normal number is 6.1e-5; activations far below it keep only a few bits.
 """
 
@@ -22,6 +24,7 @@ def main():
         with torch.no_grad():
             t = net(x).argmax(1)
         ref = cameras.CAMERAS(net, layer=layer)(x, target=t).maps
+        print(f"{name}: float32 maps all zero in {int((ref.amax((1, 2)) == 0).sum())} of {len(ref)}", flush=True)
         for amp in ("bf16", "fp16"):
             m = cameras.CAMERAS(net, layer=layer, amp=amp)(x, target=t).maps
             print(f"{name} {amp}: max abs diff {(m - ref).abs().max().item():.4f}, "
