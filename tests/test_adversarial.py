@@ -342,7 +342,7 @@ def test_attack_sanity_randomize_commands(sample_dir, tmp_path):
                                   "--weights", "random", "--out", str(tmp_path / "a2")])
     assert r.exit_code == 2 and "other settings (model:" in r.output and "weights_fingerprint" in r.output
     for args, msg in [(["attack", img, "--eps", "-1/255"], "eps must be ≥ 0"),
-                      (["attack", img, "--alpha", "0"], "--alpha must be > 0"),
+                      (["attack", img, "--alpha", "0"], "--step-size (--alpha) must be > 0"),
                       (["sanity", img, "--methods", ","], "no method given"),
                       (["sanity", img, "--eps", "-2/255"], "eps must be ≥ 0"),
                       (["experiment", "n-sensitivity", str(tmp_path / "b" / "nothing-here")], "no such file"),

@@ -378,3 +378,79 @@ def test_pictures_named_like_outputs_are_inputs_outside_the_out_folder(tmp_path)
     assert r.exit_code == 0 and "explained 3 of 3" in r.output, r.output
     r = run(["explain", str(folder / "scan.gradient.1.png"), "--out", str(folder), *M])  # named: kept, even in --out
     assert r.exit_code == 0 and "explained 1 of 1" in r.output, r.output
+
+
+def test_attack_and_sanity_name_their_steps_alike_and_keep_the_old_names(tmp_path):
+    # attack's step cap is --attack-steps as on sanity (--steps still works); sanity's cleaning steps are
+    # --clean-steps (--steps still works); both take --step-size (--alpha, attack's older name)
+    img = save(tmp_path / "a.png")
+    runs = {"new": ["--attack-steps", "2", "--step-size", "2/255", "--no-squared"],
+            "old": ["--steps", "2", "--alpha", "2/255", "--not-squared"]}
+    for name, args in runs.items():
+        r = run(["attack", str(img), "--out", str(tmp_path / name), *M, *args])
+        assert r.exit_code == 0, r.output
+    new, old = (json.loads((tmp_path / n / "attack.json").read_text()) for n in runs)
+    for a in (new, old):
+        assert a["steps"] == 2 and a["alpha"] == pytest.approx(2 / 255) and a["reading"]["squared"] is False
+    assert new["images"][0]["vanilla"]["l2"] == old["images"][0]["vanilla"]["l2"]
+    r = run(["sanity", str(img), "--methods", "gradcam", "--attack-steps", "2", "--clean-steps", "3",
+             "--step-size", "3/255", "--out", str(tmp_path / "s"), *M])
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "s" / "sanity.json").read_text())
+    assert s["steps"] == 3 and s["attack_steps"] == 2 and s["alpha"] == pytest.approx(3 / 255)
+    assert len(s["images"][0]["methods"]["gradcam"]["curve"]) == 4
+    r = run(["sanity", str(img), "--methods", "gradcam", "--attack-steps", "2", "--steps", "3", "--out",
+             str(tmp_path / "s2"), *M])
+    assert r.exit_code == 0 and json.loads((tmp_path / "s2" / "sanity.json").read_text())["steps"] == 3, r.output
+
+
+def test_a_step_size_above_the_budget_is_warned_about(tmp_path):
+    # --alpha 0.5 on attack is a step size (on explain and compare it is an overlay opacity): larger than ε,
+    # every step lands on the budget's edge, which the user hears about; within the budget, no warning
+    img = save(tmp_path / "a.png")
+    r = CliRunner().invoke(main, ["attack", str(img), "--out", str(tmp_path / "o"), "--steps", "1", "--alpha", "0.5",
+                                  *M])
+    assert r.exit_code == 0 and "warning: --step-size 0.5 is larger than the budget --eps 0.04706" in r.output, r.output
+    r = CliRunner().invoke(main, ["attack", str(img), "--out", str(tmp_path / "p"), "--steps", "1", *M])
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+
+
+def test_compare_takes_repeated_models_and_refuses_a_second_target(tmp_path):
+    img = save(tmp_path / "a.png")
+    out = tmp_path / "c.png"
+    r = run(["compare", str(img), "--methods", "gradcam", "--model", "synthetic:cnn", "--model", "synthetic:vit",
+             "--quiet", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert [m["model"] for m in json.loads(out.with_suffix(".json").read_text())["models"]] == ["synthetic:cnn",
+                                                                                               "synthetic:vit"]
+    r = run(["compare", str(img), "--methods", "gradcam", "--model", "synthetic:cnn,synthetic:cnn", "--quiet",
+             "--out", str(tmp_path / "d.png")])
+    assert r.exit_code == 2 and "names a model twice" in r.output, r.output
+    r = run(["compare", str(img), "--methods", "gradcam", *M, "--target", "1", "--target", "2", "--out",
+             str(tmp_path / "e.png")])
+    assert r.exit_code == 2 and "--target is given 2 times (1, 2)" in r.output, r.output
+    assert not (tmp_path / "d.png").exists() and not (tmp_path / "e.png").exists()
+
+
+def test_explain_takes_the_method_prefix_of_compare_and_refuses_another_method(tmp_path):
+    img = save(tmp_path / "a.png")
+    r = run(["explain", str(img), "--out", str(tmp_path / "a"), *M, "--set", "cameras.scales=[64, 96]"])
+    assert r.exit_code == 0, r.output
+    r2 = run(["explain", str(img), "--out", str(tmp_path / "b"), *M, "--set", "scales=[64, 96]"])
+    assert r2.exit_code == 0, r2.output
+    (fa,), (fb,) = (list((tmp_path / d).glob("a.cameras.*.npy")) for d in "ab")
+    assert fa.name == fb.name and np.array_equal(np.load(fa), np.load(fb))
+    assert json.loads((tmp_path / "a" / "a.json").read_text())["parameters"]["scales"] == [64, 96]
+    r = run(["explain", str(img), "--out", str(tmp_path / "c"), *M, "--set", "rise.n_masks=5"])
+    assert r.exit_code == 2 and "--set rise.n_masks=5 sets rise but --method is cameras" in r.output, r.output
+    assert not (tmp_path / "c").exists()
+
+
+def test_multi_model_commands_read_repeats_and_comma_lists_alike():
+    from cameras.cli.common import model_names
+
+    assert model_names(("a,b", " c ")) == model_names(("a", "b", "c")) == ["a", "b", "c"]
+    with pytest.raises(Exception, match="empty model name"):
+        model_names(("a,,b",))
+    r = run(["reproduce", "--model", "synthetic:cnn,synthetic:vit", "--weights", "none", "--out", "/nonexistent/x"])
+    assert r.exit_code == 2 and "give --weights once per --model (2)" in r.output, r.output

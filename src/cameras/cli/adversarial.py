@@ -12,13 +12,17 @@ from .common import (
     load_classifier,
     main,
     model_option,
+    out_dir_option,
     parse_eps,
     progress_flag,
     progress_for,
+    quiet_option,
     set_threads,
+    square_option,
     threads_option,
     torch_device,
     user_errors,
+    weights_option,
 )
 
 
@@ -39,9 +43,10 @@ def _reading_options(f, preset: str):
                      help="Step rule [default: the preset's]."),
         click.option("--pixel-scale", default=None, type=click.Choice(["1", "255"]),
                      help="Pixel scale of the penalty [default: the preset's, 1]."),
-        click.option("--squared/--not-squared", default=None, help="β‖·‖² instead of β‖·‖."),
-        click.option("--per-pixel/--not-per-pixel", default=None,
-                     help="Mean instead of sum of squares inside the norm."),
+        click.option("--squared/--no-squared", " /--not-squared", default=None,
+                     help="β‖·‖² instead of β‖·‖ [default: the preset's]."),
+        click.option("--per-pixel/--no-per-pixel", " /--not-per-pixel", default=None,
+                     help="Mean instead of sum of squares inside the norm [default: the preset's]."),
     ]):
         f = opt(f)
     return f
@@ -70,23 +75,48 @@ def reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel) -> dic
     return reading(preset, **over)
 
 
+def step_size_option(f):
+    """``--step-size`` (older name ``--alpha``): the attack's step in [0, 1] pixel units, as text like 1/255."""
+    return click.option("--step-size", "--alpha", "alpha", default="1/255", show_default=True,
+                        help="Attack step in [0, 1] pixel units, e.g. 1/255 (ℓ2 steps: the ℓ2 length of a sign step of "
+                             "this size); --alpha is its older name.")(f)
+
+
+def step_size_from(text: str, opts: dict) -> float:
+    """The value of ``--step-size`` (> 0); a warning when it exceeds the reading's budget ε, since every step
+    then lands on the budget's edge (and ``--alpha`` on `explain` and `compare` is an overlay opacity, not this).
+
+    Example:
+        >>> round(step_size_from("2/255", {"eps": 12 / 255}) * 255, 6)
+        2.0
+    """
+    a = parse_eps(text)
+    if a <= 0:
+        raise click.BadParameter(f"--step-size (--alpha) must be > 0, got {text}")
+    if opts.get("eps") is not None and a > opts["eps"]:
+        click.echo(f"warning: --step-size {text} is larger than the budget --eps {opts['eps']:.4g}, so every step "
+                   "lands on the budget's edge; steps are usually a fraction of it (1/255 by default)", err=True)
+    return a
+
+
 @main.command()
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path),
               help="Folder of images: mean reduction only.")
 @model_option
-@click.option("--weights", default=None)
+@weights_option
 @reading_options("paper")
-@click.option("--alpha", default="1/255", show_default=True,
-              help="Step size (ℓ2 steps: the ℓ2 length of a sign step of this size).")
-@click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 100000), help="Step cap.")
+@step_size_option
+@click.option("--attack-steps", "--steps", "steps", default=300, show_default=True, type=click.IntRange(1, 100000),
+              help="Step cap of each attack (as sanity's --attack-steps).")
 @click.option("--beta", default=None, type=click.FloatRange(0, None), help="β of Eq. 4 [default: the preset's, "
               "5 for paper (per pixel), 50 for literal].")
-@click.option("--threshold", default=0.9999, show_default=True, type=click.FloatRange(0, 1, min_open=True))
-@click.option("--square", is_flag=True)
+@click.option("--threshold", default=0.9999, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="An attack succeeds when the target class's probability reaches this.")
+@square_option
 @device_option
-@click.option("--out", "out_dir", default="cameras-attack", show_default=True, type=click.Path(path_type=Path))
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@out_dir_option("cameras-attack")
+@quiet_option
 @threads_option
 def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_scale, squared, per_pixel, alpha, steps,
            beta, threshold, square, device, out_dir, quiet, threads):
@@ -103,9 +133,7 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
     with user_errors(), launch(str(torch_device(device))) as run:
         set_threads(threads)
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
-        a = parse_eps(alpha)
-        if a <= 0:
-            raise click.BadParameter(f"--alpha must be > 0, got {alpha}")
+        a = step_size_from(alpha, opts)
         paths = image_paths(images, data_dir, progress_for(run, quiet), square)
         bundle = load_classifier(model_name, weights, run.device, "cameras attack")
         s = attack_images(bundle, paths, out_dir, opts, a, steps, beta, threshold, square, figures=data_dir is None,
@@ -130,19 +158,22 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
               help="Folder of images: mean scores only.")
 @click.option("--methods", default="cameras,gradcam", show_default=True)
 @model_option
-@click.option("--weights", default=None)
+@weights_option
 @click.option("--fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, min_open=True))
-@click.option("--steps", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--clean-steps", "--steps", "steps", default=20, show_default=True, type=click.IntRange(1, 10000),
+              help="Cleaning steps: the curve restores --fraction of the pixels in this many equal steps.")
 @reading_options("literal")
 @click.option("--beta", default=None, type=click.FloatRange(0, None), help="β of Eq. 4 [default: the preset's].")
-@click.option("--attack-steps", default=300, show_default=True, type=click.IntRange(1, 100000))
-@click.option("--square", is_flag=True)
+@step_size_option
+@click.option("--attack-steps", default=300, show_default=True, type=click.IntRange(1, 100000),
+              help="Step cap of the attack.")
+@square_option
 @device_option
-@click.option("--out", "out_dir", default="cameras-sanity", show_default=True, type=click.Path(path_type=Path))
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@out_dir_option("cameras-sanity")
+@quiet_option
 @threads_option
 def sanity(images, data_dir, methods, model_name, weights, fraction, steps, preset, eps, step_rule, pixel_scale,
-           squared, per_pixel, beta, attack_steps, square, device, out_dir, quiet, threads):
+           squared, per_pixel, beta, alpha, attack_steps, square, device, out_dir, quiet, threads):
     """Adversarial-cleaning sanity check (supplement A-4): curves and scores per method.
 
     Resumable and distributed under torchrun, like `cameras attack`.
@@ -157,9 +188,10 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
         set_threads(threads)
         names = method_names(methods)
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
+        a = step_size_from(alpha, opts)
         paths = image_paths(images, data_dir, progress_for(run, quiet), square)
         bundle = load_classifier(model_name, weights, run.device, "cameras sanity")
-        s = sanity_images(bundle, paths, names, out_dir, fraction, steps, opts, 1 / 255, attack_steps, beta,
+        s = sanity_images(bundle, paths, names, out_dir, fraction, steps, opts, a, attack_steps, beta,
                           square, figures=data_dir is None, progress=progress_flag(quiet), run=run)
     if s is None:
         return
@@ -176,11 +208,11 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
 @click.option("--blocks", default=None, help="modules to re-initialise, top first, comma-separated (dotted names of "
               "submodules allowed, e.g. blocks.6,blocks.5); default: the top-level blocks with parameters")
 @model_option
-@click.option("--weights", default=None)
-@click.option("--square", is_flag=True)
+@weights_option
+@square_option
 @device_option
-@click.option("--out", "out_dir", default="cameras-randomize", show_default=True, type=click.Path(path_type=Path))
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@out_dir_option("cameras-randomize")
+@quiet_option
 @threads_option
 def randomize(image, methods, mode, seed, blocks, model_name, weights, square, device, out_dir, quiet, threads):
     """Model-randomisation sanity check: grid of maps per re-initialised block and similarity curves."""

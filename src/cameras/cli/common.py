@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+from pathlib import Path
 
 import click
 
@@ -137,7 +138,52 @@ FORMATS = click.Choice(["imagenet", "voc", "coco"])  # the dataset formats of --
 def model_option(f):
     """``--model`` with the default model, shared by every subcommand that loads one."""
     return click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
-                        help=f"{DEFAULT_MODEL} (embedded), torchvision:<arch>, timm:<name> or hf:<folder>.")(f)
+                        help=f"{DEFAULT_MODEL} (embedded; also efficientnet_lite1/2), torchvision:<arch>, "
+                             "timm:<name>, hf:<folder> or synthetic:<name> (see `cameras models`).")(f)
+
+
+def models_option(default, text: str):
+    """``--model`` for commands that take several models: repeatable, each value a name or a comma list
+    (read with :func:`model_names`), so ``--model a,b`` and ``--model a --model b`` are the same."""
+    return click.option("--model", "models", multiple=True, default=default, show_default=True, help=text)
+
+
+def model_names(values) -> list[str]:
+    """The model names of a repeatable ``--model`` option (a tuple of values, each a name or a comma list), in
+    order; BadParameter for an empty name.
+
+    Example:
+        >>> model_names(("efficientnet_lite0,timm:resnet18", "synthetic:cnn"))
+        ['efficientnet_lite0', 'timm:resnet18', 'synthetic:cnn']
+    """
+    names = [n.strip() for v in values for n in v.split(",")]
+    if not names or not all(names):
+        raise click.BadParameter(f"--model {','.join(values)} has an empty model name; give names like "
+                                 "efficientnet_lite0,timm:resnet18")
+    return names
+
+
+def weights_option(f):
+    """``--weights``: a local weights file for the ``--model``, or ``random``."""
+    return click.option("--weights", default=None,
+                        help="Local weights file for torchvision:/timm: models, or 'random'.")(f)
+
+
+def square_option(f):
+    """``--square``: resize images to a square (the model's size) instead of keeping their aspect ratio."""
+    return click.option("--square", is_flag=True,
+                        help="Resize images to a square instead of keeping the aspect ratio.")(f)
+
+
+def quiet_option(f):
+    """``--quiet``: no progress bar (see :func:`progress_flag`)."""
+    return click.option("--quiet", is_flag=True, help="No progress bar.")(f)
+
+
+def out_dir_option(default: str | None = None):
+    """``--out`` as an output folder: ``default`` when given, else required."""
+    return click.option("--out", "out_dir", default=default, required=default is None, show_default=default is not None,
+                        type=click.Path(path_type=Path), help="Output folder.")
 
 
 def device_option(f):
@@ -165,6 +211,31 @@ def method_settings(settings, names: list[str]) -> dict[str, dict]:
         raise click.BadParameter(f"--set {stray[0]}.… sets a method that --methods does not run ({', '.join(names)}); "
                                  "add it to --methods or drop the option")
     return opts
+
+
+def own_settings(settings, name: str) -> list[str]:
+    """``--set`` items of a command that runs one method (``name``), each ``KEY=VALUE`` or, as for the commands
+    that run several, ``METHOD.KEY=VALUE`` with that method: the prefix is dropped, and a prefix naming another
+    method is refused (its option would be ignored).
+
+    Example:
+        >>> own_settings(["cameras.scales=[224, 324]", "max_size=900"], "cameras")
+        ['scales=[224, 324]', 'max_size=900']
+    """
+    from ..methods import method_class
+
+    out = []
+    for item in settings:
+        key, sep, value = item.partition("=")
+        meth, dot, opt = key.partition(".")
+        if sep and dot:
+            if method_class(meth.strip()).name != name:
+                raise click.BadParameter(f"--set {item} sets {meth.strip()} but --method is {name}; give "
+                                         f"--set {opt.strip()}={value} for {name}'s own option, or --method "
+                                         f"{meth.strip()}")
+            item = f"{opt}={value}"
+        out.append(item)
+    return out
 
 
 def threads_option(f):

@@ -15,12 +15,16 @@ from .common import (
     main,
     method_settings,
     model_option,
+    out_dir_option,
     progress_flag,
     progress_for,
+    quiet_option,
     set_threads,
+    square_option,
     threads_option,
     torch_device,
     user_errors,
+    weights_option,
 )
 
 # the summary's means the console prints (key, label, shown as a percentage)
@@ -33,9 +37,9 @@ CONSOLE_METRICS = (("pointing_game", "pointing", True), ("energy", "energy", Fal
 
 @main.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
-@click.option("--format", "fmt", required=True, type=FORMATS)
+@click.option("--format", "fmt", required=True, type=FORMATS, help="The --data folder's layout.")
 @model_option
-@click.option("--weights", default=None)
+@weights_option
 @click.option("--methods", default="cameras,gradcam", show_default=True, help="'all' or a comma list.")
 @click.option("--metrics", default="pointing,rho", show_default=True,
               help="Comma list of pointing, energy, rho, insdel, road, avgdrop.")
@@ -44,15 +48,16 @@ CONSOLE_METRICS = (("pointing_game", "pointing", True), ("energy", "energy", Fal
 @click.option("--target-kind", default="class", show_default=True, type=click.Choice(["class", "sigmoid", "softmax"]),
               help="How classes are explained and scored: class logit, sigmoid logit (multi-label models), softmax.")
 @click.option("--limit", default=None, type=click.IntRange(1, None), help="First N images only.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096),
-              help="Forward passes per batch in insertion/deletion.")
+@click.option("--insdel-batch-size", "--batch-size", "batch_size", default=32, show_default=True,
+              type=click.IntRange(1, 4096), help="Forward passes per batch in insertion/deletion (not images per "
+                                                 "batch, as explain's --batch-size).")
 @click.option("--insdel-step", default=224, show_default=True, type=click.IntRange(1, None),
               help="Pixels per insertion/deletion step.")
 @click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE", help="Method option (repeatable).")
-@click.option("--square", is_flag=True)
+@square_option
 @device_option
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@out_dir_option()
+@quiet_option
 @threads_option
 def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, target_kind, limit, batch_size, insdel_step,
              settings, square, device, out_dir, quiet, threads) -> None:
@@ -104,17 +109,18 @@ def experiment_options(f):
     """The options every experiment takes: images or a dataset, the model, and the output folder."""
     for opt in reversed([
         click.argument("images", nargs=-1, type=click.Path(path_type=Path)),
-        click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path)),
-        click.option("--format", "fmt", default=None, type=FORMATS),
-        click.option("--mapping", default=None, type=click.Path(path_type=Path)),
-        click.option("--limit", default=None, type=click.IntRange(1, None)),
+        click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path),
+                     help="Dataset folder (with --format) instead of IMAGES."),
+        click.option("--format", "fmt", default=None, type=FORMATS, help="The --data folder's layout."),
+        click.option("--mapping", default=None, type=click.Path(path_type=Path),
+                     help="JSON {dataset class: model class id} (VOC and COCO with an ImageNet model)."),
+        click.option("--limit", default=None, type=click.IntRange(1, None), help="First N images only."),
         model_option,
-        click.option("--weights", default=None),
+        weights_option,
         device_option,
-        click.option("--square", is_flag=True),
-        click.option("--out", "out_dir", default="cameras-experiment", show_default=True,
-                     type=click.Path(path_type=Path)),
-        click.option("--quiet", is_flag=True),
+        square_option,
+        out_dir_option("cameras-experiment"),
+        quiet_option,
         threads_option,
     ]):
         f = opt(f)
@@ -143,7 +149,8 @@ def experiment_run(images, data_dir, fmt, mapping, limit, model_name, weights, d
 
 @experiment.command("n-sensitivity")
 @experiment_options
-@click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192))
+@click.option("--max-size", default=1000, show_default=True, type=click.IntRange(8, 8192),
+              help="The largest scale ζ_m of every N.")
 def n_sensitivity_cmd(images, data_dir, fmt, mapping, limit, model_name, weights, device, square, out_dir, quiet,
                       threads, max_size):
     """Map difference between N = 5..10 scales (ζ_m = --max-size), beside the paper's matrix.

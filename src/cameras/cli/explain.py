@@ -16,7 +16,10 @@ from .common import (
     load_classifier,
     main,
     method_settings,
+    model_names,
     model_option,
+    models_option,
+    own_settings,
     progress_flag,
     set_threads,
     threads_option,
@@ -66,7 +69,8 @@ from .common import (
 @click.option("--out", "out_dir", default="cameras-out", show_default=True, type=click.Path(path_type=Path),
               help="Output folder.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Method option, e.g. --set n_masks=6000 for rise or --set area=0.1 for extremal (repeatable).")
+              help="Method option, e.g. --set n_masks=6000 for rise or --set area=0.1 for extremal (repeatable); "
+                   "METHOD.KEY=VALUE as in compare and evaluate works too.")
 @click.option("--recursive", is_flag=True, help="Include images in subfolders of the given folders.")
 @click.option("--overwrite", is_flag=True,
               help="Explain images again whose files OUT already holds with the same settings (default: skip them).")
@@ -117,7 +121,7 @@ def explain(images, model_name, weights, method, targets, target_kind, topk, lay
         except ValueError as e:
             raise click.BadParameter(str(e)) from None
         name = method_class(method).name
-        extra = parse_option_strings(settings)
+        extra = parse_option_strings(own_settings(settings, name))
         takes = method_option_names(name)
         options = {}
         ctx = click.get_current_context()
@@ -335,10 +339,10 @@ def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kin
 @main.command()
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--methods", default="all", show_default=True, help="'all' or a comma list, e.g. cameras,gradcam,rise.")
-@click.option("--model", "models", default=None,
-              help="Comma list of models; one figure row per model (default: the embedded one).")
+@models_option(None, "Model, repeatable or a comma list; one figure row per model (default: the embedded one).")
 @click.option("--weights", default=None, help="Weights file (or 'random') for a single torchvision:/timm: model.")
-@click.option("--target", default=None, help="Class id, WordNet id or name (default: the first model's top-1).")
+@click.option("--target", "targets", multiple=True,
+              help="Class id, WordNet id or name (default: the first model's top-1); one class per figure.")
 @click.option("--target-kind", default="class", show_default=True, type=click.Choice(["class", "sigmoid", "softmax"]),
               help="How the class is explained: class logit, sigmoid logit (multi-label models), softmax probability.")
 @click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE",
@@ -349,7 +353,7 @@ def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kin
 @click.option("--out", "out_png", required=True, type=click.Path(path_type=Path), help="Figure file (.png).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option
-def compare(image, methods, models, weights, target, target_kind, settings, square, device, alpha, out_png, quiet,
+def compare(image, methods, models, weights, targets, target_kind, settings, square, device, alpha, out_png, quiet,
             threads) -> None:
     """Compare methods (and models) on one IMAGE: a figure like the paper's Figures 4-6.
 
@@ -369,17 +373,23 @@ def compare(image, methods, models, weights, target, target_kind, settings, squa
             raise click.BadParameter(f"--out must name a .png file, got {out_png}")
         check_out(out_png, "file")
         set_threads(threads)
-        model_names = [m.strip() for m in (models or DEFAULT_MODEL).split(",") if m.strip()]
-        if len(set(model_names)) < len(model_names):
-            raise click.BadParameter(f"--model {models} names a model twice (its maps would share files)")
-        if weights is not None and len(model_names) > 1:
+        wanted = model_names(models) if models else [DEFAULT_MODEL]
+        given = ",".join(wanted)
+        if len(set(wanted)) < len(wanted):
+            raise click.BadParameter(f"--model {given} names a model twice (its maps would share files)")
+        if len(targets) > 1:  # a second --target would silently win
+            raise click.BadParameter(f"--target is given {len(targets)} times ({', '.join(targets)}): a comparison "
+                                     "explains one class; run compare once per class, or explain --target A "
+                                     "--target B for several classes of one method")
+        target = targets[0] if targets else None
+        if weights is not None and len(wanted) > 1:
             raise click.BadParameter(f"--weights {weights} names one model's weights but --model gives "
-                                     f"{len(model_names)} models; compare one model with --weights, or several without")
-        bundles = [load_classifier(n, weights if len(model_names) == 1 else None, torch_device(device),
-                                   "cameras compare") for n in model_names]
+                                     f"{len(wanted)} models; compare one model with --weights, or several without")
+        bundles = [load_classifier(n, weights if len(wanted) == 1 else None, torch_device(device),
+                                   "cameras compare") for n in wanted]
         loaded = [b.name for b in bundles]
         if len(set(loaded)) < len(loaded):  # e.g. efficientnet_lite0 and its alias default
-            raise click.BadParameter(f"--model {models} loads {', '.join(loaded)}: a model twice (its maps would "
+            raise click.BadParameter(f"--model {given} loads {', '.join(loaded)}: a model twice (its maps would "
                                      "share files)")
         tid = bundles[0].class_index(target) if target is not None else None
         if target_kind != "class":  # the class as a target of that kind (default: the top-1 of that kind)

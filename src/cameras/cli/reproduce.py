@@ -12,6 +12,9 @@ from .common import (
     device_option,
     load_classifier,
     main,
+    model_names,
+    models_option,
+    out_dir_option,
     progress_flag,
     set_threads,
     threads_option,
@@ -23,10 +26,11 @@ DEFAULT_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite
 
 
 @main.command()
-@click.option("--model", "models", multiple=True, default=DEFAULT_MODELS, show_default=True,
-              help="Model (repeatable). The first is used for A-2/3/4/6 and the tables; A-1 and A-5 compare all. "
-                   "E.g. --model torchvision:resnet50 --weights resnet50.pth for the paper's own.")
-@click.option("--weights", multiple=True, help="Weights file, once per --model in the same order (or 'none').")
+@models_option(DEFAULT_MODELS,
+               "Model, repeatable or a comma list. The first is used for A-2/3/4/6 and the tables; A-1 and A-5 "
+               "compare all. E.g. --model torchvision:resnet50 --weights resnet50.pth for the paper's own.")
+@click.option("--weights", multiple=True, help="Weights file, once per model in the same order ('none': the "
+                                               "model's default weights).")
 @click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path),
               help="Annotated dataset: its images for every section, and the paper's Tables 1 and 2.")
 @click.option("--format", "fmt", default=None, type=FORMATS)
@@ -37,7 +41,7 @@ DEFAULT_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite
 @click.option("--only", default=None, help="Comma list of sections to run, e.g. A-3,A-6 (default: all; Tables "
                                           "with --data).")
 @device_option
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
+@out_dir_option()
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @threads_option
 def reproduce(models, weights, data_dir, fmt, mapping, limit, quick, only, device, out_dir, quiet, threads):
@@ -53,6 +57,7 @@ def reproduce(models, weights, data_dir, fmt, mapping, limit, quick, only, devic
         check_out(out_dir)
         sections = None if only is None else [t.strip() for t in only.split(",") if t.strip()]
         check_request(data_dir, fmt, sections, limit, mapping)
+        models = model_names(models)
         if weights and len(weights) != len(models):
             raise click.BadParameter(f"give --weights once per --model ({len(models)}), or not at all; "
                                      f"got {len(weights)}")

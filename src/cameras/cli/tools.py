@@ -13,7 +13,9 @@ from .common import (
     fail,
     load_classifier,
     main,
+    model_names,
     model_option,
+    models_option,
     progress_flag,
     set_threads,
     threads_option,
@@ -89,8 +91,8 @@ def bench(model_name, weights, batches, size, scales, device, reps, bf16, thread
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; 0.0.0.0 exposes the app to the network.")
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--model", "models", multiple=True, default=[DEFAULT_MODEL], show_default=True,
-              help="Model(s) offered in the page (repeatable), e.g. --model efficientnet_lite0 --model timm:resnet18.")
+@models_option([DEFAULT_MODEL], "Model(s) offered in the page, repeatable or a comma list, e.g. "
+                               "--model efficientnet_lite0,timm:resnet18.")
 @click.option("--weights", default=None, help="Weights file (or 'random') for the model; with exactly one --model.")
 @device_option
 @click.option("--max-upload-mb", default=20, show_default=True, type=click.IntRange(1, 2048))
@@ -104,6 +106,7 @@ def app_cmd(host, port, models, weights, device, max_upload_mb, max_pixels) -> N
     from ..app import serve
 
     with user_errors():
+        models = model_names(models)
         if weights is not None and len(models) != 1:
             raise click.BadParameter("--weights goes with exactly one --model (run one app per weights file)")
         chosen = {models[0]: weights} if weights is not None else {}
