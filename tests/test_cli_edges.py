@@ -3,6 +3,7 @@
 import gc
 import json
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -454,3 +455,19 @@ def test_multi_model_commands_read_repeats_and_comma_lists_alike():
         model_names(("a,,b",))
     r = run(["reproduce", "--model", "synthetic:cnn,synthetic:vit", "--weights", "none", "--out", "/nonexistent/x"])
     assert r.exit_code == 2 and "give --weights once per --model (2)" in r.output, r.output
+
+
+def test_attack_and_sanity_take_a_limit_like_the_dataset_commands(tmp_path):
+    for i, name in enumerate("cab"):
+        save(tmp_path / "imgs" / f"{name}.png", seed=i)
+    r = run(["attack", "--data", str(tmp_path / "imgs"), "--limit", "2", "--steps", "1", "--out", str(tmp_path / "a"),
+             *M])
+    assert r.exit_code == 0, r.output
+    assert [Path(i["image"]).name for i in json.loads((tmp_path / "a" / "attack.json").read_text())["images"]] == [
+        "a.png", "b.png"]
+    r = run(["sanity", "--data", str(tmp_path / "imgs"), "--limit", "1", "--methods", "gradcam", "--attack-steps", "1",
+             "--clean-steps", "2", "--out", str(tmp_path / "s"), *M])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads((tmp_path / "s" / "sanity.json").read_text())["images"]) == 1
+    r = run(["attack", "--data", str(tmp_path / "imgs"), "--limit", "0", "--out", str(tmp_path / "z"), *M])
+    assert r.exit_code == 2 and "--limit" in r.output and not (tmp_path / "z").exists(), r.output

@@ -75,6 +75,12 @@ def reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel) -> dic
     return reading(preset, **over)
 
 
+def limit_option(f):
+    """``--limit N``: the first N images only."""
+    return click.option("--limit", default=None, type=click.IntRange(1, None),
+                        help="First N images only (a folder's files in sorted order).")(f)
+
+
 def step_size_option(f):
     """``--step-size`` (older name ``--alpha``): the attack's step in [0, 1] pixel units, as text like 1/255."""
     return click.option("--step-size", "--alpha", "alpha", default="1/255", show_default=True,
@@ -103,6 +109,7 @@ def step_size_from(text: str, opts: dict) -> float:
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path),
               help="Folder of images: mean reduction only.")
+@limit_option
 @model_option
 @weights_option
 @reading_options("paper")
@@ -118,8 +125,8 @@ def step_size_from(text: str, opts: dict) -> float:
 @out_dir_option("cameras-attack")
 @quiet_option
 @threads_option
-def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_scale, squared, per_pixel, alpha, steps,
-           beta, threshold, square, device, out_dir, quiet, threads):
+def attack(images, data_dir, limit, model_name, weights, preset, eps, step_rule, pixel_scale, squared, per_pixel, alpha,
+           steps, beta, threshold, square, device, out_dir, quiet, threads):
     """Plain vs saliency-enhanced PGD to the least-likely class (paper §6): figures and JSON.
 
     Resumable (a rerun into the same --out skips finished images) and distributed under
@@ -134,7 +141,7 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
         set_threads(threads)
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
         a = step_size_from(alpha, opts)
-        paths = image_paths(images, data_dir, progress_for(run, quiet), square)
+        paths = image_paths(images, data_dir, progress_for(run, quiet), square, limit)
         bundle = load_classifier(model_name, weights, run.device, "cameras attack")
         s = attack_images(bundle, paths, out_dir, opts, a, steps, beta, threshold, square, figures=data_dir is None,
                           progress=progress_flag(quiet), run=run)
@@ -156,6 +163,7 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path),
               help="Folder of images: mean scores only.")
+@limit_option
 @click.option("--methods", default="cameras,gradcam", show_default=True)
 @model_option
 @weights_option
@@ -172,7 +180,7 @@ def attack(images, data_dir, model_name, weights, preset, eps, step_rule, pixel_
 @out_dir_option("cameras-sanity")
 @quiet_option
 @threads_option
-def sanity(images, data_dir, methods, model_name, weights, fraction, steps, preset, eps, step_rule, pixel_scale,
+def sanity(images, data_dir, limit, methods, model_name, weights, fraction, steps, preset, eps, step_rule, pixel_scale,
            squared, per_pixel, beta, alpha, attack_steps, square, device, out_dir, quiet, threads):
     """Adversarial-cleaning sanity check (supplement A-4): curves and scores per method.
 
@@ -189,7 +197,7 @@ def sanity(images, data_dir, methods, model_name, weights, fraction, steps, pres
         names = method_names(methods)
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
         a = step_size_from(alpha, opts)
-        paths = image_paths(images, data_dir, progress_for(run, quiet), square)
+        paths = image_paths(images, data_dir, progress_for(run, quiet), square, limit)
         bundle = load_classifier(model_name, weights, run.device, "cameras sanity")
         s = sanity_images(bundle, paths, names, out_dir, fraction, steps, opts, a, attack_steps, beta,
                           square, figures=data_dir is None, progress=progress_flag(quiet), run=run)
