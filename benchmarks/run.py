@@ -31,10 +31,11 @@ SCALES = list(range(224, 1000, 100))
 VIT = "timm:vit_small_patch16_224"  # the transformer row: CAMERAS on 16-px tokens, sizes rounded to 16
 
 
-# torchvision's Inception-v3 at its random initialisation (truncated-normal weights, batch
-# norms at mean 0 and variance 1) shrinks its Mixed_7c activations to about 1e-6, where the
-# gradient-weighted sum is negative everywhere: every map of it is all zero, so its rows would
-# compare zeros with zeros. Its batch-norm statistics are re-estimated first (renormalise).
+# Inception-v3 with random weights (built with init_weights=False, as for trained weights, so its
+# convolutions have PyTorch's default initialisation, which shrinks each layer's output, and its
+# batch norms sit at mean 0 and variance 1, which do not restore it) has Mixed_7c activations of
+# about 1e-6, where the gradient-weighted sum is negative everywhere: every map of it is all zero,
+# so its rows would compare zeros with zeros. Its batch-norm statistics are re-estimated first.
 RENORMALISE = {"inception_v3"}
 
 

@@ -73,7 +73,7 @@ def test_renormalise_averages_batch_norm_statistics_and_restores_the_model():
 
 
 def test_the_benchmark_inception_gives_maps_that_are_not_all_zero():
-    # torchvision's random-weight Inception-v3 gives all-zero maps (activations ~1e-6 at Mixed_7c), so
+    # the random-weight Inception-v3 gives all-zero maps (activations ~1e-6 at Mixed_7c), so
     # the benchmark's map comparisons on it compared zeros; renormalised, its maps are not constant
     import torch
 

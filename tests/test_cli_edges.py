@@ -443,7 +443,13 @@ def test_explain_takes_the_method_prefix_of_compare_and_refuses_another_method(t
     assert fa.name == fb.name and np.array_equal(np.load(fa), np.load(fb))
     assert json.loads((tmp_path / "a" / "a.json").read_text())["parameters"]["scales"] == [64, 96]
     r = run(["explain", str(img), "--out", str(tmp_path / "c"), *M, "--set", "rise.n_masks=5"])
-    assert r.exit_code == 2 and "--set rise.n_masks=5 sets rise but --method is cameras" in r.output, r.output
+    assert r.exit_code == 2 and "--set rise.n_masks=5 sets rise but --method is cameras; give --method rise" in \
+        r.output, r.output
+    # an option both methods take: the hint offers the --method's own
+    r = run(["explain", str(img), "--out", str(tmp_path / "c"), *M, "--set", "gradcam.layer=0"])
+    assert "give --set layer=0 for cameras's own option, or --method gradcam" in r.output, r.output
+    r = run(["explain", str(img), "--out", str(tmp_path / "c"), *M, "--set", "foo.bar=1"])
+    assert r.exit_code == 2 and "--set foo.bar=1: unknown method 'foo'" in r.output, r.output
     assert not (tmp_path / "c").exists()
 
 
@@ -451,10 +457,12 @@ def test_multi_model_commands_read_repeats_and_comma_lists_alike():
     from cameras.cli.common import model_names
 
     assert model_names(("a,b", " c ")) == model_names(("a", "b", "c")) == ["a", "b", "c"]
-    with pytest.raises(Exception, match="empty model name"):
-        model_names(("a,,b",))
+    assert model_names(("a,,b,",)) == ["a", "b"]  # empty pieces dropped, as compare always did
+    with pytest.raises(Exception, match="names no model"):
+        model_names((" , ",))
     r = run(["reproduce", "--model", "synthetic:cnn,synthetic:vit", "--weights", "none", "--out", "/nonexistent/x"])
-    assert r.exit_code == 2 and "give --weights once per --model (2)" in r.output, r.output
+    assert r.exit_code == 2 and "give --weights once per --model (2)" in r.output and "not a comma list" in r.output, \
+        r.output
 
 
 def test_attack_and_sanity_take_a_limit_like_the_dataset_commands(tmp_path):

@@ -88,9 +88,10 @@ def step_size_option(f):
                              "this size); --alpha is its older name.")(f)
 
 
-def step_size_from(text: str, opts: dict) -> float:
-    """The value of ``--step-size`` (> 0); a warning when it exceeds the reading's budget ε, since every step
-    then lands on the budget's edge (and ``--alpha`` on `explain` and `compare` is an overlay opacity, not this).
+def step_size_from(text: str, opts: dict, warn: bool = True) -> float:
+    """The value of ``--step-size`` (> 0); with ``warn``, a warning when it exceeds the reading's budget ε, since
+    steps then land on the budget's edge (and ``--alpha`` on `explain` and `compare` is an overlay opacity, not
+    this).
 
     Example:
         >>> round(step_size_from("2/255", {"eps": 12 / 255}) * 255, 6)
@@ -99,9 +100,10 @@ def step_size_from(text: str, opts: dict) -> float:
     a = parse_eps(text)
     if a <= 0:
         raise click.BadParameter(f"--step-size (--alpha) must be > 0, got {text}")
-    if opts.get("eps") is not None and a > opts["eps"]:
-        click.echo(f"warning: --step-size {text} is larger than the budget --eps {opts['eps']:.4g}, so every step "
-                   "lands on the budget's edge; steps are usually a fraction of it (1/255 by default)", err=True)
+    if warn and opts.get("eps") is not None and a > opts["eps"]:
+        edge = "every step lands" if opts.get("step") == "sign" else "steps land mostly"
+        click.echo(f"warning: --step-size {text} is larger than the budget --eps {opts['eps']:.4g}, so {edge} on "
+                   "the budget's edge; steps are usually a fraction of it (1/255 by default)", err=True)
     return a
 
 
@@ -140,7 +142,7 @@ def attack(images, data_dir, limit, model_name, weights, preset, eps, step_rule,
     with user_errors(), launch(str(torch_device(device))) as run:
         set_threads(threads)
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
-        a = step_size_from(alpha, opts)
+        a = step_size_from(alpha, opts, warn=run.rank == 0)
         paths = image_paths(images, data_dir, progress_for(run, quiet), square, limit)
         bundle = load_classifier(model_name, weights, run.device, "cameras attack")
         s = attack_images(bundle, paths, out_dir, opts, a, steps, beta, threshold, square, figures=data_dir is None,
@@ -196,7 +198,7 @@ def sanity(images, data_dir, limit, methods, model_name, weights, fraction, step
         set_threads(threads)
         names = method_names(methods)
         opts = reading_from(preset, eps, step_rule, pixel_scale, squared, per_pixel)
-        a = step_size_from(alpha, opts)
+        a = step_size_from(alpha, opts, warn=run.rank == 0)
         paths = image_paths(images, data_dir, progress_for(run, quiet), square, limit)
         bundle = load_classifier(model_name, weights, run.device, "cameras sanity")
         s = sanity_images(bundle, paths, names, out_dir, fraction, steps, opts, a, attack_steps, beta,

@@ -150,15 +150,15 @@ def models_option(default, text: str):
 
 def model_names(values) -> list[str]:
     """The model names of a repeatable ``--model`` option (a tuple of values, each a name or a comma list), in
-    order; BadParameter for an empty name.
+    order, empty pieces dropped; BadParameter when none is left.
 
     Example:
         >>> model_names(("efficientnet_lite0,timm:resnet18", "synthetic:cnn"))
         ['efficientnet_lite0', 'timm:resnet18', 'synthetic:cnn']
     """
-    names = [n.strip() for v in values for n in v.split(",")]
-    if not names or not all(names):
-        raise click.BadParameter(f"--model {','.join(values)} has an empty model name; give names like "
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    if not names:
+        raise click.BadParameter(f"--model {','.join(values)!r} names no model; give names like "
                                  "efficientnet_lite0,timm:resnet18")
     return names
 
@@ -222,17 +222,22 @@ def own_settings(settings, name: str) -> list[str]:
         >>> own_settings(["cameras.scales=[224, 324]", "max_size=900"], "cameras")
         ['scales=[224, 324]', 'max_size=900']
     """
-    from ..methods import method_class
+    from ..methods import method_class, method_option_names
 
     out = []
     for item in settings:
         key, sep, value = item.partition("=")
         meth, dot, opt = key.partition(".")
         if sep and dot:
-            if method_class(meth.strip()).name != name:
-                raise click.BadParameter(f"--set {item} sets {meth.strip()} but --method is {name}; give "
-                                         f"--set {opt.strip()}={value} for {name}'s own option, or --method "
-                                         f"{meth.strip()}")
+            try:
+                other = method_class(meth.strip()).name
+            except CamerasError as e:
+                raise click.BadParameter(f"--set {item}: {e}") from None
+            if other != name:
+                own = (f"--set {opt.strip()}={value} for {name}'s own option, or "
+                       if opt.strip() in method_option_names(name) else "")
+                raise click.BadParameter(f"--set {item} sets {other} but --method is {name}; give {own}"
+                                         f"--method {other}")
             item = f"{opt}={value}"
         out.append(item)
     return out

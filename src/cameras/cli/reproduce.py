@@ -60,7 +60,7 @@ def reproduce(models, weights, data_dir, fmt, mapping, limit, quick, only, devic
         models = model_names(models)
         if weights and len(weights) != len(models):
             raise click.BadParameter(f"give --weights once per --model ({len(models)}), or not at all; "
-                                     f"got {len(weights)}")
+                                     f"got {len(weights)} (--weights is repeated, not a comma list)")
         set_threads(threads)
         dev = torch_device(device)
         ws = [None if w.lower() == "none" else w for w in weights] or [None] * len(models)
