@@ -256,3 +256,14 @@ def test_work_folder_is_pruned_and_removed_at_exit(tmp_path):
     made = [Path(line) for line in done.stdout.split()]
     assert len(made) == 2 and all(m.name.startswith("cameras-app-") and not m.exists() for m in made)
     assert (tmp_path / "w" / "samples" / "coffee.jpg").is_file()
+
+
+def test_details_explain_an_all_zero_map():
+    from cameras.app import Explanation
+
+    blank = Explanation("gradcam", 1, "up", 0.5, 0.1, None, np.zeros((4, 4), np.float32))
+    shown = Explanation("gradcam", 2, "down", 0.5, 0.1, None, np.eye(4, dtype=np.float32))
+    text = details_markdown([blank, shown])
+    assert ("**Note:** the gradcam map for up is all zero: at no location does the method find positive evidence "
+            "for the class (common with untrained weights); another method may show some.") in text
+    assert "map for down" not in text

@@ -359,3 +359,36 @@ def test_evaluate_help_names_every_metric():
 
     text = " ".join(run(["evaluate", "--help"]).output.split())
     assert all(m in text for m in METRICS), text
+
+
+def test_an_all_zero_map_is_flagged_and_explained(tmp_path):
+    """A blank overlay needs a reason: a map that is zero everywhere is marked in the JSON and warned about
+    (explain and compare), a map that is not is not."""
+    import torch
+
+    from cameras.compare import compare
+    from cameras.explain import explain_images
+    from cameras.methods import GradCAM
+    from cameras.models import ModelBundle
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    with torch.no_grad():  # class 0 falls wherever the activations rise: its Grad-CAM is ReLU(negative) = 0
+        net[4].weight.copy_(torch.tensor([[-1.0] * 4, [1.0] * 4]))
+        net[4].bias.zero_()
+    bundle = ModelBundle(net, "tiny", 32, (0.5,) * 3, (0.5,) * 3, class_names=["down", "up"])
+    Image.fromarray(rand_image(32, 32)).save(tmp_path / "a.png")
+    (o,) = explain_images([tmp_path / "a.png"], bundle, GradCAM(net, layer="1"), tmp_path / "out", targets=[0, 1],
+                          progress=False)
+    meta = json.loads((tmp_path / "out" / "a.json").read_text())
+    assert [e.get("all_zero", False) for e in meta["explanations"]] == [True, False]
+    assert o.warnings == [f"{tmp_path / 'a.png'}: the gradcam map for down is all zero: at no location at 1 does the "
+                          "method find positive evidence for the class (common with untrained weights); another "
+                          "--layer or method may show some"]
+    rec = compare(tmp_path / "a.png", [bundle], ["gradcam"], tmp_path / "c.png", target=0,
+                  options={"gradcam": {"layer": "1"}}, progress=False)
+    assert rec["models"][0]["methods"]["gradcam"]["all_zero"] is True
+    rec = compare(tmp_path / "a.png", [bundle], ["gradcam"], tmp_path / "d.png", target=1,
+                  options={"gradcam": {"layer": "1"}}, progress=False)
+    assert "all_zero" not in rec["models"][0]["methods"]["gradcam"]

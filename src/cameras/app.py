@@ -32,7 +32,7 @@ from .methods.cameras import DEFAULT_SCALES as CAMERAS_SCALES
 from .methods.cameras import SCALE_RULES, check_scales, parse_scales
 from .models import ModelBundle, load_model
 from .names import DEFAULT_SCALE_RULE
-from .viz import DEFAULT_FADE, encode_png, overlay
+from .viz import DEFAULT_FADE, encode_png, overlay, zero_map_note
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
@@ -269,6 +269,8 @@ def details_markdown(explanations: list[Explanation]) -> str:
             rows.append(f"\n**Note:** {e.method} used {len(e.kept_scales)} of {e.total_scales} scales for "
                         f"{e.name}: the prediction changes at the others, so this map is close to a single-scale "
                         "one. Choose the scale rule `all` (the default) to keep every scale.")
+        if not bool((e.saliency > 0).any()):
+            rows.append(f"\n**Note:** {zero_map_note(e.method, e.name, None, 'another method may show some')}.")
     return "\n".join(rows)
 
 

@@ -88,6 +88,8 @@ def compare(
                                           "options": m.options}
                 if res.kept_scales and 2 * len(res.kept_scales[0]) < len(res.extras["scales"]):
                     entry["methods"][name]["few_scales"] = True
+                if not bool(res.maps[0].amax() > 0):
+                    entry["methods"][name]["all_zero"] = True
                 cells.append((f"{name}  {res.seconds:.2f} s", sal))
                 bar.update(1)
             rows.append({"label": f"{bundle.name}\n{label}: {entry['probability']:.2f}", "cells": cells})

@@ -22,7 +22,16 @@ from .core.targets import RankTarget, Target, label_target, logits_or_none
 from .images import image_size, load_image
 from .io import encode_json, encode_npy, unique_stems, write_files_atomically
 from .models import ModelBundle
-from .viz import DEFAULT_FADE, encode_png, explanation_figure, figure_png, file_label, outline, overlay
+from .viz import (
+    DEFAULT_FADE,
+    encode_png,
+    explanation_figure,
+    figure_png,
+    file_label,
+    outline,
+    overlay,
+    zero_map_note,
+)
 
 
 @dataclass
@@ -244,6 +253,9 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
                     f"{outcomes[i].path}: {method.name} used {len(res.kept_scales[b])} of {len(res.extras['scales'])} "
                     f"scales for {name} (its prediction changes at the others), so the map is close to a "
                     "single-scale one; --scale-rule all (the default) keeps every scale")
+            if not bool(res.maps[b].amax() > 0):  # a blank picture needs a reason
+                entry["all_zero"] = True
+                outcomes[i].warnings.append(f"{outcomes[i].path}: {zero_map_note(method.name, name, res.layer)}")
             notes = res.extras.get("target")
             if notes:  # this image's entries of the target's facts
                 entry["target_facts"] = {k: v[b] if isinstance(v, list) and len(v) == len(batch) else v

@@ -255,3 +255,16 @@ def comparison_figure(image: np.ndarray, rows: list[dict], alpha: float = 0.5, c
             axes[i][0].axis("off")
     fig.tight_layout()
     return fig
+
+
+def zero_map_note(method: str, name: str, layer: str | None,
+                  fix: str = "another --layer or method may show some") -> str:
+    """The warning for a map that is zero everywhere (its overlay shows the photo alone); ``fix`` ends it.
+
+    Example:
+        >>> zero_map_note("gradcam", "tabby", "layer4")[:44]
+        'the gradcam map for tabby is all zero: at no'
+    """
+    where = f" at {layer}" if layer else ""
+    return (f"the {method} map for {name} is all zero: at no location{where} does the method find positive "
+            f"evidence for the class (common with untrained weights); {fix}")

@@ -365,6 +365,7 @@ def compare(image, methods, models, weights, targets, target_kind, settings, squ
     from ..core.targets import label_target
     from ..methods import method_names
     from ..models import DEFAULT_MODEL
+    from ..viz import zero_map_note
 
     with user_errors():
         names = method_names(methods)
@@ -403,6 +404,8 @@ def compare(image, methods, models, weights, targets, target_kind, settings, squ
                 click.echo(f"warning: {entry['model']}: {k} used {len(v['kept_scales'])} scales of "
                            f"{len(v['options']['scales'])} for {entry['name']} (its prediction changes at the others); "
                            "--set cameras.scale_rule=all (the default) keeps every scale", err=True)
+            if v.get("all_zero"):
+                click.echo(f"warning: {entry['model']}: {zero_map_note(k, entry['name'], v['layer'])}", err=True)
         times = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in entry["methods"].items())
         click.echo(f"{entry['model']}: {entry['name']} ({entry['probability']:.2f}): {times}")
     click.echo(f"wrote {out_png}")
