@@ -88,7 +88,8 @@ def test_every_readme_command_and_option_exists(line):
 
 def set_problems(cmd: click.Command, rest: str) -> list[str]:
     """`--set` keys of one command line that the command would refuse: METHOD.KEY for a command whose
-    --set is per method (its metavar says so), a plain KEY for explain, of the line's --method when it names one."""
+    --set is per method (its metavar says so); for explain a KEY of the line's --method when it names one, or
+    METHOD.KEY with that method (cameras by default)."""
     from cameras.methods import available_methods, method_option_names
 
     opt = next((p for p in cmd.params if "--set" in getattr(p, "opts", ())), None)
@@ -103,8 +104,10 @@ def set_problems(cmd: click.Command, rest: str) -> list[str]:
         method, _, option = key.rpartition(".")
         if per_method:
             ok = bool(method) and method in available_methods() and option in method_option_names(method)
+        elif method:  # explain takes METHOD.KEY for the method it runs (cameras unless --method names another)
+            ok = method == (named.group(1) if named else "cameras") and option in method_option_names(method)
         else:
-            ok = not method and option in (method_option_names(named.group(1)) if named else known)
+            ok = option in (method_option_names(named.group(1)) if named else known)
         if not ok:
             bad.append(f"--set {key}=")
     return bad
