@@ -121,8 +121,9 @@ def test_every_readme_set_fits_its_command(line):
 
 def test_the_set_checker_knows_each_commands_form():
     cases = {"cameras evaluate --set cameras.scales=1,2 --set precision=bf16": ["--set precision="],
-             "cameras explain a.png --set cameras.scales=1,2": ["--set cameras.scales="],
+             "cameras explain a.png --set cameras.scales=1,2 --set rise.n_masks=6": ["--set rise.n_masks="],
              "cameras explain a.png --method rise --set n_masks=6 --set area=0.1": ["--set area="],
+             "cameras explain a.png --method rise --set rise.n_masks=6": [],
              "cameras compare a.png --set rise.n_masks=6": []}
     for line, want in cases.items():
         cmd, _, rest = resolve(line)
