@@ -2,7 +2,7 @@
 
 Run on a machine with a GPU: python benchmarks/fp16_check.py
 The models are raw random-weight networks (`cameras.load_model(..., weights="random")`), without
-the renormalisation benchmarks/run.py gives Inception-v3: its tiny activations are the point here
+the batch-norm recalibration benchmarks/run.py gives Inception-v3: its tiny activations are the point here
 (its float32 maps are all zero, and the script says so).
 fp16's smallest normal number is 6.1e-5; activations far below it keep only a few bits.
 """

@@ -35,33 +35,9 @@ VIT = "timm:vit_small_patch16_224"  # the transformer row: CAMERAS on 16-px toke
 # convolutions have PyTorch's default initialisation, which shrinks each layer's output, and its
 # batch norms sit at mean 0 and variance 1, which do not restore it) has Mixed_7c activations of
 # about 1e-6, where the gradient-weighted sum is negative everywhere: every map of it is all zero,
-# so its rows would compare zeros with zeros. Its batch-norm statistics are re-estimated first.
-RENORMALISE = {"inception_v3"}
-
-
-def renormalise(model, n=224, batches=4, batch=8):
-    """Re-estimate every batch norm's running statistics from random images (seed 0), in place.
-
-    model: a random-weight network on the CPU; its batch norms end with the average statistics
-    over ``batches`` train-mode forward passes of ``batch`` standard-normal n×n images, and the
-    model ends in eval mode with its momentum settings restored.
-    """
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    g = torch.Generator().manual_seed(0)
-    try:
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average over the passes
-        model.train()
-        with torch.no_grad():
-            for _ in range(batches):
-                model(torch.randn(batch, 3, n, n, generator=g))
-    finally:
-        for m, mom in zip(norms, momenta):
-            m.momentum = mom
-        model.eval()
-    return model
+# so its rows would compare zeros with zeros. Its batch-norm statistics are re-estimated first
+# (cameras.recalibrate_batch_norms, from 4 batches of 8 standard-normal 224-px images, seed 0).
+RECALIBRATE = {"inception_v3"}
 
 
 def load(name, device):
@@ -73,8 +49,9 @@ def load(name, device):
         b = cameras.load_model(name, weights="random")
     else:
         b = cameras.load_model(f"torchvision:{name}", weights="random")
-        if name in RENORMALISE:
-            renormalise(b.model)
+        if name in RECALIBRATE:
+            g = torch.Generator().manual_seed(0)
+            cameras.recalibrate_batch_norms(b.model, [torch.randn(8, 3, 224, 224, generator=g) for _ in range(4)])
     return b.to(device)
 
 

@@ -163,3 +163,54 @@ def test_numpy_class_ids_are_checked_as_tensors():
     assert class_ids(np.array([1, 2]), 2).tolist() == [1, 2] and class_ids(np.int64(3), 2).tolist() == [3, 3]
     with pytest.raises(InputError, match="integer class ids, got torch.float64"):
         class_ids(np.array(3.6), 2)
+
+
+def test_recalibrate_batch_norms_averages_batch_statistics_and_restores_the_rest():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4, momentum=0.3), torch.nn.Dropout(0.5),
+                              torch.nn.BatchNorm2d(4), torch.nn.ReLU()).eval()
+    net[3].train()  # a module's own mode is kept, whatever it is
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(2, 3, 8, 8, generator=g) for _ in range(3)]
+    weights = [p.clone() for p in net.parameters()]
+    assert cameras.recalibrate_batch_norms(net, batches) is net
+    # by hand: each pass's per-channel mean and unbiased variance of the conv output, averaged over the 3 passes
+    with torch.no_grad():
+        outs = [net[0](b) for b in batches]
+    mean = torch.stack([o.mean((0, 2, 3)) for o in outs]).mean(0)
+    var = torch.stack([o.var((0, 2, 3), unbiased=True) for o in outs]).mean(0)
+    bn = net[1]
+    assert torch.allclose(bn.running_mean, mean, atol=1e-6) and torch.allclose(bn.running_var, var, atol=1e-5)
+    assert bn.momentum == 0.3 and net[3].momentum == 0.1 and int(bn.num_batches_tracked) == 3
+    assert [m.training for m in net] == [False, False, False, True, False]
+    assert all(torch.equal(a, b) for a, b in zip(weights, net.parameters()))
+    with pytest.raises(cameras.InputError, match="at least 2 images"):
+        cameras.recalibrate_batch_norms(net, torch.randn(1, 3, 8, 8))
+    with pytest.raises(cameras.InputError, match="has no batch norm"):
+        cameras.recalibrate_batch_norms(torch.nn.Conv2d(3, 4, 3), torch.randn(2, 3, 8, 8))
+
+
+def test_recalibration_revives_a_collapsed_random_network():
+    # torchvision's Inception-v3 as built for random weights: Mixed_7c activations ~1e-6 (a map of them explains
+    # rounding; at 224 px with 1000 classes every Grad-CAM map is zero), and the logits hardly depend on the image
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.inception_v3(num_classes=10, aux_logits=False, init_weights=False).eval()
+    x = torch.randn(2, 3, 160, 160, generator=torch.Generator().manual_seed(1))
+    seen = {}
+    net.Mixed_7c.register_forward_hook(lambda m, i, o: seen.__setitem__("a", o.detach()))
+
+    def largest_activation_and_spread():
+        with torch.no_grad():
+            out = net(x)
+        return float(seen["a"].abs().max()), float((out[0] - out[1]).abs().max())
+
+    act, spread = largest_activation_and_spread()
+    assert act < 1e-4 and spread < 1e-5
+    g = torch.Generator().manual_seed(0)
+    cameras.recalibrate_batch_norms(net, [torch.randn(4, 3, 160, 160, generator=g) for _ in range(2)])
+    act, spread = largest_activation_and_spread()
+    assert act > 0.1 and spread > 0.01 and not net.training
+    maps = cameras.GradCAM(net, layer="Mixed_7c")(x).maps
+    assert (maps.amax((1, 2)) == 1).all() and (maps.std((1, 2)) > 0.05).all()

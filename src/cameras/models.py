@@ -637,3 +637,61 @@ def load_model(name: str | None = None, weights: str | os.PathLike | None = None
         return bundle.to(device)
     except (RuntimeError, AssertionError) as e:
         raise ModelError(f"cannot move the model to device '{device}': {e}") from e
+
+
+def recalibrate_batch_norms(module: nn.Module, inputs: Tensor | list[Tensor] | tuple[Tensor, ...]) -> nn.Module:
+    """Re-estimate the running statistics of every batch norm in ``module`` from ``inputs``, in place.
+
+    A network with random weights often collapses: its batch norms hold their initial statistics
+    (mean 0, variance 1), which normalise nothing, so layers that shrink their input shrink it
+    all the way up. torchvision's Inception-v3 built for random weights has ``Mixed_7c``
+    activations of about 1e-6 and an all-zero map for every image; its MobileNet-v3 segmentation
+    and detection models reach 1e-8 to 1e-15 and give the same output for any input. A map of
+    such a model explains rounding, not the model. Running ``inputs`` through ``module`` with only
+    its batch norms in training mode (dropout and everything else as they are) sets each norm's
+    statistics to the average of its batch statistics over the inputs, so every normalised layer
+    sees zero-mean, unit-variance values again. Nothing else changes: no parameter, no gradient.
+
+    Args:
+        module: a network, or the part of one that takes images directly (a detector's
+            ``backbone``).
+        inputs: a B×C×H×W tensor or a list of them, on ``module``'s device, B ≥ 2 (a batch
+            norm needs two values per channel), e.g. standard-normal images or a few photos
+            preprocessed as the model expects.
+
+    Returns:
+        ``module``, its norms' statistics re-estimated, their momentum and every module's
+        training flag as they were.
+
+    Raises:
+        InputError: ``module`` has no batch norm, or an input batch has fewer than 2 images.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+        >>> x = 5 + 3 * torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> _ = recalibrate_batch_norms(net, x)
+        >>> y = net(x).detach()
+        >>> round(float(y.mean()), 3), round(float(y.std()), 2), net.training
+        (0.0, 1.0, False)
+    """
+    batches = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        raise InputError(f"{type(module).__name__} has no batch norm to recalibrate")
+    if not batches or any(not isinstance(b, Tensor) or b.dim() < 2 or b.shape[0] < 2 for b in batches):
+        raise InputError("recalibrate_batch_norms needs input batches of at least 2 images each (a batch norm "
+                         "estimates its statistics from a batch); give e.g. torch.randn(8, 3, 224, 224)")
+    state = [(m, m.momentum, m.training) for m in norms]
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches
+            m.train()
+        with torch.no_grad():
+            for b in batches:
+                module(b)
+    finally:
+        for m, momentum, training in state:
+            m.momentum = momentum
+            m.train(training)
+    return module
