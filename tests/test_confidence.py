@@ -42,10 +42,16 @@ def test_confidence_change_agrees_with_pytorch_grad_cam():
     net = torchvision.models.resnet18(num_classes=5).eval()
     x = torch.randn(3, 3, 48, 48)
     maps = torch.rand(3, 48, 48)
-    ours = confidence_change(net, x, maps, target=[0, 2, 4], batch_size=2)
-    targets = [ClassifierOutputSoftmaxTarget(t) for t in (0, 2, 4)]
+    # per image, the class whose confidence drops most (images 0, 1) or rises most (image 2): every comparison
+    # below then has a non-zero side (with fixed classes two of three drops were 0 on both sides)
+    with torch.no_grad():
+        change = net(x * maps[:, None]).softmax(1) - net(x).softmax(1)
+    classes = [int(change[0].argmin()), int(change[1].argmin()), int(change[2].argmax())]
+    ours = confidence_change(net, x, maps, target=classes, batch_size=2)
+    targets = [ClassifierOutputSoftmaxTarget(t) for t in classes]
     drop = torch.from_numpy(DropInConfidence()(x, maps.numpy(), targets, net)).flatten()
     inc = torch.from_numpy(IncreaseInConfidence()(x, maps.numpy(), targets, net)).flatten()
+    assert (drop[:2] > 1e-3).all() and drop[2] == 0 and inc.tolist() == [0.0, 0.0, 1.0]
     # the peer's drop is max(0, Y − O) without dividing by Y (Chattopadhyay et al. divide)
     assert torch.allclose(ours["drop"] * ours["clean"], drop, atol=1e-6)
     assert ours["increase"].float().tolist() == inc.tolist()

@@ -18,7 +18,7 @@ from PIL import Image
 from torchvision.models import get_model
 from torchvision.ops import box_iou
 
-from cameras import CAMERAS, BoxTarget, InputError, RegionTarget
+from cameras import CAMERAS, BoxTarget, InputError, RegionTarget, recalibrate_batch_norms
 from cameras.cli import main
 from cameras.core.dense import box_mask, detections, segmentation_logits
 from cameras.core.layers import known_layer
@@ -31,10 +31,39 @@ from .reference import reference_cameras_dense
 warnings.filterwarnings("ignore", category=UserWarning)
 
 
+def recalibrated(net, size):
+    """Batch-norm statistics from random images: as built, the random MobileNet-v3 models' activations collapse
+    to 1e-8 … 1e-15 and their outputs do not depend on the input, so every comparison would compare rounding."""
+    g = torch.Generator().manual_seed(0)
+    return recalibrate_batch_norms(net, [torch.randn(4, 3, *size, generator=g) for _ in range(3)])
+
+
 def seg_model(name, classes=4, seed=0):
     torch.manual_seed(seed)
-    return get_model(name, weights=None, weights_backbone=None, num_classes=classes).eval()
+    return recalibrated(get_model(name, weights=None, weights_backbone=None, num_classes=classes).eval(), (64, 64))
 
+
+def depends_on_input(out_of, size):
+    """How far the model's output (``out_of(x)``, a tensor) moves between two random inputs of ``size``."""
+    with torch.no_grad():
+        a, b = (out_of(torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(s))) for s in (11, 12))
+    return float((a - b).abs().max())
+
+
+def largest_activation(net, layer, x):
+    """max |activation| of ``layer`` on ``x``: collapsed random models have 1e-8 … 1e-15 there."""
+    seen = []
+    h = layer.register_forward_hook(lambda m, i, o: seen.append(float(o.abs().max())))
+    try:
+        with torch.no_grad(), any_input_size(net):
+            net(x)
+    finally:
+        h.remove()
+    return max(seen)
+
+
+REFERENCE_PATH = {"channels_last": False, "fold_batchnorm": False}  # NCHW, nothing folded: the reference's order
+FAST_ATOL = 2e-4  # the default path (channels-last, folded norms) sums in another order: float rounding
 
 _DET = {}
 
@@ -48,6 +77,8 @@ def det_model(name):
             with torch.no_grad():
                 for p in net.head.parameters():
                     p.normal_(0, 0.05)
+        if any(isinstance(m, torch.nn.BatchNorm2d) for m in net.backbone.modules()):
+            recalibrated(net.backbone, (96, 128))  # the backbone takes the normalised image
         _DET[name] = net
     return _DET[name]
 
@@ -175,22 +206,24 @@ def test_cameras_region_matches_reference_on_torchvision_segmentation(name, scal
     net = seg_model(name)
     layer = known_layer(net)
     assert layer == ("backbone.layer4" if "resnet" in name else "backbone.16")
+    assert depends_on_input(lambda v: net(v)["out"], size) > 0.1  # maps of a model that sees the image
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
     mask = torch.zeros(size)
     mask[10:40, 20:50] = 1
-    res = CAMERAS(net, scales=scales)(x, RegionTarget(2, mask))
+    res = CAMERAS(net, scales=scales, **REFERENCE_PATH)(x, RegionTarget(2, mask))
     assert res.layer == layer and res.targets.tolist() == [2]
     mod = dict(net.named_modules())[layer]
     want = reference_cameras_dense(net, mod, x, scales, region_score(mask, 2))
-    assert torch.allclose(res.maps, want, atol=1e-5)
-    # the predicted region of a class the model gives some pixels
+    assert torch.allclose(res.maps, want, atol=1e-5) and res.maps.std() > 0.05
+    assert torch.allclose(CAMERAS(net, scales=scales)(x, RegionTarget(2, mask)).maps, want, atol=FAST_ATOL)
+    # the predicted region of a class the model gives some pixels, not all
     with torch.no_grad():
         pred = net(x)["out"].argmax(1)[0]
     cls = int(pred.flatten().mode().values)
-    res = CAMERAS(net, scales=scales)(x, RegionTarget(cls))
+    res = CAMERAS(net, scales=scales, **REFERENCE_PATH)(x, RegionTarget(cls))
     want = reference_cameras_dense(net, mod, x, scales, region_score((pred == cls).float(), cls))
-    assert torch.allclose(res.maps, want, atol=1e-5)
-    assert res.extras["target"]["region"] == "predicted"
+    assert torch.allclose(res.maps, want, atol=1e-5) and res.maps.std() > 0.05
+    assert res.extras["target"]["region"] == "predicted" and res.extras["target"]["region_fraction"][0] < 1
 
 
 def test_region_sum_batch_and_border_pad_match_reference():
@@ -362,19 +395,22 @@ def test_cameras_box_matches_reference_on_torchvision_detectors(name, scales):
     with torch.no_grad():
         d = NoResize(net)(x)[0]
     box, label = d["boxes"][0].tolist(), int(d["labels"][0])
-    res = CAMERAS(net, scales=scales)(x, BoxTarget(box, label))
-    notes = res.extras["target"]  # channels-last on a CPU: the same detection up to float rounding
+    res = CAMERAS(net, scales=scales, **REFERENCE_PATH)(x, BoxTarget(box, label))
+    notes = res.extras["target"]
     assert notes["matched"] == [True] and notes["iou"][0] == pytest.approx(1.0, abs=1e-4)
     assert res.probs.item() == pytest.approx(float(d["scores"][0]), rel=1e-4)
     layer = known_layer(net)
     mod = dict(net.named_modules())[layer]
+    assert largest_activation(net, mod, x) > 0.1  # a backbone that has not collapsed
     score = box_score(box, label)
     score.hw = tuple(x.shape[-2:])
     d = getattr(net.transform, "size_divisible", 1)  # the detector pads each scale's input to a multiple of d
     want = reference_cameras_dense(NoResize(net), mod, x, scales, score,
                                    canvas=lambda hw: tuple(-(-v // d) * d for v in hw))
-    assert res.maps.abs().sum() > 0
-    assert torch.allclose(res.maps, want, atol=1e-5)
+    assert torch.allclose(res.maps, want, atol=1e-5) and res.maps.std() > 0.05
+    fast = CAMERAS(net, scales=scales)(x, BoxTarget(box, label))  # channels-last: the same detection, up to rounding
+    assert fast.extras["target"]["iou"][0] == pytest.approx(1.0, abs=1e-3)
+    assert torch.allclose(fast.maps, want, atol=FAST_ATOL)
 
 
 def test_interp_matrix_cover_is_the_first_part_of_a_larger_upsampling():
@@ -433,6 +469,8 @@ def test_metrics_score_a_detector_at_the_size_the_method_explains():
     r = insertion_deletion(net, x, res.maps, target=target, step=112 * 24, batch_size=2)
     assert r["deletion"][0, 0].item() == pytest.approx(res.probs.item(), rel=1e-4)
     assert r["insertion"][0, -1].item() == pytest.approx(res.probs.item(), rel=1e-4)
+    # the curves move: the detection's score depends on the pixels removed (a constant one would pass the above)
+    assert (r["deletion"][0] - r["deletion"][0, 0]).abs().max() > 0.01
     c = confidence_change(net, x, torch.ones(1, 96, 112), target=target)
     assert c["clean"].item() == pytest.approx(res.probs.item(), rel=1e-4) and c["drop"].tolist() == [0.0]
     with pytest.raises(InputError, match="outside the 112×96 input"):

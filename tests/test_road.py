@@ -222,10 +222,13 @@ def test_road_with_default_noise_matches_pytorch_grad_cam(resnet, batch):
     with torch.random.fork_rng():
         torch.manual_seed(0)
         combined = gc_road.ROADCombined(percentiles=[100 - p for p in pcts])(x, maps.numpy(), targets, resnet)
-    # the noise moves these means by ~1e-4 (std over seeds), far inside the 1e-3 tolerance
+    # the values are a few 1e-3, so a tolerance must be well below that for an agreement to mean anything: the
+    # noise moves these means by ~1e-4 from the noiseless ones (9e-5 here), and the peer, seeded alike, draws
+    # the same noise (1.7e-6 apart here)
     assert not torch.equal(ours["combined"], exact["combined"])
-    np.testing.assert_allclose(ours["combined"].numpy(), exact["combined"].numpy(), atol=1e-3, rtol=0)
-    np.testing.assert_allclose(ours["combined"].numpy(), combined, atol=1e-3, rtol=0)
+    assert exact["combined"].abs().min() > 2e-3
+    np.testing.assert_allclose(ours["combined"].numpy(), exact["combined"].numpy(), atol=4e-4, rtol=0)
+    np.testing.assert_allclose(ours["combined"].numpy(), combined, atol=2e-5, rtol=0)
 
 
 def test_views_keys_and_batching(resnet, batch):
