@@ -627,8 +627,9 @@ def test_cli_explains_a_detection_box(tmp_path):
     rec = json.loads((tmp_path / "o" / "street.json").read_text())
     e = rec["explanations"][0]
     assert e["name"] == "dog" and rec["parameters"]["task"] == "detection"
-    # random weights find no dog there: the map is zero and the JSON says so
-    assert e["target_facts"]["matched"] is False and e["probability"] == 0.0
+    # random weights find no dog there: the map is zero and the JSON and the warning say why
+    assert e["target_facts"]["matched"] is False and e["probability"] == 0.0 and e["all_zero"] is True
+    assert "the gradcam map for dog is all zero: no detection of it matches the box" in r.output
     assert rec["input_size"] == [800, 1067]  # the detector's own 800-px shorter side
     sy, sx = 800 / 60, 1067 / 80  # the box in the model input's pixels
     assert e["target_facts"]["box"] == pytest.approx([10 * sx, 10 * sy, 40 * sx, 50 * sy], rel=1e-3)

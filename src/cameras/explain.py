@@ -253,13 +253,14 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
                     f"{outcomes[i].path}: {method.name} used {len(res.kept_scales[b])} of {len(res.extras['scales'])} "
                     f"scales for {name} (its prediction changes at the others), so the map is close to a "
                     "single-scale one; --scale-rule all (the default) keeps every scale")
-            if not bool(res.maps[b].amax() > 0):  # a blank picture needs a reason
-                entry["all_zero"] = True
-                outcomes[i].warnings.append(f"{outcomes[i].path}: {zero_map_note(method.name, name, res.layer)}")
             notes = res.extras.get("target")
             if notes:  # this image's entries of the target's facts
                 entry["target_facts"] = {k: v[b] if isinstance(v, list) and len(v) == len(batch) else v
                                          for k, v in notes.items()}
+            if not bool(res.maps[b].amax() > 0):  # a blank picture needs a reason
+                entry["all_zero"] = True
+                note = zero_map_note(method.name, name, res.layer, facts=entry.get("target_facts"))
+                outcomes[i].warnings.append(f"{outcomes[i].path}: {note}")
             entry.update(name=name, wnid=_wnid(bundle, cls), png=f"{base}.png", npy=f"{base}.npy")
             record["explanations"].append(entry)
             record["seconds"] += entry["seconds"]

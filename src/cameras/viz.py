@@ -258,13 +258,22 @@ def comparison_figure(image: np.ndarray, rows: list[dict], alpha: float = 0.5, c
 
 
 def zero_map_note(method: str, name: str, layer: str | None,
-                  fix: str = "another --layer or method may show some") -> str:
+                  fix: str = "another --layer or method may show some", facts: dict | None = None) -> str:
     """The warning for a map that is zero everywhere (its overlay shows the photo alone); ``fix`` ends it.
+    ``facts`` are the image's target facts: a box no detection matches, or an empty region, is the
+    reason then (a zero map by definition), not missing evidence.
 
     Example:
         >>> zero_map_note("gradcam", "tabby", "layer4")[:44]
         'the gradcam map for tabby is all zero: at no'
+        >>> zero_map_note("gradcam", "dog", "x", facts={"matched": False})
+        'the gradcam map for dog is all zero: no detection of it matches the box'
     """
+    head = f"the {method} map for {name} is all zero"
+    if (facts or {}).get("matched") is False:
+        return f"{head}: no detection of it matches the box"
+    if (facts or {}).get("empty") is True:
+        return f"{head}: the region is empty"
     where = f" at {layer}" if layer else ""
-    return (f"the {method} map for {name} is all zero: at no location{where} does the method find positive "
-            f"evidence for the class (common with untrained weights); {fix}")
+    return (f"{head}: at no location{where} does the method find positive evidence for the class (common with "
+            f"untrained weights); {fix}")

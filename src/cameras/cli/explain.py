@@ -405,7 +405,8 @@ def compare(image, methods, models, weights, targets, target_kind, settings, squ
                            f"{len(v['options']['scales'])} for {entry['name']} (its prediction changes at the others); "
                            "--set cameras.scale_rule=all (the default) keeps every scale", err=True)
             if v.get("all_zero"):
-                click.echo(f"warning: {entry['model']}: {zero_map_note(k, entry['name'], v['layer'])}", err=True)
+                note = zero_map_note(k, entry["name"], v["layer"], facts=v.get("target_facts"))
+                click.echo(f"warning: {entry['model']}: {note}", err=True)
         times = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in entry["methods"].items())
         click.echo(f"{entry['model']}: {entry['name']} ({entry['probability']:.2f}): {times}")
     click.echo(f"wrote {out_png}")
