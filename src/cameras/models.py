@@ -671,8 +671,8 @@ def recalibrate_batch_norms(module: nn.Module, inputs: Tensor | list[Tensor] | t
         >>> x = 5 + 3 * torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
         >>> _ = recalibrate_batch_norms(net, x)
         >>> y = net(x).detach()
-        >>> round(float(y.mean()), 3), round(float(y.std()), 2), net.training
-        (0.0, 1.0, False)
+        >>> abs(float(y.mean())) < 1e-3, round(float(y.std()), 2), net.training
+        (True, 1.0, False)
     """
     batches = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
