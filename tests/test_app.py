@@ -265,5 +265,6 @@ def test_details_explain_an_all_zero_map():
     shown = Explanation("gradcam", 2, "down", 0.5, 0.1, None, np.eye(4, dtype=np.float32))
     text = details_markdown([blank, shown])
     assert ("**Note:** the gradcam map for up is all zero: at no location does the method find positive evidence "
-            "for the class (common with untrained weights); another method may show some.") in text
+            "for the class (common with untrained weights; a map that overflowed to NaN or inf, as fp16 can, is "
+            "shown as zero too); another method may show some.") in text
     assert "map for down" not in text

@@ -384,8 +384,9 @@ def test_an_all_zero_map_is_flagged_and_explained(tmp_path):
     meta = json.loads((tmp_path / "out" / "a.json").read_text())
     assert [e.get("all_zero", False) for e in meta["explanations"]] == [True, False]
     assert o.warnings == [f"{tmp_path / 'a.png'}: the gradcam map for down is all zero: at no location at 1 does the "
-                          "method find positive evidence for the class (common with untrained weights); another "
-                          "--layer or method may show some"]
+                          "method find positive evidence for the class (common with untrained weights; a map that "
+                          "overflowed to NaN or inf, as fp16 can, is shown as zero too); another --layer or method "
+                          "may show some"]
     rec = compare(tmp_path / "a.png", [bundle], ["gradcam"], tmp_path / "c.png", target=0,
                   options={"gradcam": {"layer": "1"}}, progress=False)
     assert rec["models"][0]["methods"]["gradcam"]["all_zero"] is True

@@ -63,7 +63,7 @@ def largest_activation(net, layer, x):
 
 
 REFERENCE_PATH = {"channels_last": False, "fold_batchnorm": False}  # NCHW, nothing folded: the reference's order
-FAST_ATOL = 2e-4  # the default path (channels-last, folded norms) sums in another order: float rounding
+FAST_ATOL = 5e-4  # the default path (channels-last, folded norms) sums in another order: float rounding
 
 _DET = {}
 

@@ -188,6 +188,43 @@ def test_recalibrate_batch_norms_averages_batch_statistics_and_restores_the_rest
         cameras.recalibrate_batch_norms(net, torch.randn(1, 3, 8, 8))
     with pytest.raises(cameras.InputError, match="has no batch norm"):
         cameras.recalibrate_batch_norms(torch.nn.Conv2d(3, 4, 3), torch.randn(2, 3, 8, 8))
+    with pytest.raises(cameras.InputError, match="has no batch norm"):  # none keeps running statistics
+        cameras.recalibrate_batch_norms(torch.nn.BatchNorm2d(3, track_running_stats=False), torch.randn(2, 3, 8, 8))
+    # a pass that fails part-way (the second batch has 4 channels) leaves every statistic as it was
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(RuntimeError):
+        cameras.recalibrate_batch_norms(net, [torch.randn(2, 3, 8, 8), torch.randn(2, 4, 8, 8)])
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    assert bn.momentum == 0.3 and [m.training for m in net] == [False, False, False, True, False]
+
+
+def test_recalibration_keeps_the_norms_the_inputs_do_not_reach():
+    class Heads(torch.nn.Module):  # a second head the forward pass skips (as an auxiliary classifier in eval)
+        def __init__(self, use_aux):
+            super().__init__()
+            self.main, self.aux, self.use_aux = torch.nn.BatchNorm2d(3), torch.nn.BatchNorm2d(3), use_aux
+            self.aux.running_mean.fill_(7.0)  # trained statistics, say
+
+        def forward(self, x):
+            return self.aux(self.main(x)) if self.use_aux else self.main(x)
+
+    x = 2 + torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    net = cameras.recalibrate_batch_norms(Heads(use_aux=False).eval(), x)
+    assert torch.allclose(net.main.running_mean, x.mean((0, 2, 3)), atol=1e-6)
+    assert net.aux.running_mean.tolist() == [7.0] * 3 and int(net.aux.num_batches_tracked) == 0
+    net = cameras.recalibrate_batch_norms(Heads(use_aux=True).eval(), x)
+    assert net.aux.running_mean.abs().max() < 1e-6  # reached: re-estimated (its input is normalised)
+
+    class Skips(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = torch.nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return x
+
+    with pytest.raises(cameras.InputError, match="reached none"):
+        cameras.recalibrate_batch_norms(Skips(), x)
 
 
 def test_recalibration_revives_a_collapsed_random_network():

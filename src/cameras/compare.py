@@ -89,8 +89,7 @@ def compare(
                 if res.kept_scales and 2 * len(res.kept_scales[0]) < len(res.extras["scales"]):
                     entry["methods"][name]["few_scales"] = True
                 if not bool(res.maps[0].amax() > 0):  # with the target's facts, which may say why
-                    facts = {k: v[0] if isinstance(v, list) and len(v) == 1 else v
-                             for k, v in (res.extras.get("target") or {}).items()}
+                    facts = res.target_facts(0)
                     entry["methods"][name].update(all_zero=True, **({"target_facts": facts} if facts else {}))
                 cells.append((f"{name}  {res.seconds:.2f} s", sal))
                 bar.update(1)

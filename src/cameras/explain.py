@@ -253,10 +253,9 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
                     f"{outcomes[i].path}: {method.name} used {len(res.kept_scales[b])} of {len(res.extras['scales'])} "
                     f"scales for {name} (its prediction changes at the others), so the map is close to a "
                     "single-scale one; --scale-rule all (the default) keeps every scale")
-            notes = res.extras.get("target")
-            if notes:  # this image's entries of the target's facts
-                entry["target_facts"] = {k: v[b] if isinstance(v, list) and len(v) == len(batch) else v
-                                         for k, v in notes.items()}
+            facts = res.target_facts(b)
+            if facts:
+                entry["target_facts"] = facts
             if not bool(res.maps[b].amax() > 0):  # a blank picture needs a reason
                 entry["all_zero"] = True
                 note = zero_map_note(method.name, name, res.layer, facts=entry.get("target_facts"))

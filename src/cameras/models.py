@@ -646,25 +646,32 @@ def recalibrate_batch_norms(module: nn.Module, inputs: Tensor | list[Tensor] | t
     (mean 0, variance 1), which normalise nothing, so layers that shrink their input shrink it
     all the way up. torchvision's Inception-v3 built for random weights has ``Mixed_7c``
     activations of about 1e-6 and an all-zero map for every image; its MobileNet-v3 segmentation
-    and detection models reach 1e-8 to 1e-15 and give the same output for any input. A map of
-    such a model explains rounding, not the model. Running ``inputs`` through ``module`` with only
-    its batch norms in training mode (dropout and everything else as they are) sets each norm's
-    statistics to the average of its batch statistics over the inputs, so every normalised layer
-    sees zero-mean, unit-variance values again. Nothing else changes: no parameter, no gradient.
+    and detection models reach 1e-8 to 1e-15 and give (nearly) the same output for any input. A
+    map of such a model explains rounding, not the model. Running ``inputs`` through ``module``
+    with only its batch norms in training mode (dropout and everything else as they are) sets
+    each norm's statistics to the average of its batch statistics over the inputs, so every
+    normalised layer sees zero-mean, unit-variance values again. Parameters, gradients, momenta
+    and training flags are left as they were; so are the statistics of norms the forward pass
+    does not reach (e.g. an auxiliary head used only in training), and every statistic when a
+    pass fails. The call holds the module's lock (:func:`cameras.core.model_lock`), so an
+    explanation of the same module object in another thread waits for it; a detector's
+    ``backbone`` is another object than the detector. With ``SyncBatchNorm`` in a distributed
+    group, every rank must call it.
 
     Args:
         module: a network, or the part of one that takes images directly (a detector's
-            ``backbone``).
-        inputs: a B×C×H×W tensor or a list of them, on ``module``'s device, B ≥ 2 (a batch
-            norm needs two values per channel), e.g. standard-normal images or a few photos
-            preprocessed as the model expects.
+            ``backbone``; norms in its heads are then not re-estimated).
+        inputs: a B×C×H×W tensor or a list of them, on ``module``'s device and in its dtype,
+            B ≥ 2 (a batch norm needs two values per channel), e.g. standard-normal images or a
+            few photos preprocessed as the model expects.
 
     Returns:
-        ``module``, its norms' statistics re-estimated, their momentum and every module's
-        training flag as they were.
+        ``module``, its reached norms' statistics re-estimated (``num_batches_tracked`` counts
+        the batches).
 
     Raises:
-        InputError: ``module`` has no batch norm, or an input batch has fewer than 2 images.
+        InputError: ``module`` has no batch norm that tracks running statistics, an input batch
+            has fewer than 2 images, or the inputs reach none of its norms.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
@@ -674,24 +681,42 @@ def recalibrate_batch_norms(module: nn.Module, inputs: Tensor | list[Tensor] | t
         >>> abs(float(y.mean())) < 1e-3, round(float(y.std()), 2), net.training
         (True, 1.0, False)
     """
+    from .core.guard import model_lock
+
     batches = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in module.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms:
-        raise InputError(f"{type(module).__name__} has no batch norm to recalibrate")
+        raise InputError(f"{type(module).__name__} has no batch norm that keeps running statistics to recalibrate")
     if not batches or any(not isinstance(b, Tensor) or b.dim() < 2 or b.shape[0] < 2 for b in batches):
         raise InputError("recalibrate_batch_norms needs input batches of at least 2 images each (a batch norm "
                          "estimates its statistics from a batch); give e.g. torch.randn(8, 3, 224, 224)")
-    state = [(m, m.momentum, m.training) for m in norms]
-    try:
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average over the batches
-            m.train()
-        with torch.no_grad():
-            for b in batches:
-                module(b)
-    finally:
-        for m, momentum, training in state:
-            m.momentum = momentum
-            m.train(training)
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    with model_lock(module):
+        saved = [(m, m.momentum, m.training, {k: getattr(m, k).clone() for k in buffers}) for m in norms]
+        reached: set[int] = set()
+        hooks = [m.register_forward_pre_hook(lambda mod, args: reached.add(id(mod))) for m in norms]
+        done = False
+        try:
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # a cumulative average over the batches
+                m.train()
+            with torch.no_grad():
+                for b in batches:
+                    module(b)
+            done = True
+        finally:
+            for h in hooks:
+                h.remove()
+            for m, momentum, training, old in saved:
+                m.momentum = momentum
+                m.train(training)
+                if not done or id(m) not in reached:  # a failed pass, or a norm it never reached: as it was
+                    with torch.no_grad():
+                        for k, v in old.items():
+                            getattr(m, k).copy_(v)
+    if not reached:
+        raise InputError(f"the inputs reached none of {type(module).__name__}'s batch norms; give the module "
+                         "that runs them (a detector's backbone takes the images)")
     return module

@@ -268,12 +268,14 @@ def zero_map_note(method: str, name: str, layer: str | None,
         'the gradcam map for tabby is all zero: at no'
         >>> zero_map_note("gradcam", "dog", "x", facts={"matched": False})
         'the gradcam map for dog is all zero: no detection of it matches the box'
+        >>> zero_map_note("cameras", "person", "x", facts={"empty": True})[-54:]
+        'empty (no pixel given, or none predicted as the class)'
     """
     head = f"the {method} map for {name} is all zero"
     if (facts or {}).get("matched") is False:
         return f"{head}: no detection of it matches the box"
     if (facts or {}).get("empty") is True:
-        return f"{head}: the region is empty"
+        return f"{head}: its region is empty (no pixel given, or none predicted as the class)"
     where = f" at {layer}" if layer else ""
     return (f"{head}: at no location{where} does the method find positive evidence for the class (common with "
-            f"untrained weights); {fix}")
+            f"untrained weights; a map that overflowed to NaN or inf, as fp16 can, is shown as zero too); {fix}")

@@ -49,6 +49,20 @@ class SaliencyResult:
     def __len__(self) -> int:
         return int(self.maps.shape[0])
 
+    def target_facts(self, i: int) -> dict[str, Any]:
+        """Image ``i``'s entries of the target's facts (``extras["target"]``: a box's match, a region's
+        fraction, ...), JSON-ready; {} when the target states none.
+
+        Example:
+            >>> import torch
+            >>> r = SaliencyResult(torch.zeros(2, 1, 1), torch.zeros(2), torch.zeros(2), "gradcam",
+            ...                    extras={"target": {"matched": [True, False], "iou": 0.5}})
+            >>> r.target_facts(1)
+            {'matched': False, 'iou': 0.5}
+        """
+        notes = self.extras.get("target") or {}
+        return {k: v[i] if isinstance(v, list) and len(v) == len(self) else v for k, v in notes.items()}
+
     def item(self, i: int) -> dict[str, Any]:
         """JSON-ready summary of image ``i`` (no map), e.g. for a results file."""
         out: dict[str, Any] = {
