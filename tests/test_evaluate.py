@@ -484,3 +484,32 @@ def test_dataset_images_are_read_as_stored_not_rotated(tmp_path, embedded, monke
     ev.evaluate_items(items[:1], embedded, {"gradcam": build_method("gradcam", embedded)}, {"pointing"},
                       tmp_path / "out", progress=False)
     assert seen and all(s == (80, 60) for s in seen) and items[0].size == (60, 80)
+
+
+def test_all_zero_maps_are_counted_and_explained(tmp_path, embedded):
+    """A model with no positive evidence for the cat anywhere (its cat logit falls wherever activations rise)
+    gives all-zero Grad-CAM maps: results.csv marks them, summary.json counts them, report.md explains how the
+    metrics score them; the espresso maps are not zero and are not counted."""
+    from cameras.evaluate import evaluate_items, summarize, write_report
+    from cameras.methods import GradCAM
+    from cameras.models import ModelBundle
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 1000)).eval()
+    with torch.no_grad():
+        net[4].weight.zero_()
+        net[4].weight[285] = -1.0  # cat
+        net[4].weight[967] = 1.0  # espresso
+    bundle = ModelBundle(net, "tiny", 32, (0.5,) * 3, (0.5,) * 3, class_names=embedded.class_names,
+                         wnids=embedded.wnids)
+    items = read_imagenet(make_imagenet(tmp_path / "inet", n=2), embedded.wnids)
+    rows = evaluate_items(items, bundle, {"gradcam": GradCAM(net, layer="1")}, {"pointing"}, tmp_path / "o")
+    assert sorted((r["class"], r["all_zero"]) for r in rows) == [("285", "1"), ("285", "1"), ("967", "0")]
+    summary = summarize(rows)
+    assert summary["all_zero"] == {"gradcam": 2} and summary["items"] == {"gradcam": 3}
+    write_report(tmp_path / "o", rows, {"model": "tiny", "metrics": ["pointing"]})
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "**Note:** all-zero maps: 2 of 3 items (gradcam). An all-zero map finds no positive evidence" in report
+    # rows of an older version have no such column: counted as not zero
+    assert summarize([{**r, "all_zero": ""} for r in rows])["all_zero"] == {"gradcam": 0}

@@ -40,7 +40,7 @@ from .viz import figure_png, pyplot
 
 COLUMNS = ["image", "class", "method", "pointing_hit", "difficult", "energy", "rho_plus", "rho_minus",
            "insertion_auc", "deletion_auc", "road_morf", "road_lerf", "road_combined", "average_drop",
-           "increase", "seconds", "kept_scales"]
+           "increase", "seconds", "kept_scales", "all_zero"]
 METRICS = ("pointing", "energy", "rho", "insdel", "road", "avgdrop")
 # summary keys of the mean columns, and which direction is better
 MEANS = {"energy": "higher", "rho_plus": "higher", "rho_minus": "lower", "insertion_auc": "higher",
@@ -144,7 +144,8 @@ def evaluate_items(
         target = ids if target_kind == "class" else label_target(target_kind, ids)
         res = methods[m_name](xb, target=target)
         rows = [dict(image=item.name, **{"class": c}, method=m_name, seconds=res.seconds / len(cls_list),
-                     kept_scales=" ".join(map(str, res.kept_scales[i])) if res.kept_scales else "")
+                     kept_scales=" ".join(map(str, res.kept_scales[i])) if res.kept_scales else "",
+                     all_zero=not bool(res.maps[i].amax() > 0))
                 for i, c in enumerate(cls_list)]
         with frozen_eval(bundle.model):  # metrics see the model in eval mode, restored after
             # insertion/deletion score the clean top-1 for class logits (the RISE protocol), else the target
@@ -274,10 +275,11 @@ def _num(v: str) -> float | None:
 def summarize(rows: list[dict]) -> dict:
     """The summary.json dictionary from result rows (strings as read from the CSV)."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    out: dict = {k: {} for k in ("pointing_game", "pointing_game_difficult", *MEANS, "items")}
+    out: dict = {k: {} for k in ("pointing_game", "pointing_game_difficult", *MEANS, "items", "all_zero")}
     for m in methods:
         mr = [r for r in rows if r["method"] == m]
         out["items"][m] = len(mr)
+        out["all_zero"][m] = sum(r.get("all_zero") == "1" for r in mr)  # records of older versions: not counted
         trials = [(int(r["class"]), None if r["pointing_hit"] == "" else r["pointing_hit"] == "1") for r in mr]
         out["pointing_game"][m] = pointing_accuracy(trials)
         out["pointing_game_difficult"][m] = pointing_accuracy(
@@ -345,6 +347,22 @@ def uneven_items(summary: dict) -> bool:
     return len(set(summary["items"].values())) > 1
 
 
+ZERO_MAPS = ("An all-zero map finds no positive evidence for the class anywhere (common with untrained weights): "
+             "the pointing game counts it as pointing at its first pixel, its energy in the region is 0, and "
+             "insertion/deletion order its pixels by position alone.")
+
+
+def zero_map_counts(summary: dict) -> str:
+    """'N of M items (method), ...' for the methods with all-zero maps, '' when none has any.
+
+    Example:
+        >>> zero_map_counts({"items": {"gradcam": 4, "cameras": 4}, "all_zero": {"gradcam": 1, "cameras": 0}})
+        '1 of 4 items (gradcam)'
+    """
+    counts = summary.get("all_zero", {})
+    return ", ".join(f"{counts[m]} of {n} items ({m})" for m, n in summary["items"].items() if counts.get(m))
+
+
 def _report_md(summary: dict, meta: dict, bars: bool, curves: bool) -> str:
     def f(v, pct=False):
         return "–" if v is None else (f"{100 * v:.1f}" if pct else f"{v:.4f}")
@@ -363,6 +381,9 @@ def _report_md(summary: dict, meta: dict, bars: bool, curves: bool) -> str:
     if uneven_items(summary):  # e.g. a method added by a rerun over other images
         lines += ["", "**Note:** the methods were scored on different numbers of items (see `items`): "
                   "their means are not over the same images. Rerun with every method to compare them."]
+    zero = zero_map_counts(summary)
+    if zero:
+        lines += ["", f"**Note:** all-zero maps: {zero}. {ZERO_MAPS}"]
     faith = ("road_morf", "road_lerf", "road_combined", "average_drop", "increase_in_confidence")
     if any(v is not None for k in faith for v in summary[k].values()):
         lines += ["", "Faithfulness: ROAD (Rong et al. 2022; probability of the explained class after removing the",

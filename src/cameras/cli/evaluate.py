@@ -92,11 +92,13 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
         scores = [f"{label} {100 * v:.1f}%" if pct else f"{label} {v:.3f}"
                   for k, label, pct in CONSOLE_METRICS if (v := summary[k][m]) is not None]
         click.echo(f"{m}: {n} items, " + (", ".join(scores) or "no scores (see report.md)"))
-    from ..evaluate import uneven_items
+    from ..evaluate import ZERO_MAPS, uneven_items, zero_map_counts
 
     if uneven_items(summary):
         click.echo("note: the methods were scored on different numbers of items (a method joined from an earlier "
                    "run): their means are not over the same images", err=True)
+    if zero_map_counts(summary):
+        click.echo(f"note: all-zero maps: {zero_map_counts(summary)}. {ZERO_MAPS}", err=True)
     click.echo(f"wrote {out_dir}/results.csv, summary.json, report.md")
 
 
