@@ -479,3 +479,32 @@ def test_attack_and_sanity_take_a_limit_like_the_dataset_commands(tmp_path):
     assert len(json.loads((tmp_path / "s" / "sanity.json").read_text())["images"]) == 1
     r = run(["attack", "--data", str(tmp_path / "imgs"), "--limit", "0", "--out", str(tmp_path / "z"), *M])
     assert r.exit_code == 2 and "--limit" in r.output and not (tmp_path / "z").exists(), r.output
+
+
+def test_compare_and_evaluate_take_layer_and_scales_for_every_method_that_takes_them(tmp_path):
+    img = save(tmp_path / "a.png")
+    out = tmp_path / "c.png"
+    r = run(["compare", str(img), "--methods", "cameras,gradcam,gradient", "--layer", "0.5", "--scales", "64,96",
+             "--out", str(out), *M])
+    assert r.exit_code == 0, r.output
+    methods = json.loads(out.with_suffix(".json").read_text())["models"][0]["methods"]
+    assert methods["cameras"]["layer"] == methods["gradcam"]["layer"] == "0.5"
+    assert methods["cameras"]["options"]["scales"] == [64, 96] and methods["cameras"]["kept_scales"] == [64, 96]
+    assert "layer" not in methods["gradient"]["options"]  # an input-gradient method takes no layer
+    # the same as --set for each
+    r = run(["compare", str(img), "--methods", "cameras,gradcam", "--set", "cameras.layer=0.5", "--set",
+             "gradcam.layer=0.5", "--set", "cameras.scales=[64, 96]", "--out", str(tmp_path / "d.png"), *M])
+    assert r.exit_code == 0, r.output
+    for m in ("cameras", "gradcam"):
+        c, d = (np.load(tmp_path / f"{f}.synthetic-cnn.{m}.npy") for f in "cd")
+        assert np.array_equal(c, d)
+    for args, message in ((["--methods", "rise", "--layer", "0.5"], "--layer applies to none of the methods run"),
+                          (["--methods", "gradcam", "--scales", "64"], "--scales applies to none"),
+                          (["--methods", "gradcam", "--layer", "0.5", "--set", "gradcam.layer=0.2"],
+                           "--layer and --set gradcam.layer both give gradcam's layer")):
+        r = run(["compare", str(img), *args, "--out", str(tmp_path / "e.png"), *M])
+        assert r.exit_code == 2 and message in r.output, (args, r.output)
+        r = run(["evaluate", "--data", str(tmp_path), "--format", "imagenet", *args, "--out", str(tmp_path / "ev"),
+                 *M])
+        assert r.exit_code == 2 and message in r.output, (args, r.output)
+    assert not (tmp_path / "e.png").exists() and not (tmp_path / "ev").exists()

@@ -213,6 +213,42 @@ def method_settings(settings, names: list[str]) -> dict[str, dict]:
     return opts
 
 
+def layer_scales_options(f):
+    """``--layer`` and ``--scales`` for the commands that run several methods: shorthands for ``--set
+    METHOD.layer=…`` / ``--set METHOD.scales=…`` on every method that takes them (:func:`with_shorthands`)."""
+    f = click.option("--scales", default=None,
+                     help="Sizes for every method that takes them (cameras, multiscale-*), e.g. 224,324,424 or "
+                          "224:1000:100: --set METHOD.scales=… for each.")(f)
+    return click.option("--layer", default=None,
+                        help="Layer for every method that takes one (the CAMs, CAMERAS, NormGrad): --set "
+                             "METHOD.layer=… for each.")(f)
+
+
+def with_shorthands(opts: dict[str, dict], names: list[str], layer: str | None, scales: str | None) -> dict:
+    """``opts`` (options by method, from :func:`method_settings`) with ``--layer`` and ``--scales`` given to every
+    method of ``names`` that takes them; BadParameter when none does, or when ``--set`` gives one of them too.
+
+    Example:
+        >>> with_shorthands({}, ["cameras", "gradcam", "rise"], "layer4", None)
+        {'cameras': {'layer': 'layer4'}, 'gradcam': {'layer': 'layer4'}}
+    """
+    from ..methods import method_option_names
+
+    out = {k: dict(v) for k, v in opts.items()}
+    for flag, key, value in (("--layer", "layer", layer), ("--scales", "scales", scales)):
+        if value is None:
+            continue
+        takers = [n for n in names if key in method_option_names(n)]
+        if not takers:
+            raise click.BadParameter(f"{flag} applies to none of the methods run ({', '.join(names)}); leave it out "
+                                     "or add a method that takes it")
+        for n in takers:
+            if key in out.get(n, {}):
+                raise click.BadParameter(f"{flag} and --set {n}.{key} both give {n}'s {key}; give one of them")
+            out.setdefault(n, {})[key] = value
+    return out
+
+
 def own_settings(settings, name: str) -> list[str]:
     """``--set`` items of a command that runs one method (``name``), each ``KEY=VALUE`` or, as for the commands
     that run several, ``METHOD.KEY=VALUE`` with that method: the prefix is dropped, and a prefix naming another

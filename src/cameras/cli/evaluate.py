@@ -11,6 +11,7 @@ from .common import (
     FORMATS,
     check_out,
     device_option,
+    layer_scales_options,
     load_classifier,
     main,
     method_settings,
@@ -25,6 +26,7 @@ from .common import (
     torch_device,
     user_errors,
     weights_option,
+    with_shorthands,
 )
 
 # the summary's means the console prints (key, label, shown as a percentage)
@@ -54,13 +56,14 @@ CONSOLE_METRICS = (("pointing_game", "pointing", True), ("energy", "energy", Fal
 @click.option("--insdel-step", default=224, show_default=True, type=click.IntRange(1, None),
               help="Pixels per insertion/deletion step.")
 @click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE", help="Method option (repeatable).")
+@layer_scales_options
 @square_option
 @device_option
 @out_dir_option()
 @quiet_option
 @threads_option
 def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, target_kind, limit, batch_size, insdel_step,
-             settings, square, device, out_dir, quiet, threads) -> None:
+             settings, layer, scales, square, device, out_dir, quiet, threads) -> None:
     """Evaluate methods on a dataset: results.csv, summary.json, report.md (resumable).
 
     Every (image, ground-truth class, method) item gets one row in OUT/results.csv; a rerun
@@ -82,7 +85,7 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
         wanted = {m.strip() for m in metrics.split(",") if m.strip()}
         if not wanted:
             raise click.BadParameter("--metrics names no metric; give a comma list, e.g. pointing,rho")
-        opts = method_settings(settings, names)
+        opts = with_shorthands(method_settings(settings, names), names, layer, scales)
         bundle = load_classifier(model_name, weights, run.device, "cameras evaluate")
         summary = evaluate_dataset(data_dir, fmt, bundle, names, opts, wanted, out_dir, mapping, limit, batch_size,
                                    insdel_step, square, progress_flag(quiet), run, target_kind)

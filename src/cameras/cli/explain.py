@@ -13,6 +13,7 @@ from .common import (
     check_out,
     device_option,
     fail,
+    layer_scales_options,
     load_classifier,
     main,
     method_settings,
@@ -25,6 +26,7 @@ from .common import (
     threads_option,
     torch_device,
     user_errors,
+    with_shorthands,
 )
 
 
@@ -347,14 +349,15 @@ def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kin
               help="How the class is explained: class logit, sigmoid logit (multi-label models), softmax probability.")
 @click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE",
               help="Method option, e.g. --set rise.n_masks=6000 --set extremal.iterations=1000 (repeatable).")
+@layer_scales_options
 @click.option("--square", is_flag=True, help="Resize to a square instead of keeping the aspect ratio.")
 @device_option
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity.")
 @click.option("--out", "out_png", required=True, type=click.Path(path_type=Path), help="Figure file (.png).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @threads_option
-def compare(image, methods, models, weights, targets, target_kind, settings, square, device, alpha, out_png, quiet,
-            threads) -> None:
+def compare(image, methods, models, weights, targets, target_kind, settings, layer, scales, square, device, alpha,
+            out_png, quiet, threads) -> None:
     """Compare methods (and models) on one IMAGE: a figure like the paper's Figures 4-6.
 
     Writes OUT (the image, then each method's overlay titled with its seconds; one row per
@@ -369,7 +372,7 @@ def compare(image, methods, models, weights, targets, target_kind, settings, squ
 
     with user_errors():
         names = method_names(methods)
-        opts = method_settings(settings, names)
+        opts = with_shorthands(method_settings(settings, names), names, layer, scales)
         if out_png.suffix.lower() != ".png":
             raise click.BadParameter(f"--out must name a .png file, got {out_png}")
         check_out(out_png, "file")

@@ -167,22 +167,28 @@ def parse_option_strings(items: Iterable[str] | None, per_method: bool = False) 
     """``["n_masks=500", "p=0.2"]`` → {"n_masks": 500, "p": 0.2}; with ``per_method``,
     ``["rise.n_masks=500"]`` → {"rise": {"n_masks": 500}} (method names checked).
 
-    Values are Python literals when they parse as one, else text.
+    Values are Python literals when they parse as one, else text; a ``layer`` is always text (the
+    layer ``0.10`` of a Sequential is no number).
 
     Example:
         >>> parse_option_strings(["rise.n_masks=8", "extremal.area=0.1"], per_method=True)
         {'rise': {'n_masks': 8}, 'extremal': {'area': 0.1}}
+        >>> parse_option_strings(["layer=0.10"])
+        {'layer': '0.10'}
     """
     out: dict[str, Any] = {}
     for item in items or ():
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise InputError(f"'{item}' is not KEY=VALUE")
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw
         key = key.strip()
+        if key.rpartition(".")[2] == "layer":
+            value: Any = raw.strip()
+        else:
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                value = raw
         if per_method:
             meth, dot, opt = key.partition(".")
             if not dot:
