@@ -508,3 +508,13 @@ def test_compare_and_evaluate_take_layer_and_scales_for_every_method_that_takes_
                  *M])
         assert r.exit_code == 2 and message in r.output, (args, r.output)
     assert not (tmp_path / "e.png").exists() and not (tmp_path / "ev").exists()
+    # one layer for two models that do not share it: the error names the model and why
+    r = run(["compare", str(img), "--methods", "gradcam", "--model", "synthetic:cnn,synthetic:vit", "--layer", "0.5",
+             "--quiet", "--out", str(tmp_path / "f.png")])
+    assert r.exit_code == 2 and "synthetic:vit: " in r.output and "applies to every compared model" in r.output, \
+        r.output
+    # a layer list and a quoted or None layer keep their meaning; a number-like name stays a name
+    r = run(["compare", str(img), "--methods", "normgrad", "--set", "normgrad.layer=['0.3', '0.5']", "--out",
+             str(tmp_path / "g.png"), *M])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "g.json").read_text())["models"][0]["methods"]["normgrad"]["layer"] == "0.3,0.5"

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .core.errors import LayerError
 from .core.ops import resize_maps
 from .core.targets import Target, class_scores
 from .images import load_image
@@ -26,6 +27,18 @@ def slug(text: str) -> str:
         'torchvision-resnet50'
     """
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+def _built(name: str, bundle: ModelBundle, options: dict, models: int):
+    """``build_method``, a layer error naming the model when several are compared (one layer option is given to
+    every model)."""
+    try:
+        return build_method(name, bundle, **options)
+    except LayerError as e:
+        if models == 1:
+            raise
+        raise LayerError(f"{bundle.name}: {e}; a layer option (--layer, --set {name}.layer) applies to every "
+                         "compared model, so compare models that share the layer's name, or leave it out") from None
 
 
 def compare(
@@ -62,7 +75,7 @@ def compare(
     record: dict = {"image": str(image_path), "size": [H, W], "models": []}
     rows = []
     # build every method first, so that a bad option fails before any slow work
-    built = [[build_method(n, b, **(options or {}).get(n, {})) for n in methods] for b in bundles]
+    built = [[_built(n, b, (options or {}).get(n, {}), len(bundles)) for n in methods] for b in bundles]
     record["warnings"] = list(dict.fromkeys(w for m in built[0] if (w := m.convergence_warning())))
     with tqdm(total=len(bundles) * len(methods), desc="compare", unit="map",
               disable=None if progress is None else not progress) as bar:  # closed also when a method raises

@@ -279,7 +279,9 @@ def summarize(rows: list[dict]) -> dict:
     for m in methods:
         mr = [r for r in rows if r["method"] == m]
         out["items"][m] = len(mr)
-        out["all_zero"][m] = sum(r.get("all_zero") == "1" for r in mr)  # records of older versions: not counted
+        # None when rows of an older version (no such column) are among them: unknown, not "no zero maps"
+        out["all_zero"][m] = None if any(r.get("all_zero", "") == "" for r in mr) else \
+            sum(r["all_zero"] == "1" for r in mr)
         trials = [(int(r["class"]), None if r["pointing_hit"] == "" else r["pointing_hit"] == "1") for r in mr]
         out["pointing_game"][m] = pointing_accuracy(trials)
         out["pointing_game_difficult"][m] = pointing_accuracy(
@@ -347,9 +349,11 @@ def uneven_items(summary: dict) -> bool:
     return len(set(summary["items"].values())) > 1
 
 
-ZERO_MAPS = ("An all-zero map finds no positive evidence for the class anywhere (common with untrained weights): "
-             "the pointing game counts it as pointing at its first pixel, its energy in the region is 0, and "
-             "insertion/deletion order its pixels by position alone.")
+ZERO_MAPS = ("An all-zero map finds no positive evidence for the class anywhere (common with untrained weights; a "
+             "raw map that overflowed to NaN or inf is shown as zero too): the pointing game counts it as pointing "
+             "at its first pixel, its energy in the region and its ρ⁺ are 0 and its ρ⁻ is the whole image's, "
+             "insertion/deletion and ROAD take its pixels in raster order, and Average Drop scores a blanked image. "
+             "Extremal's masks are not normalised, so its maps are rarely all zero.")
 
 
 def zero_map_counts(summary: dict) -> str:

@@ -217,8 +217,8 @@ def layer_scales_options(f):
     """``--layer`` and ``--scales`` for the commands that run several methods: shorthands for ``--set
     METHOD.layer=…`` / ``--set METHOD.scales=…`` on every method that takes them (:func:`with_shorthands`)."""
     f = click.option("--scales", default=None,
-                     help="Sizes for every method that takes them (cameras, multiscale-*), e.g. 224,324,424 or "
-                          "224:1000:100: --set METHOD.scales=… for each.")(f)
+                     help="Sizes for every method that takes them (cameras, multiscale-*, and their smooth-/tta- "
+                          "forms), e.g. 224,324,424 or 224:1000:100: --set METHOD.scales=… for each.")(f)
     return click.option("--layer", default=None,
                         help="Layer for every method that takes one (the CAMs, CAMERAS, NormGrad): --set "
                              "METHOD.layer=… for each.")(f)

@@ -167,14 +167,15 @@ def parse_option_strings(items: Iterable[str] | None, per_method: bool = False) 
     """``["n_masks=500", "p=0.2"]`` → {"n_masks": 500, "p": 0.2}; with ``per_method``,
     ``["rise.n_masks=500"]`` → {"rise": {"n_masks": 500}} (method names checked).
 
-    Values are Python literals when they parse as one, else text; a ``layer`` is always text (the
-    layer ``0.10`` of a Sequential is no number).
+    Values are Python literals when they parse as one, else text; a ``layer`` that reads as a number
+    stays text (the layer ``0.10`` of a Sequential is no number), while a quoted name, a list of
+    names (NormGrad's) and None keep their literal meaning.
 
     Example:
         >>> parse_option_strings(["rise.n_masks=8", "extremal.area=0.1"], per_method=True)
         {'rise': {'n_masks': 8}, 'extremal': {'area': 0.1}}
-        >>> parse_option_strings(["layer=0.10"])
-        {'layer': '0.10'}
+        >>> parse_option_strings(["layer=0.10"]), parse_option_strings(["layer=['0.3', '0.5']"])
+        ({'layer': '0.10'}, {'layer': ['0.3', '0.5']})
     """
     out: dict[str, Any] = {}
     for item in items or ():
@@ -182,13 +183,12 @@ def parse_option_strings(items: Iterable[str] | None, per_method: bool = False) 
         if not sep or not key.strip():
             raise InputError(f"'{item}' is not KEY=VALUE")
         key = key.strip()
-        if key.rpartition(".")[2] == "layer":
-            value: Any = raw.strip()
-        else:
-            try:
-                value = ast.literal_eval(raw)
-            except (ValueError, SyntaxError):
-                value = raw
+        try:
+            value: Any = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        if key.rpartition(".")[2] == "layer" and not (value is None or isinstance(value, (str, list, tuple))):
+            value = raw.strip()
         if per_method:
             meth, dot, opt = key.partition(".")
             if not dot:
