@@ -101,7 +101,7 @@ def compare(
                                           "options": m.options}
                 if res.kept_scales and 2 * len(res.kept_scales[0]) < len(res.extras["scales"]):
                     entry["methods"][name]["few_scales"] = True
-                if not bool(res.maps[0].amax() > 0):  # with the target's facts, which may say why
+                if bool(res.all_zero()[0]):  # with the target's facts, which may say why
                     facts = res.target_facts(0)
                     entry["methods"][name].update(all_zero=True, **({"target_facts": facts} if facts else {}))
                 cells.append((f"{name}  {res.seconds:.2f} s", sal))

@@ -143,9 +143,10 @@ def evaluate_items(
         ids = torch.tensor(cls_list, device=x.device)
         target = ids if target_kind == "class" else label_target(target_kind, ids)
         res = methods[m_name](xb, target=target)
+        zero = res.all_zero().tolist()
         rows = [dict(image=item.name, **{"class": c}, method=m_name, seconds=res.seconds / len(cls_list),
                      kept_scales=" ".join(map(str, res.kept_scales[i])) if res.kept_scales else "",
-                     all_zero=not bool(res.maps[i].amax() > 0))
+                     all_zero=zero[i])
                 for i, c in enumerate(cls_list)]
         with frozen_eval(bundle.model):  # metrics see the model in eval mode, restored after
             # insertion/deletion score the clean top-1 for class logits (the RISE protocol), else the target

@@ -256,7 +256,7 @@ def _explain_batch(batch, loaded, outcomes, stems, bundle, method, out_dir, targ
             facts = res.target_facts(b)
             if facts:
                 entry["target_facts"] = facts
-            if not bool(res.maps[b].amax() > 0):  # a blank picture needs a reason
+            if bool(res.all_zero()[b]):  # a blank picture needs a reason
                 entry["all_zero"] = True
                 note = zero_map_note(method.name, name, res.layer, facts=entry.get("target_facts"))
                 outcomes[i].warnings.append(f"{outcomes[i].path}: {note}")

@@ -645,8 +645,8 @@ def recalibrate_batch_norms(module: nn.Module, inputs: Tensor | list[Tensor] | t
     A network with random weights often collapses: its batch norms hold their initial statistics
     (mean 0, variance 1), which normalise nothing, so layers that shrink their input shrink it
     all the way up. torchvision's Inception-v3 built for random weights has ``Mixed_7c``
-    activations of about 1e-6 and an all-zero map for every image; its MobileNet-v3 segmentation
-    and detection models reach 1e-8 to 1e-15 and give (nearly) the same output for any input. A
+    activations below 1e-6 and an all-zero map for every image; its MobileNet-v3 segmentation
+    and detection models reach 3e-8 to 5e-16 and give (nearly) the same output for any input. A
     map of such a model explains rounding, not the model. Running ``inputs`` through ``module``
     with only its batch norms in training mode (dropout and everything else as they are) sets
     each norm's statistics to the average of its batch statistics over the inputs, so every

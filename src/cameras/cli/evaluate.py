@@ -100,8 +100,9 @@ def evaluate(data_dir, fmt, model_name, weights, methods, metrics, mapping, targ
     if uneven_items(summary):
         click.echo("note: the methods were scored on different numbers of items (a method joined from an earlier "
                    "run): their means are not over the same images", err=True)
-    if zero_map_counts(summary):
-        click.echo(f"note: all-zero maps: {zero_map_counts(summary)}. {ZERO_MAPS}", err=True)
+    zero = zero_map_counts(summary)
+    if zero:
+        click.echo(f"note: all-zero maps: {zero}. {ZERO_MAPS}", err=True)
     click.echo(f"wrote {out_dir}/results.csv, summary.json, report.md")
 
 

@@ -22,7 +22,9 @@ from .common import (
     models_option,
     own_settings,
     progress_flag,
+    quiet_option,
     set_threads,
+    square_option,
     threads_option,
     torch_device,
     user_errors,
@@ -58,7 +60,7 @@ from .common import (
                    "(removes the dark band along the border at large scales; costs more pixels).")
 @click.option("--resample", default="bicubic", show_default=True, type=click.Choice(["bicubic", "bilinear"]),
               help="CAMERAS: image resampling between scales.")
-@click.option("--square", is_flag=True, help="Resize images to a square instead of keeping the aspect ratio.")
+@square_option
 @device_option
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 4096),
               help="Images per batch (same-size images are batched).")
@@ -90,7 +92,7 @@ from .common import (
 @click.option("--iou", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True),
               help="Detection: the least IoU with --box for a detection to match.")
 @threads_option
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 def explain(images, model_name, weights, method, targets, target_kind, topk, layer, scales, steps, max_size, scale_rule,
             border_pad, resample, square, device, batch_size, alpha, cmap, fade, plain, out_dir, settings, recursive,
             overwrite, task, region, mask_file, box, iou, threads, quiet) -> None:
@@ -350,11 +352,11 @@ def dense_targets(bundle, task, targets, region, mask_file, box, iou, target_kin
 @click.option("--set", "settings", multiple=True, metavar="METHOD.KEY=VALUE",
               help="Method option, e.g. --set rise.n_masks=6000 --set extremal.iterations=1000 (repeatable).")
 @layer_scales_options
-@click.option("--square", is_flag=True, help="Resize to a square instead of keeping the aspect ratio.")
+@square_option
 @device_option
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity.")
 @click.option("--out", "out_png", required=True, type=click.Path(path_type=Path), help="Figure file (.png).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 @threads_option
 def compare(image, methods, models, weights, targets, target_kind, settings, layer, scales, square, device, alpha,
             out_png, quiet, threads) -> None:

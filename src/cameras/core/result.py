@@ -49,6 +49,16 @@ class SaliencyResult:
     def __len__(self) -> int:
         return int(self.maps.shape[0])
 
+    def all_zero(self) -> Tensor:
+        """B bool tensor: which maps are zero everywhere (no positive evidence anywhere; shown as the photo alone).
+
+        Example:
+            >>> import torch
+            >>> SaliencyResult(torch.tensor([[[0.0]], [[0.5]]]), torch.zeros(2), torch.zeros(2), "gradcam").all_zero()
+            tensor([ True, False])
+        """
+        return ~(self.maps.flatten(1).amax(1) > 0)
+
     def target_facts(self, i: int) -> dict[str, Any]:
         """Image ``i``'s entries of the target's facts (``extras["target"]``: a box's match, a region's
         fraction, ...), JSON-ready; {} when the target states none.
